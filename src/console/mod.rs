@@ -1,0 +1,1 @@
+//! The serial console: transcript, escape-sequence stripping, the expect engine.

@@ -1,0 +1,1 @@
+//! Installer images: ISO 9660 reading and boot-menu parsing.

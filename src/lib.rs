@@ -1,0 +1,11 @@
+//! ferry reinstalls a server from its provider's rescue system: it boots an installer in QEMU
+//! with the server's real disk attached and drives the install over the VM's serial console.
+//!
+//! The modules follow the flow: host facts → plan → fetch → boot → drive → finish → verify →
+//! report. `main.rs` only parses the command line and maps [`Error`] to an exit code.
+
+pub mod console;
+pub mod error;
+pub mod image;
+
+pub use error::Error;
