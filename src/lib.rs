@@ -7,5 +7,7 @@
 pub mod console;
 pub mod error;
 pub mod image;
+pub mod profile;
+pub mod qemu;
 
 pub use error::Error;

@@ -1,0 +1,433 @@
+//! Install profiles: the TOML schema, its validation, and template rendering.
+//!
+//! A profile says which image to boot, how to shape the VM, which boot-menu entry to take,
+//! which answer files to serve, which steps drive the installer, and how to finish. Every
+//! value is checked while the file is parsed, so an error points at `file:line:column`.
+
+mod template;
+mod values;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+
+pub use template::{Renderer, TemplateError};
+pub use values::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds};
+
+/// A parsed, validated profile, with the file it came from.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub path: PathBuf,
+    pub source: String,
+    pub spec: ProfileSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSpec {
+    /// One line saying what this profile installs.
+    #[serde(default)]
+    pub description: String,
+    pub image: ImageSpec,
+    #[serde(default)]
+    pub vm: VmSpec,
+    #[serde(default)]
+    pub boot: BootSpec,
+    /// Free-form template variables (`{{ vars.NAME }}`); `--var NAME=VALUE` overrides them.
+    #[serde(default)]
+    pub vars: BTreeMap<String, toml::Value>,
+    /// Answer files rendered from templates and served to the guest.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    #[serde(default)]
+    pub defaults: StepDefaults,
+    #[serde(default)]
+    pub steps: Vec<StepSpec>,
+    #[serde(default)]
+    pub finish: FinishSpec,
+}
+
+/// Where the installer image comes from: a local path, or a URL with its checksum.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// A local ISO, relative to the profile's directory.
+    pub path: Option<Spanned<String>>,
+    pub url: Option<Spanned<String>>,
+    pub sha256: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    #[serde(default)]
+    pub memory: Memory,
+    /// Number of virtual CPUs; 0 means one per host core.
+    #[serde(default)]
+    pub cpus: u32,
+    #[serde(default)]
+    pub accel: Accel,
+    #[serde(default)]
+    pub firmware: Firmware,
+    #[serde(default)]
+    pub disk_bus: DiskBus,
+    #[serde(default)]
+    pub disk_cache: DiskCache,
+}
+
+impl Default for VmSpec {
+    fn default() -> Self {
+        VmSpec {
+            memory: Memory::default(),
+            cpus: 0,
+            accel: Accel::Auto,
+            firmware: Firmware::Auto,
+            disk_bus: DiskBus::Virtio,
+            disk_cache: DiskCache::Auto,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootSpec {
+    /// Which boot-menu entry: `default`, a label, a title, or `Submenu > Title`.
+    #[serde(default = "default_entry")]
+    pub entry: Spanned<String>,
+    /// Extra kernel arguments (a template), added before `console=ttyS0,115200n8`.
+    #[serde(default)]
+    pub append: Option<Spanned<String>>,
+}
+
+fn default_entry() -> Spanned<String> {
+    Spanned::new(0..0, "default".to_string())
+}
+
+impl Default for BootSpec {
+    fn default() -> Self {
+        BootSpec { entry: default_entry(), append: None }
+    }
+}
+
+/// A file served to the guest at `{{ serve.url }}/NAME`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    pub name: Spanned<String>,
+    /// A template file, relative to the profile's directory.
+    pub template: Option<Spanned<String>>,
+    /// The template inline.
+    pub content: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StepDefaults {
+    /// Timeout of a step that names none.
+    pub timeout: Option<Seconds>,
+    /// Fail patterns checked during every step (installer error screens, kernel panics).
+    #[serde(default, deserialize_with = "values::one_or_many")]
+    pub fail: Vec<Pattern>,
+}
+
+/// One step of the drive: wait for a pattern, then send text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub name: String,
+    /// What to wait for: literal text, or `/a regex/`. Several: any of them.
+    #[serde(default, deserialize_with = "values::one_or_many")]
+    pub expect: Vec<Pattern>,
+    /// Text (a template) to type once the pattern matched.
+    pub send: Option<Spanned<String>>,
+    pub timeout: Option<Seconds>,
+    /// Patterns that fail this step, on top of `[defaults].fail`.
+    #[serde(default, deserialize_with = "values::one_or_many")]
+    pub fail: Vec<Pattern>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinishSpec {
+    /// How long to wait, after the last step, for the guest to power off.
+    #[serde(default = "default_poweroff_timeout")]
+    pub poweroff_timeout: Seconds,
+    #[serde(default)]
+    pub verify: VerifySpec,
+}
+
+fn default_poweroff_timeout() -> Seconds {
+    Seconds::from_secs(600)
+}
+
+impl Default for FinishSpec {
+    fn default() -> Self {
+        FinishSpec { poweroff_timeout: default_poweroff_timeout(), verify: VerifySpec::default() }
+    }
+}
+
+/// The boot check: boot the installed disk alone and wait for this pattern.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_login", deserialize_with = "values::one_or_many")]
+    pub expect: Vec<Pattern>,
+    #[serde(default = "default_verify_timeout")]
+    pub timeout: Seconds,
+    #[serde(default, deserialize_with = "values::one_or_many")]
+    pub fail: Vec<Pattern>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_login() -> Vec<Pattern> {
+    vec![Pattern::regex(r"login: ?$").expect("valid built-in pattern")]
+}
+
+fn default_verify_timeout() -> Seconds {
+    Seconds::from_secs(300)
+}
+
+impl Default for VerifySpec {
+    fn default() -> Self {
+        VerifySpec {
+            enabled: true,
+            expect: default_login(),
+            timeout: default_verify_timeout(),
+            fail: Vec::new(),
+        }
+    }
+}
+
+/// A profile that could not be read or is not valid. Displays as `file:line:column: what`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read profile {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{location}: {message}")]
+    Invalid { location: String, message: String },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
+
+impl Profile {
+    /// Reads and validates a profile file.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|source| ProfileError::Read { path: path.to_path_buf(), source })?;
+        Profile::parse(path, source)
+    }
+
+    /// Parses profile text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(path: &Path, source: String) -> Result<Profile, ProfileError> {
+        let spec: ProfileSpec = toml::from_str(&source).map_err(|e| ProfileError::Invalid {
+            location: location(path, &source, e.span().map_or(0, |s| s.start)),
+            message: e.message().trim_end().to_string(),
+        })?;
+        let profile = Profile { path: path.to_path_buf(), source, spec };
+        profile.check()?;
+        Ok(profile)
+    }
+
+    /// Checks that need more than one field at a time.
+    fn check(&self) -> Result<(), ProfileError> {
+        let image = &self.spec.image;
+        match (&image.path, &image.url) {
+            (None, None) => {
+                return Err(self.invalid(0, "[image] needs `path` (a local ISO) or `url`"));
+            }
+            (Some(p), Some(_)) => {
+                return Err(self.invalid(p.span().start, "[image] has both `path` and `url`: keep one"));
+            }
+            _ => {}
+        }
+        if let Some(sum) = &image.sha256
+            && (sum.get_ref().len() != 64 || !sum.get_ref().bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(self.invalid(sum.span().start, "`sha256` must be 64 hexadecimal digits"));
+        }
+        for file in &self.spec.files {
+            let name = file.name.get_ref();
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                return Err(self.invalid(
+                    file.name.span().start,
+                    "a file `name` is a plain file name (no `/`, not starting with `.`)",
+                ));
+            }
+            match (&file.template, &file.content) {
+                (None, None) | (Some(_), Some(_)) => {
+                    return Err(self.invalid(
+                        file.name.span().start,
+                        "a [[files]] entry needs exactly one of `template` (a file) or `content`",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for step in &self.spec.steps {
+            if step.expect.is_empty() && step.send.is_none() {
+                let at = self.source.find(&step.name).unwrap_or(0);
+                return Err(self.invalid(at, "a step needs `expect`, `send`, or both"));
+            }
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, offset: usize, message: &str) -> ProfileError {
+        ProfileError::Invalid {
+            location: location(&self.path, &self.source, offset),
+            message: message.to_string(),
+        }
+    }
+
+    /// `file:line:column` of a span in this profile.
+    pub fn location_of<T>(&self, value: &Spanned<T>) -> String {
+        location(&self.path, &self.source, value.span().start)
+    }
+
+    /// A path written in the profile, relative to the profile's directory.
+    pub fn resolve(&self, relative: &str) -> PathBuf {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        dir.join(relative)
+    }
+
+    /// The profile's name: its file name without `.toml`.
+    pub fn name(&self) -> String {
+        self.path.file_stem().map_or_else(|| "profile".into(), |s| s.to_string_lossy().into_owned())
+    }
+}
+
+/// `file:line:column` (1-based) of a byte offset in `source`.
+pub fn location(path: &Path, source: &str, offset: usize) -> String {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("{}:{line}:{column}", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Profile, ProfileError> {
+        Profile::parse(Path::new("p.toml"), text.to_string())
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    const MINIMAL: &str = "[image]\npath = \"x.iso\"\n";
+
+    #[test]
+    fn minimal_profile_gets_defaults() {
+        let p = parse(MINIMAL).unwrap();
+        assert_eq!(p.spec.boot.entry.get_ref(), "default");
+        assert_eq!(p.spec.vm.accel, Accel::Auto);
+        assert!(p.spec.finish.verify.enabled);
+        assert_eq!(p.spec.finish.poweroff_timeout.as_duration().as_secs(), 600);
+    }
+
+    #[test]
+    fn full_profile_parses() {
+        let p = parse(
+            r#"
+description = "tiny"
+[image]
+path = "tiny.iso"
+[vm]
+memory = "512M"
+cpus = 2
+accel = "tcg"
+firmware = "uefi"
+disk_bus = "nvme"
+[boot]
+entry = "Options > debug"
+append = "url={{ serve.url }}/answers"
+[vars]
+hostname = "box"
+[[files]]
+name = "answers"
+content = "HOST={{ vars.hostname }}"
+[defaults]
+timeout = "1m"
+fail = ["/Kernel panic/"]
+[[steps]]
+name = "confirm"
+expect = ["[yes/no]: "]
+send = "yes\n"
+timeout = "90s"
+[finish]
+poweroff_timeout = "5m"
+verify = { expect = ["login:"], timeout = "2m" }
+"#,
+        )
+        .unwrap();
+        let s = &p.spec;
+        assert_eq!(s.vm.memory, Memory::Mib(512));
+        assert_eq!(s.vm.firmware, Firmware::Uefi);
+        assert_eq!(s.vm.disk_bus, DiskBus::Nvme);
+        assert_eq!(s.steps[0].timeout.unwrap().as_duration().as_secs(), 90);
+        assert_eq!(s.steps[0].expect[0], Pattern::literal("[yes/no]: "));
+        assert!(matches!(s.defaults.fail[0], Pattern::Regex(_)));
+        assert_eq!(s.finish.verify.timeout.as_duration().as_secs(), 120);
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let e = error("[image]\npath = \"x.iso\"\n[vm]\nmemroy = \"1G\"\n");
+        assert!(e.starts_with("p.toml:4:1: unknown field `memroy`, expected one of"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_point_at_the_value() {
+        let e = error(&format!("{MINIMAL}[vm]\naccel = \"kvmm\"\n"));
+        assert!(e.starts_with("p.toml:4:9: unknown variant `kvmm`, expected one of `auto`, `kvm`, `tcg`"), "{e}");
+        let e = error(&format!("{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"/(unclosed/\"]\n"));
+        assert_eq!(e, "p.toml:5:10: invalid regex /(unclosed/: unclosed group");
+        let e = error(&format!("{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"x\"]\ntimeout = \"soon\"\n"));
+        assert!(e.starts_with("p.toml:6:11: invalid duration `soon`"), "{e}");
+        let e = error(&format!("{MINIMAL}[vm]\nmemory = \"lots\"\n"));
+        assert!(e.starts_with("p.toml:4:10: invalid memory size `lots`"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_errors_have_positions() {
+        assert_eq!(error("[image]\n"), "p.toml:1:1: [image] needs `path` (a local ISO) or `url`");
+        assert_eq!(
+            error("[image]\npath = \"a\"\nurl = \"http://x/a.iso\"\n"),
+            "p.toml:2:8: [image] has both `path` and `url`: keep one"
+        );
+        assert_eq!(
+            error("[image]\nurl = \"http://x\"\nsha256 = \"abc\"\n"),
+            "p.toml:3:10: `sha256` must be 64 hexadecimal digits"
+        );
+        assert_eq!(
+            error(&format!("{MINIMAL}[[files]]\nname = \"a\"\n")),
+            "p.toml:4:8: a [[files]] entry needs exactly one of `template` (a file) or `content`"
+        );
+        assert_eq!(
+            error(&format!("{MINIMAL}[[files]]\nname = \"../etc\"\ncontent = \"\"\n")),
+            "p.toml:4:8: a file `name` is a plain file name (no `/`, not starting with `.`)"
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let e = error("[image\npath = 1\n");
+        assert!(e.starts_with("p.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn location_counts_characters() {
+        assert_eq!(location(Path::new("f"), "ab\ncé d", 7), "f:2:4");
+        assert_eq!(location(Path::new("f"), "", 5), "f:1:1");
+    }
+}

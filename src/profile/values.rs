@@ -1,0 +1,255 @@
+//! The value types of a profile. Each one checks itself while the TOML is parsed, so its error
+//! carries the position of the offending value.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// How to run the VM's CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// KVM when /dev/kvm opens, falling back to TCG when the guest shows no sign of life.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Firmware {
+    /// The host's own: UEFI when /sys/firmware/efi exists, else BIOS.
+    #[default]
+    Auto,
+    Bios,
+    Uefi,
+}
+
+/// How the target disk is attached to the VM, which decides its name in the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskBus {
+    /// virtio-blk: `/dev/vda`.
+    #[default]
+    Virtio,
+    /// AHCI: `/dev/sda`.
+    Sata,
+    /// virtio-scsi: `/dev/sda`.
+    Scsi,
+    /// NVMe: `/dev/nvme0n1`.
+    Nvme,
+}
+
+impl DiskBus {
+    /// The whole-disk device node the guest's Linux kernel creates.
+    pub fn guest_path(self) -> &'static str {
+        match self {
+            DiskBus::Virtio => "/dev/vda",
+            DiskBus::Sata | DiskBus::Scsi => "/dev/sda",
+            DiskBus::Nvme => "/dev/nvme0n1",
+        }
+    }
+}
+
+/// QEMU's cache mode for the target disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskCache {
+    /// `none` (O_DIRECT, keeps the rescue system's page cache free) for block devices,
+    /// `writeback` for image files (O_DIRECT fails on tmpfs).
+    #[default]
+    Auto,
+    None,
+    Writeback,
+    /// Ignores the guest's flushes: fastest, but data is lost if QEMU dies.
+    Unsafe,
+}
+
+/// VM memory: `auto` (sized from the host's available RAM) or a size such as `1G`, `768M`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum Memory {
+    #[default]
+    Auto,
+    Mib(u64),
+}
+
+impl FromStr for Memory {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Memory::Auto);
+        }
+        let bad = || format!("invalid memory size `{s}`: expected `auto` or a size like `1G` or `768M`");
+        let t = s.trim();
+        let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        let mib = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "M" | "MB" | "MIB" => n,
+            "G" | "GB" | "GIB" => n * 1024,
+            _ => return Err(bad()),
+        };
+        if mib < 128 {
+            return Err(format!("memory `{s}` is too small: a VM needs at least 128M"));
+        }
+        Ok(Memory::Mib(mib))
+    }
+}
+
+impl<'de> Deserialize<'de> for Memory {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration written as `30s`, `5m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Seconds(#[serde(with = "duration_secs")] Duration);
+
+impl Seconds {
+    pub const fn from_secs(secs: u64) -> Seconds {
+        Seconds(Duration::from_secs(secs))
+    }
+    pub fn as_duration(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map(Seconds).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "invalid duration `{text}`: expected e.g. `30s`, `5m` or `1h 30m`"
+            ))
+        })
+    }
+}
+
+mod duration_secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// What a step waits for. Written as a string: `/…/` is a regular expression (multi-line
+/// mode), anything else is literal text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    Literal(String),
+    Regex(String),
+}
+
+impl Pattern {
+    pub fn literal(text: &str) -> Pattern {
+        Pattern::Literal(text.to_string())
+    }
+
+    pub fn regex(source: &str) -> Result<Pattern, String> {
+        regex::RegexBuilder::new(source)
+            .multi_line(true)
+            .build()
+            .map_err(|e| format!("invalid regex /{source}/: {}", last_line(&e.to_string())))?;
+        Ok(Pattern::Regex(source.to_string()))
+    }
+}
+
+/// The regex crate's errors draw a caret diagram; its last line says what is wrong.
+fn last_line(message: &str) -> &str {
+    let line = message.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line)
+}
+
+impl FromStr for Pattern {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("a pattern cannot be empty".into());
+        }
+        match s.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
+            Some(source) if s.len() >= 2 => Pattern::regex(source),
+            _ => Ok(Pattern::literal(s)),
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pattern::Literal(text) => write!(f, "`{}`", text.escape_debug()),
+            Pattern::Regex(source) => write!(f, "/{source}/"),
+        }
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pattern::Literal(text) => s.serialize_str(text),
+            Pattern::Regex(source) => s.serialize_str(&format!("/{source}/")),
+        }
+    }
+}
+
+/// Deserializes one pattern or a list of them (`expect = "login:"` or `expect = ["a", "/b/"]`).
+/// A visitor rather than an untagged enum, so a bad pattern keeps its own message and position.
+pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Pattern>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = Vec<Pattern>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a pattern (a string) or a list of patterns")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.parse().map_err(E::custom)?])
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut patterns = Vec::new();
+            while let Some(p) = seq.next_element()? {
+                patterns.push(p);
+            }
+            Ok(patterns)
+        }
+    }
+    d.deserialize_any(Visitor)
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert_eq!("login:".parse::<Pattern>().unwrap(), Pattern::literal("login:"));
+        assert_eq!("/log(in)?:/".parse::<Pattern>().unwrap(), Pattern::Regex("log(in)?:".into()));
+        assert_eq!("/".parse::<Pattern>().unwrap(), Pattern::literal("/"));
+        assert!("".parse::<Pattern>().is_err());
+        assert!("/[/".parse::<Pattern>().unwrap_err().starts_with("invalid regex /[/"));
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!("auto".parse::<Memory>().unwrap(), Memory::Auto);
+        assert_eq!("2G".parse::<Memory>().unwrap(), Memory::Mib(2048));
+        assert_eq!("768M".parse::<Memory>().unwrap(), Memory::Mib(768));
+        assert_eq!("1024".parse::<Memory>().unwrap(), Memory::Mib(1024));
+        assert!("64M".parse::<Memory>().unwrap_err().contains("too small"));
+        assert!("2T".parse::<Memory>().is_err());
+    }
+
+    #[test]
+    fn disk_bus_names_the_guest_device() {
+        assert_eq!(DiskBus::Nvme.guest_path(), "/dev/nvme0n1");
+        assert_eq!(DiskBus::Sata.guest_path(), "/dev/sda");
+    }
+}

@@ -1,0 +1,292 @@
+//! The QEMU command line: a pure function of a [`Machine`], so what ferry runs is exactly
+//! what `qemu.args` records and what the unit tests below pin down.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::profile::DiskBus;
+
+/// The accelerator one QEMU process runs with (`auto` is resolved before this point).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccelKind {
+    Kvm,
+    Tcg,
+}
+
+/// Firmware files for one VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum FirmwareFiles {
+    /// QEMU's built-in SeaBIOS.
+    Bios,
+    /// OVMF: read-only code, and a writable copy of the variable store for this VM.
+    Uefi { code: PathBuf, vars: PathBuf },
+}
+
+/// QEMU's cache mode for the target disk, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheMode {
+    None,
+    Writeback,
+    Unsafe,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub bus: DiskBus,
+    pub cache: CacheMode,
+    /// Serial number shown to the guest (NVMe requires one).
+    pub serial: Option<String>,
+}
+
+/// Direct kernel boot: the installer's kernel taken from its own boot menu.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelBoot {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub append: String,
+}
+
+/// Everything that decides one QEMU process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Machine {
+    pub accel: AccelKind,
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub firmware: FirmwareFiles,
+    pub disk: Disk,
+    /// The installer image, attached as a CD-ROM (installers look for their media there).
+    pub cdrom: Option<PathBuf>,
+    pub kernel: Option<KernelBoot>,
+    /// The NIC's MAC address; QEMU picks one when absent.
+    pub mac: Option<String>,
+    pub serial_socket: PathBuf,
+    pub qmp_socket: PathBuf,
+}
+
+/// The arguments (without the program) that run `machine`.
+pub fn command_line(machine: &Machine) -> Vec<String> {
+    let mut args = Args::default();
+    // No default devices: every device below is one ferry chose and can name.
+    args.push(["-nodefaults", "-no-user-config", "-no-reboot"]);
+    args.push(["-machine", "q35"]);
+    match machine.accel {
+        AccelKind::Kvm => args.push(["-accel", "kvm"]),
+        AccelKind::Tcg => args.push(["-accel", "tcg"]),
+    }
+    // `-cpu host` fails under TCG; `max` works under both.
+    args.push(["-cpu", "max"]);
+    args.push(["-m".to_string(), machine.memory_mib.to_string()]);
+    args.push(["-smp".to_string(), machine.cpus.to_string()]);
+    if let FirmwareFiles::Uefi { code, vars } = &machine.firmware {
+        args.push(["-drive".to_string(), format!("if=pflash,format=raw,unit=0,readonly=on,file={}", escape(code))]);
+        args.push(["-drive".to_string(), format!("if=pflash,format=raw,unit=1,file={}", escape(vars))]);
+    }
+    disk_args(&mut args, &machine.disk);
+    if let Some(iso) = &machine.cdrom {
+        args.push([
+            "-drive".to_string(),
+            format!("if=none,id=installer,media=cdrom,readonly=on,format=raw,file={}", escape(iso)),
+        ]);
+        // q35's built-in AHCI controller: the guest sees /dev/sr0.
+        args.push(["-device", "ide-cd,drive=installer,bus=ide.2"]);
+    }
+    if let Some(boot) = &machine.kernel {
+        args.push(["-kernel".to_string(), boot.kernel.display().to_string()]);
+        if let Some(initrd) = &boot.initrd {
+            args.push(["-initrd".to_string(), initrd.display().to_string()]);
+        }
+        args.push(["-append".to_string(), boot.append.clone()]);
+    }
+    args.push(["-netdev", "user,id=net0"]);
+    let mut nic = "virtio-net-pci,netdev=net0,romfile=".to_string();
+    if let Some(mac) = &machine.mac {
+        nic.push_str(&format!(",mac={mac}"));
+    }
+    args.push(["-device".to_string(), nic]);
+    // wait=on: QEMU starts the guest only once ferry is connected, so no early byte is lost.
+    args.push([
+        "-chardev".to_string(),
+        format!("socket,id=serial0,path={},server=on,wait=on", escape(&machine.serial_socket)),
+    ]);
+    args.push(["-serial", "chardev:serial0"]);
+    args.push(["-qmp".to_string(), format!("unix:{},server=on,wait=off", escape(&machine.qmp_socket))]);
+    // A VGA device, not shown anywhere, so QMP screendump can capture graphical installers.
+    args.push(["-vga", "std", "-display", "none"]);
+    args.0
+}
+
+fn disk_args(args: &mut Args, disk: &Disk) {
+    let cache = match disk.cache {
+        // aio=native needs O_DIRECT, which cache=none gives.
+        CacheMode::None => "cache=none,aio=native",
+        CacheMode::Writeback => "cache=writeback",
+        CacheMode::Unsafe => "cache=unsafe",
+    };
+    args.push([
+        "-drive".to_string(),
+        format!("if=none,id=target,format=raw,file={},{cache},discard=unmap", escape(&disk.path)),
+    ]);
+    let serial = disk.serial.as_deref().map(|s| format!(",serial={}", escape_str(s))).unwrap_or_default();
+    match disk.bus {
+        DiskBus::Virtio => args.push(["-device".to_string(), format!("virtio-blk-pci,drive=target,bootindex=1{serial}")]),
+        DiskBus::Sata => args.push(["-device".to_string(), format!("ide-hd,drive=target,bus=ide.0,bootindex=1{serial}")]),
+        DiskBus::Scsi => {
+            args.push(["-device", "virtio-scsi-pci,id=scsi0"]);
+            args.push(["-device".to_string(), format!("scsi-hd,drive=target,bus=scsi0.0,bootindex=1{serial}")]);
+        }
+        DiskBus::Nvme => {
+            // QEMU refuses an NVMe controller without a serial number.
+            let serial = disk.serial.as_deref().unwrap_or("ferry-disk");
+            args.push(["-device".to_string(), format!("nvme,drive=target,serial={},bootindex=1", escape_str(serial))]);
+        }
+    }
+}
+
+/// QEMU option values separate with commas; a literal comma is written twice.
+fn escape(path: &Path) -> String {
+    escape_str(&path.display().to_string())
+}
+
+fn escape_str(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
+#[derive(Default)]
+struct Args(Vec<String>);
+
+impl Args {
+    fn push<I: IntoIterator<Item = S>, S: Into<String>>(&mut self, items: I) {
+        self.0.extend(items.into_iter().map(Into::into));
+    }
+}
+
+/// A command line as a shell would need it typed, for `qemu.args` and error messages.
+pub fn shell_quote(program: &Path, args: &[String]) -> String {
+    std::iter::once(program.display().to_string())
+        .chain(args.iter().cloned())
+        .map(|a| {
+            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machine() -> Machine {
+        Machine {
+            accel: AccelKind::Tcg,
+            memory_mib: 1024,
+            cpus: 2,
+            firmware: FirmwareFiles::Bios,
+            disk: Disk {
+                path: "/tmp/disk.img".into(),
+                bus: DiskBus::Virtio,
+                cache: CacheMode::Writeback,
+                serial: None,
+            },
+            cdrom: Some("/isos/tiny.iso".into()),
+            kernel: Some(KernelBoot {
+                kernel: "/run/k".into(),
+                initrd: Some("/run/i".into()),
+                append: "quiet console=ttyS0,115200n8".into(),
+            }),
+            mac: Some("52:54:00:12:34:56".into()),
+            serial_socket: "/run/serial.sock".into(),
+            qmp_socket: "/run/qmp.sock".into(),
+        }
+    }
+
+    fn joined(m: &Machine) -> String {
+        command_line(m).join(" ")
+    }
+
+    #[test]
+    fn install_machine() {
+        assert_eq!(
+            joined(&machine()),
+            "-nodefaults -no-user-config -no-reboot -machine q35 -accel tcg -cpu max -m 1024 -smp 2 \
+             -drive if=none,id=target,format=raw,file=/tmp/disk.img,cache=writeback,discard=unmap \
+             -device virtio-blk-pci,drive=target,bootindex=1 \
+             -drive if=none,id=installer,media=cdrom,readonly=on,format=raw,file=/isos/tiny.iso \
+             -device ide-cd,drive=installer,bus=ide.2 \
+             -kernel /run/k -initrd /run/i -append quiet console=ttyS0,115200n8 \
+             -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56 \
+             -chardev socket,id=serial0,path=/run/serial.sock,server=on,wait=on -serial chardev:serial0 \
+             -qmp unix:/run/qmp.sock,server=on,wait=off -vga std -display none"
+        );
+    }
+
+    #[test]
+    fn append_stays_one_argument() {
+        let args = command_line(&machine());
+        let i = args.iter().position(|a| a == "-append").unwrap();
+        assert_eq!(args[i + 1], "quiet console=ttyS0,115200n8");
+    }
+
+    #[test]
+    fn verify_machine_has_only_the_disk() {
+        let mut m = machine();
+        m.cdrom = None;
+        m.kernel = None;
+        let line = joined(&m);
+        assert!(!line.contains("-kernel") && !line.contains("installer") && !line.contains("-append"));
+        assert!(line.contains("virtio-blk-pci,drive=target,bootindex=1"));
+    }
+
+    #[test]
+    fn uefi_uses_pflash_code_and_vars_copy() {
+        let mut m = machine();
+        m.firmware = FirmwareFiles::Uefi { code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(), vars: "/run/vars.fd".into() };
+        let line = joined(&m);
+        assert!(line.contains(
+            "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+             -drive if=pflash,format=raw,unit=1,file=/run/vars.fd"
+        ));
+    }
+
+    #[test]
+    fn disk_buses() {
+        let mut m = machine();
+        m.disk.cache = CacheMode::None;
+        m.disk.bus = DiskBus::Nvme;
+        m.disk.serial = Some("S4EWNX0R".into());
+        let line = joined(&m);
+        assert!(line.contains("cache=none,aio=native"));
+        assert!(line.contains("-device nvme,drive=target,serial=S4EWNX0R,bootindex=1"));
+        m.disk.bus = DiskBus::Sata;
+        assert!(joined(&m).contains("-device ide-hd,drive=target,bus=ide.0,bootindex=1,serial=S4EWNX0R"));
+        m.disk.bus = DiskBus::Scsi;
+        assert!(joined(&m).contains("-device virtio-scsi-pci,id=scsi0 -device scsi-hd,drive=target,bus=scsi0.0"));
+        m.disk.serial = None;
+        m.disk.bus = DiskBus::Nvme;
+        assert!(joined(&m).contains("nvme,drive=target,serial=ferry-disk"));
+    }
+
+    #[test]
+    fn kvm_and_commas_in_paths() {
+        let mut m = machine();
+        m.accel = AccelKind::Kvm;
+        m.disk.path = "/tmp/a,b.img".into();
+        let line = joined(&m);
+        assert!(line.contains("-accel kvm"));
+        assert!(line.contains("file=/tmp/a,,b.img,"));
+    }
+
+    #[test]
+    fn shell_quoting() {
+        let q = shell_quote(Path::new("/usr/bin/qemu"), &["-append".into(), "a b 'c'".into(), "x=1,y".into()]);
+        assert_eq!(q, r"/usr/bin/qemu -append 'a b '\''c'\''' x=1,y");
+    }
+}

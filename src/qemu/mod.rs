@@ -1,0 +1,129 @@
+//! QEMU: finding a binary and its firmware, the command line, the process, and QMP.
+
+pub mod cmdline;
+pub mod process;
+pub mod qmp;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+pub use cmdline::{AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, command_line, shell_quote};
+pub use process::{ProcessError, Qemu};
+
+/// The oldest QEMU ferry drives (Debian 12's); older ones lack options ferry uses.
+const MIN_VERSION: (u32, u32) = (7, 2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    #[error("{} is not a usable QEMU: {reason}", path.display())]
+    Unusable { path: PathBuf, reason: String },
+    #[error(
+        "no qemu-system-x86_64 found on PATH; install it (Debian: apt-get install qemu-system-x86) or pass --qemu PATH"
+    )]
+    NotFound,
+    #[error("no OVMF firmware found (looked for {looked}); install it (Debian: apt-get install ovmf)")]
+    NoOvmf { looked: String },
+}
+
+/// How to run QEMU: the program, arguments that precede ferry's own (a bundled loader), and
+/// environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct QemuBinary {
+    pub program: PathBuf,
+    pub pre_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub version: String,
+    /// Why this one was chosen.
+    pub source: String,
+}
+
+impl QemuBinary {
+    /// `--qemu PATH` if given, else `qemu-system-x86_64` on PATH.
+    pub fn find(explicit: Option<&Path>) -> Result<QemuBinary, QemuError> {
+        if let Some(path) = explicit {
+            return QemuBinary::probe(path, "--qemu");
+        }
+        let path = which("qemu-system-x86_64").ok_or(QemuError::NotFound)?;
+        QemuBinary::probe(&path, "found on PATH")
+    }
+
+    fn probe(path: &Path, source: &str) -> Result<QemuBinary, QemuError> {
+        let unusable = |reason: String| QemuError::Unusable { path: path.to_path_buf(), reason };
+        let output = Command::new(path).arg("--version").output().map_err(|e| unusable(e.to_string()))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let version = parse_version(&text).ok_or_else(|| unusable(format!("unexpected --version output: {}", text.trim())))?;
+        if (version.0, version.1) < MIN_VERSION {
+            return Err(unusable(format!(
+                "version {}.{} is older than {}.{}",
+                version.0, version.1, MIN_VERSION.0, MIN_VERSION.1
+            )));
+        }
+        Ok(QemuBinary {
+            program: path.to_path_buf(),
+            pre_args: Vec::new(),
+            env: Vec::new(),
+            version: format!("{}.{}.{}", version.0, version.1, version.2),
+            source: source.to_string(),
+        })
+    }
+}
+
+/// `QEMU emulator version 7.2.22 (Debian ...)` → (7, 2, 22).
+fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let rest = text.split("version ").nth(1)?;
+    let word = rest.split_whitespace().next()?;
+    let mut parts = word.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
+/// OVMF code and variable-store template, as Debian, Fedora and Arch install them.
+pub fn find_ovmf() -> Result<(PathBuf, PathBuf), QemuError> {
+    const PAIRS: &[(&str, &str)] = &[
+        ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+        ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
+        ("/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"),
+        ("/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"),
+    ];
+    PAIRS
+        .iter()
+        .map(|(c, v)| (PathBuf::from(c), PathBuf::from(v)))
+        .find(|(c, v)| c.is_file() && v.is_file())
+        .ok_or_else(|| QemuError::NoOvmf { looked: PAIRS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ") })
+}
+
+/// Whether /dev/kvm can be opened for use. This says nothing about whether guests actually
+/// run under it: on nested or paravirtual KVM they can hang, which only the guest's silence
+/// reveals (see the accelerator fallback in `install`).
+pub fn kvm_openable() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)\n"), Some((7, 2, 22)));
+        assert_eq!(parse_version("QEMU emulator version 10.0\n"), Some((10, 0, 0)));
+        assert_eq!(parse_version("something else"), None);
+    }
+
+    #[test]
+    fn explicit_path_that_is_not_qemu_is_refused() {
+        let e = QemuBinary::find(Some(Path::new("/bin/true"))).unwrap_err();
+        assert!(e.to_string().starts_with("/bin/true is not a usable QEMU: unexpected --version output"), "{e}");
+    }
+}

@@ -1,0 +1,219 @@
+//! Running QEMU: the process, its sockets, and the guarantee that it never outlives ferry.
+//!
+//! Each QEMU child gets `PR_SET_PDEATHSIG(SIGKILL)` (the kernel kills it if ferry dies, even by
+//! SIGKILL) and its own process group (a Ctrl-C on the terminal reaches ferry, which decides
+//! how to stop the guest, and not QEMU directly). Live children are kept in a registry so a
+//! signal handler can stop them all.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::QemuBinary;
+use super::qmp::Qmp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot start {}: {source}", program.display())]
+    Spawn { program: PathBuf, source: std::io::Error },
+    #[error("QEMU exited at start-up ({status}):\n{stderr}")]
+    EarlyExit { status: ExitStatus, stderr: String },
+    #[error("QEMU did not open {} within {timeout:?}", path.display())]
+    SocketTimeout { path: PathBuf, timeout: Duration },
+    #[error("QMP: {0}")]
+    Qmp(#[from] super::qmp::QmpError),
+    #[error("waiting for QEMU: {0}")]
+    Wait(std::io::Error),
+}
+
+/// PIDs of the QEMU processes ferry started and has not reaped yet.
+static RUNNING: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+/// Asks every running QEMU to quit (SIGTERM makes QEMU exit cleanly, flushing its disks).
+/// Safe to call from a signal-handling thread.
+pub fn terminate_all() {
+    let pids = RUNNING.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    }
+}
+
+/// One running QEMU with its serial console and QMP connected.
+pub struct Qemu {
+    child: Child,
+    stderr_path: PathBuf,
+    pub serial: UnixStream,
+    pub qmp: Qmp,
+}
+
+impl Qemu {
+    /// Starts QEMU with `args`, its stderr going to `stderr_path`, and connects to the serial
+    /// and QMP sockets the arguments name. The guest starts running once the serial console is
+    /// connected (the serial chardev uses `wait=on`).
+    pub fn start(
+        binary: &QemuBinary,
+        args: &[String],
+        serial_socket: &Path,
+        qmp_socket: &Path,
+        stderr_path: &Path,
+    ) -> Result<Qemu, ProcessError> {
+        for socket in [serial_socket, qmp_socket] {
+            let _ = std::fs::remove_file(socket);
+        }
+        let stderr = File::create(stderr_path).map_err(|source| ProcessError::Spawn {
+            program: stderr_path.to_path_buf(),
+            source,
+        })?;
+        let mut command = Command::new(&binary.program);
+        command
+            .args(&binary.pre_args)
+            .args(args)
+            .envs(binary.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let parent = std::process::id() as i32;
+        // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid, _exit) run between
+        // fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                // ferry may have died between fork and prctl: then nobody would kill us.
+                if nix::unistd::getppid().as_raw() != parent {
+                    libc_exit();
+                }
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|source| ProcessError::Spawn { program: binary.program.clone(), source })?;
+        if let Ok(mut running) = RUNNING.lock() {
+            running.push(child.id() as i32);
+        }
+        let mut qemu = Partial { child: Some(child), stderr_path: stderr_path.to_path_buf() };
+        let serial = qemu.connect(serial_socket)?;
+        let qmp_stream = qemu.connect(qmp_socket)?;
+        let qmp = Qmp::handshake(qmp_stream)?;
+        Ok(Qemu {
+            child: qemu.child.take().expect("child present until handed over"),
+            stderr_path: stderr_path.to_path_buf(),
+            serial,
+            qmp,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for QEMU to exit by itself.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, ProcessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(ProcessError::Wait)? {
+                forget(self.child.id());
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops QEMU: QMP `quit`, then SIGKILL if it has not exited within a few seconds.
+    pub fn stop(&mut self) -> Result<ExitStatus, ProcessError> {
+        if let Some(status) = self.child.try_wait().map_err(ProcessError::Wait)? {
+            forget(self.child.id());
+            return Ok(status);
+        }
+        let _ = self.qmp.quit();
+        if let Some(status) = self.wait_timeout(Duration::from_secs(5))? {
+            return Ok(status);
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().map_err(ProcessError::Wait)?;
+        forget(self.child.id());
+        Ok(status)
+    }
+
+    /// The last lines QEMU wrote to stderr (warnings, errors).
+    pub fn stderr_tail(&self) -> String {
+        tail(&self.stderr_path, 20)
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// A QEMU being started: killed if start-up fails half-way.
+struct Partial {
+    child: Option<Child>,
+    stderr_path: PathBuf,
+}
+
+impl Partial {
+    /// Connects to a unix socket QEMU creates, watching for QEMU exiting instead.
+    fn connect(&mut self, path: &Path) -> Result<UnixStream, ProcessError> {
+        let timeout = Duration::from_secs(10);
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("child present while starting");
+        loop {
+            if let Ok(stream) = UnixStream::connect(path) {
+                return Ok(stream);
+            }
+            if let Some(status) = child.try_wait().map_err(ProcessError::Wait)? {
+                forget(child.id());
+                self.child = None;
+                return Err(ProcessError::EarlyExit { status, stderr: tail(&self.stderr_path, 20) });
+            }
+            if Instant::now() >= deadline {
+                return Err(ProcessError::SocketTimeout { path: path.to_path_buf(), timeout });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            forget(child.id());
+        }
+    }
+}
+
+fn forget(pid: u32) {
+    if let Ok(mut running) = RUNNING.lock() {
+        running.retain(|&p| p != pid as i32);
+    }
+}
+
+fn libc_exit() -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { nix::libc::_exit(1) }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut text);
+    }
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

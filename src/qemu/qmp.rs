@@ -1,0 +1,196 @@
+//! A QMP client: JSON commands over QEMU's monitor socket, with events kept as they arrive.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QmpError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("QEMU sent something that is not QMP: {0}")]
+    Protocol(String),
+    #[error("`{command}` failed: {class}: {desc}")]
+    Command { command: String, class: String, desc: String },
+    #[error("the QMP connection closed (QEMU exited)")]
+    Closed,
+}
+
+/// A connected QMP session in command mode.
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    events: Vec<Value>,
+}
+
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Qmp {
+    /// Reads the greeting and negotiates capabilities.
+    pub fn handshake(stream: UnixStream) -> Result<Qmp, QmpError> {
+        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        let writer = stream.try_clone()?;
+        let mut qmp = Qmp { reader: BufReader::new(stream), writer, events: Vec::new() };
+        let greeting = qmp.read_message()?;
+        if greeting.get("QMP").is_none() {
+            return Err(QmpError::Protocol(greeting.to_string()));
+        }
+        qmp.execute("qmp_capabilities", None)?;
+        Ok(qmp)
+    }
+
+    /// Runs one command and returns its `return` value; events seen meanwhile are kept.
+    pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
+        let mut request = json!({ "execute": command });
+        if let Some(arguments) = arguments {
+            request["arguments"] = arguments;
+        }
+        let mut line = request.to_string();
+        line.push('\n');
+        self.writer.write_all(line.as_bytes())?;
+        loop {
+            let message = self.read_message()?;
+            if let Some(value) = message.get("return") {
+                return Ok(value.clone());
+            }
+            if let Some(error) = message.get("error") {
+                let text = |k: &str| error.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                return Err(QmpError::Command { command: command.into(), class: text("class"), desc: text("desc") });
+            }
+            if message.get("event").is_some() {
+                self.events.push(message);
+            }
+        }
+    }
+
+    /// The VM's run state: `running`, `paused`, `shutdown`, ...
+    pub fn status(&mut self) -> Result<String, QmpError> {
+        let reply = self.execute("query-status", None)?;
+        Ok(reply.get("status").and_then(Value::as_str).unwrap_or("unknown").to_string())
+    }
+
+    /// Presses the virtual power button (ACPI): the guest shuts down if it listens.
+    pub fn system_powerdown(&mut self) -> Result<(), QmpError> {
+        self.execute("system_powerdown", None).map(drop)
+    }
+
+    /// Ends QEMU at once. The connection may close before the reply arrives.
+    pub fn quit(&mut self) -> Result<(), QmpError> {
+        match self.execute("quit", None) {
+            Ok(_) | Err(QmpError::Closed) => Ok(()),
+            Err(QmpError::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Saves the VGA screen as a PNG.
+    pub fn screendump(&mut self, path: &Path) -> Result<(), QmpError> {
+        let args = json!({ "filename": path.display().to_string(), "format": "png" });
+        self.execute("screendump", Some(args)).map(drop)
+    }
+
+    /// Presses keys together, by QEMU key code names (`ret`, `tab`, `ctrl`, `a`, ...).
+    pub fn send_key(&mut self, qcodes: &[&str]) -> Result<(), QmpError> {
+        let keys: Vec<Value> = qcodes.iter().map(|k| json!({ "type": "qcode", "data": k })).collect();
+        self.execute("send-key", Some(json!({ "keys": keys }))).map(drop)
+    }
+
+    /// Waits for an event by name (e.g. `SHUTDOWN`), including ones already received.
+    pub fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Option<Value>, QmpError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
+                return Ok(Some(self.events.remove(i)));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.reader.get_ref().set_read_timeout(Some(left))?;
+            let message = self.read_message();
+            self.reader.get_ref().set_read_timeout(Some(REPLY_TIMEOUT))?;
+            match message {
+                Ok(m) if m.get("event").is_some() => self.events.push(m),
+                Ok(_) => {}
+                Err(QmpError::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Events received so far and not yet waited for.
+    pub fn events(&self) -> &[Value] {
+        &self.events
+    }
+
+    fn read_message(&mut self) -> Result<Value, QmpError> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(QmpError::Closed);
+        }
+        serde_json::from_str(&line).map_err(|_| QmpError::Protocol(line.trim().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+
+    /// A fake QEMU on the other end of a socket pair, answering each request with `reply`.
+    fn fake_qemu(replies: Vec<&'static str>) -> Qmp {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        std::thread::spawn(move || {
+            let mut w = theirs.try_clone().unwrap();
+            let mut r = BufReader::new(theirs);
+            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            assert!(line.contains("qmp_capabilities"));
+            writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
+            for reply in replies {
+                line.clear();
+                if r.read_line(&mut line).unwrap() == 0 {
+                    return;
+                }
+                w.write_all(reply.as_bytes()).unwrap();
+            }
+            // Stay connected a while, like a QEMU that is still running.
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        Qmp::handshake(ours).unwrap()
+    }
+
+    #[test]
+    fn status_keeps_events_seen_before_the_reply() {
+        let mut qmp = fake_qemu(vec![
+            "{\"event\": \"POWERDOWN\", \"timestamp\": {}}\n{\"return\": {\"status\": \"running\", \"running\": true}}\n",
+        ]);
+        assert_eq!(qmp.status().unwrap(), "running");
+        assert_eq!(qmp.events().len(), 1);
+        assert!(qmp.wait_event("POWERDOWN", Duration::from_millis(10)).unwrap().is_some());
+        assert!(qmp.wait_event("SHUTDOWN", Duration::from_millis(50)).unwrap().is_none());
+    }
+
+    #[test]
+    fn command_errors_carry_class_and_description() {
+        let mut qmp = fake_qemu(vec!["{\"error\": {\"class\": \"GenericError\", \"desc\": \"no such key\"}}\n"]);
+        let e = qmp.send_key(&["nope"]).unwrap_err();
+        assert_eq!(e.to_string(), "`send-key` failed: GenericError: no such key");
+    }
+
+    #[test]
+    fn quit_tolerates_the_connection_closing() {
+        let mut qmp = fake_qemu(vec![]);
+        qmp.quit().unwrap();
+    }
+}
