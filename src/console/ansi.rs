@@ -1,0 +1,355 @@
+//! Streaming removal of terminal escape sequences from the serial byte stream.
+//!
+//! The expect engine matches patterns against *text*: what an installer prints, without the
+//! colour codes, cursor movements, window titles and line-drawing switches that curses
+//! front ends (newt, dialog, bsddialog, GNU screen) wrap around it. [`Stripper`] keeps its
+//! state between calls, so a sequence split across two reads is still removed whole.
+//!
+//! What it does, byte by byte:
+//!
+//! - CSI `ESC [ params final` is removed. Cursor positioning (`H`, `f`, `d`) and next/previous
+//!   line (`E`, `F`) become a `\n`, so text from different screen rows does not glue together;
+//!   cursor-forward (`C`, used by curses to skip over blanks) becomes one space.
+//! - OSC `ESC ] ... BEL` / `ESC ] ... ESC \` and the other string sequences (DCS `ESC P`, SOS
+//!   `ESC X`, PM `ESC ^`, APC `ESC _`) are removed. A string longer than 4 KiB is treated as
+//!   garbage: the stripper gives up on it and goes back to text.
+//! - `ESC intermediates final` (charset switches `ESC ( 0` / `ESC ( B`, `ESC # 8`, ...) and
+//!   2-byte sequences `ESC X` are removed (`ESC E`, next line, becomes a `\n`). While G0 is the
+//!   DEC line-drawing set (`ESC ( 0`), box characters are shown as `+`, `-`, `|` or a space
+//!   instead of the letters `lqqk` they are sent as.
+//! - NUL is dropped; `\r\n` (and `\r\r\n`) become `\n`; a lone `\r` becomes `\n` too, so each
+//!   redraw of a progress line is a line of its own. A `\r` at the end of a chunk is held until
+//!   the next byte shows whether a `\n` follows.
+//! - A control byte (other than ESC) inside an escape sequence aborts the sequence and is then
+//!   handled as ordinary input; everything else (text, `\n`, `\t`, UTF-8) is copied unchanged.
+//!
+//! Text runs are found with `memchr` and copied in bulk: the cost per byte is close to a
+//! `memcpy` when escape sequences and carriage returns are sparse.
+
+use memchr::{memchr2, memchr3};
+
+const ESC: u8 = 0x1b;
+const CR: u8 = b'\r';
+const NUL: u8 = 0;
+const BEL: u8 = 0x07;
+
+/// Longest string sequence (OSC, DCS, ...) the stripper swallows before giving up on it.
+const MAX_STRING: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Ground,
+    /// After ESC.
+    Esc,
+    /// After ESC and one or more intermediate bytes (0x20..=0x2F); `inter` holds the first.
+    EscInter,
+    /// Inside `ESC [`.
+    Csi,
+    /// Inside a string sequence (OSC, DCS, SOS, PM, APC).
+    Str,
+    /// ESC seen inside a string sequence: `\` ends it.
+    StrEsc,
+}
+
+/// A streaming escape-sequence stripper; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Stripper {
+    state: State,
+    /// A `\r` was seen and not yet resolved into a `\n`.
+    cr: bool,
+    /// G0 is the DEC special graphics (line drawing) set.
+    graphics: bool,
+    inter: u8,
+    str_len: usize,
+}
+
+impl Default for Stripper {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Stripper {
+    pub fn new() -> Stripper {
+        Stripper {
+            state: State::Ground,
+            cr: false,
+            graphics: false,
+            inter: 0,
+            str_len: 0,
+        }
+    }
+
+    /// Strips `input`, appending the text to `out`. State carries over to the next call.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.reserve(input.len() + 1);
+        let mut i = 0;
+        while i < input.len() {
+            match self.state {
+                State::Ground => {
+                    let rest = &input[i..];
+                    let n = memchr3(ESC, CR, NUL, rest).unwrap_or(rest.len());
+                    if n > 0 {
+                        self.text(&rest[..n], out);
+                        i += n;
+                        if i == input.len() {
+                            break;
+                        }
+                    }
+                    match input[i] {
+                        ESC => self.state = State::Esc,
+                        CR => self.cr = true,
+                        _ => {} // NUL
+                    }
+                    i += 1;
+                }
+                State::Esc => {
+                    let b = input[i];
+                    match b {
+                        b'[' => self.state = State::Csi,
+                        b']' | b'P' | b'X' | b'^' | b'_' => {
+                            self.state = State::Str;
+                            self.str_len = 0;
+                        }
+                        0x20..=0x2f => {
+                            self.inter = b;
+                            self.state = State::EscInter;
+                        }
+                        0x30..=0x7e => {
+                            if b == b'E' {
+                                self.newline(out);
+                            }
+                            self.state = State::Ground;
+                        }
+                        ESC => {}
+                        _ => {
+                            // A control byte (or a non-ASCII byte) aborts the sequence and is
+                            // handled as input.
+                            self.state = State::Ground;
+                            continue;
+                        }
+                    }
+                    i += 1;
+                }
+                State::EscInter => {
+                    let b = input[i];
+                    match b {
+                        0x20..=0x2f => {}
+                        0x30..=0x7e => {
+                            if self.inter == b'(' {
+                                self.graphics = b == b'0';
+                            }
+                            self.state = State::Ground;
+                        }
+                        _ => {
+                            self.state = State::Ground;
+                            continue;
+                        }
+                    }
+                    i += 1;
+                }
+                State::Csi => {
+                    let b = input[i];
+                    match b {
+                        0x20..=0x3f => {}
+                        0x40..=0x7e => {
+                            match b {
+                                b'H' | b'f' | b'd' | b'E' | b'F' => self.newline(out),
+                                b'C' => self.text(b" ", out),
+                                _ => {}
+                            }
+                            self.state = State::Ground;
+                        }
+                        _ => {
+                            self.state = State::Ground;
+                            continue;
+                        }
+                    }
+                    i += 1;
+                }
+                State::Str => {
+                    let rest = &input[i..];
+                    // Look no further than the cap (`str_len <= MAX_STRING` here).
+                    let limit = rest.len().min(MAX_STRING + 1 - self.str_len);
+                    match memchr2(BEL, ESC, &rest[..limit]) {
+                        Some(n) => {
+                            self.state = if rest[n] == BEL {
+                                State::Ground
+                            } else {
+                                State::StrEsc
+                            };
+                            i += n + 1;
+                        }
+                        None => {
+                            self.str_len += limit;
+                            i += limit;
+                            if self.str_len > MAX_STRING {
+                                // Not a real string sequence: stop swallowing (what was
+                                // swallowed is lost, the rest is text again).
+                                self.state = State::Ground;
+                            }
+                        }
+                    }
+                }
+                State::StrEsc => {
+                    if input[i] == b'\\' {
+                        self.state = State::Ground;
+                        i += 1;
+                    } else {
+                        // ESC not followed by `\` ends the string and starts a new sequence.
+                        self.state = State::Esc;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Text that is output after the stripper is done with the stream: a held `\r`.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.cr {
+            self.newline(out);
+        }
+        self.state = State::Ground;
+    }
+
+    fn newline(&mut self, out: &mut Vec<u8>) {
+        self.cr = false;
+        out.push(b'\n');
+    }
+
+    fn text(&mut self, mut run: &[u8], out: &mut Vec<u8>) {
+        if self.cr {
+            self.cr = false;
+            out.push(b'\n');
+            if run.first() == Some(&b'\n') {
+                run = &run[1..];
+            }
+        }
+        if self.graphics {
+            out.extend(run.iter().map(|&b| line_drawing(b)));
+        } else {
+            out.extend_from_slice(run);
+        }
+    }
+}
+
+/// How a byte shows in the DEC special graphics set, approximated in ASCII.
+fn line_drawing(b: u8) -> u8 {
+    match b {
+        b'j' | b'k' | b'l' | b'm' | b'n' | b't' | b'u' | b'v' | b'w' => b'+',
+        b'q' => b'-',
+        b'x' => b'|',
+        0x60..=0x7e => b' ',
+        _ => b,
+    }
+}
+
+/// Strips a complete byte string (convenience for tests and one-off uses).
+pub fn strip(input: &[u8]) -> Vec<u8> {
+    let mut s = Stripper::new();
+    let mut out = Vec::with_capacity(input.len());
+    s.feed(input, &mut out);
+    s.finish(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(input: &[u8]) -> String {
+        String::from_utf8(strip(input)).unwrap()
+    }
+
+    /// Feeding in pieces of every size must give the same output as feeding at once.
+    fn check_chunked(input: &[u8]) {
+        let whole = strip(input);
+        for size in 1..=7 {
+            let mut st = Stripper::new();
+            let mut out = Vec::new();
+            for c in input.chunks(size) {
+                st.feed(c, &mut out);
+            }
+            st.finish(&mut out);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(&whole),
+                "chunk size {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_text_unchanged() {
+        assert_eq!(s(b"hello\tworld\nnext"), "hello\tworld\nnext");
+        assert_eq!(s("über ✓\n".as_bytes()), "über ✓\n");
+    }
+
+    #[test]
+    fn csi_removed() {
+        assert_eq!(s(b"lo\x1b[0mgin:"), "login:");
+        assert_eq!(s(b"\x1b[1;32m OK \x1b[0m] Started"), " OK ] Started");
+        assert_eq!(s(b"a\x1b[?25lb\x1b[2Kc"), "abc");
+    }
+
+    #[test]
+    fn cursor_positioning_is_a_newline() {
+        assert_eq!(
+            s(b"\x1b[1;1HSelect\x1b[2;5Ha language"),
+            "\nSelect\na language"
+        );
+        assert_eq!(s(b"Select\x1b[1Ca"), "Select a");
+    }
+
+    #[test]
+    fn osc_removed() {
+        assert_eq!(s(b"a\x1b]0;title\x07b"), "ab");
+        assert_eq!(s(b"a\x1b]2;title\x1b\\b"), "ab");
+        // ESC inside a string that isn't ST ends the string and starts a new sequence.
+        assert_eq!(s(b"a\x1b]0;t\x1b[1mb"), "ab");
+    }
+
+    #[test]
+    fn charset_switches_and_line_drawing() {
+        assert_eq!(s(b"\x1b(B\x1b)0x"), "x");
+        assert_eq!(s(b"\x1b(0lqqk\x1b(B ok \x1b(0x\x1b(B"), "+--+ ok |");
+        assert_eq!(s(b"\x1b7a\x1b8b\x1bMc\x1b#8d"), "abcd");
+    }
+
+    #[test]
+    fn carriage_returns() {
+        assert_eq!(s(b"a\r\nb\r\r\nc"), "a\nb\nc");
+        assert_eq!(s(b"10%\r20%\r30%\r\n"), "10%\n20%\n30%\n");
+        assert_eq!(s(b"x\r"), "x\n");
+        assert_eq!(s(b"a\r\x1b[Kb"), "a\nb");
+        assert_eq!(s(b"a\r\x1b[K\nb"), "a\nb");
+    }
+
+    #[test]
+    fn nul_dropped() {
+        assert_eq!(s(b"a\0b\0"), "ab");
+    }
+
+    #[test]
+    fn control_byte_aborts_sequence() {
+        assert_eq!(s(b"a\x1b[1\nb"), "a\nb");
+        assert_eq!(s(b"a\x1b\nb"), "a\nb");
+    }
+
+    #[test]
+    fn runaway_string_gives_up() {
+        let mut input = b"\x1b]".to_vec();
+        input.extend(std::iter::repeat_n(b'x', MAX_STRING + 10));
+        input.extend(b"\nafter");
+        assert!(s(&input).ends_with("\nafter"));
+    }
+
+    #[test]
+    fn chunk_boundaries() {
+        check_chunked(
+            b"lo\x1b[0mgin: \x1b]0;t\x07x\x1b]0;t\x1b\\y\r\n10%\r20%\r\r\nz\x1b(0q\x1b(Bq",
+        );
+        check_chunked(b"\x1b[1;1H\x1b[2J\x1b[24;80Hend\x1bE\x1b#8\0\0\r");
+        check_chunked("é\x1b[31m✓\x1b[0m\r".as_bytes());
+    }
+}

@@ -1,0 +1,697 @@
+//! The expect engine: waits for patterns in the text of the serial console.
+//!
+//! [`Console::start`] takes the serial socket. A reader thread reads it, gives every raw byte
+//! to the [`Sink`]s (the transcript), keeps the last bytes for [`Console::last_lines`], strips
+//! escape sequences ([`super::ansi`]) and hands the text to the engine. [`Console::expect`]
+//! then waits for one of an [`Expectation`]'s patterns.
+//!
+//! # Matching semantics
+//!
+//! - Patterns match the *stripped* text (no escape sequences, `\r\n` and lone `\r` turned into
+//!   `\n`, see [`super::ansi`]). Regexes use the `regex` syntax with multi-line mode on: `^` and
+//!   `$` match at line starts and ends.
+//! - Like pexpect, each `expect` only sees text after the end of the previous match (the
+//!   Debian installer replays old screens: old text must not match again). Text after a match
+//!   that arrived in the same read stays for the next `expect`. `^` and `\b` still look at the
+//!   byte before that point, so `^` does not match in the middle of a line just because a
+//!   previous match ended there.
+//! - Want and fail patterns are searched together in one pass; the match that starts earliest
+//!   in the stream wins. If a want and a fail pattern match at the same position, the fail
+//!   pattern wins (then the earlier one in its list).
+//! - Matching is on the text received *so far*: `$` and `\b` match at the end of it, and a
+//!   greedy repetition at the end may match less than it would once more text arrived (as in
+//!   pexpect). Prompts without a trailing newline match as soon as they are printed.
+//! - The window of unmatched text is bounded ([`WINDOW`], 64 KiB): text older than 64 KiB
+//!   before the newest read is forgotten. A match spanning up to 64 KiB is always found; one
+//!   spanning more than 128 KiB never is (in between it depends on how the reads fell).
+//!
+//! # Cost
+//!
+//! Each read is searched once, not the whole window again: the search starts at the earliest
+//! position where a match could still straddle the previous end of text. That is derived from
+//! the patterns: for patterns with a bounded length `L` (literals, `\d{1,3}%`), the last `L-1`
+//! bytes; for unbounded patterns that cannot match a newline (`Prompt: .* default=\d+>`), the
+//! start of the current line; only a pattern that is unbounded *and* can match a newline
+//! (`(?s)a.*b`, `\s+`, `[^x]+`) makes the engine rescan the whole window on every read. Every
+//! match the full rescan would find is found: a match cannot start earlier than that point
+//! without having been found in an earlier search.
+//!
+//! Pattern sets of literals only go through `memchr::memmem` (one literal) or Aho-Corasick
+//! (several); any regex puts the whole set into one `regex_automata::meta::Regex` (leftmost
+//! first: one search gives the position and which pattern matched).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::ops::Range;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use aho_corasick::AhoCorasick;
+use memchr::memmem;
+use regex_automata::meta;
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+use super::ansi::Stripper;
+use super::screen::Screen;
+
+/// Bound of the window of unmatched text (see the module documentation).
+pub const WINDOW: usize = 64 * 1024;
+/// Bytes kept before the window so `^` and `\b` can look behind its start.
+const CONTEXT: usize = 16;
+/// Size of the reader thread's reads.
+const READ_SIZE: usize = 64 * 1024;
+/// Lines of the screen shown in errors.
+const SCREEN_LINES: usize = 20;
+
+/// A pattern to wait for. Compiled by the engine, per [`Console::expect`] call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pattern {
+    /// Exact text (case-sensitive).
+    Literal(String),
+    /// A regex (`regex` crate syntax, multi-line mode).
+    Regex(String),
+}
+
+impl Pattern {
+    pub fn literal(s: impl Into<String>) -> Pattern {
+        Pattern::Literal(s.into())
+    }
+
+    pub fn regex(s: impl Into<String>) -> Pattern {
+        Pattern::Regex(s.into())
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pattern::Literal(s) => write!(f, "`{}`", s.escape_debug()),
+            Pattern::Regex(r) => write!(f, "/{r}/"),
+        }
+    }
+}
+
+/// One step of a conversation with the installer.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    /// Name of the step, for errors and logs.
+    pub step: String,
+    /// Patterns that complete the step; [`Matched::index`] says which one matched.
+    pub want: Vec<Pattern>,
+    /// Patterns that fail the step.
+    pub fail: Vec<Pattern>,
+    pub timeout: Duration,
+}
+
+impl Expectation {
+    pub fn new(step: impl Into<String>, want: Vec<Pattern>, timeout: Duration) -> Expectation {
+        Expectation {
+            step: step.into(),
+            want,
+            fail: Vec::new(),
+            timeout,
+        }
+    }
+
+    pub fn failing_on(mut self, fail: Vec<Pattern>) -> Expectation {
+        self.fail = fail;
+        self
+    }
+}
+
+/// A successful [`Console::expect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    /// Index into [`Expectation::want`].
+    pub index: usize,
+    /// The matched text (stripped; invalid UTF-8 replaced).
+    pub text: String,
+    /// Time from the start of the `expect` call to the match.
+    pub elapsed: Duration,
+}
+
+/// Why [`Console::expect`] (or another wait) did not match.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpectError {
+    /// Nothing matched within the timeout.
+    Timeout {
+        step: String,
+        waited_for: Vec<String>,
+        timeout: Duration,
+        screen: Vec<String>,
+    },
+    /// A fail pattern matched (first).
+    Failed {
+        step: String,
+        pattern: String,
+        /// The line of text the fail pattern matched in.
+        line: String,
+        screen: Vec<String>,
+    },
+    /// The stream ended (QEMU exited) before a match.
+    Closed {
+        step: String,
+        waited_for: Vec<String>,
+        screen: Vec<String>,
+    },
+    /// A pattern does not compile.
+    BadPattern { pattern: String, reason: String },
+    /// Reading or writing the socket failed.
+    Io(#[from] io::Error),
+}
+
+fn write_screen(f: &mut fmt::Formatter<'_>, screen: &[String]) -> fmt::Result {
+    if screen.is_empty() {
+        return write!(f, "\n(nothing on the screen)");
+    }
+    write!(f, "\nlast {} lines of the screen:", screen.len())?;
+    for line in screen {
+        write!(f, "\n  | {line}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for ExpectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectError::Timeout {
+                step,
+                waited_for,
+                timeout,
+                screen,
+            } => {
+                write!(
+                    f,
+                    "step '{step}': no match for {} within {}",
+                    waited_for.join(", "),
+                    humantime::format_duration(*timeout)
+                )?;
+                write_screen(f, screen)
+            }
+            ExpectError::Failed {
+                step,
+                pattern,
+                line,
+                screen,
+            } => {
+                write!(
+                    f,
+                    "step '{step}': failure pattern {pattern} matched: {line}"
+                )?;
+                write_screen(f, screen)
+            }
+            ExpectError::Closed {
+                step,
+                waited_for,
+                screen,
+            } => {
+                write!(
+                    f,
+                    "step '{step}': the console closed (QEMU exited) before a match for {}",
+                    waited_for.join(", ")
+                )?;
+                write_screen(f, screen)
+            }
+            ExpectError::BadPattern { pattern, reason } => {
+                write!(f, "bad pattern {pattern}: {reason}")
+            }
+            ExpectError::Io(e) => write!(f, "serial console: {e}"),
+        }
+    }
+}
+
+/// Where the raw stream is recorded (see [`super::transcript`]). Called from the reader
+/// thread for output and from [`Console::send`] for input; `at` is the time since
+/// [`Console::start`]. A sink that returns an error is logged and dropped.
+pub trait Sink: Send {
+    fn output(&mut self, at: Duration, bytes: &[u8]) -> io::Result<()>;
+    fn input(&mut self, at: Duration, bytes: &[u8]) -> io::Result<()>;
+}
+
+/// What the reader thread hands to the engine.
+enum Msg {
+    Text(Vec<u8>),
+    Error(io::Error),
+}
+
+struct Shared {
+    sinks: Mutex<Vec<Box<dyn Sink>>>,
+    screen: Mutex<Screen>,
+    bytes: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Calls `f` on every sink, dropping (with a warning) those that fail.
+fn each_sink(shared: &Shared, mut f: impl FnMut(&mut dyn Sink) -> io::Result<()>) {
+    let mut sinks = lock(&shared.sinks);
+    sinks.retain_mut(|s| match f(s.as_mut()) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!("serial transcript: {e}; no longer recording to it");
+            false
+        }
+    });
+}
+
+/// The serial console of the VM: see the module documentation.
+pub struct Console {
+    stream: UnixStream,
+    rx: Receiver<Msg>,
+    shared: Arc<Shared>,
+    reader: Option<JoinHandle<()>>,
+    start: Instant,
+    /// Stripped text: `buf[base..]` is the unmatched window; a little before `base` is kept
+    /// as look-behind context.
+    buf: Vec<u8>,
+    base: usize,
+    /// The reader thread is done (EOF or error) and everything it sent has been absorbed.
+    closed: bool,
+}
+
+impl fmt::Debug for Console {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Console")
+            .field("bytes_received", &self.bytes_received())
+            .field("window", &(self.buf.len() - self.base))
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+impl Console {
+    /// Takes the serial socket; a reader thread reads it, writes every byte to the sinks and
+    /// hands the text to the engine.
+    pub fn start(stream: UnixStream, sinks: Vec<Box<dyn Sink>>) -> io::Result<Console> {
+        let reader_stream = stream.try_clone()?;
+        let shared = Arc::new(Shared {
+            sinks: Mutex::new(sinks),
+            screen: Mutex::new(Screen::new()),
+            bytes: AtomicU64::new(0),
+        });
+        let (tx, rx) = mpsc::channel();
+        let start = Instant::now();
+        let reader = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("serial-reader".into())
+                .spawn(move || read_loop(reader_stream, &tx, &shared, start))?
+        };
+        Ok(Console {
+            stream,
+            rx,
+            shared,
+            reader: Some(reader),
+            start,
+            buf: Vec::with_capacity(4 * WINDOW),
+            base: 0,
+            closed: false,
+        })
+    }
+
+    /// Waits until one of `e.want` matches, a `e.fail` pattern matches, the stream closes or
+    /// the timeout passes.
+    pub fn expect(&mut self, e: &Expectation) -> Result<Matched, ExpectError> {
+        let matcher = Matcher::new(e)?;
+        let started = Instant::now();
+        let deadline = started + e.timeout;
+        let mut from = self.base;
+        loop {
+            if let Some((id, range)) = matcher.find(&self.buf, from) {
+                return self.matched(e, &matcher, id, range, started);
+            }
+            if self.closed {
+                return Err(ExpectError::Closed {
+                    step: e.step.clone(),
+                    waited_for: e.want.iter().map(ToString::to_string).collect(),
+                    screen: self.last_lines(SCREEN_LINES),
+                });
+            }
+            let now = Instant::now();
+            let first = if now >= deadline {
+                // One last look at what has already arrived.
+                self.rx.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                self.rx.recv_timeout(deadline - now)
+            };
+            match first {
+                Ok(msg) => {
+                    self.slide_window();
+                    let old_end = self.buf.len();
+                    self.absorb(msg)?;
+                    // Take what else is queued, up to a window's worth, in the same search.
+                    while !self.closed && self.buf.len() - old_end < WINDOW {
+                        match self.rx.try_recv() {
+                            Ok(msg) => self.absorb(msg)?,
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => self.closed = true,
+                        }
+                    }
+                    from = matcher.scan_from(&self.buf, old_end, self.base);
+                }
+                Err(RecvTimeoutError::Disconnected) => self.closed = true,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(ExpectError::Timeout {
+                        step: e.step.clone(),
+                        waited_for: e.want.iter().map(ToString::to_string).collect(),
+                        timeout: e.timeout,
+                        screen: self.last_lines(SCREEN_LINES),
+                    });
+                }
+            }
+        }
+    }
+
+    fn matched(
+        &mut self,
+        e: &Expectation,
+        matcher: &Matcher,
+        id: usize,
+        range: Range<usize>,
+        started: Instant,
+    ) -> Result<Matched, ExpectError> {
+        let text = String::from_utf8_lossy(&self.buf[range.clone()]).into_owned();
+        let end = range.end;
+        let result = if id < matcher.n_fail {
+            let line_start = memchr::memrchr(b'\n', &self.buf[..range.start]).map_or(0, |p| p + 1);
+            let line_end =
+                memchr::memchr(b'\n', &self.buf[end..]).map_or(self.buf.len(), |p| end + p);
+            let line = String::from_utf8_lossy(&self.buf[line_start..line_end])
+                .trim()
+                .to_string();
+            tracing::debug!(step = %e.step, pattern = %e.fail[id], %line, "failure pattern matched");
+            Err(ExpectError::Failed {
+                step: e.step.clone(),
+                pattern: e.fail[id].to_string(),
+                line,
+                screen: self.last_lines(SCREEN_LINES),
+            })
+        } else {
+            let index = id - matcher.n_fail;
+            let elapsed = started.elapsed();
+            tracing::debug!(step = %e.step, pattern = %e.want[index], ?elapsed, "matched");
+            Ok(Matched {
+                index,
+                text,
+                elapsed,
+            })
+        };
+        self.base = end;
+        result
+    }
+
+    /// Forgets unmatched text older than [`WINDOW`] before the end, and compacts the buffer
+    /// now and then (amortised: at most one move per window's worth of text).
+    fn slide_window(&mut self) {
+        let len = self.buf.len();
+        self.base = self.base.max(len.saturating_sub(WINDOW));
+        if self.base > 2 * WINDOW {
+            let drop = self.base - CONTEXT;
+            self.buf.drain(..drop);
+            self.base -= drop;
+        }
+    }
+
+    fn absorb(&mut self, msg: Msg) -> Result<(), ExpectError> {
+        match msg {
+            Msg::Text(t) => {
+                self.buf.extend_from_slice(&t);
+                Ok(())
+            }
+            Msg::Error(e) => {
+                self.closed = true;
+                Err(ExpectError::Io(e))
+            }
+        }
+    }
+
+    /// Writes `bytes` to the guest and records them as an input event.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)?;
+        self.stream.flush()?;
+        let at = self.start.elapsed();
+        each_sink(&self.shared, |s| s.input(at, bytes));
+        Ok(())
+    }
+
+    /// Whether any byte has arrived since the start, waiting up to `timeout` for one (a guest
+    /// that prints nothing at all is likely hung).
+    pub fn wait_for_output(&mut self, timeout: Duration) -> bool {
+        if self.bytes_received() > 0 {
+            return true;
+        }
+        if self.closed {
+            return false;
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(msg) => {
+                // The text stays in the window for the next expect.
+                let _ = self.absorb(msg);
+            }
+            Err(RecvTimeoutError::Disconnected) => self.closed = true,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        self.bytes_received() > 0
+    }
+
+    /// Drains the console until the stream ends (QEMU exited), for up to `timeout`. The output
+    /// is still recorded by the sinks and kept in the window.
+    pub fn wait_closed(&mut self, timeout: Duration) -> Result<(), ExpectError> {
+        let deadline = Instant::now() + timeout;
+        while !self.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(msg) => {
+                    self.slide_window();
+                    if let Err(e @ ExpectError::Io(_)) = self.absorb(msg) {
+                        tracing::debug!("serial console ended with an error: {e}");
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => self.closed = true,
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(ExpectError::Timeout {
+                        step: "wait for QEMU to exit".into(),
+                        waited_for: vec!["the end of the serial output".into()],
+                        timeout,
+                        screen: self.last_lines(SCREEN_LINES),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The last `n` non-empty lines of the rendered screen (see [`Screen::last_lines`]).
+    pub fn last_lines(&self, n: usize) -> Vec<String> {
+        lock(&self.shared.screen).last_lines(n)
+    }
+
+    /// Raw bytes read from the socket so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.shared.bytes.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        // Ends the reader's blocking read.
+        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+    }
+}
+
+fn read_loop(mut stream: UnixStream, tx: &Sender<Msg>, shared: &Shared, start: Instant) {
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut stripper = Stripper::new();
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = tx.send(Msg::Error(e));
+                return;
+            }
+        };
+        let raw = &buf[..n];
+        let at = start.elapsed();
+        each_sink(shared, |s| s.output(at, raw));
+        lock(&shared.screen).push(raw);
+        shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let mut text = Vec::with_capacity(n + 1);
+        stripper.feed(raw, &mut text);
+        if tx.send(Msg::Text(text)).is_err() {
+            return; // the Console is gone
+        }
+    }
+    let mut text = Vec::new();
+    stripper.finish(&mut text);
+    if !text.is_empty() {
+        let _ = tx.send(Msg::Text(text));
+    }
+    // Dropping `tx` tells the engine the stream ended.
+}
+
+/// A compiled pattern set: fail patterns first, then want patterns.
+struct Matcher {
+    engine: Engine,
+    n_fail: usize,
+    lookback: Lookback,
+}
+
+enum Engine {
+    One(Box<memmem::Finder<'static>>),
+    Many(AhoCorasick),
+    Regex(meta::Regex),
+}
+
+/// How far back a search must start to catch matches straddling the previous end of text.
+#[derive(Debug, Default)]
+struct Lookback {
+    /// Longest match of the bounded-length patterns.
+    max_len: usize,
+    /// Some unbounded pattern cannot match `\n`: its matches lie within one line.
+    line: bool,
+    /// Some unbounded pattern can match `\n`: rescan the whole window.
+    all: bool,
+}
+
+impl Lookback {
+    fn add(&mut self, max_len: Option<usize>, newline: bool) {
+        match max_len {
+            Some(l) => self.max_len = self.max_len.max(l),
+            None if newline => self.all = true,
+            None => self.line = true,
+        }
+    }
+}
+
+/// Whether a regex can match a `\n` (conservatively: true if unsure).
+fn can_match_newline(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => false,
+        HirKind::Literal(lit) => lit.0.contains(&b'\n'),
+        HirKind::Class(Class::Unicode(c)) => c
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= '\n' && '\n' <= r.end()),
+        HirKind::Class(Class::Bytes(c)) => c
+            .ranges()
+            .iter()
+            .any(|r| r.start() <= b'\n' && b'\n' <= r.end()),
+        HirKind::Repetition(r) => r.max != Some(0) && can_match_newline(&r.sub),
+        HirKind::Capture(c) => can_match_newline(&c.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(can_match_newline),
+    }
+}
+
+impl Matcher {
+    fn new(e: &Expectation) -> Result<Matcher, ExpectError> {
+        let patterns: Vec<&Pattern> = e.fail.iter().chain(&e.want).collect();
+        let mut lookback = Lookback::default();
+        let engine = if patterns.iter().all(|p| matches!(p, Pattern::Literal(_))) {
+            let lits: Vec<&str> = patterns
+                .iter()
+                .map(|p| match p {
+                    Pattern::Literal(s) | Pattern::Regex(s) => s.as_str(),
+                })
+                .collect();
+            for l in &lits {
+                lookback.add(Some(l.len()), false);
+            }
+            if lits.len() == 1 {
+                Engine::One(Box::new(memmem::Finder::new(lits[0]).into_owned()))
+            } else {
+                let ac = AhoCorasick::builder()
+                    .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                    .build(&lits)
+                    .map_err(|err| ExpectError::BadPattern {
+                        pattern: lits.join(", "),
+                        reason: err.to_string(),
+                    })?;
+                Engine::Many(ac)
+            }
+        } else {
+            let mut sources = Vec::with_capacity(patterns.len());
+            for p in &patterns {
+                let src = match p {
+                    Pattern::Literal(s) => regex_syntax::escape(s),
+                    Pattern::Regex(r) => r.clone(),
+                };
+                let hir = regex_syntax::ParserBuilder::new()
+                    .multi_line(true)
+                    .build()
+                    .parse(&src)
+                    .map_err(|err| ExpectError::BadPattern {
+                        pattern: p.to_string(),
+                        reason: err.to_string(),
+                    })?;
+                lookback.add(hir.properties().maximum_len(), can_match_newline(&hir));
+                sources.push(src);
+            }
+            let re = meta::Regex::builder()
+                .syntax(regex_automata::util::syntax::Config::new().multi_line(true))
+                .build_many(&sources)
+                .map_err(|err| ExpectError::BadPattern {
+                    pattern: patterns
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    reason: err.to_string(),
+                })?;
+            Engine::Regex(re)
+        };
+        Ok(Matcher {
+            engine,
+            n_fail: e.fail.len(),
+            lookback,
+        })
+    }
+
+    /// The leftmost match starting at or after `from` (bytes before `from` are look-behind
+    /// context only): pattern id and range.
+    fn find(&self, hay: &[u8], from: usize) -> Option<(usize, Range<usize>)> {
+        match &self.engine {
+            Engine::One(f) => f
+                .find(&hay[from..])
+                .map(|s| (0, from + s..from + s + f.needle().len())),
+            Engine::Many(ac) => ac
+                .find(aho_corasick::Input::new(hay).span(from..hay.len()))
+                .map(|m| (m.pattern().as_usize(), m.range())),
+            Engine::Regex(re) => re
+                .search(&regex_automata::Input::new(hay).span(from..hay.len()))
+                .map(|m| (m.pattern().as_usize(), m.range())),
+        }
+    }
+
+    /// Where to search after text was appended at `old_end`: the earliest position a match
+    /// not yet found could start at.
+    fn scan_from(&self, buf: &[u8], old_end: usize, base: usize) -> usize {
+        if self.lookback.all {
+            return base;
+        }
+        let mut from = old_end.saturating_sub(self.lookback.max_len.saturating_sub(1));
+        if self.lookback.line && old_end > base {
+            let line_start =
+                memchr::memrchr(b'\n', &buf[base..old_end]).map_or(base, |p| base + p + 1);
+            from = from.min(line_start);
+        }
+        from.max(base)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,571 @@
+//! Read-only access to ISO 9660 images: enough to read boot menus and extract kernels.
+//!
+//! Names come from Rock Ridge (`NM` entries, following `CE` continuation areas) when the
+//! image has it, else from the Joliet supplementary volume descriptor (UCS-2 big endian),
+//! else from the plain ISO 9660 names with the `;1` version and a trailing `.` removed.
+//! Path lookups try the exact name first and then a case-insensitive match, because boot
+//! configs say `/isolinux/isolinux.cfg` where a plain ISO says `ISOLINUX/ISOLINUX.CFG;1`.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The ISO 9660 logical sector size; volume descriptors start at sector 16.
+const SECTOR: u64 = 2048;
+/// Directories larger than this are treated as corrupt rather than read into memory.
+const MAX_DIR_SIZE: u64 = 64 << 20;
+/// How many `CE` continuation areas one directory record may chain through.
+const MAX_CONTINUATIONS: usize = 32;
+/// How many directory levels a path may have (guards against loops through `CL` links).
+const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IsoError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: not an ISO 9660 image (no CD001 at sector 16)")]
+    NotIso { path: PathBuf },
+    #[error("{image}: damaged ISO 9660 image: {what}")]
+    Malformed { image: PathBuf, what: String },
+    #[error("file not found on ISO {image}: {path}")]
+    NotFound { image: PathBuf, path: String },
+    #[error("{path} on ISO {image} is not a directory")]
+    NotADirectory { image: PathBuf, path: String },
+    #[error("{path} on ISO {image} is a directory, not a file")]
+    IsADirectory { image: PathBuf, path: String },
+    #[error("{path} on ISO {image} is {what}, which ferry cannot read")]
+    Unsupported {
+        image: PathBuf,
+        path: String,
+        what: &'static str,
+    },
+    #[error("cannot write {dest} (extracting {path} from ISO {image}): {source}")]
+    Write {
+        image: PathBuf,
+        path: String,
+        dest: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub is_dir: bool,
+    pub size: u64,
+}
+
+/// Which directory tree and which names are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameScheme {
+    /// The primary tree with Rock Ridge names; `skip` is the SUSP `SP` skip length.
+    RockRidge { skip: u8 },
+    /// The Joliet supplementary tree.
+    Joliet,
+    /// The primary tree with ISO 9660 names.
+    Iso9660,
+}
+
+/// A directory record, decoded.
+#[derive(Debug, Clone)]
+struct Record {
+    name: String,
+    is_dir: bool,
+    /// Start block of the extent.
+    lba: u32,
+    size: u64,
+    /// More records for this file follow (ISO 9660 multi-extent files).
+    multi_extent: bool,
+    interleaved: bool,
+    /// Rock Ridge `RE`: a relocated directory, listed in its real place through a `CL` link.
+    relocated: bool,
+}
+
+/// An open ISO 9660 image.
+#[derive(Debug)]
+pub struct Iso {
+    file: File,
+    path: PathBuf,
+    block_size: u64,
+    volume_id: String,
+    root: Record,
+    scheme: NameScheme,
+}
+
+impl Iso {
+    /// Open an image and read its volume descriptors.
+    pub fn open(path: &Path) -> Result<Iso, IsoError> {
+        let io_err = |source| IsoError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let mut iso = Iso {
+            file,
+            path: path.to_path_buf(),
+            block_size: SECTOR,
+            volume_id: String::new(),
+            root: Record {
+                name: String::new(),
+                is_dir: true,
+                lba: 0,
+                size: 0,
+                multi_extent: false,
+                interleaved: false,
+                relocated: false,
+            },
+            scheme: NameScheme::Iso9660,
+        };
+
+        let mut primary = None;
+        let mut joliet = None;
+        for sector in 16..16 + 64u64 {
+            let mut vd = [0u8; 2048];
+            match iso.file.read_exact_at(&mut vd, sector * SECTOR) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    if sector == 16 {
+                        return Err(IsoError::NotIso {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    break;
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+            if &vd[1..6] != b"CD001" {
+                if sector == 16 {
+                    return Err(IsoError::NotIso {
+                        path: path.to_path_buf(),
+                    });
+                }
+                break;
+            }
+            match vd[0] {
+                1 if primary.is_none() => primary = Some(vd),
+                2 if joliet.is_none() && is_joliet_escape(&vd[88..120]) => joliet = Some(vd),
+                255 => break,
+                _ => {}
+            }
+        }
+        let Some(pvd) = primary else {
+            return Err(iso.malformed("no primary volume descriptor"));
+        };
+        let block_size = u64::from(u16::from_le_bytes([pvd[128], pvd[129]]));
+        if !matches!(block_size, 512 | 1024 | 2048) {
+            return Err(iso.malformed(format!("unsupported logical block size {block_size}")));
+        }
+        iso.block_size = block_size;
+        iso.volume_id = String::from_utf8_lossy(&pvd[40..72]).trim_end().to_string();
+        iso.root = iso.root_record(&pvd[156..190])?;
+
+        if let Some(skip) = iso.rock_ridge_skip()? {
+            iso.scheme = NameScheme::RockRidge { skip };
+        } else if let Some(svd) = joliet {
+            iso.root = iso.root_record(&svd[156..190])?;
+            iso.scheme = NameScheme::Joliet;
+        }
+        Ok(iso)
+    }
+
+    /// The primary volume descriptor's volume identifier (what `root=LABEL=` refers to).
+    pub fn volume_id(&self) -> &str {
+        &self.volume_id
+    }
+
+    /// Which names this image is read with.
+    pub fn name_scheme(&self) -> NameScheme {
+        self.scheme
+    }
+
+    /// The image file this was opened from.
+    pub fn image_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read a whole file into memory (meant for configs; use [`Iso::extract`] for big files).
+    pub fn read(&self, path: &str) -> Result<Vec<u8>, IsoError> {
+        let rec = self.file_record(path)?;
+        let mut buf = vec![0u8; rec.size as usize];
+        self.read_at(&mut buf, u64::from(rec.lba) * self.block_size)?;
+        Ok(buf)
+    }
+
+    /// Copy a file to `dest` (created or truncated), streaming; returns the bytes written.
+    pub fn extract(&self, path: &str, dest: &Path) -> Result<u64, IsoError> {
+        let rec = self.file_record(path)?;
+        let write_err = |source| IsoError::Write {
+            image: self.path.clone(),
+            path: path.to_string(),
+            dest: dest.to_path_buf(),
+            source,
+        };
+        let mut out = File::create(dest).map_err(write_err)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let start = u64::from(rec.lba) * self.block_size;
+        let mut done = 0u64;
+        while done < rec.size {
+            let n = (rec.size - done).min(buf.len() as u64) as usize;
+            self.read_at(&mut buf[..n], start + done)?;
+            out.write_all(&buf[..n]).map_err(write_err)?;
+            done += n as u64;
+        }
+        out.sync_all().map_err(write_err)?;
+        Ok(done)
+    }
+
+    /// Whether a file or directory exists at `path`.
+    pub fn exists(&self, path: &str) -> bool {
+        self.lookup(path).is_ok()
+    }
+
+    /// The entries of a directory, without `.` and `..`.
+    pub fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>, IsoError> {
+        let rec = self.lookup(path)?;
+        if !rec.is_dir {
+            return Err(IsoError::NotADirectory {
+                image: self.path.clone(),
+                path: path.to_string(),
+            });
+        }
+        Ok(self
+            .dir_records(&rec, path)?
+            .into_iter()
+            .map(|r| DirEntry {
+                name: r.name,
+                is_dir: r.is_dir,
+                size: r.size,
+            })
+            .collect())
+    }
+
+    /// Metadata of one file or directory.
+    pub fn stat(&self, path: &str) -> Result<DirEntry, IsoError> {
+        let rec = self.lookup(path)?;
+        Ok(DirEntry {
+            name: rec.name,
+            is_dir: rec.is_dir,
+            size: rec.size,
+        })
+    }
+
+    /// Something that identifies a file's content on the image (its start block), so that
+    /// two spellings of one path (`/EFI/BOOT` and `/efi/boot`) can be recognised.
+    pub(crate) fn file_identity(&self, path: &str) -> Option<u32> {
+        self.lookup(path).ok().map(|r| r.lba)
+    }
+
+    fn malformed(&self, what: impl Into<String>) -> IsoError {
+        IsoError::Malformed {
+            image: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), IsoError> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|source| IsoError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn root_record(&self, raw: &[u8]) -> Result<Record, IsoError> {
+        let (rec, _) =
+            parse_record(raw).ok_or_else(|| self.malformed("bad root directory record"))?;
+        Ok(Record {
+            name: String::new(),
+            is_dir: true,
+            ..rec
+        })
+    }
+
+    /// SUSP says the first record of the root directory starts its system use area with `SP`.
+    fn rock_ridge_skip(&self) -> Result<Option<u8>, IsoError> {
+        let mut sector = vec![0u8; self.block_size as usize];
+        self.read_at(&mut sector, u64::from(self.root.lba) * self.block_size)?;
+        let len = usize::from(sector[0]);
+        if len < 34 || len > sector.len() {
+            return Ok(None);
+        }
+        let name_len = usize::from(sector[32]);
+        let su = 33 + name_len + usize::from(name_len % 2 == 0);
+        let area = sector.get(su..len).unwrap_or(&[]);
+        if area.len() >= 7 && &area[0..2] == b"SP" && area[4] == 0xBE && area[5] == 0xEF {
+            Ok(Some(area[6]))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn file_record(&self, path: &str) -> Result<Record, IsoError> {
+        let rec = self.lookup(path)?;
+        if rec.is_dir {
+            return Err(IsoError::IsADirectory {
+                image: self.path.clone(),
+                path: path.to_string(),
+            });
+        }
+        let unsupported = |what| IsoError::Unsupported {
+            image: self.path.clone(),
+            path: path.to_string(),
+            what,
+        };
+        if rec.multi_extent {
+            return Err(unsupported("a multi-extent file (4 GiB or larger)"));
+        }
+        if rec.interleaved {
+            return Err(unsupported("an interleaved file"));
+        }
+        Ok(rec)
+    }
+
+    /// Resolve a path: `//`, `.` and `..` allowed; exact name first, then case-insensitive.
+    fn lookup(&self, path: &str) -> Result<Record, IsoError> {
+        let mut stack: Vec<Record> = vec![self.root.clone()];
+        let not_found = || IsoError::NotFound {
+            image: self.path.clone(),
+            path: path.to_string(),
+        };
+        for part in path.split('/') {
+            match part {
+                "" | "." => continue,
+                ".." => {
+                    if stack.len() > 1 {
+                        stack.pop();
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            if stack.len() > MAX_DEPTH {
+                return Err(not_found());
+            }
+            let dir = stack.last().expect("root stays on the stack");
+            if !dir.is_dir {
+                return Err(IsoError::NotADirectory {
+                    image: self.path.clone(),
+                    path: path.to_string(),
+                });
+            }
+            let records = self.dir_records(dir, path)?;
+            let found = records
+                .iter()
+                .find(|r| r.name == part)
+                .or_else(|| {
+                    records
+                        .iter()
+                        .find(|r| names_match_ignore_case(&r.name, part))
+                })
+                .cloned()
+                .ok_or_else(not_found)?;
+            stack.push(found);
+        }
+        Ok(stack.pop().expect("root stays on the stack"))
+    }
+
+    /// Decode the records of a directory (without `.`, `..` and relocated directories).
+    fn dir_records(&self, dir: &Record, path: &str) -> Result<Vec<Record>, IsoError> {
+        if dir.size > MAX_DIR_SIZE {
+            return Err(self.malformed(format!(
+                "directory on the way to {path} claims {} bytes",
+                dir.size
+            )));
+        }
+        let mut data = vec![0u8; dir.size as usize];
+        self.read_at(&mut data, u64::from(dir.lba) * self.block_size)?;
+        let bs = self.block_size as usize;
+        let mut out: Vec<Record> = Vec::new();
+        let mut pos = 0usize;
+        // The previous record said "more extents follow": fold the next one into it.
+        let mut continuing = false;
+        while pos < data.len() {
+            let len = usize::from(data[pos]);
+            if len == 0 {
+                // Records do not cross block boundaries; the rest of this block is padding.
+                pos = (pos / bs + 1) * bs;
+                continue;
+            }
+            let raw = data.get(pos..pos + len).ok_or_else(|| {
+                self.malformed(format!("directory record overruns its directory ({path})"))
+            })?;
+            pos += len;
+            let Some((mut rec, name_raw)) = parse_record(raw) else {
+                return Err(self.malformed(format!("bad directory record on the way to {path}")));
+            };
+            if name_raw == [0] || name_raw == [1] {
+                continue;
+            }
+            rec.name = match self.scheme {
+                NameScheme::Iso9660 => plain_name(name_raw),
+                NameScheme::Joliet => strip_version(&decode_ucs2(name_raw)),
+                NameScheme::RockRidge { skip } => {
+                    let name_len = name_raw.len();
+                    let su = 33 + name_len + usize::from(name_len % 2 == 0) + usize::from(skip);
+                    let susp = self.susp(raw.get(su..).unwrap_or(&[]))?;
+                    if susp.relocated {
+                        rec.relocated = true;
+                    }
+                    if let Some(child) = susp.child_link {
+                        rec.is_dir = true;
+                        rec.lba = child;
+                        rec.size = self.dot_size(child)?;
+                    }
+                    susp.name.unwrap_or_else(|| plain_name(name_raw))
+                }
+            };
+            if continuing {
+                continuing = rec.multi_extent;
+                if let Some(prev) = out.last_mut() {
+                    prev.size += rec.size;
+                    prev.multi_extent = true;
+                }
+                continue;
+            }
+            continuing = rec.multi_extent;
+            if !rec.relocated {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The size of a directory, from its own `.` record (for Rock Ridge `CL` links).
+    fn dot_size(&self, lba: u32) -> Result<u64, IsoError> {
+        let mut sector = vec![0u8; self.block_size as usize];
+        self.read_at(&mut sector, u64::from(lba) * self.block_size)?;
+        let len = usize::from(sector[0]);
+        parse_record(sector.get(..len).unwrap_or(&[]))
+            .map(|(r, _)| r.size)
+            .ok_or_else(|| self.malformed(format!("bad relocated directory at block {lba}")))
+    }
+
+    /// Walk a system use area and its continuation areas.
+    fn susp(&self, area: &[u8]) -> Result<Susp, IsoError> {
+        let mut susp = Susp::default();
+        let mut name = Vec::new();
+        let mut have_name = false;
+        let mut owned;
+        let mut area = area;
+        for _ in 0..MAX_CONTINUATIONS {
+            let mut next = None;
+            let mut i = 0;
+            while i + 4 <= area.len() {
+                let sig = &area[i..i + 2];
+                let len = usize::from(area[i + 2]);
+                if len < 4 || i + len > area.len() {
+                    break;
+                }
+                let body = &area[i + 4..i + len];
+                match sig {
+                    b"ST" => break,
+                    b"NM" if !body.is_empty() => {
+                        let flags = body[0];
+                        // CURRENT / PARENT flags name `.` and `..`: nothing to record.
+                        if flags & 0b110 == 0 {
+                            name.extend_from_slice(&body[1..]);
+                            have_name = true;
+                        }
+                    }
+                    b"CE" if body.len() >= 24 => {
+                        let lba = le32(&body[0..4]);
+                        let off = le32(&body[8..12]);
+                        let n = le32(&body[16..20]);
+                        next = Some((lba, off, n));
+                    }
+                    b"CL" if body.len() >= 8 => susp.child_link = Some(le32(&body[0..4])),
+                    b"RE" => susp.relocated = true,
+                    _ => {}
+                }
+                i += len;
+            }
+            let Some((lba, off, n)) = next else { break };
+            if n == 0 || n > 64 * 1024 {
+                break;
+            }
+            owned = vec![0u8; n as usize];
+            self.read_at(
+                &mut owned,
+                u64::from(lba) * self.block_size + u64::from(off),
+            )?;
+            area = &owned;
+        }
+        if have_name {
+            susp.name = Some(String::from_utf8_lossy(&name).into_owned());
+        }
+        Ok(susp)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Susp {
+    name: Option<String>,
+    child_link: Option<u32>,
+    relocated: bool,
+}
+
+/// Decode the fixed part of a directory record; returns it (name unset) and the raw name.
+fn parse_record(raw: &[u8]) -> Option<(Record, &[u8])> {
+    if raw.len() < 34 {
+        return None;
+    }
+    let name_len = usize::from(raw[32]);
+    let name = raw.get(33..33 + name_len)?;
+    let flags = raw[25];
+    Some((
+        Record {
+            name: String::new(),
+            is_dir: flags & 0x02 != 0,
+            lba: le32(&raw[2..6]),
+            size: u64::from(le32(&raw[10..14])),
+            multi_extent: flags & 0x80 != 0,
+            interleaved: raw[26] != 0 || raw[27] != 0,
+            relocated: false,
+        },
+        name,
+    ))
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Joliet SVDs carry the escape sequence `%/@`, `%/C` or `%/E` (UCS-2 levels 1–3).
+fn is_joliet_escape(esc: &[u8]) -> bool {
+    esc.windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'/' && matches!(w[2], b'@' | b'C' | b'E'))
+}
+
+fn decode_ucs2(raw: &[u8]) -> String {
+    let units = raw
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]));
+    char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
+}
+
+/// `NAME.EXT;1` → `NAME.EXT`, `NAME.;1` → `NAME`.
+fn strip_version(name: &str) -> String {
+    let base = match name.rfind(';') {
+        Some(i) => &name[..i],
+        None => name,
+    };
+    base.strip_suffix('.').unwrap_or(base).to_string()
+}
+
+fn plain_name(raw: &[u8]) -> String {
+    strip_version(&String::from_utf8_lossy(raw))
+}
+
+fn names_match_ignore_case(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
+}
