@@ -1,4 +1,12 @@
-//! The one error type the command line sees, with an exit code and a hint for each kind.
+//! The one error type the command line sees, with an exit code for each kind.
+
+use std::path::PathBuf;
+
+use crate::console::ExpectError;
+use crate::host::disk::DiskError;
+use crate::image::{ImageError, IsoError};
+use crate::profile::{ProfileError, TemplateError};
+use crate::qemu::{ProcessError, QemuError};
 
 /// Every failure ferry reports. Module errors convert into it; `main` prints it and exits
 /// with [`Error::exit_code`].
@@ -7,6 +15,24 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Iso(#[from] IsoError),
+    #[error(transparent)]
+    Qemu(#[from] QemuError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("{stage}: {source}\nthe run's logs are in {}", run_dir.display())]
+    Step { stage: &'static str, source: Box<ExpectError>, run_dir: PathBuf },
+    #[error("interrupted: QEMU was stopped; the disk holds an unfinished install")]
+    Interrupted,
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -14,8 +40,14 @@ impl Error {
     /// Exit codes are part of ferry's interface (scripts branch on them); see README.md.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => 2,
             Error::Io(_) => 1,
+            Error::Usage(_) | Error::Profile(_) | Error::Template(_) => 2,
+            Error::Disk(_) => 3,
+            Error::Image(_) | Error::Iso(_) => 4,
+            Error::Qemu(_) | Error::Process(_) => 5,
+            Error::Step { stage: "verify", .. } => 7,
+            Error::Step { .. } => 6,
+            Error::Interrupted => 130,
         }
     }
 }

@@ -1,12 +1,17 @@
 //! ferry reinstalls a server from its provider's rescue system: it boots an installer in QEMU
 //! with the server's real disk attached and drives the install over the VM's serial console.
 //!
-//! The modules follow the flow: host facts → plan → fetch → boot → drive → finish → verify →
-//! report. `main.rs` only parses the command line and maps [`Error`] to an exit code.
+//! The modules follow the flow: [`host`] facts → [`install::plan`] → boot ([`image`], [`qemu`])
+//! → drive ([`console`]) → finish → verify → report. `main.rs` only parses the command line
+//! ([`cli`]) and maps [`Error`] to an exit code.
 
+pub mod cli;
 pub mod console;
 pub mod error;
+pub mod host;
 pub mod image;
+pub mod install;
+mod logging;
 pub mod profile;
 pub mod qemu;
 

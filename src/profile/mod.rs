@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 
 pub use template::{Renderer, TemplateError};
-pub use values::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds};
+pub use values::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds, checked_regex};
 
 /// A parsed, validated profile, with the file it came from.
 #[derive(Debug, Clone)]
@@ -187,7 +187,7 @@ fn default_true() -> bool {
 }
 
 fn default_login() -> Vec<Pattern> {
-    vec![Pattern::regex(r"login: ?$").expect("valid built-in pattern")]
+    vec![Pattern::regex(r"login: ?$")]
 }
 
 fn default_verify_timeout() -> Seconds {

@@ -135,26 +135,16 @@ mod duration_secs {
     }
 }
 
-/// What a step waits for. Written as a string: `/…/` is a regular expression (multi-line
-/// mode), anything else is literal text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pattern {
-    Literal(String),
-    Regex(String),
-}
+pub use crate::console::Pattern;
 
-impl Pattern {
-    pub fn literal(text: &str) -> Pattern {
-        Pattern::Literal(text.to_string())
-    }
-
-    pub fn regex(source: &str) -> Result<Pattern, String> {
-        regex::RegexBuilder::new(source)
-            .multi_line(true)
-            .build()
-            .map_err(|e| format!("invalid regex /{source}/: {}", last_line(&e.to_string())))?;
-        Ok(Pattern::Regex(source.to_string()))
-    }
+/// Compiles a regex the way the expect engine will (multi-line mode), to report a bad one
+/// while the profile is parsed.
+pub fn checked_regex(source: &str) -> Result<Pattern, String> {
+    regex::RegexBuilder::new(source)
+        .multi_line(true)
+        .build()
+        .map_err(|e| format!("invalid regex /{source}/: {}", last_line(&e.to_string())))?;
+    Ok(Pattern::regex(source))
 }
 
 /// The regex crate's errors draw a caret diagram; its last line says what is wrong.
@@ -163,6 +153,7 @@ fn last_line(message: &str) -> &str {
     line.strip_prefix("error: ").unwrap_or(line)
 }
 
+/// In profiles a pattern is a string: `/…/` is a regular expression, anything else literal.
 impl FromStr for Pattern {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -170,17 +161,8 @@ impl FromStr for Pattern {
             return Err("a pattern cannot be empty".into());
         }
         match s.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
-            Some(source) if s.len() >= 2 => Pattern::regex(source),
+            Some(source) if s.len() >= 2 => checked_regex(source),
             _ => Ok(Pattern::literal(s)),
-        }
-    }
-}
-
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Pattern::Literal(text) => write!(f, "`{}`", text.escape_debug()),
-            Pattern::Regex(source) => write!(f, "/{source}/"),
         }
     }
 }
@@ -231,7 +213,7 @@ mod tests {
     #[test]
     fn patterns() {
         assert_eq!("login:".parse::<Pattern>().unwrap(), Pattern::literal("login:"));
-        assert_eq!("/log(in)?:/".parse::<Pattern>().unwrap(), Pattern::Regex("log(in)?:".into()));
+        assert_eq!("/log(in)?:/".parse::<Pattern>().unwrap(), Pattern::regex("log(in)?:"));
         assert_eq!("/".parse::<Pattern>().unwrap(), Pattern::literal("/"));
         assert!("".parse::<Pattern>().is_err());
         assert!("/[/".parse::<Pattern>().unwrap_err().starts_with("invalid regex /[/"));

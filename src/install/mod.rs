@@ -1,0 +1,149 @@
+//! The install flow: plan → boot → drive → finish → verify → report.
+
+pub mod plan;
+pub mod progress;
+pub mod rundir;
+pub mod run;
+pub mod serve;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::host::Facts;
+use crate::host::disk::{DiskError, TargetKind};
+use crate::profile::Profile;
+pub use plan::{Options, Plan};
+use progress::Progress;
+pub use run::{Outcome, Stage};
+
+/// One `ferry install` or `ferry plan` invocation.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub profile: PathBuf,
+    pub options: Options,
+    pub runs_dir: Option<PathBuf>,
+    /// Skip the typed confirmation.
+    pub yes: bool,
+    pub quiet: bool,
+}
+
+/// Builds the plan without running anything (`ferry plan`). The answer-file URL shows the
+/// port as `PORT`: the real one is chosen when an install starts.
+pub fn plan(request: &Request) -> Result<Plan, Error> {
+    let profile = Profile::load(&request.profile)?;
+    plan::make(&profile, &request.options, &Facts::read(), "http://10.0.2.2:PORT/TOKEN")
+}
+
+/// Runs a whole install and its boot check.
+pub fn install(request: &Request) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    watch_signals();
+    let profile = Profile::load(&request.profile)?;
+    let facts = Facts::read();
+    let listener = serve::Listener::bind()?;
+    let plan = plan::make(&profile, &request.options, &facts, &listener.guest_url()?)?;
+    let planned = started.elapsed().as_secs_f64();
+
+    confirm(&plan, request.yes)?;
+    let run_dir = rundir::create(&rundir::runs_root(request.runs_dir.as_deref()), &profile.name())?;
+    crate::logging::log_to(&run_dir.join("ferry.log"))?;
+    write_json(&run_dir.join("plan.json"), &plan)?;
+    write_json(&run_dir.join("facts.json"), &facts)?;
+    let progress = Progress { quiet: request.quiet };
+    progress.stage(Stage::Plan, &format!(
+        "{} onto {}; run directory {}",
+        request.profile.display(),
+        plan.disk.target.describe(),
+        run_dir.display()
+    ));
+    tracing::info!(accel = ?plan.accel, cmdline = %plan.boot.cmdline, "plan made");
+
+    let result = run::execute(&plan, listener, &run_dir, &progress);
+    let summary = Summary::new(&plan, planned, &result, &run_dir);
+    write_json(&run_dir.join("summary.json"), &summary)?;
+    match &result {
+        Ok(_) => tracing::info!("install finished and verified"),
+        Err(e) => tracing::error!("install failed: {e}"),
+    }
+    result
+}
+
+/// `summary.json`: how the run ended and how long each stage took.
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    profile: &'a Path,
+    disk: &'a Path,
+    ok: bool,
+    error: Option<String>,
+    plan_seconds: f64,
+    outcome: Option<&'a Outcome>,
+    run_dir: &'a Path,
+}
+
+impl<'a> Summary<'a> {
+    fn new(plan: &'a Plan, planned: f64, result: &'a Result<Outcome, Error>, run_dir: &'a Path) -> Summary<'a> {
+        Summary {
+            profile: &plan.profile,
+            disk: &plan.disk.target.path,
+            ok: result.is_ok(),
+            error: result.as_ref().err().map(ToString::to_string),
+            plan_seconds: planned,
+            outcome: result.as_ref().ok(),
+            run_dir,
+        }
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    std::fs::write(path, text + "\n")?;
+    Ok(())
+}
+
+/// Asks the operator to type the disk's name before anything is written to an existing disk.
+fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
+    let target = &plan.disk.target;
+    if yes || target.create {
+        return Ok(());
+    }
+    let refused = || Error::Disk(DiskError::NotConfirmed { path: target.path.clone() });
+    if !std::io::stdin().is_terminal() {
+        return Err(refused());
+    }
+    let name = target.path.file_name().map_or_else(|| target.path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let kind = if target.kind == TargetKind::BlockDevice { "disk" } else { "disk image" };
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "ferry will ERASE {} and install {} on it.\nType the {kind}'s name ({name}) to go on: ",
+        target.describe(),
+        plan.profile.display()
+    );
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() == name { Ok(()) } else { Err(refused()) }
+}
+
+/// SIGINT, SIGTERM and SIGHUP stop every QEMU ferry started; the flow then ends as
+/// `Interrupted`. (The guest is not shut down gracefully: the install is abandoned.)
+fn watch_signals() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else { return };
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                tracing::warn!(signal, "interrupted: stopping QEMU");
+                run::INTERRUPTED.store(true, Ordering::SeqCst);
+                crate::qemu::process::terminate_all();
+            }
+        });
+    });
+}

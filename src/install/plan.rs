@@ -1,0 +1,411 @@
+//! The plan: every decision of an install, made up front from the profile, the command line
+//! and the host's facts, before anything is written. `ferry plan` prints it; `install` runs it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::Error;
+use crate::host::Facts;
+use crate::host::disk::Target;
+use crate::image::{BootEntry, Iso};
+use crate::profile::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Profile, Renderer};
+use crate::host::disk::TargetKind;
+use crate::qemu::{AccelKind, CacheMode, QemuBinary};
+
+/// What the command line adds to or overrides in the profile.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub disk: PathBuf,
+    pub size: Option<u64>,
+    pub qemu: Option<PathBuf>,
+    pub accel: Option<Accel>,
+    pub firmware: Option<Firmware>,
+    pub vars: Vec<(String, String)>,
+}
+
+/// The serial console argument ferry adds; the last `console=` becomes /dev/console.
+pub const SERIAL_CONSOLE: &str = "console=ttyS0,115200n8";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub profile: PathBuf,
+    pub description: String,
+    pub image: PathBuf,
+    pub boot: BootPlan,
+    pub qemu: QemuBinary,
+    pub accel: AccelPlan,
+    pub memory_mib: u64,
+    pub cpus: u32,
+    pub firmware: Firmware,
+    pub firmware_reason: String,
+    pub disk: DiskPlan,
+    /// The base URL of the answer files as the guest sees it.
+    pub serve_url: String,
+    pub files: Vec<ServedFile>,
+    pub steps: Vec<Step>,
+    pub finish: FinishPlan,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BootPlan {
+    pub entry: BootEntry,
+    /// The kernel command line ferry boots with.
+    pub cmdline: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccelPlan {
+    pub first: AccelKind,
+    /// Restart under TCG if the guest stays silent under KVM.
+    pub fallback_to_tcg: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskPlan {
+    pub target: Target,
+    pub bus: DiskBus,
+    pub guest_path: String,
+    pub cache: CacheMode,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServedFile {
+    pub name: String,
+    pub url: String,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub expect: Vec<Pattern>,
+    pub send: Option<String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub fail: Vec<Pattern>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FinishPlan {
+    #[serde(with = "secs")]
+    pub poweroff_timeout: Duration,
+    pub verify: Option<VerifyPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyPlan {
+    pub expect: Vec<Pattern>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub fail: Vec<Pattern>,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// Default step timeout when neither the step nor `[defaults]` names one.
+const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Makes the plan. Reads the profile's templates and the image's boot menu; writes nothing.
+pub fn make(profile: &Profile, opts: &Options, facts: &Facts, serve_url: &str) -> Result<Plan, Error> {
+    let spec = &profile.spec;
+    let image = image_path(profile)?;
+    let qemu = QemuBinary::find(opts.qemu.as_deref())?;
+    let target = Target::inspect(&opts.disk, opts.size)?;
+
+    let (firmware, firmware_reason) = match opts.firmware.unwrap_or(spec.vm.firmware) {
+        Firmware::Auto => {
+            let fw = if facts.firmware == "uefi" { Firmware::Uefi } else { Firmware::Bios };
+            (fw, format!("auto: this host booted through {}", facts.firmware.to_uppercase()))
+        }
+        fw => (fw, "set by the profile or --firmware".to_string()),
+    };
+    let accel = accel_plan(opts.accel.unwrap_or(spec.vm.accel), facts.kvm_openable);
+    let (memory_mib, cpus) = size_vm(spec.vm.memory, spec.vm.cpus, facts)?;
+    let bus = spec.vm.disk_bus;
+    let cache = match (spec.vm.disk_cache, target.kind) {
+        (DiskCache::Auto, TargetKind::BlockDevice) | (DiskCache::None, _) => CacheMode::None,
+        (DiskCache::Auto, TargetKind::File) | (DiskCache::Writeback, _) => CacheMode::Writeback,
+        (DiskCache::Unsafe, _) => CacheMode::Unsafe,
+    };
+    let disk = DiskPlan { guest_path: bus.guest_path().to_string(), target, bus, cache };
+
+    let mut vars: BTreeMap<String, serde_json::Value> =
+        spec.vars.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    for (k, v) in &opts.vars {
+        vars.insert(k.clone(), json!(v));
+    }
+    let context = json!({
+        "vars": vars,
+        "disk": {
+            "guest_path": disk.guest_path,
+            "path": disk.target.path,
+            "bus": disk.bus,
+            "size_bytes": disk.target.size_bytes,
+        },
+        "vm": { "firmware": firmware, "memory_mib": memory_mib, "cpus": cpus },
+        "host": { "hostname": facts.hostname, "firmware": facts.firmware },
+        "serve": { "url": serve_url },
+    });
+    let renderer = Renderer::new(&context);
+    let render = |value: &serde_spanned::Spanned<String>| {
+        renderer.render(&profile.location_of(value), value.get_ref()).map_err(Error::from)
+    };
+
+    let iso = Iso::open(&image)?;
+    let entries = crate::image::boot_entries(&iso)?;
+    let entry = crate::image::select(&entries, spec.boot.entry.get_ref())?.clone();
+    let extra = spec.boot.append.as_ref().map(render).transpose()?.unwrap_or_default();
+    let cmdline = compose_cmdline(&entry.cmdline, &extra);
+
+    let mut files = Vec::new();
+    for file in &spec.files {
+        let name = file.name.get_ref().clone();
+        let content = match (&file.template, &file.content) {
+            (Some(path), _) => {
+                let full = profile.resolve(path.get_ref());
+                let text = std::fs::read_to_string(&full).map_err(|e| {
+                    Error::Usage(format!("{}: cannot read template {}: {e}", profile.location_of(path), full.display()))
+                })?;
+                renderer.render(&full.display().to_string(), &text)?
+            }
+            (None, Some(inline)) => render(inline)?,
+            (None, None) => unreachable!("checked when the profile was parsed"),
+        };
+        let url = format!("{serve_url}/{name}");
+        files.push(ServedFile { name, url, bytes: content.len(), content: content.into_bytes() });
+    }
+
+    let default_timeout = spec.defaults.timeout.map_or(STEP_TIMEOUT, |t| t.as_duration());
+    let mut steps = Vec::new();
+    for step in &spec.steps {
+        steps.push(Step {
+            name: step.name.clone(),
+            expect: step.expect.clone(),
+            send: step.send.as_ref().map(render).transpose()?,
+            timeout: step.timeout.map_or(default_timeout, |t| t.as_duration()),
+            fail: spec.defaults.fail.iter().chain(&step.fail).cloned().collect(),
+        });
+    }
+    let verify = &spec.finish.verify;
+    let finish = FinishPlan {
+        poweroff_timeout: spec.finish.poweroff_timeout.as_duration(),
+        verify: verify.enabled.then(|| VerifyPlan {
+            expect: verify.expect.clone(),
+            timeout: verify.timeout.as_duration(),
+            fail: verify.fail.clone(),
+        }),
+    };
+
+    Ok(Plan {
+        profile: profile.path.clone(),
+        description: spec.description.clone(),
+        image,
+        boot: BootPlan { entry, cmdline },
+        qemu,
+        accel,
+        memory_mib,
+        cpus,
+        firmware,
+        firmware_reason,
+        disk,
+        serve_url: serve_url.to_string(),
+        files,
+        steps,
+        finish,
+    })
+}
+
+fn image_path(profile: &Profile) -> Result<PathBuf, Error> {
+    let image = &profile.spec.image;
+    match (&image.path, &image.url) {
+        (Some(path), _) => {
+            let full = profile.resolve(path.get_ref());
+            if !full.is_file() {
+                return Err(Error::Usage(format!(
+                    "{}: image {} does not exist{}",
+                    profile.location_of(path),
+                    full.display(),
+                    fixture_hint(&full)
+                )));
+            }
+            Ok(full)
+        }
+        (None, Some(url)) => Err(Error::Usage(format!(
+            "{}: downloading images (`url`) is not supported by this build yet; download {} and use `path`",
+            profile.location_of(url),
+            url.get_ref()
+        ))),
+        (None, None) => unreachable!("checked when the profile was parsed"),
+    }
+}
+
+/// The test fixtures are built, not checked in: say how.
+fn fixture_hint(path: &Path) -> &'static str {
+    if path.components().any(|c| c.as_os_str() == "fixtures") {
+        " (build the test fixtures first: scripts/make-fixtures.sh)"
+    } else {
+        ""
+    }
+}
+
+fn accel_plan(accel: Accel, kvm_openable: bool) -> AccelPlan {
+    match accel {
+        Accel::Tcg => AccelPlan { first: AccelKind::Tcg, fallback_to_tcg: false, reason: "tcg requested".into() },
+        Accel::Kvm => AccelPlan { first: AccelKind::Kvm, fallback_to_tcg: false, reason: "kvm requested".into() },
+        Accel::Auto if kvm_openable => AccelPlan {
+            first: AccelKind::Kvm,
+            fallback_to_tcg: true,
+            reason: "auto: /dev/kvm opens; TCG if the guest stays silent under KVM".into(),
+        },
+        Accel::Auto => AccelPlan {
+            first: AccelKind::Tcg,
+            fallback_to_tcg: false,
+            reason: "auto: /dev/kvm cannot be opened".into(),
+        },
+    }
+}
+
+/// VM memory and CPUs. `auto` memory leaves the rescue system room to breathe.
+fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<(u64, u32), Error> {
+    const MARGIN_MIB: u64 = 384;
+    const MIN_MIB: u64 = 512;
+    const AUTO_MAX_MIB: u64 = 4096;
+    let memory_mib = match memory {
+        Memory::Mib(mib) => mib,
+        Memory::Auto => {
+            let usable = facts.memory_available_mib.saturating_sub(MARGIN_MIB);
+            if usable < MIN_MIB {
+                return Err(Error::Usage(format!(
+                    "not enough memory for the VM: {} MiB available, {MARGIN_MIB} MiB kept for the host, \
+                     at least {MIN_MIB} MiB needed; free memory or set [vm] memory",
+                    facts.memory_available_mib
+                )));
+            }
+            usable.min(AUTO_MAX_MIB)
+        }
+    };
+    let cpus = if cpus == 0 { facts.cpus.clamp(1, 4) } else { cpus };
+    Ok((memory_mib, cpus))
+}
+
+/// The entry's own arguments, the profile's extra ones, and the serial console. Extra
+/// arguments go before a `---` separator (arguments after it are copied into the installed
+/// system by installers such as Debian's); the console goes last, so it becomes /dev/console
+/// and the installed system inherits it.
+pub fn compose_cmdline(entry: &str, extra: &str) -> String {
+    let words: Vec<&str> = entry.split_whitespace().collect();
+    let (before, after) = match words.iter().position(|w| *w == "---") {
+        Some(i) => (&words[..i], Some(&words[i..])),
+        None => (&words[..], None),
+    };
+    let mut out: Vec<&str> = before.to_vec();
+    out.extend(extra.split_whitespace());
+    if let Some(after) = after {
+        out.extend(after);
+    }
+    if out.last() != Some(&SERIAL_CONSOLE) {
+        out.push(SERIAL_CONSOLE);
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_goes_last_and_extra_before_separator() {
+        assert_eq!(compose_cmdline("quiet", "url=x"), "quiet url=x console=ttyS0,115200n8");
+        assert_eq!(
+            compose_cmdline("vga=788 --- quiet", "auto=true url=x"),
+            "vga=788 auto=true url=x --- quiet console=ttyS0,115200n8"
+        );
+        assert_eq!(compose_cmdline("a console=ttyS0,115200n8", ""), "a console=ttyS0,115200n8");
+        assert_eq!(compose_cmdline("", ""), "console=ttyS0,115200n8");
+    }
+
+    fn facts(available: u64, kvm: bool) -> Facts {
+        Facts {
+            hostname: "rescue".into(),
+            firmware: "bios",
+            cpus: 8,
+            memory_total_mib: available * 2,
+            memory_available_mib: available,
+            kvm_openable: kvm,
+        }
+    }
+
+    #[test]
+    fn vm_sizing() {
+        assert_eq!(size_vm(Memory::Auto, 0, &facts(16000, false)).unwrap(), (4096, 4));
+        assert_eq!(size_vm(Memory::Auto, 2, &facts(1400, false)).unwrap(), (1016, 2));
+        assert_eq!(size_vm(Memory::Mib(700), 1, &facts(100, false)).unwrap(), (700, 1));
+        let e = size_vm(Memory::Auto, 0, &facts(600, false)).unwrap_err().to_string();
+        assert!(e.starts_with("not enough memory for the VM: 600 MiB available"), "{e}");
+    }
+
+    #[test]
+    fn accelerator_choice() {
+        let p = accel_plan(Accel::Auto, true);
+        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Kvm, true));
+        let p = accel_plan(Accel::Auto, false);
+        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Tcg, false));
+        assert_eq!(accel_plan(Accel::Kvm, false).first, AccelKind::Kvm);
+    }
+}
+
+/// The plan as the operator reads it: every choice with its reason.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    line("profile", format!("{} {}", plan.profile.display(), plan.description));
+    line("image", plan.image.display().to_string());
+    line("boot entry", format!("{} (kernel {})", plan.boot.entry.title, plan.boot.entry.kernel));
+    line("cmdline", plan.boot.cmdline.clone());
+    line("qemu", format!("{} {} ({})", plan.qemu.program.display(), plan.qemu.version, plan.qemu.source));
+    line("accel", format!("{:?} ({})", plan.accel.first, plan.accel.reason).to_lowercase());
+    line("memory", format!("{} MiB, {} CPUs", plan.memory_mib, plan.cpus));
+    line("firmware", format!("{:?} ({})", plan.firmware, plan.firmware_reason).to_lowercase());
+    line(
+        "disk",
+        format!(
+            "{} on {:?} as {} (cache {:?})",
+            plan.disk.target.describe(),
+            plan.disk.bus,
+            plan.disk.guest_path,
+            plan.disk.cache
+        )
+        .to_lowercase(),
+    );
+    for file in &plan.files {
+        line("serves", format!("{} ({} bytes)", file.url, file.bytes));
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let expect: Vec<String> = step.expect.iter().map(ToString::to_string).collect();
+        let send = step.send.as_deref().map(|s| format!(" then send {s:?}")).unwrap_or_default();
+        line(
+            &format!("step {}", i + 1),
+            format!("{}: wait {}s for {}{send}", step.name, step.timeout.as_secs(), expect.join(" or ")),
+        );
+    }
+    line("finish", format!("wait up to {}s for power-off", plan.finish.poweroff_timeout.as_secs()));
+    match &plan.finish.verify {
+        Some(v) => {
+            let expect: Vec<String> = v.expect.iter().map(ToString::to_string).collect();
+            line("verify", format!("boot the disk alone, wait {}s for {}", v.timeout.as_secs(), expect.join(" or ")));
+        }
+        None => line("verify", "skipped".into()),
+    }
+    out
+}

@@ -1,0 +1,277 @@
+//! Running a plan: boot → drive → finish → verify, each stage timed and recorded.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::plan::{Plan, VerifyPlan};
+use super::progress::Progress;
+use super::serve::Listener;
+use crate::Error;
+use crate::console::{Console, ExpectError, Expectation, transcript};
+use crate::image::Iso;
+use crate::profile::Firmware;
+use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, Qemu};
+
+/// How long a guest under KVM may stay silent before ferry concludes KVM hangs guests here.
+/// A kernel prints within a second under KVM; TCG needs a few seconds.
+pub const KVM_SILENCE_LIMIT: Duration = Duration::from_secs(8);
+
+/// Set by the signal handler: the run is being interrupted.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Plan,
+    Boot,
+    Drive,
+    Finish,
+    Verify,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Plan => "plan",
+            Stage::Boot => "boot",
+            Stage::Drive => "drive",
+            Stage::Finish => "finish",
+            Stage::Verify => "verify",
+        }
+    }
+}
+
+/// What a finished install reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub run_dir: PathBuf,
+    pub disk: PathBuf,
+    pub accel: AccelKind,
+    pub stages: Vec<(Stage, f64)>,
+    /// Seconds from the verify boot's start to the login prompt, when verified.
+    pub verified_after: Option<f64>,
+}
+
+/// Runs `plan` with its answer files served by `listener`, recording into `run_dir`.
+pub fn execute(plan: &Plan, listener: Listener, run_dir: &Path, progress: &Progress) -> Result<Outcome, Error> {
+    let mut stages = Vec::new();
+    let mut timer = Instant::now();
+    let mut lap = |stage: Stage, stages: &mut Vec<(Stage, f64)>| {
+        stages.push((stage, timer.elapsed().as_secs_f64()));
+        timer = Instant::now();
+    };
+
+    plan.disk.target.create_if_needed()?;
+    let files = plan.files.iter().map(|f| (f.name.clone(), f.content.clone())).collect();
+    let _server = listener.start(files)?;
+    let boot = extract_boot_files(plan, run_dir)?;
+    let firmware = firmware_files(plan, run_dir, "install")?;
+
+    progress.stage(Stage::Boot, &format!(
+        "starting QEMU ({}, {} MiB, {} CPUs) with \"{}\"",
+        accel_name(plan.accel.first),
+        plan.memory_mib,
+        plan.cpus,
+        plan.boot.entry.title
+    ));
+    let machine = |accel| Machine {
+        accel,
+        memory_mib: plan.memory_mib,
+        cpus: plan.cpus,
+        firmware: firmware.clone(),
+        disk: target_disk(plan),
+        cdrom: Some(plan.image.clone()),
+        kernel: Some(boot.clone()),
+        mac: None,
+        serial_socket: run_dir.join("serial.sock"),
+        qmp_socket: run_dir.join("qmp.sock"),
+    };
+    let (mut vm, mut console, accel) = boot_with_fallback(plan, &machine, run_dir, progress)?;
+    lap(Stage::Boot, &mut stages);
+
+    let total = plan.steps.len();
+    for (i, step) in plan.steps.iter().enumerate() {
+        check_interrupted()?;
+        if !step.expect.is_empty() {
+            let waiting: Vec<String> = step.expect.iter().map(ToString::to_string).collect();
+            progress.stage(Stage::Drive, &format!("[{}/{total}] {}: waiting for {}", i + 1, step.name, waiting.join(" or ")));
+            let expectation = Expectation::new(&step.name, step.expect.clone(), step.timeout).failing_on(step.fail.clone());
+            let matched = console.expect(&expectation).map_err(|e| stage_error(Stage::Drive, e, run_dir))?;
+            tracing::info!(step = %step.name, after = ?matched.elapsed, text = %matched.text, "matched");
+        }
+        if let Some(text) = &step.send {
+            progress.stage(Stage::Drive, &format!("[{}/{total}] {}: sending {:?}", i + 1, step.name, text));
+            console.send(text.as_bytes())?;
+        }
+    }
+    lap(Stage::Drive, &mut stages);
+
+    progress.stage(Stage::Finish, "waiting for the installer to power the VM off");
+    console
+        .wait_closed(plan.finish.poweroff_timeout)
+        .map_err(|e| stage_error(Stage::Finish, e, run_dir))?;
+    check_interrupted()?;
+    let status = vm.wait_timeout(Duration::from_secs(30))?;
+    tracing::info!(?status, "installer VM exited");
+    drop(console);
+    drop(vm);
+    plan.disk.target.flush()?;
+    lap(Stage::Finish, &mut stages);
+
+    let mut verified_after = None;
+    if let Some(verify) = &plan.finish.verify {
+        verified_after = Some(verify_boot(plan, verify, accel, run_dir, progress)?.as_secs_f64());
+        lap(Stage::Verify, &mut stages);
+    }
+    Ok(Outcome { run_dir: run_dir.to_path_buf(), disk: plan.disk.target.path.clone(), accel, stages, verified_after })
+}
+
+/// Starts the VM; under `auto`, a guest that stays silent under KVM is restarted under TCG.
+fn boot_with_fallback(
+    plan: &Plan,
+    machine: &dyn Fn(AccelKind) -> Machine,
+    record_dir: &Path,
+    progress: &Progress,
+) -> Result<(Qemu, Console, AccelKind), Error> {
+    let mut accel = plan.accel.first;
+    loop {
+        let (vm, mut console) = start_vm(plan, &machine(accel), record_dir)?;
+        let silent_kvm = accel == AccelKind::Kvm && plan.accel.fallback_to_tcg && !console.wait_for_output(KVM_SILENCE_LIMIT);
+        if !silent_kvm {
+            return Ok((vm, console, accel));
+        }
+        drop(console);
+        drop(vm);
+        check_interrupted()?;
+        let why = format!(
+            "no output from the guest under KVM within {}s: /dev/kvm opens but does not run guests here \
+             (nested or paravirtual KVM); restarting under TCG",
+            KVM_SILENCE_LIMIT.as_secs()
+        );
+        tracing::warn!("{why}");
+        progress.stage(Stage::Boot, &why);
+        accel = AccelKind::Tcg;
+    }
+}
+
+fn start_vm(plan: &Plan, machine: &Machine, record_dir: &Path) -> Result<(Qemu, Console), Error> {
+    let args = qemu::command_line(machine);
+    let mut program_and_args = plan.qemu.pre_args.clone();
+    program_and_args.extend(args.iter().cloned());
+    std::fs::write(record_dir.join("qemu.args"), qemu::shell_quote(&plan.qemu.program, &program_and_args) + "\n")?;
+    tracing::info!(accel = ?machine.accel, "starting QEMU");
+    let vm = Qemu::start(&plan.qemu, &args, &machine.serial_socket, &machine.qmp_socket, &record_dir.join("qemu.stderr"))?;
+    let title = format!("ferry: {}", plan.profile.display());
+    let sinks = transcript::create(record_dir, &title)?;
+    let stream = vm.serial.try_clone()?;
+    let console = Console::start(stream, sinks)?;
+    Ok((vm, console))
+}
+
+/// Boots the installed disk alone, with the same firmware kind, and waits for a login prompt.
+fn verify_boot(
+    plan: &Plan,
+    verify: &VerifyPlan,
+    accel: AccelKind,
+    run_dir: &Path,
+    progress: &Progress,
+) -> Result<Duration, Error> {
+    let dir = run_dir.join("verify");
+    std::fs::create_dir_all(&dir)?;
+    let patterns: Vec<String> = verify.expect.iter().map(ToString::to_string).collect();
+    progress.stage(Stage::Verify, &format!(
+        "booting {} alone, waiting for {}",
+        plan.disk.target.path.display(),
+        patterns.join(" or ")
+    ));
+    // A fresh variable store: the real machine's NVRAM has none of the entries the installer
+    // wrote into the install VM's, so the disk must boot without them.
+    let machine = Machine {
+        accel,
+        memory_mib: plan.memory_mib,
+        cpus: plan.cpus,
+        firmware: firmware_files(plan, run_dir, "verify")?,
+        disk: target_disk(plan),
+        cdrom: None,
+        kernel: None,
+        mac: None,
+        serial_socket: dir.join("serial.sock"),
+        qmp_socket: dir.join("qmp.sock"),
+    };
+    let started = Instant::now();
+    let (mut vm, mut console) = start_vm(plan, &machine, &dir)?;
+    let expectation = Expectation::new("boot check", verify.expect.clone(), verify.timeout).failing_on(verify.fail.clone());
+    let result = console.expect(&expectation);
+    let elapsed = started.elapsed();
+    drop(console);
+    vm.stop()?;
+    result.map_err(|e| stage_error(Stage::Verify, e, run_dir))?;
+    Ok(elapsed)
+}
+
+fn target_disk(plan: &Plan) -> Disk {
+    Disk {
+        path: plan.disk.target.path.clone(),
+        bus: plan.disk.bus,
+        cache: plan.disk.cache,
+        serial: None,
+    }
+}
+
+/// Copies the chosen entry's kernel and initrd out of the ISO (several initrds become one:
+/// concatenated cpio archives are what the kernel expects).
+fn extract_boot_files(plan: &Plan, run_dir: &Path) -> Result<KernelBoot, Error> {
+    let iso = Iso::open(&plan.image)?;
+    let entry = &plan.boot.entry;
+    let kernel = run_dir.join("kernel");
+    iso.extract(&entry.kernel, &kernel)?;
+    let initrd = if entry.initrd.is_empty() {
+        None
+    } else {
+        let path = run_dir.join("initrd");
+        let mut out = std::fs::File::create(&path)?;
+        for part in &entry.initrd {
+            let tmp = run_dir.join("initrd.part");
+            iso.extract(part, &tmp)?;
+            std::io::copy(&mut std::fs::File::open(&tmp)?, &mut out)?;
+            std::fs::remove_file(&tmp)?;
+        }
+        Some(path)
+    };
+    Ok(KernelBoot { kernel, initrd, append: plan.boot.cmdline.clone() })
+}
+
+/// SeaBIOS needs nothing; OVMF gets its own copy of the variable store per VM.
+fn firmware_files(plan: &Plan, run_dir: &Path, which: &str) -> Result<FirmwareFiles, Error> {
+    match plan.firmware {
+        Firmware::Uefi => {
+            let (code, vars_template) = qemu::find_ovmf()?;
+            let vars = run_dir.join(format!("{which}-efivars.fd"));
+            std::fs::copy(&vars_template, &vars)?;
+            Ok(FirmwareFiles::Uefi { code, vars })
+        }
+        Firmware::Bios | Firmware::Auto => Ok(FirmwareFiles::Bios),
+    }
+}
+
+fn check_interrupted() -> Result<(), Error> {
+    if INTERRUPTED.load(Ordering::SeqCst) { Err(Error::Interrupted) } else { Ok(()) }
+}
+
+/// An expect failure in a stage, or the interruption that caused it.
+fn stage_error(stage: Stage, error: ExpectError, run_dir: &Path) -> Error {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Error::Interrupted;
+    }
+    Error::Step { stage: stage.name(), source: Box::new(error), run_dir: run_dir.to_path_buf() }
+}
+
+fn accel_name(accel: AccelKind) -> &'static str {
+    match accel {
+        AccelKind::Kvm => "KVM",
+        AccelKind::Tcg => "TCG",
+    }
+}
