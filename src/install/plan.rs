@@ -230,7 +230,7 @@ fn image_path(profile: &Profile) -> Result<PathBuf, Error> {
     let image = &profile.spec.image;
     match (&image.path, &image.url) {
         (Some(path), _) => {
-            let full = profile.resolve(path.get_ref());
+            let full = std::path::absolute(profile.resolve(path.get_ref()))?;
             if !full.is_file() {
                 return Err(Error::Usage(format!(
                     "{}: image {} does not exist{}",

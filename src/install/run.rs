@@ -129,32 +129,35 @@ pub fn execute(plan: &Plan, listener: Listener, run_dir: &Path, progress: &Progr
     Ok(Outcome { run_dir: run_dir.to_path_buf(), disk: plan.disk.target.path.clone(), accel, stages, verified_after })
 }
 
-/// Starts the VM; under `auto`, a guest that stays silent under KVM is restarted under TCG.
+/// Starts the VM. Under `auto`, KVM that crashes QEMU or leaves the guest silent is given up
+/// for TCG: /dev/kvm can open and still not run guests (nested or paravirtual KVM).
 fn boot_with_fallback(
     plan: &Plan,
     machine: &dyn Fn(AccelKind) -> Machine,
     record_dir: &Path,
     progress: &Progress,
 ) -> Result<(Qemu, Console, AccelKind), Error> {
-    let mut accel = plan.accel.first;
-    loop {
-        let (vm, mut console) = start_vm(plan, &machine(accel), record_dir)?;
-        let silent_kvm = accel == AccelKind::Kvm && plan.accel.fallback_to_tcg && !console.wait_for_output(KVM_SILENCE_LIMIT);
-        if !silent_kvm {
-            return Ok((vm, console, accel));
-        }
-        drop(console);
-        drop(vm);
-        check_interrupted()?;
-        let why = format!(
-            "no output from the guest under KVM within {}s: /dev/kvm opens but does not run guests here \
-             (nested or paravirtual KVM); restarting under TCG",
-            KVM_SILENCE_LIMIT.as_secs()
-        );
-        tracing::warn!("{why}");
-        progress.stage(Stage::Boot, &why);
-        accel = AccelKind::Tcg;
+    let accel = plan.accel.first;
+    let attempt = start_vm(plan, &machine(accel), record_dir);
+    if accel != AccelKind::Kvm || !plan.accel.fallback_to_tcg {
+        let (vm, console) = attempt?;
+        return Ok((vm, console, accel));
     }
+    let why = match attempt {
+        Ok((vm, mut console)) => {
+            if console.wait_for_output(KVM_SILENCE_LIMIT) {
+                return Ok((vm, console, accel));
+            }
+            format!("no output from the guest under KVM within {}s", KVM_SILENCE_LIMIT.as_secs())
+        }
+        Err(e) => format!("QEMU failed under KVM ({})", e.to_string().lines().last().unwrap_or_default()),
+    };
+    check_interrupted()?;
+    let why = format!("{why}: /dev/kvm opens but does not run guests here (nested or paravirtual KVM?); restarting under TCG");
+    tracing::warn!("{why}");
+    progress.stage(Stage::Boot, &why);
+    let (vm, console) = start_vm(plan, &machine(AccelKind::Tcg), record_dir)?;
+    Ok((vm, console, AccelKind::Tcg))
 }
 
 fn start_vm(plan: &Plan, machine: &Machine, record_dir: &Path) -> Result<(Qemu, Console), Error> {

@@ -103,7 +103,7 @@ impl Qemu {
         let mut qemu = Partial { child: Some(child), stderr_path: stderr_path.to_path_buf() };
         let serial = qemu.connect(serial_socket)?;
         let qmp_stream = qemu.connect(qmp_socket)?;
-        let qmp = Qmp::handshake(qmp_stream)?;
+        let qmp = Qmp::handshake(qmp_stream).map_err(|e| qemu.exit_error(e))?;
         Ok(Qemu {
             child: qemu.child.take().expect("child present until handed over"),
             stderr_path: stderr_path.to_path_buf(),
@@ -185,6 +185,23 @@ impl Partial {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+impl Partial {
+    /// A QMP failure during start-up is usually QEMU dying: report its exit and stderr then.
+    fn exit_error(&mut self, qmp_error: super::qmp::QmpError) -> ProcessError {
+        let Some(child) = self.child.as_mut() else { return qmp_error.into() };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                forget(child.id());
+                self.child = None;
+                return ProcessError::EarlyExit { status, stderr: tail(&self.stderr_path, 20) };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        qmp_error.into()
     }
 }
 
