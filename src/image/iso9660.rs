@@ -569,3 +569,223 @@ fn plain_name(raw: &[u8]) -> String {
 fn names_match_ignore_case(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b) || a.to_lowercase() == b.to_lowercase()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// Build an ISO from `files` (path → content) with `xorriso -as mkisofs ARGS`; without
+    /// `-R` in ARGS, Rock Ridge (which xorriso writes by default) is switched off.
+    /// xorriso is required: these tests fail without it, they do not skip.
+    pub(crate) fn build_iso(dir: &Path, args: &[&str], files: &[(&str, &[u8])]) -> PathBuf {
+        let src = dir.join("src");
+        for (path, content) in files {
+            let p = src.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+        }
+        let iso = dir.join("test.iso");
+        let rock_ridge = if args.contains(&"-R") { "on" } else { "off" };
+        let out = Command::new("xorriso")
+            .args(["-rockridge", rock_ridge])
+            .args(["-as", "mkisofs", "-quiet", "-V", "FERRY_TEST"])
+            .args(args)
+            .arg("-o")
+            .arg(&iso)
+            .arg(&src)
+            .output()
+            .expect("xorriso is required for the ISO tests (apt-get install xorriso)");
+        assert!(
+            out.status.success(),
+            "xorriso failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        iso
+    }
+
+    fn big_content() -> Vec<u8> {
+        // 1.5 MiB that is not periodic in 2048 bytes, so misplaced blocks show.
+        let mut x: u32 = 12345;
+        (0..3 * 512 * 1024 + 17)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect()
+    }
+
+    const DEEP: &str = "/a/b/c/d/e/f/g/h/i/j/deep.txt";
+    const LONG: &str = "a-rather-long-file-name-that-needs-rock-ridge-continuation-areas-to-hold-its-name-because-it-is-much-longer-than-what-fits-into-one-directory-record-together-with-the-other-rock-ridge-fields-like-px-and-tf.cfg";
+
+    fn sample(dir: &Path, args: &[&str]) -> (Iso, Vec<u8>) {
+        let big = big_content();
+        let iso = build_iso(
+            dir,
+            args,
+            &[
+                ("/isolinux/isolinux.cfg", b"DEFAULT boot\n"),
+                ("/boot/nix/store/abclinux/bzImage", &big),
+                (DEEP, b"deep\n"),
+                ("/linux", b"kernel"),
+                ("/Docs/ReadMe.txt", b"mixed case"),
+                ("/empty", b""),
+            ],
+        );
+        (Iso::open(&iso).unwrap(), big)
+    }
+
+    fn common_checks(iso: &Iso, big: &[u8], dir: &Path) {
+        assert_eq!(iso.volume_id(), "FERRY_TEST");
+        assert_eq!(
+            iso.read("/isolinux/isolinux.cfg").unwrap(),
+            b"DEFAULT boot\n"
+        );
+        // Configs say lower case; whatever the ISO says, this must resolve.
+        assert_eq!(
+            iso.read("isolinux//ISOLINUX.CFG").unwrap(),
+            b"DEFAULT boot\n"
+        );
+        assert_eq!(iso.read("/docs/readme.txt").unwrap(), b"mixed case");
+        assert_eq!(iso.read("/linux").unwrap(), b"kernel");
+        assert_eq!(iso.read("/empty").unwrap(), b"");
+        assert_eq!(iso.read(DEEP).unwrap(), b"deep\n");
+        assert_eq!(
+            iso.read("/a/b/./c/../c/d/e/f/g/h/i/j/deep.txt").unwrap(),
+            b"deep\n"
+        );
+        assert!(iso.exists("/a/b/c"));
+        assert!(!iso.exists("/a/b/x"));
+
+        let dest = dir.join("bzImage");
+        let n = iso
+            .extract("/boot//nix/store/abclinux/bzImage", &dest)
+            .unwrap();
+        assert_eq!(n, big.len() as u64);
+        assert!(std::fs::read(&dest).unwrap() == big);
+
+        let root = iso.read_dir("/").unwrap();
+        let names: Vec<String> = root.iter().map(|e| e.name.to_lowercase()).collect();
+        for want in ["isolinux", "boot", "a", "linux", "docs", "empty"] {
+            assert!(names.contains(&want.to_string()), "{want} not in {names:?}");
+        }
+        let linux = root
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case("linux"))
+            .unwrap();
+        assert!(!linux.is_dir);
+        assert_eq!(linux.size, 6);
+        assert!(
+            root.iter()
+                .find(|e| e.name.eq_ignore_ascii_case("boot"))
+                .unwrap()
+                .is_dir
+        );
+
+        let err = iso.read("/isolinux/missing.cfg").unwrap_err();
+        assert!(matches!(err, IsoError::NotFound { .. }));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("file not found on ISO") && msg.contains("/isolinux/missing.cfg"),
+            "{msg}"
+        );
+        let err = iso.read("/linux/x").unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        let err = iso.read("/isolinux").unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+        let err = iso.read_dir("/linux").unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        let err = iso
+            .extract("/linux", &dir.join("no/such/dir/x"))
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot write"), "{err}");
+    }
+
+    #[test]
+    fn rock_ridge() {
+        let dir = tempfile::tempdir().unwrap();
+        let (iso, big) = sample(dir.path(), &["-R"]);
+        assert!(matches!(iso.name_scheme(), NameScheme::RockRidge { .. }));
+        common_checks(&iso, &big, dir.path());
+        // Rock Ridge keeps names exactly.
+        let docs = iso.read_dir("/Docs").unwrap();
+        assert_eq!(docs[0].name, "ReadMe.txt");
+        assert!(
+            iso.read_dir("/")
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "isolinux")
+        );
+    }
+
+    #[test]
+    fn rock_ridge_long_names_and_relocated_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = format!("/cfg/{LONG}");
+        let iso = build_iso(
+            dir.path(),
+            &["-R", "-rr_reloc_dir", "RR_MOVED"],
+            &[(&long, b"long"), (DEEP, b"deep\n")],
+        );
+        let iso = Iso::open(&iso).unwrap();
+        assert_eq!(iso.read(&long).unwrap(), b"long");
+        assert_eq!(iso.read_dir("/cfg").unwrap()[0].name, LONG);
+        // The directory moved to /RR_MOVED is found where Rock Ridge says it belongs.
+        assert_eq!(iso.read(DEEP).unwrap(), b"deep\n");
+        assert!(
+            iso.read_dir("/a/b/c/d/e/f/g/h")
+                .unwrap()
+                .iter()
+                .any(|e| e.name == "i" && e.is_dir)
+        );
+    }
+
+    #[test]
+    fn joliet() {
+        let dir = tempfile::tempdir().unwrap();
+        let (iso, big) = sample(dir.path(), &["-J"]);
+        assert_eq!(iso.name_scheme(), NameScheme::Joliet);
+        common_checks(&iso, &big, dir.path());
+        assert_eq!(iso.read_dir("/Docs").unwrap()[0].name, "ReadMe.txt");
+    }
+
+    #[test]
+    fn plain_iso_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (iso, big) = sample(dir.path(), &[]);
+        assert_eq!(iso.name_scheme(), NameScheme::Iso9660);
+        common_checks(&iso, &big, dir.path());
+        // `;1` and the trailing `.` of `LINUX.;1` are gone.
+        let root = iso.read_dir("/").unwrap();
+        assert!(root.iter().any(|e| e.name == "LINUX"), "{root:?}");
+        assert!(root.iter().any(|e| e.name == "ISOLINUX"), "{root:?}");
+        assert_eq!(iso.read_dir("/isolinux").unwrap()[0].name, "ISOLINUX.CFG");
+    }
+
+    #[test]
+    fn not_an_iso() {
+        let dir = tempfile::tempdir().unwrap();
+        let zeros = dir.path().join("zeros.img");
+        std::fs::write(&zeros, vec![0u8; 64 * 1024]).unwrap();
+        let err = Iso::open(&zeros).unwrap_err();
+        assert!(matches!(err, IsoError::NotIso { .. }));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("not an ISO 9660 image (no CD001 at sector 16)"),
+            "{msg}"
+        );
+        assert!(msg.contains("zeros.img"), "{msg}");
+
+        let short = dir.path().join("short.img");
+        std::fs::write(&short, b"hello").unwrap();
+        assert!(matches!(
+            Iso::open(&short).unwrap_err(),
+            IsoError::NotIso { .. }
+        ));
+
+        let missing = dir.path().join("missing.iso");
+        let err = Iso::open(&missing).unwrap_err();
+        assert!(matches!(err, IsoError::Io { .. }));
+        assert!(err.to_string().contains("missing.iso"), "{err}");
+    }
+}

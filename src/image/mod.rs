@@ -351,3 +351,272 @@ pub(crate) fn split_initrd_args<'a>(
     }
     (initrd, rest)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::iso9660::tests::build_iso;
+
+    fn entry(
+        menu: MenuKind,
+        path: &[&str],
+        label: Option<&str>,
+        title: &str,
+        kernel: &str,
+    ) -> BootEntry {
+        BootEntry {
+            menu,
+            config: match menu {
+                MenuKind::Syslinux => "/isolinux/isolinux.cfg".into(),
+                MenuKind::Grub => "/EFI/BOOT/grub.cfg".into(),
+            },
+            path: path.iter().map(|s| s.to_string()).collect(),
+            label: label.map(str::to_string),
+            title: title.into(),
+            kernel: kernel.into(),
+            initrd: vec!["/initrd".into()],
+            cmdline: String::new(),
+            is_default: false,
+        }
+    }
+
+    fn sample() -> Vec<BootEntry> {
+        use MenuKind::*;
+        let mut v = vec![
+            entry(Syslinux, &[], Some("boot"), "NixOS Installer", "/k"),
+            entry(
+                Syslinux,
+                &["Options", "Serial console"],
+                Some("boot-serial"),
+                "NixOS Installer (serial)",
+                "/k",
+            ),
+            entry(
+                Syslinux,
+                &["Options", "Other"],
+                Some("boot-other"),
+                "Same title",
+                "/k1",
+            ),
+            entry(
+                Syslinux,
+                &["Options", "Other2"],
+                Some("boot-other2"),
+                "Same title",
+                "/k2",
+            ),
+            entry(Grub, &[], None, "NixOS Installer", "/k"),
+            entry(Grub, &["Options"], None, "GRUB only", "/g"),
+        ];
+        v[1].cmdline = "console=ttyS0,115200n8".into();
+        v[4].is_default = true;
+        v
+    }
+
+    #[test]
+    fn select_default() {
+        let mut e = sample();
+        // The GRUB entry is marked, the syslinux menu has no default.
+        assert_eq!(select(&e, "default").unwrap().menu, MenuKind::Grub);
+        e[2].is_default = true;
+        assert_eq!(
+            select(&e, "default").unwrap().label.as_deref(),
+            Some("boot-other")
+        );
+        for x in &mut e {
+            x.is_default = false;
+        }
+        // None marked: the first entry.
+        assert_eq!(
+            select(&e, "default").unwrap().label.as_deref(),
+            Some("boot")
+        );
+        assert_eq!(select(&e, "grub:default").unwrap().title, "NixOS Installer");
+        assert!(select(&[], "default").is_err());
+    }
+
+    #[test]
+    fn select_by_label_title_and_path() {
+        let e = sample();
+        assert_eq!(
+            select(&e, "boot-serial").unwrap().label.as_deref(),
+            Some("boot-serial")
+        );
+        assert_eq!(
+            select(&e, "NixOS Installer (serial)")
+                .unwrap()
+                .label
+                .as_deref(),
+            Some("boot-serial")
+        );
+        assert_eq!(
+            select(&e, "Options > Serial console > boot-serial")
+                .unwrap()
+                .label
+                .as_deref(),
+            Some("boot-serial")
+        );
+        assert_eq!(
+            select(&e, "Options > Serial console > NixOS Installer (serial)")
+                .unwrap()
+                .label
+                .as_deref(),
+            Some("boot-serial")
+        );
+        assert_eq!(select(&e, "Options > GRUB only").unwrap().kernel, "/g");
+        // Case-insensitive as a second try.
+        assert_eq!(
+            select(&e, "options > serial CONSOLE > BOOT-SERIAL")
+                .unwrap()
+                .label
+                .as_deref(),
+            Some("boot-serial")
+        );
+        // Same title in both menus, booting the same thing: not ambiguous, the first wins.
+        assert_eq!(
+            select(&e, "NixOS Installer").unwrap().menu,
+            MenuKind::Syslinux
+        );
+        assert_eq!(
+            select(&e, "grub:NixOS Installer").unwrap().menu,
+            MenuKind::Grub
+        );
+    }
+
+    #[test]
+    fn select_errors_list_entries() {
+        let e = sample();
+        let err = select(&e, "Same title").unwrap_err();
+        assert!(matches!(err, ImageError::AmbiguousEntry { .. }));
+        let msg = err.to_string();
+        assert!(msg.contains("ambiguous"), "{msg}");
+        assert!(
+            msg.contains("  Options > Other > Same title [boot-other]"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("  Options > Other2 > Same title [boot-other2]"),
+            "{msg}"
+        );
+
+        let err = select(&e, "nope").unwrap_err();
+        assert!(matches!(err, ImageError::UnknownEntry { .. }));
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("no boot entry matches \"nope\"; available entries:\n"),
+            "{msg}"
+        );
+        let lines: Vec<&str> = msg.lines().skip(1).collect();
+        assert_eq!(lines.len(), e.len(), "{msg}");
+        assert!(
+            lines[1]
+                .starts_with("  Options > Serial console > NixOS Installer (serial) [boot-serial]"),
+            "{msg}"
+        );
+        assert!(
+            lines[5].starts_with("  Options > GRUB only  (grub"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn table() {
+        let t = render_table(&sample());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 7, "{t}");
+        assert!(
+            lines[0].contains("ENTRY") && lines[0].contains("CMDLINE"),
+            "{t}"
+        );
+        assert!(lines[5].starts_with("*  grub: NixOS Installer"), "{t}");
+        assert!(lines[2].ends_with("/initrd  console=ttyS0,115200n8"), "{t}");
+        // Columns line up.
+        let col = lines[0].find("KERNEL").unwrap();
+        assert!(
+            lines.iter().skip(1).all(|l| l[col..].starts_with('/')),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn path_helpers() {
+        assert_eq!(normalize_path("/isolinux", "../boot//x/./y"), "/boot/x/y");
+        assert_eq!(normalize_path("/", "linux"), "/linux");
+        assert_eq!(normalize_path("/a", "/b/../../c"), "/c");
+        assert_eq!(parent_dir("/isolinux/isolinux.cfg"), "/isolinux");
+        assert_eq!(parent_dir("/isolinux.cfg"), "/");
+        let (i, rest) = split_initrd_args("a initrd=x,y b".split(' '));
+        assert_eq!(i, ["x", "y"]);
+        assert_eq!(rest, ["a", "b"]);
+    }
+
+    #[test]
+    fn boot_entries_from_an_iso() {
+        let dir = tempfile::tempdir().unwrap();
+        let isolinux = "DEFAULT install\nINCLUDE txt.cfg\n";
+        let txt = "LABEL install\n KERNEL /install.amd/vmlinuz\n APPEND vga=788 initrd=/install.amd/initrd.gz --- quiet\n";
+        // Debian-style: the EFI config only points at the real one; both are found.
+        let efi = "search --file --set=root /.disk/id/x\nset prefix=($root)/boot/grub\nsource $prefix/x86_64-efi/grub.cfg\n";
+        let efi_real = "configfile $prefix/grub.cfg\n";
+        let grub = "set default=0\nmenuentry 'Install' {\n linux /install.amd/vmlinuz vga=788 --- quiet\n initrd /install.amd/initrd.gz\n}\n";
+        let iso = build_iso(
+            dir.path(),
+            &["-R"],
+            &[
+                ("/isolinux/isolinux.cfg", isolinux.as_bytes()),
+                ("/isolinux/txt.cfg", txt.as_bytes()),
+                ("/EFI/boot/grub.cfg", efi.as_bytes()),
+                ("/boot/grub/x86_64-efi/grub.cfg", efi_real.as_bytes()),
+                ("/boot/grub/grub.cfg", grub.as_bytes()),
+                (
+                    "/boot/grub/loopback.cfg",
+                    b"menuentry 'loop' { linux /x }\n",
+                ),
+            ],
+        );
+        let iso = Iso::open(&iso).unwrap();
+        let e = boot_entries(&iso).unwrap();
+        // isolinux first; grub.cfg once (not again through the EFI stub, nor /efi/boot
+        // spelled differently); loopback.cfg not read because grub.cfg exists.
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert_eq!(e[0].menu, MenuKind::Syslinux);
+        assert_eq!(e[0].config, "/isolinux/txt.cfg");
+        assert_eq!(e[0].initrd, ["/install.amd/initrd.gz"]);
+        assert!(e[0].is_default);
+        assert_eq!(e[1].menu, MenuKind::Grub);
+        assert_eq!(e[1].config, "/boot/grub/grub.cfg");
+        assert_eq!(e[1].cmdline, "vga=788 --- quiet");
+        // Exact matches come before case-insensitive ones.
+        assert_eq!(select(&e, "install").unwrap().menu, MenuKind::Syslinux);
+        assert_eq!(select(&e, "Install").unwrap().menu, MenuKind::Grub);
+        let json = serde_json::to_value(&e[1]).unwrap();
+        assert_eq!(json["menu"], "grub");
+        assert_eq!(json["label"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn boot_entries_plain_names_and_no_menu() {
+        let dir = tempfile::tempdir().unwrap();
+        let grub = "menuentry 'EFI only' {\n linux /linux\n}\n";
+        let iso = build_iso(
+            dir.path(),
+            &[],
+            &[("/EFI/BOOT/grub.cfg", grub.as_bytes()), ("/linux", b"k")],
+        );
+        let iso = Iso::open(&iso).unwrap();
+        let e = boot_entries(&iso).unwrap();
+        // /EFI/BOOT, /EFI/boot and /efi/boot are one file here.
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!(e[0].config, "/EFI/BOOT/grub.cfg");
+
+        let dir = tempfile::tempdir().unwrap();
+        let iso = build_iso(dir.path(), &["-R"], &[("/README", b"nothing to boot")]);
+        let err = boot_entries(&Iso::open(&iso).unwrap()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("no bootable Linux entry"), "{msg}");
+        assert!(
+            msg.contains("/isolinux/isolinux.cfg") && msg.contains("/efi/boot/grub.cfg"),
+            "{msg}"
+        );
+    }
+}
