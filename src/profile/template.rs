@@ -64,7 +64,7 @@ impl Renderer {
         let mut missing: Vec<String> = template
             .undeclared_variables(true)
             .into_iter()
-            .filter(|path| !self.has_path(path))
+            .filter(|path| !self.has_path(path) && !guarded(text, path))
             .map(|path| format!("`{path}`"))
             .collect();
         missing.sort();
@@ -81,6 +81,14 @@ impl Renderer {
         }
         true
     }
+}
+
+/// Whether the template only uses `path` behind `| default(...)` or an `is defined` test,
+/// where being undefined is fine.
+fn guarded(text: &str, path: &str) -> bool {
+    let path = regex::escape(path);
+    let uses = regex::Regex::new(&format!(r"\b{path}\b(\s*(\|\s*default\b|is\s+(not\s+)?defined\b))?")).expect("valid");
+    uses.captures_iter(text).all(|c| c.get(1).is_some())
 }
 
 #[cfg(test)]
@@ -109,6 +117,12 @@ mod tests {
         let e = renderer().render("answers.j2", "A\nB={{ vars.hostnam }}\n").unwrap_err();
         assert_eq!(e.location, "answers.j2 (template line 2)");
         assert!(e.message.starts_with("undefined variable `vars.hostnam`"), "{}", e.message);
+    }
+
+    #[test]
+    fn only_unguarded_variables_are_named() {
+        let e = renderer().render("t", "{{ vars.a | default('x') }}{% if vars.b is defined %}{% endif %}{{ vars.c }}");
+        assert!(e.unwrap_err().message.starts_with("undefined variable `vars.c` ("));
     }
 
     #[test]

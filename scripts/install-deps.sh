@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ferry's tests and fixtures need (run as root on Debian 12).
+# The same list is what a rescue system needs to run ferry with its system QEMU.
+set -euo pipefail
+
+packages=(
+  qemu-system-x86 qemu-utils ovmf seabios     # the VMs
+  xorriso isolinux syslinux-common mtools     # fixture ISOs
+  grub-pc-bin grub-efi-amd64-bin grub-common  # fixture boot loaders
+  busybox-static linux-image-cloud-amd64      # the fixture OS
+  e2fsprogs dosfstools fdisk cpio xz-utils    # fixture file systems; reading disk images in tests
+  iproute2                                    # `ss`, to check what ferry listens on
+  python3                                     # scripts/bench
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run as root: sudo $0" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+apt-get update -q
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,104 @@
+//! Shared helpers: running ferry, finding its QEMU processes, reading disk images.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fixture file; the fixtures are built, not checked in.
+pub fn fixture(name: &str) -> PathBuf {
+    let path = repo().join("tests/fixtures").join(name);
+    let built = repo().join("tests/fixtures/build/stamp");
+    assert!(built.exists(), "test fixtures missing: run scripts/make-fixtures.sh first");
+    path
+}
+
+/// A scratch directory holding the disk image and the runs of one test.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::Builder::new().prefix("ferry-test-").tempdir().unwrap() }
+    }
+    pub fn disk(&self) -> PathBuf {
+        self.dir.path().join("disk.img")
+    }
+    pub fn runs(&self) -> PathBuf {
+        self.dir.path().join("runs")
+    }
+    /// The one run directory an install made.
+    pub fn run_dir(&self) -> PathBuf {
+        let mut dirs: Vec<_> = std::fs::read_dir(self.runs()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert_eq!(dirs.len(), 1, "expected one run directory, found {dirs:?}");
+        dirs.pop().unwrap()
+    }
+    /// `ferry install PROFILE --disk D --size 2G --yes --runs-dir R` plus `extra`.
+    pub fn install(&self, profile: &Path, extra: &[&str]) -> Command {
+        let mut cmd = ferry();
+        cmd.arg("install").arg(profile).arg("--disk").arg(self.disk()).args(["--size", "2G", "--yes"]);
+        cmd.arg("--runs-dir").arg(self.runs()).args(extra);
+        cmd
+    }
+    /// QEMU processes whose command line mentions this scratch directory.
+    pub fn qemu_pids(&self) -> Vec<u32> {
+        processes_mentioning(self.dir.path())
+    }
+}
+
+pub fn processes_mentioning(path: &Path) -> Vec<u32> {
+    let needle = path.to_string_lossy().into_owned();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains("qemu-system") && cmdline.contains(&needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+pub fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// An MBR partition entry: (bootable, type, first sector, sectors).
+pub fn mbr_partitions(disk: &Path) -> Vec<(bool, u8, u32, u32)> {
+    let bytes = std::fs::read(disk).map(|b| b[..512].to_vec()).unwrap();
+    assert_eq!(&bytes[510..512], &[0x55, 0xaa], "no MBR boot signature");
+    (0..4)
+        .map(|i| &bytes[446 + 16 * i..462 + 16 * i])
+        .filter(|e| e[4] != 0)
+        .map(|e| {
+            let le = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            (e[0] == 0x80, e[4], le(&e[8..12]), le(&e[12..16]))
+        })
+        .collect()
+}
+
+/// Reads a file from the ext2/3/4 filesystem in a partition of a disk image, with debugfs.
+pub fn read_from_partition(disk: &Path, start_sector: u32, sectors: u32, path: &str) -> String {
+    let part = disk.with_extension("part");
+    let status = Command::new("dd")
+        .arg(format!("if={}", disk.display()))
+        .arg(format!("of={}", part.display()))
+        .args(["bs=512", "conv=sparse,excl", "status=none"])
+        .arg(format!("skip={start_sector}"))
+        .arg(format!("count={sectors}"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(&part).output().unwrap();
+    std::fs::remove_file(&part).unwrap();
+    assert!(out.status.success(), "debugfs failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
