@@ -53,6 +53,29 @@ pub struct Outcome {
     pub stages: Vec<(Stage, f64)>,
     /// Seconds from the verify boot's start to the login prompt, when verified.
     pub verified_after: Option<f64>,
+    pub cpu: CpuUse,
+}
+
+/// CPU time used by ferry itself and by the QEMU processes it ran. Under TCG every cycle
+/// ferry spends is taken from the guest, so this is worth watching.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuUse {
+    pub ferry_seconds: f64,
+    pub qemu_seconds: f64,
+}
+
+impl CpuUse {
+    /// Measured with getrusage: QEMU's time counts once its process has been reaped.
+    pub fn now() -> CpuUse {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let seconds = |who| {
+            getrusage(who).map_or(0.0, |u| {
+                let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+                t(u.user_time()) + t(u.system_time())
+            })
+        };
+        CpuUse { ferry_seconds: seconds(UsageWho::RUSAGE_SELF), qemu_seconds: seconds(UsageWho::RUSAGE_CHILDREN) }
+    }
 }
 
 /// Runs `plan` with its answer files served by `listener`, recording into `run_dir`.
@@ -119,6 +142,10 @@ pub fn execute(plan: &Plan, listener: Listener, run_dir: &Path, progress: &Progr
     drop(console);
     drop(vm);
     plan.disk.target.flush()?;
+    // The installer's kernel and initrd can be large, and a rescue system's disk is its RAM.
+    for extracted in [&boot.kernel].into_iter().chain(&boot.initrd) {
+        let _ = std::fs::remove_file(extracted);
+    }
     lap(Stage::Finish, &mut stages);
 
     let mut verified_after = None;
@@ -126,7 +153,14 @@ pub fn execute(plan: &Plan, listener: Listener, run_dir: &Path, progress: &Progr
         verified_after = Some(verify_boot(plan, verify, accel, run_dir, progress)?.as_secs_f64());
         lap(Stage::Verify, &mut stages);
     }
-    Ok(Outcome { run_dir: run_dir.to_path_buf(), disk: plan.disk.target.path.clone(), accel, stages, verified_after })
+    Ok(Outcome {
+        run_dir: run_dir.to_path_buf(),
+        disk: plan.disk.target.path.clone(),
+        accel,
+        stages,
+        verified_after,
+        cpu: CpuUse::now(),
+    })
 }
 
 /// Starts the VM. Under `auto`, KVM that crashes QEMU or leaves the guest silent is given up
