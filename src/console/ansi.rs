@@ -98,6 +98,11 @@ impl Stripper {
                     }
                     match input[i] {
                         ESC => self.state = State::Esc,
+                        // The common `\r\n`, handled at once.
+                        CR if !self.cr && input.get(i + 1) == Some(&b'\n') => {
+                            out.push(b'\n');
+                            i += 1;
+                        }
                         CR => self.cr = true,
                         _ => {} // NUL
                     }

@@ -21,9 +21,11 @@
 //! - Matching is on the text received *so far*: `$` and `\b` match at the end of it, and a
 //!   greedy repetition at the end may match less than it would once more text arrived (as in
 //!   pexpect). Prompts without a trailing newline match as soon as they are printed.
-//! - The window of unmatched text is bounded ([`WINDOW`], 64 KiB): text older than 64 KiB
-//!   before the newest read is forgotten. A match spanning up to 64 KiB is always found; one
-//!   spanning more than 128 KiB never is (in between it depends on how the reads fell).
+//! - The window of unmatched text is bounded ([`WINDOW`], 64 KiB): a pattern cannot span more
+//!   than that. Every match of up to 64 KiB is found; a longer one is ignored (the search goes
+//!   on from the next position; for a greedy `(?s)a.*b` that means a shorter match from the
+//!   same start is not tried). Unmatched text older than 64 KiB before the newest text is
+//!   forgotten.
 //!
 //! # Cost
 //!
@@ -64,7 +66,7 @@ pub const WINDOW: usize = 64 * 1024;
 /// Bytes kept before the window so `^` and `\b` can look behind its start.
 const CONTEXT: usize = 16;
 /// Size of the reader thread's reads.
-const READ_SIZE: usize = 64 * 1024;
+const READ_SIZE: usize = 256 * 1024;
 /// Lines of the screen shown in errors.
 const SCREEN_LINES: usize = 20;
 
@@ -265,6 +267,8 @@ fn each_sink(shared: &Shared, mut f: impl FnMut(&mut dyn Sink) -> io::Result<()>
 pub struct Console {
     stream: UnixStream,
     rx: Receiver<Msg>,
+    /// Text buffers handed back to the reader thread for reuse (saves page faults).
+    recycle: Sender<Vec<u8>>,
     shared: Arc<Shared>,
     reader: Option<JoinHandle<()>>,
     start: Instant,
@@ -297,16 +301,18 @@ impl Console {
             bytes: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
+        let (recycle, recycled) = mpsc::channel();
         let start = Instant::now();
         let reader = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("serial-reader".into())
-                .spawn(move || read_loop(reader_stream, &tx, &shared, start))?
+                .spawn(move || read_loop(reader_stream, &tx, &recycled, &shared, start))?
         };
         Ok(Console {
             stream,
             rx,
+            recycle,
             shared,
             reader: Some(reader),
             start,
@@ -325,6 +331,11 @@ impl Console {
         let mut from = self.base;
         loop {
             if let Some((id, range)) = matcher.find(&self.buf, from) {
+                if range.len() > WINDOW {
+                    // Longer than the window: ignored, look for a later one.
+                    from = range.start + 1;
+                    continue;
+                }
                 return self.matched(e, &matcher, id, range, started);
             }
             if self.closed {
@@ -426,6 +437,7 @@ impl Console {
         match msg {
             Msg::Text(t) => {
                 self.buf.extend_from_slice(&t);
+                let _ = self.recycle.send(t);
                 Ok(())
             }
             Msg::Error(e) => {
@@ -512,7 +524,13 @@ impl Drop for Console {
     }
 }
 
-fn read_loop(mut stream: UnixStream, tx: &Sender<Msg>, shared: &Shared, start: Instant) {
+fn read_loop(
+    mut stream: UnixStream,
+    tx: &Sender<Msg>,
+    recycled: &Receiver<Vec<u8>>,
+    shared: &Shared,
+    start: Instant,
+) {
     let mut buf = vec![0u8; READ_SIZE];
     let mut stripper = Stripper::new();
     loop {
@@ -530,7 +548,8 @@ fn read_loop(mut stream: UnixStream, tx: &Sender<Msg>, shared: &Shared, start: I
         each_sink(shared, |s| s.output(at, raw));
         lock(&shared.screen).push(raw);
         shared.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let mut text = Vec::with_capacity(n + 1);
+        let mut text = recycled.try_recv().unwrap_or_default();
+        text.clear();
         stripper.feed(raw, &mut text);
         if tx.send(Msg::Text(text)).is_err() {
             return; // the Console is gone
