@@ -199,6 +199,8 @@ impl Iso {
     }
 
     /// Copy a file to `dest` (created or truncated), streaming; returns the bytes written.
+    /// Not synced to disk: the copies are scratch files that a crash may lose (they are
+    /// extracted again), and an fsync would delay the boot.
     pub fn extract(&self, path: &str, dest: &Path) -> Result<u64, IsoError> {
         let rec = self.file_record(path)?;
         let write_err = |source| IsoError::Write {
@@ -217,7 +219,6 @@ impl Iso {
             out.write_all(&buf[..n]).map_err(write_err)?;
             done += n as u64;
         }
-        out.sync_all().map_err(write_err)?;
         Ok(done)
     }
 

@@ -118,9 +118,22 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Makes the plan. Reads the profile's templates and the image's boot menu; writes nothing.
 pub fn make(profile: &Profile, opts: &Options, facts: &Facts, serve_url: &str) -> Result<Plan, Error> {
+    // Asking QEMU its version takes tens of milliseconds: do it while the rest is planned.
+    std::thread::scope(|scope| {
+        let qemu = scope.spawn(|| QemuBinary::find(opts.qemu.as_deref()));
+        plan_with(profile, opts, facts, serve_url, qemu)
+    })
+}
+
+fn plan_with(
+    profile: &Profile,
+    opts: &Options,
+    facts: &Facts,
+    serve_url: &str,
+    qemu: std::thread::ScopedJoinHandle<'_, Result<QemuBinary, crate::qemu::QemuError>>,
+) -> Result<Plan, Error> {
     let spec = &profile.spec;
     let image = image_path(profile)?;
-    let qemu = QemuBinary::find(opts.qemu.as_deref())?;
     let target = Target::inspect(&opts.disk, opts.size)?;
 
     let (firmware, firmware_reason) = match opts.firmware.unwrap_or(spec.vm.firmware) {
@@ -207,6 +220,7 @@ pub fn make(profile: &Profile, opts: &Options, facts: &Facts, serve_url: &str) -
         }),
     };
 
+    let qemu = qemu.join().expect("the QEMU probe does not panic")?;
     Ok(Plan {
         profile: profile.path.clone(),
         description: spec.description.clone(),

@@ -183,7 +183,8 @@ impl Partial {
             if Instant::now() >= deadline {
                 return Err(ProcessError::SocketTimeout { path: path.to_path_buf(), timeout });
             }
-            std::thread::sleep(Duration::from_millis(10));
+            // QEMU creates its sockets within tens of milliseconds: poll finely.
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
