@@ -129,13 +129,17 @@ build_installed_initrd() { # OUT
 }
 
 build_grub_images() { # DIR: core.img + boot.img (BIOS), grubx64.efi (UEFI)
-	# Both images carry grub-embedded.cfg, which finds the root partition by its label.
-	grub-mkimage -O i386-pc -o "$1/core.img" -c "$GUEST/grub-embedded.cfg" \
+	# Both images embed a config that finds the root file system by its label, whatever the
+	# disk order, and reads /boot/grub/grub.cfg from there. No comments inside: GRUB runs it
+	# with the rescue parser, which knows no '#' and stops at the first unknown command.
+	local embedded=$WORK/grub-embedded.cfg
+	printf '%s\n' 'search --no-floppy --label tiny-root --set=root' 'set prefix=($root)/boot/grub' >"$embedded"
+	grub-mkimage -O i386-pc -o "$1/core.img" -c "$embedded" \
 		-p '(hd0,msdos1)/boot/grub' biosdisk $GRUB_COMMON_MODULES
 	# core.img goes in the gap between the MBR and the partition at sector 2048.
 	[ "$(stat -c %s "$1/core.img")" -lt $((2047 * 512)) ] || die "core.img does not fit before sector 2048"
 	cp /usr/lib/grub/i386-pc/boot.img "$1/boot.img"
-	grub-mkimage -O x86_64-efi -o "$1/grubx64.efi" -c "$GUEST/grub-embedded.cfg" \
+	grub-mkimage -O x86_64-efi -o "$1/grubx64.efi" -c "$embedded" \
 		-p /boot/grub fat $GRUB_COMMON_MODULES
 }
 
