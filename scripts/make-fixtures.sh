@@ -27,7 +27,7 @@ virtio_blk scsi_common scsi_mod virtio_scsi failover net_failover virtio_net
 libata ata_piix sd_mod cdrom sr_mod isofs fat vfat nls_cp437 nls_ascii"
 
 # GRUB modules for the installed disk's boot images.
-GRUB_COMMON_MODULES="part_msdos part_gpt ext2 search search_label normal configfile linux serial terminal echo test"
+GRUB_COMMON_MODULES=(part_msdos part_gpt ext2 search search_label normal configfile linux serial terminal echo test)
 
 die() {
 	echo "make-fixtures: error: $*" >&2
@@ -65,7 +65,7 @@ check_prerequisites() {
 find_kernel() {
 	# The newest /boot kernel that has its modules installed.
 	local v
-	for v in $(ls /boot/vmlinuz-* 2>/dev/null | sed 's|^/boot/vmlinuz-||' | sort -rV); do
+	for v in $(printf '%s\n' /boot/vmlinuz-* | sed 's|^/boot/vmlinuz-||' | sort -rV); do
 		if [ -d "/lib/modules/$v/kernel" ]; then
 			KVER=$v
 			return
@@ -133,14 +133,15 @@ build_grub_images() { # DIR: core.img + boot.img (BIOS), grubx64.efi (UEFI)
 	# disk order, and reads /boot/grub/grub.cfg from there. No comments inside: GRUB runs it
 	# with the rescue parser, which knows no '#' and stops at the first unknown command.
 	local embedded=$WORK/grub-embedded.cfg
+	# shellcheck disable=SC2016 # $root is GRUB's variable
 	printf '%s\n' 'search --no-floppy --label tiny-root --set=root' 'set prefix=($root)/boot/grub' >"$embedded"
 	grub-mkimage -O i386-pc -o "$1/core.img" -c "$embedded" \
-		-p '(hd0,msdos1)/boot/grub' biosdisk $GRUB_COMMON_MODULES
+		-p '(hd0,msdos1)/boot/grub' biosdisk "${GRUB_COMMON_MODULES[@]}"
 	# core.img goes in the gap between the MBR and the partition at sector 2048.
 	[ "$(stat -c %s "$1/core.img")" -lt $((2047 * 512)) ] || die "core.img does not fit before sector 2048"
 	cp /usr/lib/grub/i386-pc/boot.img "$1/boot.img"
 	grub-mkimage -O x86_64-efi -o "$1/grubx64.efi" -c "$embedded" \
-		-p /boot/grub fat $GRUB_COMMON_MODULES
+		-p /boot/grub fat "${GRUB_COMMON_MODULES[@]}"
 }
 
 build_installer() { # OUT
