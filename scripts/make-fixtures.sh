@@ -18,8 +18,9 @@ GUEST=$REPO/tests/fixtures/guest
 OUT=${1:-$REPO/tests/fixtures/build}
 VOLID=TINY_INSTALLER
 
-# Modules the installer loads, in dependency order (modinfo -F depends). NVMe, ext2/ext4,
-# the partition parsers and af_packet are built into Debian's cloud kernel.
+# Modules the installer loads, in dependency order (checked against modinfo -F depends at
+# build time). NVMe, ext2/ext4, the partition parsers and af_packet are built into Debian's
+# cloud kernel.
 # The cloud kernel has no AHCI driver: SATA disks are only visible through ata_piix (IDE on
 # QEMU's default "pc" machine); use virtio-scsi for a /dev/sdX disk on q35.
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
@@ -152,16 +153,21 @@ build_installer() { # OUT
 	# busybox fdisk cannot write GPT: bring util-linux sfdisk.
 	add_with_libs "$root" "$(command -v sfdisk)"
 
+	# The guest insmods in list order, so check the order against the kernel's dependencies.
 	mkdir -p "$root/lib/modules"
+	local loaded=" " ko dep
 	for m in $MODULES; do
-		local ko
 		ko=$(modinfo -k "$KVER" -n "$m") || die "module $m missing from /lib/modules/$KVER"
+		for dep in $(modinfo -k "$KVER" -F depends "$m" | tr , ' '); do
+			case "$loaded" in *" $dep "*) ;; *) die "module $m needs $dep: list it earlier in MODULES" ;; esac
+		done
 		case "$ko" in
-		/*.ko) cp "$ko" "$root/lib/modules/$m.ko" ;;
+		"(builtin)") ;;
+		/*.ko) cp "$ko" "$root/lib/modules/$m.ko" && echo "$m" >>"$root/lib/modules/load-order" ;;
 		*) die "module $m is $ko: expected an uncompressed .ko" ;;
 		esac
+		loaded="$loaded$m "
 	done
-	echo "$MODULES" | tr ' ' '\n' | grep . >"$root/lib/modules/load-order"
 
 	mkdir -p "$root/payload"
 	cp "/boot/vmlinuz-$KVER" "$root/payload/vmlinuz"
