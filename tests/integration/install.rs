@@ -208,7 +208,7 @@ fn missing_template_variable_fails_before_anything_runs() {
     let output = scratch.install(&profile, &[]).output().unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("answers.sh.j2 (template line 2): undefined variable `vars.hostname`"), "{stderr}");
+    assert!(stderr.contains("answers.sh.j2 (template line 3): undefined variable `vars.hostname`"), "{stderr}");
     assert!(!scratch.disk().exists() && !scratch.runs().exists(), "nothing may be created");
 }
 

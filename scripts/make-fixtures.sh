@@ -1,0 +1,232 @@
+#!/bin/bash
+# Build ferry's test installer ISOs from Debian packages installed on this machine.
+#
+#   scripts/make-fixtures.sh [OUTDIR]      (default: tests/fixtures/build)
+#
+# Outputs (see tests/fixtures/README.md for the guest contract):
+#   tiny-isolinux.iso  NixOS-style isolinux layout, BIOS-bootable, isohybrid
+#   tiny-grub.iso      GRUB-only layout (BIOS + EFI, grub-mkrescue)
+#   vmlinuz, installer.gz   the kernel and installer initramfs both ISOs carry
+#   sercon-port.bin    fw_cfg blob making SeaBIOS mirror VGA text to COM1
+#   stamp              cache key; a rebuild happens only when it changes
+#
+# Needs no loop devices or mounts: initramfs images are built with cpio, ISOs with xorriso.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+GUEST=$REPO/tests/fixtures/guest
+OUT=${1:-$REPO/tests/fixtures/build}
+VOLID=TINY_INSTALLER
+
+# Modules the installer loads, in dependency order (checked against modinfo -F depends at
+# build time). NVMe, ext2/ext4, the partition parsers and af_packet are built into Debian's
+# cloud kernel.
+# The cloud kernel has no AHCI driver: SATA disks are only visible through ata_piix (IDE on
+# QEMU's default "pc" machine); use virtio-scsi for a /dev/sdX disk on q35.
+MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+virtio_blk scsi_common scsi_mod virtio_scsi failover net_failover virtio_net
+libata ata_piix sd_mod cdrom sr_mod isofs fat vfat nls_cp437 nls_ascii"
+
+# GRUB modules for the installed disk's boot images.
+GRUB_COMMON_MODULES=(part_msdos part_gpt ext2 search search_label normal configfile linux serial terminal echo test)
+
+die() {
+	echo "make-fixtures: error: $*" >&2
+	exit 1
+}
+
+need_file() { # FILE PACKAGE
+	[ -e "$1" ] || die "$1 not found: apt-get install $2"
+}
+
+need_cmd() { # COMMAND PACKAGE
+	command -v "$1" >/dev/null || die "$1 not found: apt-get install $2"
+}
+
+check_prerequisites() {
+	need_cmd xorriso xorriso
+	need_cmd cpio cpio
+	need_cmd gzip gzip
+	need_cmd grub-mkimage grub-common
+	need_cmd grub-mkrescue grub-common
+	need_cmd mformat mtools # grub-mkrescue builds its EFI boot image with mtools
+	need_cmd sfdisk fdisk
+	need_cmd ldd libc-bin
+	need_cmd modinfo kmod
+	# The guest runs busybox with no shared libraries: it must be the static build.
+	dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
+		die "static busybox not installed: apt-get install busybox-static"
+	need_file /usr/lib/grub/i386-pc/boot.img grub-pc-bin
+	need_file /usr/lib/grub/x86_64-efi/linux.mod grub-efi-amd64-bin
+	need_file /usr/lib/ISOLINUX/isolinux.bin isolinux
+	need_file /usr/lib/ISOLINUX/isohdpfx.bin isolinux
+	need_file /usr/lib/syslinux/modules/bios/menu.c32 syslinux-common
+}
+
+find_kernel() {
+	# The newest /boot kernel that has its modules installed.
+	local v
+	for v in $(printf '%s\n' /boot/vmlinuz-* | sed 's|^/boot/vmlinuz-||' | sort -rV); do
+		if [ -d "/lib/modules/$v/kernel" ]; then
+			KVER=$v
+			return
+		fi
+	done
+	die "no kernel in /boot with modules in /lib/modules: apt-get install linux-image-cloud-amd64"
+}
+
+stamp() {
+	# Everything the outputs depend on: this script, the guest files, the kernel and the
+	# versions of the Debian packages copied into the images.
+	(
+		cd "$REPO" && sha256sum scripts/make-fixtures.sh tests/fixtures/guest/*
+		echo "kernel $KVER"
+		dpkg-query -W busybox-static grub-pc-bin grub-efi-amd64-bin isolinux fdisk
+	) | sha256sum | cut -d' ' -f1
+}
+
+# run_logged CMD...: keep chatty tools quiet unless they fail.
+run_logged() {
+	"$@" >"$WORK/log" 2>&1 || {
+		cat "$WORK/log" >&2
+		die "$1 failed"
+	}
+}
+
+# make_cpio DIR OUT: a gzip'd newc archive of DIR, everything owned by root.
+make_cpio() {
+	(cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -6 >"$2"
+}
+
+# add_busybox ROOT: the static busybox plus a symlink for every applet.
+add_busybox() {
+	mkdir -p "$1/bin" "$1/proc" "$1/sys" "$1/dev" "$1/tmp" "$1/etc"
+	cp /bin/busybox "$1/bin/busybox"
+	local applet
+	for applet in $(/bin/busybox --list); do
+		[ "$applet" = busybox ] || ln -s busybox "$1/bin/$applet"
+	done
+}
+
+# add_with_libs ROOT BINARY: a dynamically linked host binary plus its shared libraries.
+add_with_libs() {
+	local lib
+	install -D "$2" "$1$2"
+	for lib in $(ldd "$2" | grep -o '/[^ ]*'); do
+		install -D "$lib" "$1$lib"
+	done
+}
+
+build_installed_initrd() { # OUT
+	local root=$WORK/installed
+	add_busybox "$root"
+	cp "$GUEST/installed-init" "$root/init"
+	echo 'root::0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+	echo 'root:x:0:' >"$root/etc/group"
+	# getty expands \n to the hostname (its \l would say /dev/ttyS0).
+	printf 'Tiny GNU/Linux 1.0 \\n ttyS0\n\n' >"$root/etc/issue"
+	mkdir -p "$root/root"
+	make_cpio "$root" "$1"
+}
+
+build_grub_images() { # DIR: core.img + boot.img (BIOS), grubx64.efi (UEFI)
+	# Both images embed a config that finds the root file system by its label, whatever the
+	# disk order, and reads /boot/grub/grub.cfg from there. No comments inside: GRUB runs it
+	# with the rescue parser, which knows no '#' and stops at the first unknown command.
+	local embedded=$WORK/grub-embedded.cfg
+	# shellcheck disable=SC2016 # $root is GRUB's variable
+	printf '%s\n' 'search --no-floppy --label tiny-root --set=root' 'set prefix=($root)/boot/grub' >"$embedded"
+	grub-mkimage -O i386-pc -o "$1/core.img" -c "$embedded" \
+		-p '(hd0,msdos1)/boot/grub' biosdisk "${GRUB_COMMON_MODULES[@]}"
+	# core.img goes in the gap between the MBR and the partition at sector 2048.
+	[ "$(stat -c %s "$1/core.img")" -lt $((2047 * 512)) ] || die "core.img does not fit before sector 2048"
+	cp /usr/lib/grub/i386-pc/boot.img "$1/boot.img"
+	grub-mkimage -O x86_64-efi -o "$1/grubx64.efi" -c "$embedded" \
+		-p /boot/grub fat "${GRUB_COMMON_MODULES[@]}"
+}
+
+build_installer() { # OUT
+	local root=$WORK/installer m
+	add_busybox "$root"
+	cp "$GUEST/installer-init" "$root/init"
+	cp "$GUEST/udhcpc.script" "$root/etc/udhcpc.script"
+	# busybox fdisk cannot write GPT: bring util-linux sfdisk.
+	add_with_libs "$root" "$(command -v sfdisk)"
+
+	# The guest insmods in list order, so check the order against the kernel's dependencies.
+	mkdir -p "$root/lib/modules"
+	local loaded=" " ko dep
+	for m in $MODULES; do
+		ko=$(modinfo -k "$KVER" -n "$m") || die "module $m missing from /lib/modules/$KVER"
+		for dep in $(modinfo -k "$KVER" -F depends "$m" | tr , ' '); do
+			case "$loaded" in *" $dep "*) ;; *) die "module $m needs $dep: list it earlier in MODULES" ;; esac
+		done
+		case "$ko" in
+		"(builtin)") ;;
+		/*.ko) cp "$ko" "$root/lib/modules/$m.ko" && echo "$m" >>"$root/lib/modules/load-order" ;;
+		*) die "module $m is $ko: expected an uncompressed .ko" ;;
+		esac
+		loaded="$loaded$m "
+	done
+
+	mkdir -p "$root/payload"
+	cp "/boot/vmlinuz-$KVER" "$root/payload/vmlinuz"
+	build_installed_initrd "$root/payload/initrd.img"
+	build_grub_images "$root/payload"
+	make_cpio "$root" "$1"
+}
+
+build_isolinux_iso() { # OUT
+	local tree=$WORK/isolinux-tree
+	mkdir -p "$tree/isolinux" "$tree/boot"
+	cp "$OUT/vmlinuz" "$tree/boot/vmlinuz"
+	cp "$OUT/installer.gz" "$tree/boot/installer.gz"
+	cp /usr/lib/ISOLINUX/isolinux.bin "$tree/isolinux/"
+	# isolinux 6 loads ldlinux.c32 itself; menu.c32 needs libutil and libcom32.
+	cp /usr/lib/syslinux/modules/bios/{ldlinux,menu,libutil,libcom32}.c32 "$tree/isolinux/"
+	cp "$GUEST/isolinux.cfg" "$GUEST/more.cfg" "$tree/isolinux/"
+	run_logged xorriso -as mkisofs -o "$1" -V "$VOLID" -R -J \
+		-isohybrid-mbr /usr/lib/ISOLINUX/isohdpfx.bin \
+		-b isolinux/isolinux.bin -c isolinux/boot.cat \
+		-no-emul-boot -boot-load-size 4 -boot-info-table \
+		"$tree"
+}
+
+build_grub_iso() { # OUT
+	local tree=$WORK/grub-tree
+	mkdir -p "$tree/boot/grub"
+	cp "$OUT/vmlinuz" "$tree/boot/vmlinuz"
+	cp "$OUT/installer.gz" "$tree/boot/installer.gz"
+	cp "$GUEST/grub.cfg" "$tree/boot/grub/grub.cfg"
+	# Arguments after -- go to xorriso's mkisofs emulation.
+	run_logged grub-mkrescue -o "$1" "$tree" -- -volid "$VOLID" -joliet on
+}
+
+main() {
+	check_prerequisites
+	find_kernel
+	local key
+	key=$(stamp)
+	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$key" ] &&
+		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ]; then
+		echo "make-fixtures: $OUT is up to date (kernel $KVER)"
+		return
+	fi
+
+	echo "make-fixtures: building into $OUT (kernel $KVER)"
+	mkdir -p "$OUT"
+	rm -f "$OUT/stamp"
+	WORK=$(mktemp -d)
+	trap 'rm -rf "$WORK"' EXIT
+
+	cp "/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+	build_installer "$OUT/installer.gz"
+	build_isolinux_iso "$OUT/tiny-isolinux.iso"
+	build_grub_iso "$OUT/tiny-grub.iso"
+	printf '\xf8\x03' >"$OUT/sercon-port.bin"
+	echo "$key" >"$OUT/stamp"
+	echo "make-fixtures: done"
+	ls -l "$OUT"
+}
+
+main
