@@ -10,8 +10,12 @@ use crate::install::{self, Options, Request};
 use crate::profile::{Accel, Firmware};
 
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about = "Reinstall a server from its rescue system: boot an installer in QEMU \
-    against the real disk and drive it over the serial console")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Reinstall a server from its rescue system: boot an installer in QEMU \
+    against the real disk and drive it over the serial console"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -105,11 +109,20 @@ impl TargetArgs {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Command::Install { target, yes, runs_dir, json, quiet } => {
+        Command::Install {
+            target,
+            yes,
+            runs_dir,
+            json,
+            quiet,
+        } => {
             let request = target.request(runs_dir, yes, quiet || json)?;
             let outcome = install::install(&request)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&outcome).map_err(std::io::Error::other)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&outcome).map_err(std::io::Error::other)?
+                );
             } else {
                 print_outcome(&outcome);
             }
@@ -117,7 +130,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Plan { target, json } => {
             let plan = install::plan(&target.request(None, false, true)?)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&plan).map_err(std::io::Error::other)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan).map_err(std::io::Error::other)?
+                );
             } else {
                 print!("{}", install::plan::render(&plan));
             }
@@ -126,7 +142,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let image = crate::image::Iso::open(&iso)?;
             let entries = crate::image::boot_entries(&image)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&entries).map_err(std::io::Error::other)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&entries).map_err(std::io::Error::other)?
+                );
             } else {
                 println!("{} (volume {})", iso.display(), image.volume_id());
                 print!("{}", crate::image::render_table(&entries));
@@ -142,7 +161,10 @@ fn print_outcome(outcome: &install::Outcome) {
             "installed onto {}; boot check passed (login prompt {secs:.1}s after power-on)",
             outcome.disk.display()
         ),
-        None => println!("installed onto {}; boot check skipped (the profile disables it)", outcome.disk.display()),
+        None => println!(
+            "installed onto {}; boot check skipped (the profile disables it)",
+            outcome.disk.display()
+        ),
     }
     for (stage, secs) in &outcome.stages {
         println!("  {:<7} {secs:>7.1}s", stage.name());

@@ -29,7 +29,11 @@ pub enum Error {
     #[error(transparent)]
     Process(#[from] ProcessError),
     #[error("{stage}: {source}\nthe run's logs are in {}", run_dir.display())]
-    Step { stage: &'static str, source: Box<ExpectError>, run_dir: PathBuf },
+    Step {
+        stage: &'static str,
+        source: Box<ExpectError>,
+        run_dir: PathBuf,
+    },
     #[error("interrupted: QEMU was stopped; the disk holds an unfinished install")]
     Interrupted,
     #[error(transparent)]
@@ -45,7 +49,9 @@ impl Error {
             Error::Disk(_) => 3,
             Error::Image(_) | Error::Iso(_) => 4,
             Error::Qemu(_) | Error::Process(_) => 5,
-            Error::Step { stage: "verify", .. } => 7,
+            Error::Step {
+                stage: "verify", ..
+            } => 7,
             Error::Step { .. } => 6,
             Error::Interrupted => 130,
         }

@@ -17,7 +17,10 @@ pub enum DiskError {
     #[error("invalid size `{0}`: expected e.g. 8G, 512M, 2T")]
     BadSize(String),
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{} was not confirmed; nothing was written (pass --yes to skip the question)", path.display())]
     NotConfirmed { path: PathBuf },
 }
@@ -44,12 +47,22 @@ impl Target {
     /// Looks at the disk without changing anything. A missing path is a disk image to be
     /// created when `size` is given.
     pub fn inspect(path: &Path, size: Option<u64>) -> Result<Target, DiskError> {
-        let io = |source| DiskError::Io { path: path.to_path_buf(), source };
+        let io = |source| DiskError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let meta = match std::fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let size_bytes = size.ok_or_else(|| DiskError::Missing { path: path.to_path_buf() })?;
-                return Ok(Target { path: path.to_path_buf(), kind: TargetKind::File, size_bytes, create: true });
+                let size_bytes = size.ok_or_else(|| DiskError::Missing {
+                    path: path.to_path_buf(),
+                })?;
+                return Ok(Target {
+                    path: path.to_path_buf(),
+                    kind: TargetKind::File,
+                    size_bytes,
+                    create: true,
+                });
             }
             Err(e) => return Err(io(e)),
         };
@@ -58,16 +71,26 @@ impl Target {
         } else if meta.is_file() {
             TargetKind::File
         } else {
-            return Err(DiskError::NotADisk { path: path.to_path_buf() });
+            return Err(DiskError::NotADisk {
+                path: path.to_path_buf(),
+            });
         };
         if let Some(mountpoint) = mounted_at(path) {
-            return Err(DiskError::Mounted { path: path.to_path_buf(), mountpoint });
+            return Err(DiskError::Mounted {
+                path: path.to_path_buf(),
+                mountpoint,
+            });
         }
         let size_bytes = match kind {
             TargetKind::File => meta.len(),
             TargetKind::BlockDevice => block_device_size(path).map_err(io)?,
         };
-        Ok(Target { path: path.to_path_buf(), kind, size_bytes, create: false })
+        Ok(Target {
+            path: path.to_path_buf(),
+            kind,
+            size_bytes,
+            create: false,
+        })
     }
 
     /// Creates the disk image if it is to be created (sparse).
@@ -75,15 +98,30 @@ impl Target {
         if !self.create {
             return Ok(());
         }
-        let io = |source| DiskError::Io { path: self.path.clone(), source };
-        let file = OpenOptions::new().write(true).create_new(true).open(&self.path).map_err(io)?;
+        let io = |source| DiskError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&self.path)
+            .map_err(io)?;
         file.set_len(self.size_bytes).map_err(io)
     }
 
     /// Writes what the guest wrote through to stable storage.
     pub fn flush(&self) -> Result<(), DiskError> {
-        let io = |source| DiskError::Io { path: self.path.clone(), source };
-        OpenOptions::new().write(true).open(&self.path).map_err(io)?.sync_all().map_err(io)
+        let io = |source| DiskError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(io)?
+            .sync_all()
+            .map_err(io)
     }
 
     pub fn describe(&self) -> String {
@@ -92,7 +130,11 @@ impl Target {
             (TargetKind::File, false) => "disk image",
             (TargetKind::BlockDevice, _) => "block device",
         };
-        format!("{} ({what}, {})", self.path.display(), human_bytes(self.size_bytes))
+        format!(
+            "{} ({what}, {})",
+            self.path.display(),
+            human_bytes(self.size_bytes)
+        )
     }
 }
 
@@ -133,7 +175,9 @@ pub fn parse_size(text: &str) -> Result<u64, DiskError> {
         "T" | "TB" | "TIB" => 40,
         _ => return Err(bad()),
     };
-    n.checked_shl(shift).filter(|&b| b > 0 && b >> shift == n).ok_or_else(bad)
+    n.checked_shl(shift)
+        .filter(|&b| b > 0 && b >> shift == n)
+        .ok_or_else(bad)
 }
 
 pub fn human_bytes(bytes: u64) -> String {
@@ -144,7 +188,11 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]
@@ -166,13 +214,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk.img");
         let e = Target::inspect(&path, None).unwrap_err();
-        assert!(e.to_string().contains("no such disk; name a block device, or pass --size"));
+        assert!(
+            e.to_string()
+                .contains("no such disk; name a block device, or pass --size")
+        );
         let t = Target::inspect(&path, Some(1 << 20)).unwrap();
         assert!(t.create && !path.exists(), "inspecting creates nothing");
         t.create_if_needed().unwrap();
         let t = Target::inspect(&path, Some(5)).unwrap();
-        assert_eq!((t.kind, t.size_bytes, t.create), (TargetKind::File, 1 << 20, false));
+        assert_eq!(
+            (t.kind, t.size_bytes, t.create),
+            (TargetKind::File, 1 << 20, false)
+        );
         let e = Target::inspect(dir.path(), None).unwrap_err();
-        assert!(e.to_string().ends_with("not a block device or a regular file"));
+        assert!(
+            e.to_string()
+                .ends_with("not a block device or a regular file")
+        );
     }
 }

@@ -23,7 +23,11 @@ impl Facts {
             hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_else(|_| "localhost".into()),
-            firmware: if std::path::Path::new("/sys/firmware/efi").exists() { "uefi" } else { "bios" },
+            firmware: if std::path::Path::new("/sys/firmware/efi").exists() {
+                "uefi"
+            } else {
+                "bios"
+            },
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             memory_total_mib: meminfo_kib(&meminfo, "MemTotal") / 1024,
             memory_available_mib: meminfo_kib(&meminfo, "MemAvailable") / 1024,
@@ -35,7 +39,14 @@ impl Facts {
 fn meminfo_kib(meminfo: &str, key: &str) -> u64 {
     meminfo
         .lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .strip_prefix(':')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
 }
 

@@ -2,8 +2,8 @@
 
 pub mod plan;
 pub mod progress;
-pub mod rundir;
 pub mod run;
+pub mod rundir;
 pub mod serve;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -37,7 +37,12 @@ pub struct Request {
 /// port as `PORT`: the real one is chosen when an install starts.
 pub fn plan(request: &Request) -> Result<Plan, Error> {
     let profile = Profile::load(&request.profile)?;
-    plan::make(&profile, &request.options, &Facts::read(), "http://10.0.2.2:PORT/TOKEN")
+    plan::make(
+        &profile,
+        &request.options,
+        &Facts::read(),
+        "http://10.0.2.2:PORT/TOKEN",
+    )
 }
 
 /// Runs a whole install and its boot check.
@@ -51,17 +56,25 @@ pub fn install(request: &Request) -> Result<Outcome, Error> {
     let planned = started.elapsed().as_secs_f64();
 
     confirm(&plan, request.yes)?;
-    let run_dir = rundir::create(&rundir::runs_root(request.runs_dir.as_deref()), &profile.name())?;
+    let run_dir = rundir::create(
+        &rundir::runs_root(request.runs_dir.as_deref()),
+        &profile.name(),
+    )?;
     crate::logging::log_to(&run_dir.join("ferry.log"))?;
     write_json(&run_dir.join("plan.json"), &plan)?;
     write_json(&run_dir.join("facts.json"), &facts)?;
-    let progress = Progress { quiet: request.quiet };
-    progress.stage(Stage::Plan, &format!(
-        "{} onto {}; run directory {}",
-        request.profile.display(),
-        plan.disk.target.describe(),
-        run_dir.display()
-    ));
+    let progress = Progress {
+        quiet: request.quiet,
+    };
+    progress.stage(
+        Stage::Plan,
+        &format!(
+            "{} onto {}; run directory {}",
+            request.profile.display(),
+            plan.disk.target.describe(),
+            run_dir.display()
+        ),
+    );
     tracing::info!(accel = ?plan.accel, cmdline = %plan.boot.cmdline, "plan made");
 
     let result = run::execute(&plan, listener, &run_dir, &progress);
@@ -87,7 +100,12 @@ struct Summary<'a> {
 }
 
 impl<'a> Summary<'a> {
-    fn new(plan: &'a Plan, planned: f64, result: &'a Result<Outcome, Error>, run_dir: &'a Path) -> Summary<'a> {
+    fn new(
+        plan: &'a Plan,
+        planned: f64,
+        result: &'a Result<Outcome, Error>,
+        run_dir: &'a Path,
+    ) -> Summary<'a> {
         Summary {
             profile: &plan.profile,
             disk: &plan.disk.target.path,
@@ -112,12 +130,23 @@ fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
     if yes || target.create {
         return Ok(());
     }
-    let refused = || Error::Disk(DiskError::NotConfirmed { path: target.path.clone() });
+    let refused = || {
+        Error::Disk(DiskError::NotConfirmed {
+            path: target.path.clone(),
+        })
+    };
     if !std::io::stdin().is_terminal() {
         return Err(refused());
     }
-    let name = target.path.file_name().map_or_else(|| target.path.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let kind = if target.kind == TargetKind::BlockDevice { "disk" } else { "disk image" };
+    let name = target.path.file_name().map_or_else(
+        || target.path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let kind = if target.kind == TargetKind::BlockDevice {
+        "disk"
+    } else {
+        "disk image"
+    };
     let mut err = std::io::stderr();
     let _ = write!(
         err,
@@ -128,7 +157,11 @@ fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
     let _ = err.flush();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
-    if answer.trim() == name { Ok(()) } else { Err(refused()) }
+    if answer.trim() == name {
+        Ok(())
+    } else {
+        Err(refused())
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP stop every QEMU ferry started; the flow then ends as
@@ -137,7 +170,9 @@ fn watch_signals() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else { return };
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
         std::thread::spawn(move || {
             for signal in signals.forever() {
                 tracing::warn!(signal, "interrupted: stopping QEMU");

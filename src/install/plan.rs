@@ -11,9 +11,9 @@ use serde_json::json;
 use crate::Error;
 use crate::host::Facts;
 use crate::host::disk::Target;
+use crate::host::disk::TargetKind;
 use crate::image::{BootEntry, Iso};
 use crate::profile::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Profile, Renderer};
-use crate::host::disk::TargetKind;
 use crate::qemu::{AccelKind, CacheMode, QemuBinary};
 
 /// What the command line adds to or overrides in the profile.
@@ -108,7 +108,10 @@ pub struct VerifyPlan {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -117,7 +120,12 @@ mod secs {
 const STEP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Makes the plan. Reads the profile's templates and the image's boot menu; writes nothing.
-pub fn make(profile: &Profile, opts: &Options, facts: &Facts, serve_url: &str) -> Result<Plan, Error> {
+pub fn make(
+    profile: &Profile,
+    opts: &Options,
+    facts: &Facts,
+    serve_url: &str,
+) -> Result<Plan, Error> {
     // Asking QEMU its version takes tens of milliseconds: do it while the rest is planned.
     std::thread::scope(|scope| {
         let qemu = scope.spawn(|| QemuBinary::find(opts.qemu.as_deref()));
@@ -138,8 +146,18 @@ fn plan_with(
 
     let (firmware, firmware_reason) = match opts.firmware.unwrap_or(spec.vm.firmware) {
         Firmware::Auto => {
-            let fw = if facts.firmware == "uefi" { Firmware::Uefi } else { Firmware::Bios };
-            (fw, format!("auto: this host booted through {}", facts.firmware.to_uppercase()))
+            let fw = if facts.firmware == "uefi" {
+                Firmware::Uefi
+            } else {
+                Firmware::Bios
+            };
+            (
+                fw,
+                format!(
+                    "auto: this host booted through {}",
+                    facts.firmware.to_uppercase()
+                ),
+            )
         }
         fw => (fw, "set by the profile or --firmware".to_string()),
     };
@@ -151,10 +169,18 @@ fn plan_with(
         (DiskCache::Auto, TargetKind::File) | (DiskCache::Writeback, _) => CacheMode::Writeback,
         (DiskCache::Unsafe, _) => CacheMode::Unsafe,
     };
-    let disk = DiskPlan { guest_path: bus.guest_path().to_string(), target, bus, cache };
+    let disk = DiskPlan {
+        guest_path: bus.guest_path().to_string(),
+        target,
+        bus,
+        cache,
+    };
 
-    let mut vars: BTreeMap<String, serde_json::Value> =
-        spec.vars.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+    let mut vars: BTreeMap<String, serde_json::Value> = spec
+        .vars
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
     for (k, v) in &opts.vars {
         vars.insert(k.clone(), json!(v));
     }
@@ -172,13 +198,21 @@ fn plan_with(
     });
     let renderer = Renderer::new(&context);
     let render = |value: &serde_spanned::Spanned<String>| {
-        renderer.render(&profile.location_of(value), value.get_ref()).map_err(Error::from)
+        renderer
+            .render(&profile.location_of(value), value.get_ref())
+            .map_err(Error::from)
     };
 
     let iso = Iso::open(&image)?;
     let entries = crate::image::boot_entries(&iso)?;
     let entry = crate::image::select(&entries, spec.boot.entry.get_ref())?.clone();
-    let extra = spec.boot.append.as_ref().map(render).transpose()?.unwrap_or_default();
+    let extra = spec
+        .boot
+        .append
+        .as_ref()
+        .map(render)
+        .transpose()?
+        .unwrap_or_default();
     let cmdline = compose_cmdline(&entry.cmdline, &extra);
 
     let mut files = Vec::new();
@@ -188,7 +222,11 @@ fn plan_with(
             (Some(path), _) => {
                 let full = profile.resolve(path.get_ref());
                 let text = std::fs::read_to_string(&full).map_err(|e| {
-                    Error::Usage(format!("{}: cannot read template {}: {e}", profile.location_of(path), full.display()))
+                    Error::Usage(format!(
+                        "{}: cannot read template {}: {e}",
+                        profile.location_of(path),
+                        full.display()
+                    ))
                 })?;
                 renderer.render(&full.display().to_string(), &text)?
             }
@@ -196,10 +234,18 @@ fn plan_with(
             (None, None) => unreachable!("checked when the profile was parsed"),
         };
         let url = format!("{serve_url}/{name}");
-        files.push(ServedFile { name, url, bytes: content.len(), content: content.into_bytes() });
+        files.push(ServedFile {
+            name,
+            url,
+            bytes: content.len(),
+            content: content.into_bytes(),
+        });
     }
 
-    let default_timeout = spec.defaults.timeout.map_or(STEP_TIMEOUT, |t| t.as_duration());
+    let default_timeout = spec
+        .defaults
+        .timeout
+        .map_or(STEP_TIMEOUT, |t| t.as_duration());
     let mut steps = Vec::new();
     for step in &spec.steps {
         steps.push(Step {
@@ -207,7 +253,13 @@ fn plan_with(
             expect: step.expect.clone(),
             send: step.send.as_ref().map(render).transpose()?,
             timeout: step.timeout.map_or(default_timeout, |t| t.as_duration()),
-            fail: spec.defaults.fail.iter().chain(&step.fail).cloned().collect(),
+            fail: spec
+                .defaults
+                .fail
+                .iter()
+                .chain(&step.fail)
+                .cloned()
+                .collect(),
         });
     }
     let verify = &spec.finish.verify;
@@ -275,8 +327,16 @@ fn fixture_hint(path: &Path) -> &'static str {
 
 fn accel_plan(accel: Accel, kvm_openable: bool) -> AccelPlan {
     match accel {
-        Accel::Tcg => AccelPlan { first: AccelKind::Tcg, fallback_to_tcg: false, reason: "tcg requested".into() },
-        Accel::Kvm => AccelPlan { first: AccelKind::Kvm, fallback_to_tcg: false, reason: "kvm requested".into() },
+        Accel::Tcg => AccelPlan {
+            first: AccelKind::Tcg,
+            fallback_to_tcg: false,
+            reason: "tcg requested".into(),
+        },
+        Accel::Kvm => AccelPlan {
+            first: AccelKind::Kvm,
+            fallback_to_tcg: false,
+            reason: "kvm requested".into(),
+        },
         Accel::Auto if kvm_openable => AccelPlan {
             first: AccelKind::Kvm,
             fallback_to_tcg: true,
@@ -309,7 +369,11 @@ fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<(u64, u32), Error
             usable.min(AUTO_MAX_MIB)
         }
     };
-    let cpus = if cpus == 0 { facts.cpus.clamp(1, 4) } else { cpus };
+    let cpus = if cpus == 0 {
+        facts.cpus.clamp(1, 4)
+    } else {
+        cpus
+    };
     Ok((memory_mib, cpus))
 }
 
@@ -334,63 +398,44 @@ pub fn compose_cmdline(entry: &str, extra: &str) -> String {
     out.join(" ")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn console_goes_last_and_extra_before_separator() {
-        assert_eq!(compose_cmdline("quiet", "url=x"), "quiet url=x console=ttyS0,115200n8");
-        assert_eq!(
-            compose_cmdline("vga=788 --- quiet", "auto=true url=x"),
-            "vga=788 auto=true url=x --- quiet console=ttyS0,115200n8"
-        );
-        assert_eq!(compose_cmdline("a console=ttyS0,115200n8", ""), "a console=ttyS0,115200n8");
-        assert_eq!(compose_cmdline("", ""), "console=ttyS0,115200n8");
-    }
-
-    fn facts(available: u64, kvm: bool) -> Facts {
-        Facts {
-            hostname: "rescue".into(),
-            firmware: "bios",
-            cpus: 8,
-            memory_total_mib: available * 2,
-            memory_available_mib: available,
-            kvm_openable: kvm,
-        }
-    }
-
-    #[test]
-    fn vm_sizing() {
-        assert_eq!(size_vm(Memory::Auto, 0, &facts(16000, false)).unwrap(), (4096, 4));
-        assert_eq!(size_vm(Memory::Auto, 2, &facts(1400, false)).unwrap(), (1016, 2));
-        assert_eq!(size_vm(Memory::Mib(700), 1, &facts(100, false)).unwrap(), (700, 1));
-        let e = size_vm(Memory::Auto, 0, &facts(600, false)).unwrap_err().to_string();
-        assert!(e.starts_with("not enough memory for the VM: 600 MiB available"), "{e}");
-    }
-
-    #[test]
-    fn accelerator_choice() {
-        let p = accel_plan(Accel::Auto, true);
-        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Kvm, true));
-        let p = accel_plan(Accel::Auto, false);
-        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Tcg, false));
-        assert_eq!(accel_plan(Accel::Kvm, false).first, AccelKind::Kvm);
-    }
-}
-
 /// The plan as the operator reads it: every choice with its reason.
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
-    line("profile", format!("{} {}", plan.profile.display(), plan.description));
+    line(
+        "profile",
+        format!("{} {}", plan.profile.display(), plan.description),
+    );
     line("image", plan.image.display().to_string());
-    line("boot entry", format!("{} (kernel {})", plan.boot.entry.title, plan.boot.entry.kernel));
+    line(
+        "boot entry",
+        format!(
+            "{} (kernel {})",
+            plan.boot.entry.title, plan.boot.entry.kernel
+        ),
+    );
     line("cmdline", plan.boot.cmdline.clone());
-    line("qemu", format!("{} {} ({})", plan.qemu.program.display(), plan.qemu.version, plan.qemu.source));
-    line("accel", format!("{:?} ({})", plan.accel.first, plan.accel.reason).to_lowercase());
-    line("memory", format!("{} MiB, {} CPUs", plan.memory_mib, plan.cpus));
-    line("firmware", format!("{:?} ({})", plan.firmware, plan.firmware_reason).to_lowercase());
+    line(
+        "qemu",
+        format!(
+            "{} {} ({})",
+            plan.qemu.program.display(),
+            plan.qemu.version,
+            plan.qemu.source
+        ),
+    );
+    line(
+        "accel",
+        format!("{:?} ({})", plan.accel.first, plan.accel.reason).to_lowercase(),
+    );
+    line(
+        "memory",
+        format!("{} MiB, {} CPUs", plan.memory_mib, plan.cpus),
+    );
+    line(
+        "firmware",
+        format!("{:?} ({})", plan.firmware, plan.firmware_reason).to_lowercase(),
+    );
     line(
         "disk",
         format!(
@@ -407,19 +452,106 @@ pub fn render(plan: &Plan) -> String {
     }
     for (i, step) in plan.steps.iter().enumerate() {
         let expect: Vec<String> = step.expect.iter().map(ToString::to_string).collect();
-        let send = step.send.as_deref().map(|s| format!(" then send {s:?}")).unwrap_or_default();
+        let send = step
+            .send
+            .as_deref()
+            .map(|s| format!(" then send {s:?}"))
+            .unwrap_or_default();
         line(
             &format!("step {}", i + 1),
-            format!("{}: wait {}s for {}{send}", step.name, step.timeout.as_secs(), expect.join(" or ")),
+            format!(
+                "{}: wait {}s for {}{send}",
+                step.name,
+                step.timeout.as_secs(),
+                expect.join(" or ")
+            ),
         );
     }
-    line("finish", format!("wait up to {}s for power-off", plan.finish.poweroff_timeout.as_secs()));
+    line(
+        "finish",
+        format!(
+            "wait up to {}s for power-off",
+            plan.finish.poweroff_timeout.as_secs()
+        ),
+    );
     match &plan.finish.verify {
         Some(v) => {
             let expect: Vec<String> = v.expect.iter().map(ToString::to_string).collect();
-            line("verify", format!("boot the disk alone, wait {}s for {}", v.timeout.as_secs(), expect.join(" or ")));
+            line(
+                "verify",
+                format!(
+                    "boot the disk alone, wait {}s for {}",
+                    v.timeout.as_secs(),
+                    expect.join(" or ")
+                ),
+            );
         }
         None => line("verify", "skipped".into()),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_goes_last_and_extra_before_separator() {
+        assert_eq!(
+            compose_cmdline("quiet", "url=x"),
+            "quiet url=x console=ttyS0,115200n8"
+        );
+        assert_eq!(
+            compose_cmdline("vga=788 --- quiet", "auto=true url=x"),
+            "vga=788 auto=true url=x --- quiet console=ttyS0,115200n8"
+        );
+        assert_eq!(
+            compose_cmdline("a console=ttyS0,115200n8", ""),
+            "a console=ttyS0,115200n8"
+        );
+        assert_eq!(compose_cmdline("", ""), "console=ttyS0,115200n8");
+    }
+
+    fn facts(available: u64, kvm: bool) -> Facts {
+        Facts {
+            hostname: "rescue".into(),
+            firmware: "bios",
+            cpus: 8,
+            memory_total_mib: available * 2,
+            memory_available_mib: available,
+            kvm_openable: kvm,
+        }
+    }
+
+    #[test]
+    fn vm_sizing() {
+        assert_eq!(
+            size_vm(Memory::Auto, 0, &facts(16000, false)).unwrap(),
+            (4096, 4)
+        );
+        assert_eq!(
+            size_vm(Memory::Auto, 2, &facts(1400, false)).unwrap(),
+            (1016, 2)
+        );
+        assert_eq!(
+            size_vm(Memory::Mib(700), 1, &facts(100, false)).unwrap(),
+            (700, 1)
+        );
+        let e = size_vm(Memory::Auto, 0, &facts(600, false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("not enough memory for the VM: 600 MiB available"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn accelerator_choice() {
+        let p = accel_plan(Accel::Auto, true);
+        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Kvm, true));
+        let p = accel_plan(Accel::Auto, false);
+        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Tcg, false));
+        assert_eq!(accel_plan(Accel::Kvm, false).first, AccelKind::Kvm);
+    }
 }

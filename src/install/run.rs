@@ -70,16 +70,25 @@ impl CpuUse {
         use nix::sys::resource::{UsageWho, getrusage};
         let seconds = |who| {
             getrusage(who).map_or(0.0, |u| {
-                let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+                let t =
+                    |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
                 t(u.user_time()) + t(u.system_time())
             })
         };
-        CpuUse { ferry_seconds: seconds(UsageWho::RUSAGE_SELF), qemu_seconds: seconds(UsageWho::RUSAGE_CHILDREN) }
+        CpuUse {
+            ferry_seconds: seconds(UsageWho::RUSAGE_SELF),
+            qemu_seconds: seconds(UsageWho::RUSAGE_CHILDREN),
+        }
     }
 }
 
 /// Runs `plan` with its answer files served by `listener`, recording into `run_dir`.
-pub fn execute(plan: &Plan, listener: Listener, run_dir: &Path, progress: &Progress) -> Result<Outcome, Error> {
+pub fn execute(
+    plan: &Plan,
+    listener: Listener,
+    run_dir: &Path,
+    progress: &Progress,
+) -> Result<Outcome, Error> {
     let mut stages = Vec::new();
     let mut timer = Instant::now();
     let mut lap = |stage: Stage, stages: &mut Vec<(Stage, f64)>| {
@@ -88,18 +97,25 @@ pub fn execute(plan: &Plan, listener: Listener, run_dir: &Path, progress: &Progr
     };
 
     plan.disk.target.create_if_needed()?;
-    let files = plan.files.iter().map(|f| (f.name.clone(), f.content.clone())).collect();
+    let files = plan
+        .files
+        .iter()
+        .map(|f| (f.name.clone(), f.content.clone()))
+        .collect();
     let _server = listener.start(files)?;
     let boot = extract_boot_files(plan, run_dir)?;
     let firmware = firmware_files(plan, run_dir, "install")?;
 
-    progress.stage(Stage::Boot, &format!(
-        "starting QEMU ({}, {} MiB, {} CPUs) with \"{}\"",
-        accel_name(plan.accel.first),
-        plan.memory_mib,
-        plan.cpus,
-        plan.boot.entry.title
-    ));
+    progress.stage(
+        Stage::Boot,
+        &format!(
+            "starting QEMU ({}, {} MiB, {} CPUs) with \"{}\"",
+            accel_name(plan.accel.first),
+            plan.memory_mib,
+            plan.cpus,
+            plan.boot.entry.title
+        ),
+    );
     let machine = |accel| Machine {
         accel,
         memory_mib: plan.memory_mib,
@@ -120,19 +136,36 @@ pub fn execute(plan: &Plan, listener: Listener, run_dir: &Path, progress: &Progr
         check_interrupted()?;
         if !step.expect.is_empty() {
             let waiting: Vec<String> = step.expect.iter().map(ToString::to_string).collect();
-            progress.stage(Stage::Drive, &format!("[{}/{total}] {}: waiting for {}", i + 1, step.name, waiting.join(" or ")));
-            let expectation = Expectation::new(&step.name, step.expect.clone(), step.timeout).failing_on(step.fail.clone());
-            let matched = console.expect(&expectation).map_err(|e| stage_error(Stage::Drive, e, run_dir))?;
+            progress.stage(
+                Stage::Drive,
+                &format!(
+                    "[{}/{total}] {}: waiting for {}",
+                    i + 1,
+                    step.name,
+                    waiting.join(" or ")
+                ),
+            );
+            let expectation = Expectation::new(&step.name, step.expect.clone(), step.timeout)
+                .failing_on(step.fail.clone());
+            let matched = console
+                .expect(&expectation)
+                .map_err(|e| stage_error(Stage::Drive, e, run_dir))?;
             tracing::info!(step = %step.name, after = ?matched.elapsed, text = %matched.text, "matched");
         }
         if let Some(text) = &step.send {
-            progress.stage(Stage::Drive, &format!("[{}/{total}] {}: sending {:?}", i + 1, step.name, text));
+            progress.stage(
+                Stage::Drive,
+                &format!("[{}/{total}] {}: sending {:?}", i + 1, step.name, text),
+            );
             console.send(text.as_bytes())?;
         }
     }
     lap(Stage::Drive, &mut stages);
 
-    progress.stage(Stage::Finish, "waiting for the installer to power the VM off");
+    progress.stage(
+        Stage::Finish,
+        "waiting for the installer to power the VM off",
+    );
     console
         .wait_closed(plan.finish.poweroff_timeout)
         .map_err(|e| stage_error(Stage::Finish, e, run_dir))?;
@@ -182,12 +215,20 @@ fn boot_with_fallback(
             if console.wait_for_output(KVM_SILENCE_LIMIT) {
                 return Ok((vm, console, accel));
             }
-            format!("no output from the guest under KVM within {}s", KVM_SILENCE_LIMIT.as_secs())
+            format!(
+                "no output from the guest under KVM within {}s",
+                KVM_SILENCE_LIMIT.as_secs()
+            )
         }
-        Err(e) => format!("QEMU failed under KVM ({})", e.to_string().lines().last().unwrap_or_default()),
+        Err(e) => format!(
+            "QEMU failed under KVM ({})",
+            e.to_string().lines().last().unwrap_or_default()
+        ),
     };
     check_interrupted()?;
-    let why = format!("{why}: /dev/kvm opens but does not run guests here (nested or paravirtual KVM?); restarting under TCG");
+    let why = format!(
+        "{why}: /dev/kvm opens but does not run guests here (nested or paravirtual KVM?); restarting under TCG"
+    );
     tracing::warn!("{why}");
     progress.stage(Stage::Boot, &why);
     let (vm, console) = start_vm(plan, &machine(AccelKind::Tcg), record_dir)?;
@@ -198,9 +239,18 @@ fn start_vm(plan: &Plan, machine: &Machine, record_dir: &Path) -> Result<(Qemu, 
     let args = qemu::command_line(machine);
     let mut program_and_args = plan.qemu.pre_args.clone();
     program_and_args.extend(args.iter().cloned());
-    std::fs::write(record_dir.join("qemu.args"), qemu::shell_quote(&plan.qemu.program, &program_and_args) + "\n")?;
+    std::fs::write(
+        record_dir.join("qemu.args"),
+        qemu::shell_quote(&plan.qemu.program, &program_and_args) + "\n",
+    )?;
     tracing::info!(accel = ?machine.accel, "starting QEMU");
-    let vm = Qemu::start(&plan.qemu, &args, &machine.serial_socket, &machine.qmp_socket, &record_dir.join("qemu.stderr"))?;
+    let vm = Qemu::start(
+        &plan.qemu,
+        &args,
+        &machine.serial_socket,
+        &machine.qmp_socket,
+        &record_dir.join("qemu.stderr"),
+    )?;
     let title = format!("ferry: {}", plan.profile.display());
     let sinks = transcript::create(record_dir, &title)?;
     let stream = vm.serial.try_clone()?;
@@ -219,11 +269,14 @@ fn verify_boot(
     let dir = run_dir.join("verify");
     std::fs::create_dir_all(&dir)?;
     let patterns: Vec<String> = verify.expect.iter().map(ToString::to_string).collect();
-    progress.stage(Stage::Verify, &format!(
-        "booting {} alone, waiting for {}",
-        plan.disk.target.path.display(),
-        patterns.join(" or ")
-    ));
+    progress.stage(
+        Stage::Verify,
+        &format!(
+            "booting {} alone, waiting for {}",
+            plan.disk.target.path.display(),
+            patterns.join(" or ")
+        ),
+    );
     // A fresh variable store: the real machine's NVRAM has none of the entries the installer
     // wrote into the install VM's, so the disk must boot without them.
     let machine = Machine {
@@ -240,7 +293,8 @@ fn verify_boot(
     };
     let started = Instant::now();
     let (mut vm, mut console) = start_vm(plan, &machine, &dir)?;
-    let expectation = Expectation::new("boot check", verify.expect.clone(), verify.timeout).failing_on(verify.fail.clone());
+    let expectation = Expectation::new("boot check", verify.expect.clone(), verify.timeout)
+        .failing_on(verify.fail.clone());
     let result = console.expect(&expectation);
     let elapsed = started.elapsed();
     drop(console);
@@ -278,7 +332,11 @@ fn extract_boot_files(plan: &Plan, run_dir: &Path) -> Result<KernelBoot, Error> 
         }
         Some(path)
     };
-    Ok(KernelBoot { kernel, initrd, append: plan.boot.cmdline.clone() })
+    Ok(KernelBoot {
+        kernel,
+        initrd,
+        append: plan.boot.cmdline.clone(),
+    })
 }
 
 /// SeaBIOS needs nothing; OVMF gets its own copy of the variable store per VM.
@@ -295,7 +353,11 @@ fn firmware_files(plan: &Plan, run_dir: &Path, which: &str) -> Result<FirmwareFi
 }
 
 fn check_interrupted() -> Result<(), Error> {
-    if INTERRUPTED.load(Ordering::SeqCst) { Err(Error::Interrupted) } else { Ok(()) }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
 }
 
 /// An expect failure in a stage, or the interruption that caused it.
@@ -303,7 +365,11 @@ fn stage_error(stage: Stage, error: ExpectError, run_dir: &Path) -> Error {
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Error::Interrupted;
     }
-    Error::Step { stage: stage.name(), source: Box::new(error), run_dir: run_dir.to_path_buf() }
+    Error::Step {
+        stage: stage.name(),
+        source: Box::new(error),
+        run_dir: run_dir.to_path_buf(),
+    }
 }
 
 fn accel_name(accel: AccelKind) -> &'static str {

@@ -32,7 +32,11 @@ pub fn create(root: &Path, name: &str) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(root)?;
     let stamp = timestamp();
     for n in 0.. {
-        let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
         let dir = root.join(format!("{stamp}-{name}{suffix}"));
         match std::fs::create_dir(&dir) {
             Ok(()) => return Ok(dir),
@@ -45,10 +49,17 @@ pub fn create(root: &Path, name: &str) -> std::io::Result<PathBuf> {
 
 /// UTC `YYYYMMDD-HHMMSS`, without a date crate: days since the epoch to a civil date.
 fn timestamp() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86400, secs % 86400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Howard Hinnant's days-to-civil algorithm.

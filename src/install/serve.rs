@@ -24,7 +24,10 @@ pub struct Listener {
 impl Listener {
     pub fn bind() -> std::io::Result<Listener> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-        Ok(Listener { listener, token: random_token()? })
+        Ok(Listener {
+            listener,
+            token: random_token()?,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -33,7 +36,11 @@ impl Listener {
 
     /// The base URL as the guest sees it (no trailing slash): `http://10.0.2.2:PORT/TOKEN`.
     pub fn guest_url(&self) -> std::io::Result<String> {
-        Ok(format!("http://{GUEST_HOST_ADDR}:{}/{}", self.local_addr()?.port(), self.token))
+        Ok(format!(
+            "http://{GUEST_HOST_ADDR}:{}/{}",
+            self.local_addr()?.port(),
+            self.token
+        ))
     }
 
     /// Starts answering `GET /TOKEN/NAME` with `files[NAME]` in a background thread.
@@ -43,19 +50,25 @@ impl Listener {
         let files = Arc::new(files);
         let thread = {
             let stop = stop.clone();
-            std::thread::Builder::new().name("answer-files".into()).spawn(move || {
-                for stream in self.listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
+            std::thread::Builder::new()
+                .name("answer-files".into())
+                .spawn(move || {
+                    for stream in self.listener.incoming() {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let Ok(stream) = stream else { continue };
+                        let files = files.clone();
+                        let token = self.token.clone();
+                        std::thread::spawn(move || answer(stream, &token, &files));
                     }
-                    let Ok(stream) = stream else { continue };
-                    let files = files.clone();
-                    let token = self.token.clone();
-                    std::thread::spawn(move || answer(stream, &token, &files));
-                }
-            })?
+                })?
         };
-        Ok(Server { addr, stop, thread: Some(thread) })
+        Ok(Server {
+            addr,
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -79,7 +92,10 @@ impl Drop for Server {
 
 fn answer(stream: TcpStream, token: &str, files: &BTreeMap<String, Vec<u8>>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let mut reader = BufReader::new(&stream);
     let mut request_line = String::new();
     if reader.read_line(&mut request_line).is_err() {
@@ -87,12 +103,19 @@ fn answer(stream: TcpStream, token: &str, files: &BTreeMap<String, Vec<u8>>) {
     }
     // Read (and ignore) the headers up to the blank line.
     let mut header = String::new();
-    while reader.read_line(&mut header).map(|n| n > 2).unwrap_or(false) {
+    while reader
+        .read_line(&mut header)
+        .map(|n| n > 2)
+        .unwrap_or(false)
+    {
         header.clear();
     }
     let mut parts = request_line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let name = target.strip_prefix('/').and_then(|t| t.strip_prefix(token)).and_then(|t| t.strip_prefix('/'));
+    let name = target
+        .strip_prefix('/')
+        .and_then(|t| t.strip_prefix(token))
+        .and_then(|t| t.strip_prefix('/'));
     let body = name.and_then(|n| files.get(n));
     let mut out = &stream;
     let result = match (method, body) {
@@ -102,7 +125,13 @@ fn answer(stream: TcpStream, token: &str, files: &BTreeMap<String, Vec<u8>>) {
                 "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                 body.len()
             );
-            out.write_all(head.as_bytes()).and_then(|_| if method == "GET" { out.write_all(body) } else { Ok(()) })
+            out.write_all(head.as_bytes()).and_then(|_| {
+                if method == "GET" {
+                    out.write_all(body)
+                } else {
+                    Ok(())
+                }
+            })
         }
         _ => {
             tracing::warn!(request = request_line.trim(), %peer, "answer file request refused");
@@ -139,13 +168,21 @@ mod tests {
         let url = listener.guest_url().unwrap();
         let token = url.rsplit('/').next().unwrap().to_string();
         assert!(url.starts_with("http://10.0.2.2:"));
-        let server = listener.start(BTreeMap::from([("answers".to_string(), b"DISK=/dev/vda\n".to_vec())])).unwrap();
+        let server = listener
+            .start(BTreeMap::from([(
+                "answers".to_string(),
+                b"DISK=/dev/vda\n".to_vec(),
+            )]))
+            .unwrap();
         let ok = get(addr, &format!("/{token}/answers"));
         assert!(ok.starts_with("HTTP/1.0 200 OK"), "{ok}");
         assert!(ok.ends_with("\r\n\r\nDISK=/dev/vda\n"));
         assert!(get(addr, "/answers").starts_with("HTTP/1.0 404"));
         assert!(get(addr, &format!("/{token}/other")).starts_with("HTTP/1.0 404"));
         drop(server);
-        assert!(TcpStream::connect(addr).is_err(), "listener closed after drop");
+        assert!(
+            TcpStream::connect(addr).is_err(),
+            "listener closed after drop"
+        );
     }
 }

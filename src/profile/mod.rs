@@ -107,7 +107,10 @@ fn default_entry() -> Spanned<String> {
 
 impl Default for BootSpec {
     fn default() -> Self {
-        BootSpec { entry: default_entry(), append: None }
+        BootSpec {
+            entry: default_entry(),
+            append: None,
+        }
     }
 }
 
@@ -164,7 +167,10 @@ fn default_poweroff_timeout() -> Seconds {
 
 impl Default for FinishSpec {
     fn default() -> Self {
-        FinishSpec { poweroff_timeout: default_poweroff_timeout(), verify: VerifySpec::default() }
+        FinishSpec {
+            poweroff_timeout: default_poweroff_timeout(),
+            verify: VerifySpec::default(),
+        }
     }
 }
 
@@ -209,7 +215,10 @@ impl Default for VerifySpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error("cannot read profile {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{location}: {message}")]
     Invalid { location: String, message: String },
     #[error(transparent)]
@@ -219,8 +228,10 @@ pub enum ProfileError {
 impl Profile {
     /// Reads and validates a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let source = std::fs::read_to_string(path)
-            .map_err(|source| ProfileError::Read { path: path.to_path_buf(), source })?;
+        let source = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Profile::parse(path, source)
     }
 
@@ -230,7 +241,11 @@ impl Profile {
             location: location(path, &source, e.span().map_or(0, |s| s.start)),
             message: e.message().trim_end().to_string(),
         })?;
-        let profile = Profile { path: path.to_path_buf(), source, spec };
+        let profile = Profile {
+            path: path.to_path_buf(),
+            source,
+            spec,
+        };
         profile.check()?;
         Ok(profile)
     }
@@ -243,7 +258,10 @@ impl Profile {
                 return Err(self.invalid(0, "[image] needs `path` (a local ISO) or `url`"));
             }
             (Some(p), Some(_)) => {
-                return Err(self.invalid(p.span().start, "[image] has both `path` and `url`: keep one"));
+                return Err(self.invalid(
+                    p.span().start,
+                    "[image] has both `path` and `url`: keep one",
+                ));
             }
             _ => {}
         }
@@ -299,7 +317,9 @@ impl Profile {
 
     /// The profile's name: its file name without `.toml`.
     pub fn name(&self) -> String {
-        self.path.file_stem().map_or_else(|| "profile".into(), |s| s.to_string_lossy().into_owned())
+        self.path
+            .file_stem()
+            .map_or_else(|| "profile".into(), |s| s.to_string_lossy().into_owned())
     }
 }
 
@@ -383,24 +403,42 @@ verify = { expect = ["login:"], timeout = "2m" }
     #[test]
     fn unknown_key_names_line_and_column() {
         let e = error("[image]\npath = \"x.iso\"\n[vm]\nmemroy = \"1G\"\n");
-        assert!(e.starts_with("p.toml:4:1: unknown field `memroy`, expected one of"), "{e}");
+        assert!(
+            e.starts_with("p.toml:4:1: unknown field `memroy`, expected one of"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_values_point_at_the_value() {
         let e = error(&format!("{MINIMAL}[vm]\naccel = \"kvmm\"\n"));
-        assert!(e.starts_with("p.toml:4:9: unknown variant `kvmm`, expected one of `auto`, `kvm`, `tcg`"), "{e}");
-        let e = error(&format!("{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"/(unclosed/\"]\n"));
+        assert!(
+            e.starts_with(
+                "p.toml:4:9: unknown variant `kvmm`, expected one of `auto`, `kvm`, `tcg`"
+            ),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"/(unclosed/\"]\n"
+        ));
         assert_eq!(e, "p.toml:5:10: invalid regex /(unclosed/: unclosed group");
-        let e = error(&format!("{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"x\"]\ntimeout = \"soon\"\n"));
+        let e = error(&format!(
+            "{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"x\"]\ntimeout = \"soon\"\n"
+        ));
         assert!(e.starts_with("p.toml:6:11: invalid duration `soon`"), "{e}");
         let e = error(&format!("{MINIMAL}[vm]\nmemory = \"lots\"\n"));
-        assert!(e.starts_with("p.toml:4:10: invalid memory size `lots`"), "{e}");
+        assert!(
+            e.starts_with("p.toml:4:10: invalid memory size `lots`"),
+            "{e}"
+        );
     }
 
     #[test]
     fn cross_field_errors_have_positions() {
-        assert_eq!(error("[image]\n"), "p.toml:1:1: [image] needs `path` (a local ISO) or `url`");
+        assert_eq!(
+            error("[image]\n"),
+            "p.toml:1:1: [image] needs `path` (a local ISO) or `url`"
+        );
         assert_eq!(
             error("[image]\npath = \"a\"\nurl = \"http://x/a.iso\"\n"),
             "p.toml:2:8: [image] has both `path` and `url`: keep one"
@@ -414,7 +452,9 @@ verify = { expect = ["login:"], timeout = "2m" }
             "p.toml:4:8: a [[files]] entry needs exactly one of `template` (a file) or `content`"
         );
         assert_eq!(
-            error(&format!("{MINIMAL}[[files]]\nname = \"../etc\"\ncontent = \"\"\n")),
+            error(&format!(
+                "{MINIMAL}[[files]]\nname = \"../etc\"\ncontent = \"\"\n"
+            )),
             "p.toml:4:8: a file `name` is a plain file name (no `/`, not starting with `.`)"
         );
     }

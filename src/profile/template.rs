@@ -27,7 +27,10 @@ impl Renderer {
         // Answer files are line-oriented: a final newline is part of the file.
         let syntax = SyntaxConfig::builder().keep_trailing_newline(true).build();
         env.set_syntax(syntax.expect("default delimiters are valid"));
-        Renderer { env, context: Value::from(Serde(context)) }
+        Renderer {
+            env,
+            context: Value::from(Serde(context)),
+        }
     }
 
     /// Renders `text`; `location` (e.g. `profile.toml:12:10` or `answers.j2`) names it in errors.
@@ -60,7 +63,9 @@ impl Renderer {
 
     /// The dotted variable paths the template uses that the context lacks.
     fn missing_variables(&self, text: &str) -> Vec<String> {
-        let Ok(template) = self.env.template_from_str(text) else { return Vec::new() };
+        let Ok(template) = self.env.template_from_str(text) else {
+            return Vec::new();
+        };
         let mut missing: Vec<String> = template
             .undeclared_variables(true)
             .into_iter()
@@ -87,7 +92,10 @@ impl Renderer {
 /// where being undefined is fine.
 fn guarded(text: &str, path: &str) -> bool {
     let path = regex::escape(path);
-    let uses = regex::Regex::new(&format!(r"\b{path}\b(\s*(\|\s*default\b|is\s+(not\s+)?defined\b))?")).expect("valid");
+    let uses = regex::Regex::new(&format!(
+        r"\b{path}\b(\s*(\|\s*default\b|is\s+(not\s+)?defined\b))?"
+    ))
+    .expect("valid");
     uses.captures_iter(text).all(|c| c.get(1).is_some())
 }
 
@@ -102,32 +110,52 @@ mod tests {
 
     #[test]
     fn renders_variables_and_keeps_trailing_newline() {
-        let out = renderer().render("t", "DISK={{ disk.guest_path }}\nHOST={{ vars.hostname }}\n");
+        let out = renderer().render(
+            "t",
+            "DISK={{ disk.guest_path }}\nHOST={{ vars.hostname }}\n",
+        );
         assert_eq!(out.unwrap(), "DISK=/dev/vda\nHOST=box\n");
     }
 
     #[test]
     fn default_filter_covers_missing_variables() {
-        let out = renderer().render("t", "{{ vars.efi | default(\"yes\") }}").unwrap();
+        let out = renderer()
+            .render("t", "{{ vars.efi | default(\"yes\") }}")
+            .unwrap();
         assert_eq!(out, "yes");
     }
 
     #[test]
     fn missing_variable_is_named() {
-        let e = renderer().render("answers.j2", "A\nB={{ vars.hostnam }}\n").unwrap_err();
+        let e = renderer()
+            .render("answers.j2", "A\nB={{ vars.hostnam }}\n")
+            .unwrap_err();
         assert_eq!(e.location, "answers.j2 (template line 2)");
-        assert!(e.message.starts_with("undefined variable `vars.hostnam`"), "{}", e.message);
+        assert!(
+            e.message.starts_with("undefined variable `vars.hostnam`"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
     fn only_unguarded_variables_are_named() {
-        let e = renderer().render("t", "{{ vars.a | default('x') }}{% if vars.b is defined %}{% endif %}{{ vars.c }}");
-        assert!(e.unwrap_err().message.starts_with("undefined variable `vars.c` ("));
+        let e = renderer().render(
+            "t",
+            "{{ vars.a | default('x') }}{% if vars.b is defined %}{% endif %}{{ vars.c }}",
+        );
+        assert!(
+            e.unwrap_err()
+                .message
+                .starts_with("undefined variable `vars.c` (")
+        );
     }
 
     #[test]
     fn syntax_error_is_reported() {
-        let e = renderer().render("p.toml:3:10", "{{ vars.hostname ").unwrap_err();
+        let e = renderer()
+            .render("p.toml:3:10", "{{ vars.hostname ")
+            .unwrap_err();
         assert_eq!(e.location, "p.toml:3:10");
         assert!(e.message.contains("syntax error"), "{}", e.message);
     }

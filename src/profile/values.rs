@@ -35,7 +35,7 @@ pub enum DiskBus {
     /// virtio-blk: `/dev/vda`.
     #[default]
     Virtio,
-    /// AHCI: `/dev/sda`.
+    /// IDE/ATA (what a SATA disk looks like to the guest): `/dev/sda`.
     Sata,
     /// virtio-scsi: `/dev/sda`.
     Scsi,
@@ -82,7 +82,8 @@ impl FromStr for Memory {
         if s.eq_ignore_ascii_case("auto") {
             return Ok(Memory::Auto);
         }
-        let bad = || format!("invalid memory size `{s}`: expected `auto` or a size like `1G` or `768M`");
+        let bad =
+            || format!("invalid memory size `{s}`: expected `auto` or a size like `1G` or `768M`");
         let t = s.trim();
         let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
         let n: u64 = digits.parse().map_err(|_| bad())?;
@@ -92,7 +93,9 @@ impl FromStr for Memory {
             _ => return Err(bad()),
         };
         if mib < 128 {
-            return Err(format!("memory `{s}` is too small: a VM needs at least 128M"));
+            return Err(format!(
+                "memory `{s}` is too small: a VM needs at least 128M"
+            ));
         }
         Ok(Memory::Mib(mib))
     }
@@ -130,7 +133,10 @@ impl<'de> Deserialize<'de> for Seconds {
 }
 
 mod duration_secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -149,7 +155,12 @@ pub fn checked_regex(source: &str) -> Result<Pattern, String> {
 
 /// The regex crate's errors draw a caret diagram; its last line says what is wrong.
 fn last_line(message: &str) -> &str {
-    let line = message.lines().rev().map(str::trim).find(|l| !l.is_empty()).unwrap_or(message);
+    let line = message
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or(message);
     line.strip_prefix("error: ").unwrap_or(line)
 }
 
@@ -188,7 +199,10 @@ pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Pattern>, D::E
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
             Ok(vec![v.parse().map_err(E::custom)?])
         }
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
             let mut patterns = Vec::new();
             while let Some(p) = seq.next_element()? {
                 patterns.push(p);
@@ -212,11 +226,22 @@ mod tests {
 
     #[test]
     fn patterns() {
-        assert_eq!("login:".parse::<Pattern>().unwrap(), Pattern::literal("login:"));
-        assert_eq!("/log(in)?:/".parse::<Pattern>().unwrap(), Pattern::regex("log(in)?:"));
+        assert_eq!(
+            "login:".parse::<Pattern>().unwrap(),
+            Pattern::literal("login:")
+        );
+        assert_eq!(
+            "/log(in)?:/".parse::<Pattern>().unwrap(),
+            Pattern::regex("log(in)?:")
+        );
         assert_eq!("/".parse::<Pattern>().unwrap(), Pattern::literal("/"));
         assert!("".parse::<Pattern>().is_err());
-        assert!("/[/".parse::<Pattern>().unwrap_err().starts_with("invalid regex /[/"));
+        assert!(
+            "/[/"
+                .parse::<Pattern>()
+                .unwrap_err()
+                .starts_with("invalid regex /[/")
+        );
     }
 
     #[test]

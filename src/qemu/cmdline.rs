@@ -73,7 +73,9 @@ pub fn command_line(machine: &Machine) -> Vec<String> {
     let mut args = Args::default();
     // No default devices: every device below is one ferry chose and can name.
     args.push(["-nodefaults", "-no-user-config", "-no-reboot"]);
-    args.push(["-machine", "q35"]);
+    // i440fx: its IDE controller (ata_piix) is in every Linux kernel, AHCI is not (Debian's
+    // cloud kernel lacks it), so the CD-ROM and a SATA-style disk are seen everywhere.
+    args.push(["-machine", "pc"]);
     match machine.accel {
         AccelKind::Kvm => args.push(["-accel", "kvm"]),
         AccelKind::Tcg => args.push(["-accel", "tcg"]),
@@ -83,17 +85,29 @@ pub fn command_line(machine: &Machine) -> Vec<String> {
     args.push(["-m".to_string(), machine.memory_mib.to_string()]);
     args.push(["-smp".to_string(), machine.cpus.to_string()]);
     if let FirmwareFiles::Uefi { code, vars } = &machine.firmware {
-        args.push(["-drive".to_string(), format!("if=pflash,format=raw,unit=0,readonly=on,file={}", escape(code))]);
-        args.push(["-drive".to_string(), format!("if=pflash,format=raw,unit=1,file={}", escape(vars))]);
+        args.push([
+            "-drive".to_string(),
+            format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                escape(code)
+            ),
+        ]);
+        args.push([
+            "-drive".to_string(),
+            format!("if=pflash,format=raw,unit=1,file={}", escape(vars)),
+        ]);
     }
     disk_args(&mut args, &machine.disk);
     if let Some(iso) = &machine.cdrom {
         args.push([
             "-drive".to_string(),
-            format!("if=none,id=installer,media=cdrom,readonly=on,format=raw,file={}", escape(iso)),
+            format!(
+                "if=none,id=installer,media=cdrom,readonly=on,format=raw,file={}",
+                escape(iso)
+            ),
         ]);
-        // q35's built-in AHCI controller: the guest sees /dev/sr0.
-        args.push(["-device", "ide-cd,drive=installer,bus=ide.2"]);
+        // The secondary IDE channel: the guest sees /dev/sr0.
+        args.push(["-device", "ide-cd,drive=installer,bus=ide.1"]);
     }
     if let Some(boot) = &machine.kernel {
         args.push(["-kernel".to_string(), boot.kernel.display().to_string()]);
@@ -111,10 +125,16 @@ pub fn command_line(machine: &Machine) -> Vec<String> {
     // wait=on: QEMU starts the guest only once ferry is connected, so no early byte is lost.
     args.push([
         "-chardev".to_string(),
-        format!("socket,id=serial0,path={},server=on,wait=on", escape(&machine.serial_socket)),
+        format!(
+            "socket,id=serial0,path={},server=on,wait=on",
+            escape(&machine.serial_socket)
+        ),
     ]);
     args.push(["-serial", "chardev:serial0"]);
-    args.push(["-qmp".to_string(), format!("unix:{},server=on,wait=off", escape(&machine.qmp_socket))]);
+    args.push([
+        "-qmp".to_string(),
+        format!("unix:{},server=on,wait=off", escape(&machine.qmp_socket)),
+    ]);
     // A VGA device, not shown anywhere, so QMP screendump can capture graphical installers.
     args.push(["-vga", "std", "-display", "none"]);
     args.0
@@ -129,20 +149,42 @@ fn disk_args(args: &mut Args, disk: &Disk) {
     };
     args.push([
         "-drive".to_string(),
-        format!("if=none,id=target,format=raw,file={},{cache},discard=unmap", escape(&disk.path)),
+        format!(
+            "if=none,id=target,format=raw,file={},{cache},discard=unmap",
+            escape(&disk.path)
+        ),
     ]);
-    let serial = disk.serial.as_deref().map(|s| format!(",serial={}", escape_str(s))).unwrap_or_default();
+    let serial = disk
+        .serial
+        .as_deref()
+        .map(|s| format!(",serial={}", escape_str(s)))
+        .unwrap_or_default();
     match disk.bus {
-        DiskBus::Virtio => args.push(["-device".to_string(), format!("virtio-blk-pci,drive=target,bootindex=1{serial}")]),
-        DiskBus::Sata => args.push(["-device".to_string(), format!("ide-hd,drive=target,bus=ide.0,bootindex=1{serial}")]),
+        DiskBus::Virtio => args.push([
+            "-device".to_string(),
+            format!("virtio-blk-pci,drive=target,bootindex=1{serial}"),
+        ]),
+        DiskBus::Sata => args.push([
+            "-device".to_string(),
+            format!("ide-hd,drive=target,bus=ide.0,bootindex=1{serial}"),
+        ]),
         DiskBus::Scsi => {
             args.push(["-device", "virtio-scsi-pci,id=scsi0"]);
-            args.push(["-device".to_string(), format!("scsi-hd,drive=target,bus=scsi0.0,bootindex=1{serial}")]);
+            args.push([
+                "-device".to_string(),
+                format!("scsi-hd,drive=target,bus=scsi0.0,bootindex=1{serial}"),
+            ]);
         }
         DiskBus::Nvme => {
             // QEMU refuses an NVMe controller without a serial number.
             let serial = disk.serial.as_deref().unwrap_or("ferry-disk");
-            args.push(["-device".to_string(), format!("nvme,drive=target,serial={},bootindex=1", escape_str(serial))]);
+            args.push([
+                "-device".to_string(),
+                format!(
+                    "nvme,drive=target,serial={},bootindex=1",
+                    escape_str(serial)
+                ),
+            ]);
         }
     }
 }
@@ -170,7 +212,10 @@ pub fn shell_quote(program: &Path, args: &[String]) -> String {
     std::iter::once(program.display().to_string())
         .chain(args.iter().cloned())
         .map(|a| {
-            if !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+            {
                 a
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))
@@ -216,11 +261,11 @@ mod tests {
     fn install_machine() {
         assert_eq!(
             joined(&machine()),
-            "-nodefaults -no-user-config -no-reboot -machine q35 -accel tcg -cpu max -m 1024 -smp 2 \
+            "-nodefaults -no-user-config -no-reboot -machine pc -accel tcg -cpu max -m 1024 -smp 2 \
              -drive if=none,id=target,format=raw,file=/tmp/disk.img,cache=writeback,discard=unmap \
              -device virtio-blk-pci,drive=target,bootindex=1 \
              -drive if=none,id=installer,media=cdrom,readonly=on,format=raw,file=/isos/tiny.iso \
-             -device ide-cd,drive=installer,bus=ide.2 \
+             -device ide-cd,drive=installer,bus=ide.1 \
              -kernel /run/k -initrd /run/i -append quiet console=ttyS0,115200n8 \
              -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56 \
              -chardev socket,id=serial0,path=/run/serial.sock,server=on,wait=on -serial chardev:serial0 \
@@ -241,14 +286,19 @@ mod tests {
         m.cdrom = None;
         m.kernel = None;
         let line = joined(&m);
-        assert!(!line.contains("-kernel") && !line.contains("installer") && !line.contains("-append"));
+        assert!(
+            !line.contains("-kernel") && !line.contains("installer") && !line.contains("-append")
+        );
         assert!(line.contains("virtio-blk-pci,drive=target,bootindex=1"));
     }
 
     #[test]
     fn uefi_uses_pflash_code_and_vars_copy() {
         let mut m = machine();
-        m.firmware = FirmwareFiles::Uefi { code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(), vars: "/run/vars.fd".into() };
+        m.firmware = FirmwareFiles::Uefi {
+            code: "/usr/share/OVMF/OVMF_CODE_4M.fd".into(),
+            vars: "/run/vars.fd".into(),
+        };
         let line = joined(&m);
         assert!(line.contains(
             "-drive if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
@@ -266,9 +316,16 @@ mod tests {
         assert!(line.contains("cache=none,aio=native"));
         assert!(line.contains("-device nvme,drive=target,serial=S4EWNX0R,bootindex=1"));
         m.disk.bus = DiskBus::Sata;
-        assert!(joined(&m).contains("-device ide-hd,drive=target,bus=ide.0,bootindex=1,serial=S4EWNX0R"));
+        assert!(
+            joined(&m)
+                .contains("-device ide-hd,drive=target,bus=ide.0,bootindex=1,serial=S4EWNX0R")
+        );
         m.disk.bus = DiskBus::Scsi;
-        assert!(joined(&m).contains("-device virtio-scsi-pci,id=scsi0 -device scsi-hd,drive=target,bus=scsi0.0"));
+        assert!(
+            joined(&m).contains(
+                "-device virtio-scsi-pci,id=scsi0 -device scsi-hd,drive=target,bus=scsi0.0"
+            )
+        );
         m.disk.serial = None;
         m.disk.bus = DiskBus::Nvme;
         assert!(joined(&m).contains("nvme,drive=target,serial=ferry-disk"));
@@ -286,7 +343,10 @@ mod tests {
 
     #[test]
     fn shell_quoting() {
-        let q = shell_quote(Path::new("/usr/bin/qemu"), &["-append".into(), "a b 'c'".into(), "x=1,y".into()]);
+        let q = shell_quote(
+            Path::new("/usr/bin/qemu"),
+            &["-append".into(), "a b 'c'".into(), "x=1,y".into()],
+        );
         assert_eq!(q, r"/usr/bin/qemu -append 'a b '\''c'\''' x=1,y");
     }
 }

@@ -9,7 +9,9 @@ use std::process::Command;
 
 use serde::Serialize;
 
-pub use cmdline::{AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, command_line, shell_quote};
+pub use cmdline::{
+    AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, command_line, shell_quote,
+};
 pub use process::{ProcessError, Qemu};
 
 /// The oldest QEMU ferry drives (Debian 12's); older ones lack options ferry uses.
@@ -23,7 +25,9 @@ pub enum QemuError {
         "no qemu-system-x86_64 found on PATH; install it (Debian: apt-get install qemu-system-x86) or pass --qemu PATH"
     )]
     NotFound,
-    #[error("no OVMF firmware found (looked for {looked}); install it (Debian: apt-get install ovmf)")]
+    #[error(
+        "no OVMF firmware found (looked for {looked}); install it (Debian: apt-get install ovmf)"
+    )]
     NoOvmf { looked: String },
 }
 
@@ -50,10 +54,17 @@ impl QemuBinary {
     }
 
     fn probe(path: &Path, source: &str) -> Result<QemuBinary, QemuError> {
-        let unusable = |reason: String| QemuError::Unusable { path: path.to_path_buf(), reason };
-        let output = Command::new(path).arg("--version").output().map_err(|e| unusable(e.to_string()))?;
+        let unusable = |reason: String| QemuError::Unusable {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let output = Command::new(path)
+            .arg("--version")
+            .output()
+            .map_err(|e| unusable(e.to_string()))?;
         let text = String::from_utf8_lossy(&output.stdout);
-        let version = parse_version(&text).ok_or_else(|| unusable(format!("unexpected --version output: {}", text.trim())))?;
+        let version = parse_version(&text)
+            .ok_or_else(|| unusable(format!("unexpected --version output: {}", text.trim())))?;
         if (version.0, version.1) < MIN_VERSION {
             return Err(unusable(format!(
                 "version {}.{} is older than {}.{}",
@@ -75,39 +86,65 @@ fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     let rest = text.split("version ").nth(1)?;
     let word = rest.split_whitespace().next()?;
     let mut parts = word.split('.').map(|p| p.parse::<u32>().ok());
-    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
 }
 
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
 }
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// OVMF code and variable-store template, as Debian, Fedora and Arch install them.
 pub fn find_ovmf() -> Result<(PathBuf, PathBuf), QemuError> {
     const PAIRS: &[(&str, &str)] = &[
-        ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
-        ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"),
-        ("/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd"),
-        ("/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"),
+        (
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        ),
+        (
+            "/usr/share/OVMF/OVMF_CODE.fd",
+            "/usr/share/OVMF/OVMF_VARS.fd",
+        ),
+        (
+            "/usr/share/edk2/ovmf/OVMF_CODE.fd",
+            "/usr/share/edk2/ovmf/OVMF_VARS.fd",
+        ),
+        (
+            "/usr/share/edk2/x64/OVMF_CODE.4m.fd",
+            "/usr/share/edk2/x64/OVMF_VARS.4m.fd",
+        ),
     ];
     PAIRS
         .iter()
         .map(|(c, v)| (PathBuf::from(c), PathBuf::from(v)))
         .find(|(c, v)| c.is_file() && v.is_file())
-        .ok_or_else(|| QemuError::NoOvmf { looked: PAIRS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ") })
+        .ok_or_else(|| QemuError::NoOvmf {
+            looked: PAIRS.iter().map(|p| p.0).collect::<Vec<_>>().join(", "),
+        })
 }
 
 /// Whether /dev/kvm can be opened for use. This says nothing about whether guests actually
 /// run under it: on nested or paravirtual KVM they can hang, which only the guest's silence
 /// reveals (see the accelerator fallback in `install`).
 pub fn kvm_openable() -> bool {
-    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -116,14 +153,24 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)\n"), Some((7, 2, 22)));
-        assert_eq!(parse_version("QEMU emulator version 10.0\n"), Some((10, 0, 0)));
+        assert_eq!(
+            parse_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7)\n"),
+            Some((7, 2, 22))
+        );
+        assert_eq!(
+            parse_version("QEMU emulator version 10.0\n"),
+            Some((10, 0, 0))
+        );
         assert_eq!(parse_version("something else"), None);
     }
 
     #[test]
     fn explicit_path_that_is_not_qemu_is_refused() {
         let e = QemuBinary::find(Some(Path::new("/bin/true"))).unwrap_err();
-        assert!(e.to_string().starts_with("/bin/true is not a usable QEMU: unexpected --version output"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("/bin/true is not a usable QEMU: unexpected --version output"),
+            "{e}"
+        );
     }
 }

@@ -23,7 +23,10 @@ use super::qmp::Qmp;
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("cannot start {}: {source}", program.display())]
-    Spawn { program: PathBuf, source: std::io::Error },
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
     #[error("QEMU exited at start-up ({status}):\n{stderr}")]
     EarlyExit { status: ExitStatus, stderr: String },
     #[error("QEMU did not open {} within {timeout:?}", path.display())]
@@ -94,13 +97,17 @@ impl Qemu {
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .map_err(|source| ProcessError::Spawn { program: binary.program.clone(), source })?;
+        let child = command.spawn().map_err(|source| ProcessError::Spawn {
+            program: binary.program.clone(),
+            source,
+        })?;
         if let Ok(mut running) = RUNNING.lock() {
             running.push(child.id() as i32);
         }
-        let mut qemu = Partial { child: Some(child), stderr_path: stderr_path.to_path_buf() };
+        let mut qemu = Partial {
+            child: Some(child),
+            stderr_path: stderr_path.to_path_buf(),
+        };
         let serial = qemu.connect(serial_socket)?;
         let qmp_stream = qemu.connect(qmp_socket)?;
         let qmp = Qmp::handshake(qmp_stream).map_err(|e| qemu.exit_error(e))?;
@@ -178,10 +185,16 @@ impl Partial {
             if let Some(status) = child.try_wait().map_err(ProcessError::Wait)? {
                 forget(child.id());
                 self.child = None;
-                return Err(ProcessError::EarlyExit { status, stderr: tail(&self.stderr_path, 20) });
+                return Err(ProcessError::EarlyExit {
+                    status,
+                    stderr: tail(&self.stderr_path, 20),
+                });
             }
             if Instant::now() >= deadline {
-                return Err(ProcessError::SocketTimeout { path: path.to_path_buf(), timeout });
+                return Err(ProcessError::SocketTimeout {
+                    path: path.to_path_buf(),
+                    timeout,
+                });
             }
             // QEMU creates its sockets within tens of milliseconds: poll finely.
             std::thread::sleep(Duration::from_millis(2));
@@ -192,13 +205,18 @@ impl Partial {
 impl Partial {
     /// A QMP failure during start-up is usually QEMU dying: report its exit and stderr then.
     fn exit_error(&mut self, qmp_error: super::qmp::QmpError) -> ProcessError {
-        let Some(child) = self.child.as_mut() else { return qmp_error.into() };
+        let Some(child) = self.child.as_mut() else {
+            return qmp_error.into();
+        };
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
                 forget(child.id());
                 self.child = None;
-                return ProcessError::EarlyExit { status, stderr: tail(&self.stderr_path, 20) };
+                return ProcessError::EarlyExit {
+                    status,
+                    stderr: tail(&self.stderr_path, 20),
+                };
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -14,7 +14,11 @@ pub enum QmpError {
     #[error("QEMU sent something that is not QMP: {0}")]
     Protocol(String),
     #[error("`{command}` failed: {class}: {desc}")]
-    Command { command: String, class: String, desc: String },
+    Command {
+        command: String,
+        class: String,
+        desc: String,
+    },
     #[error("the QMP connection closed (QEMU exited)")]
     Closed,
 }
@@ -33,7 +37,11 @@ impl Qmp {
     pub fn handshake(stream: UnixStream) -> Result<Qmp, QmpError> {
         stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         let writer = stream.try_clone()?;
-        let mut qmp = Qmp { reader: BufReader::new(stream), writer, events: Vec::new() };
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream),
+            writer,
+            events: Vec::new(),
+        };
         let greeting = qmp.read_message()?;
         if greeting.get("QMP").is_none() {
             return Err(QmpError::Protocol(greeting.to_string()));
@@ -57,8 +65,18 @@ impl Qmp {
                 return Ok(value.clone());
             }
             if let Some(error) = message.get("error") {
-                let text = |k: &str| error.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                return Err(QmpError::Command { command: command.into(), class: text("class"), desc: text("desc") });
+                let text = |k: &str| {
+                    error
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                return Err(QmpError::Command {
+                    command: command.into(),
+                    class: text("class"),
+                    desc: text("desc"),
+                });
             }
             if message.get("event").is_some() {
                 self.events.push(message);
@@ -69,7 +87,11 @@ impl Qmp {
     /// The VM's run state: `running`, `paused`, `shutdown`, ...
     pub fn status(&mut self) -> Result<String, QmpError> {
         let reply = self.execute("query-status", None)?;
-        Ok(reply.get("status").and_then(Value::as_str).unwrap_or("unknown").to_string())
+        Ok(reply
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_string())
     }
 
     /// Presses the virtual power button (ACPI): the guest shuts down if it listens.
@@ -82,7 +104,10 @@ impl Qmp {
         match self.execute("quit", None) {
             Ok(_) | Err(QmpError::Closed) => Ok(()),
             Err(QmpError::Io(e))
-                if matches!(e.kind(), std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset) =>
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+                ) =>
             {
                 Ok(())
             }
@@ -98,8 +123,12 @@ impl Qmp {
 
     /// Presses keys together, by QEMU key code names (`ret`, `tab`, `ctrl`, `a`, ...).
     pub fn send_key(&mut self, qcodes: &[&str]) -> Result<(), QmpError> {
-        let keys: Vec<Value> = qcodes.iter().map(|k| json!({ "type": "qcode", "data": k })).collect();
-        self.execute("send-key", Some(json!({ "keys": keys }))).map(drop)
+        let keys: Vec<Value> = qcodes
+            .iter()
+            .map(|k| json!({ "type": "qcode", "data": k }))
+            .collect();
+        self.execute("send-key", Some(json!({ "keys": keys })))
+            .map(drop)
     }
 
     /// Waits for an event by name (e.g. `SHUTDOWN`), including ones already received.
@@ -115,11 +144,18 @@ impl Qmp {
             }
             self.reader.get_ref().set_read_timeout(Some(left))?;
             let message = self.read_message();
-            self.reader.get_ref().set_read_timeout(Some(REPLY_TIMEOUT))?;
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(REPLY_TIMEOUT))?;
             match message {
                 Ok(m) if m.get("event").is_some() => self.events.push(m),
                 Ok(_) => {}
-                Err(QmpError::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(QmpError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Ok(None);
                 }
                 Err(e) => return Err(e),
@@ -177,15 +213,28 @@ mod tests {
         ]);
         assert_eq!(qmp.status().unwrap(), "running");
         assert_eq!(qmp.events().len(), 1);
-        assert!(qmp.wait_event("POWERDOWN", Duration::from_millis(10)).unwrap().is_some());
-        assert!(qmp.wait_event("SHUTDOWN", Duration::from_millis(50)).unwrap().is_none());
+        assert!(
+            qmp.wait_event("POWERDOWN", Duration::from_millis(10))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            qmp.wait_event("SHUTDOWN", Duration::from_millis(50))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
     fn command_errors_carry_class_and_description() {
-        let mut qmp = fake_qemu(vec!["{\"error\": {\"class\": \"GenericError\", \"desc\": \"no such key\"}}\n"]);
+        let mut qmp = fake_qemu(vec![
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"no such key\"}}\n",
+        ]);
         let e = qmp.send_key(&["nope"]).unwrap_err();
-        assert_eq!(e.to_string(), "`send-key` failed: GenericError: no such key");
+        assert_eq!(
+            e.to_string(),
+            "`send-key` failed: GenericError: no such key"
+        );
     }
 
     #[test]

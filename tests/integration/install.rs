@@ -12,7 +12,10 @@ fn install_and_check(profile: &str) {
     let scratch = Scratch::new();
     let output = scratch.install(&fixture(profile), &[]).output().unwrap();
     let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "install failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "install failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("boot check passed"), "{stdout}");
 
     // The disk, read from the image rather than from ferry's report.
@@ -23,18 +26,39 @@ fn install_and_check(profile: &str) {
     assert_eq!((kind, start), (0x83, 2048));
     let grub = read_from_partition(&scratch.disk(), start, sectors, "/boot/grub/grub.cfg");
     assert!(grub.contains("console=ttyS0"), "{grub}");
-    assert_eq!(read_from_partition(&scratch.disk(), start, sectors, "/etc/hostname").trim(), "tiny");
+    assert_eq!(
+        read_from_partition(&scratch.disk(), start, sectors, "/etc/hostname").trim(),
+        "tiny"
+    );
 
     let run = scratch.run_dir();
-    for file in ["plan.json", "facts.json", "qemu.args", "serial.log", "transcript.cast", "ferry.log", "summary.json"] {
-        assert!(run.join(file).is_file(), "{file} missing from {}", run.display());
+    for file in [
+        "plan.json",
+        "facts.json",
+        "qemu.args",
+        "serial.log",
+        "transcript.cast",
+        "ferry.log",
+        "summary.json",
+    ] {
+        assert!(
+            run.join(file).is_file(),
+            "{file} missing from {}",
+            run.display()
+        );
     }
     let serial = std::fs::read_to_string(run.join("serial.log")).unwrap();
     assert!(serial.contains("tiny-installer: installation complete"));
     let verify = std::fs::read_to_string(run.join("verify/serial.log")).unwrap();
-    assert!(verify.contains("tiny login:"), "verify boot never reached the login prompt:\n{verify}");
+    assert!(
+        verify.contains("tiny login:"),
+        "verify boot never reached the login prompt:\n{verify}"
+    );
     let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
-    assert!(args.contains("console=ttyS0,115200n8") && args.contains("-no-reboot"), "{args}");
+    assert!(
+        args.contains("console=ttyS0,115200n8") && args.contains("-no-reboot"),
+        "{args}"
+    );
     let cast = std::fs::read_to_string(run.join("transcript.cast")).unwrap();
     let header: serde_json::Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
     assert_eq!(header["version"], 2);
@@ -43,7 +67,10 @@ fn install_and_check(profile: &str) {
         assert!(event[0].as_f64().unwrap() >= 0.0);
     }
     for stage in ["boot", "drive", "finish", "verify"] {
-        assert!(stdout.contains(&format!("  {stage}")), "stage {stage} missing from summary:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("  {stage}")),
+            "stage {stage} missing from summary:\n{stdout}"
+        );
     }
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
 }
@@ -93,7 +120,12 @@ fn step_that_never_matches_times_out_with_the_screen() {
     let scratch = Scratch::new();
     let profile = never_matching_profile(&scratch);
     let started = Instant::now();
-    let mut child = scratch.install(&profile, &[]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = scratch
+        .install(&profile, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
 
     // While the installer waits at its question, ferry's answer-file server listens on
     // loopback only.
@@ -101,31 +133,60 @@ fn step_that_never_matches_times_out_with_the_screen() {
     let mut listening = String::new();
     while Instant::now() < deadline && listening.is_empty() {
         std::thread::sleep(Duration::from_millis(300));
-        let ss = std::process::Command::new("ss").args(["-ltnpH"]).output().unwrap();
+        let ss = std::process::Command::new("ss")
+            .args(["-ltnpH"])
+            .output()
+            .unwrap();
         listening = String::from_utf8_lossy(&ss.stdout)
             .lines()
             .filter(|l| l.contains(&format!("pid={},", child.id())))
             .map(|l| format!("{l}\n"))
             .collect();
     }
-    assert!(!listening.is_empty(), "ferry's answer-file listener not seen by ss");
+    assert!(
+        !listening.is_empty(),
+        "ferry's answer-file listener not seen by ss"
+    );
     for line in listening.lines() {
         let local = line.split_whitespace().nth(3).unwrap();
-        assert!(local.starts_with("127.0.0.1:"), "listening beyond loopback: {line}");
+        assert!(
+            local.starts_with("127.0.0.1:"),
+            "listening beyond loopback: {line}"
+        );
     }
 
     let status = child.wait().unwrap();
     let elapsed = started.elapsed();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(status.code(), Some(6), "{stderr}");
     assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}");
-    assert!(stderr.contains("step 'wait for the impossible'"), "{stderr}");
+    assert!(
+        stderr.contains("step 'wait for the impossible'"),
+        "{stderr}"
+    );
     assert!(stderr.contains("`this text never appears`"), "{stderr}");
-    assert!(stderr.contains("lines of the screen:\n  | tiny-installer: starting"), "{stderr}");
-    assert!(stderr.contains("[yes/no]:"), "the screen should show the installer's question:\n{stderr}");
-    assert!(stderr.contains(&scratch.run_dir().display().to_string()), "{stderr}");
-    assert!(scratch.qemu_pids().is_empty(), "QEMU left running after the failure");
+    assert!(
+        stderr.contains("lines of the screen:\n  | tiny-installer: starting"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[yes/no]:"),
+        "the screen should show the installer's question:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&scratch.run_dir().display().to_string()),
+        "{stderr}"
+    );
+    assert!(
+        scratch.qemu_pids().is_empty(),
+        "QEMU left running after the failure"
+    );
 }
 
 #[test]
@@ -141,7 +202,10 @@ fn qemu_dies_with_ferry_on_sigkill() {
             .into_iter()
             .flatten()
             .flatten()
-            .any(|run| std::fs::read_to_string(run.path().join("serial.log")).is_ok_and(|s| s.contains("tiny-installer")));
+            .any(|run| {
+                std::fs::read_to_string(run.path().join("serial.log"))
+                    .is_ok_and(|s| s.contains("tiny-installer"))
+            });
         if started {
             break;
         }
@@ -152,7 +216,10 @@ fn qemu_dies_with_ferry_on_sigkill() {
     child.wait().unwrap();
     let killed = Instant::now();
     while !scratch.qemu_pids().is_empty() {
-        assert!(killed.elapsed() < Duration::from_secs(2), "QEMU outlived ferry by 2 s");
+        assert!(
+            killed.elapsed() < Duration::from_secs(2),
+            "QEMU outlived ferry by 2 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -161,21 +228,33 @@ fn qemu_dies_with_ferry_on_sigkill() {
 fn accel_auto_ends_under_tcg_and_says_why() {
     let scratch = Scratch::new();
     let profile = never_matching_profile(&scratch);
-    let auto = std::fs::read_to_string(&profile).unwrap().replace("accel = \"tcg\"", "accel = \"auto\"");
+    let auto = std::fs::read_to_string(&profile)
+        .unwrap()
+        .replace("accel = \"tcg\"", "accel = \"auto\"");
     std::fs::write(&profile, auto).unwrap();
     let started = Instant::now();
     let output = scratch.install(&profile, &[]).output().unwrap();
     let (_, stderr) = text(&output);
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(scratch.run_dir().join("plan.json")).unwrap()).unwrap();
+    let plan: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(scratch.run_dir().join("plan.json")).unwrap(),
+    )
+    .unwrap();
     if Path::new("/dev/kvm").exists() && plan["accel"]["first"] == "kvm" {
         // This machine's /dev/kvm opens but hangs or crashes guests: ferry must notice.
         assert!(stderr.contains("restarting under TCG"), "{stderr}");
-        let line = stderr.lines().find(|l| l.contains("restarting under TCG")).unwrap();
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("restarting under TCG"))
+            .unwrap();
         assert!(line.contains("under KVM"), "the reason is given: {line}");
     } else {
         assert_eq!(plan["accel"]["first"], "tcg");
-        assert!(plan["accel"]["reason"].as_str().unwrap().contains("/dev/kvm cannot be opened"));
+        assert!(
+            plan["accel"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("/dev/kvm cannot be opened")
+        );
     }
     // Under TCG the installer reached its question: the fallback happened well within 30 s.
     assert!(stderr.contains("[yes/no]:"), "{stderr}");
@@ -188,15 +267,25 @@ fn accel_auto_ends_under_tcg_and_says_why() {
 fn profile_errors_point_at_the_file_position() {
     let scratch = Scratch::new();
     let profile = scratch.dir.path().join("bad.toml");
-    std::fs::write(&profile, "[image]\npath = \"x.iso\"\n[vm]\naccel = \"fast\"\n").unwrap();
+    std::fs::write(
+        &profile,
+        "[image]\npath = \"x.iso\"\n[vm]\naccel = \"fast\"\n",
+    )
+    .unwrap();
     let output = scratch.install(&profile, &[]).output().unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        stderr.contains(&format!("{}:4:9: unknown variant `fast`, expected one of `auto`, `kvm`, `tcg`", profile.display())),
+        stderr.contains(&format!(
+            "{}:4:9: unknown variant `fast`, expected one of `auto`, `kvm`, `tcg`",
+            profile.display()
+        )),
         "{stderr}"
     );
-    assert!(!scratch.disk().exists(), "nothing may be created for an invalid profile");
+    assert!(
+        !scratch.disk().exists(),
+        "nothing may be created for an invalid profile"
+    );
 }
 
 #[test]
@@ -204,22 +293,47 @@ fn missing_template_variable_fails_before_anything_runs() {
     let scratch = Scratch::new();
     let profile = never_matching_profile(&scratch);
     let text_before = std::fs::read_to_string(&profile).unwrap();
-    std::fs::write(&profile, text_before.replace("hostname = \"tiny\"", "host_name = \"tiny\"")).unwrap();
+    std::fs::write(
+        &profile,
+        text_before.replace("hostname = \"tiny\"", "host_name = \"tiny\""),
+    )
+    .unwrap();
     let output = scratch.install(&profile, &[]).output().unwrap();
     let (_, stderr) = text(&output);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("answers.sh.j2 (template line 3): undefined variable `vars.hostname`"), "{stderr}");
-    assert!(!scratch.disk().exists() && !scratch.runs().exists(), "nothing may be created");
+    assert!(
+        stderr.contains("answers.sh.j2 (template line 3): undefined variable `vars.hostname`"),
+        "{stderr}"
+    );
+    assert!(
+        !scratch.disk().exists() && !scratch.runs().exists(),
+        "nothing may be created"
+    );
 }
 
 #[test]
 fn inspect_lists_the_menu_entries() {
-    let output = ferry().arg("inspect").arg(fixture("build/tiny-isolinux.iso")).arg("--json").output().unwrap();
+    let output = ferry()
+        .arg("inspect")
+        .arg(fixture("build/tiny-isolinux.iso"))
+        .arg("--json")
+        .output()
+        .unwrap();
     assert!(output.status.success());
     let entries: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let entries = entries.as_array().unwrap();
     let default = entries.iter().find(|e| e["is_default"] == true).unwrap();
     assert_eq!(default["kernel"], "/boot/vmlinuz");
-    assert!(!default["cmdline"].as_str().unwrap().contains("console=ttyS0"));
-    assert!(entries.iter().any(|e| e["path"].as_array().is_some_and(|p| p.len() >= 2)), "nested submenu entries");
+    assert!(
+        !default["cmdline"]
+            .as_str()
+            .unwrap()
+            .contains("console=ttyS0")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["path"].as_array().is_some_and(|p| p.len() >= 2)),
+        "nested submenu entries"
+    );
 }

@@ -15,7 +15,10 @@ pub fn repo() -> PathBuf {
 pub fn fixture(name: &str) -> PathBuf {
     let path = repo().join("tests/fixtures").join(name);
     let built = repo().join("tests/fixtures/build/stamp");
-    assert!(built.exists(), "test fixtures missing: run scripts/make-fixtures.sh first");
+    assert!(
+        built.exists(),
+        "test fixtures missing: run scripts/make-fixtures.sh first"
+    );
     path
 }
 
@@ -26,7 +29,12 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::Builder::new().prefix("ferry-test-").tempdir().unwrap() }
+        Scratch {
+            dir: tempfile::Builder::new()
+                .prefix("ferry-test-")
+                .tempdir()
+                .unwrap(),
+        }
     }
     pub fn disk(&self) -> PathBuf {
         self.dir.path().join("disk.img")
@@ -36,14 +44,21 @@ impl Scratch {
     }
     /// The one run directory an install made.
     pub fn run_dir(&self) -> PathBuf {
-        let mut dirs: Vec<_> = std::fs::read_dir(self.runs()).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut dirs: Vec<_> = std::fs::read_dir(self.runs())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         assert_eq!(dirs.len(), 1, "expected one run directory, found {dirs:?}");
         dirs.pop().unwrap()
     }
     /// `ferry install PROFILE --disk D --size 2G --yes --runs-dir R` plus `extra`.
     pub fn install(&self, profile: &Path, extra: &[&str]) -> Command {
         let mut cmd = ferry();
-        cmd.arg("install").arg(profile).arg("--disk").arg(self.disk()).args(["--size", "2G", "--yes"]);
+        cmd.arg("install")
+            .arg(profile)
+            .arg("--disk")
+            .arg(self.disk())
+            .args(["--size", "2G", "--yes"]);
         cmd.arg("--runs-dir").arg(self.runs()).args(extra);
         cmd
     }
@@ -57,8 +72,12 @@ pub fn processes_mentioning(path: &Path) -> Vec<u32> {
     let needle = path.to_string_lossy().into_owned();
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains("qemu-system") && cmdline.contains(&needle) {
             pids.push(pid);
@@ -68,7 +87,10 @@ pub fn processes_mentioning(path: &Path) -> Vec<u32> {
 }
 
 pub fn text(output: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// An MBR partition entry: (bootable, type, first sector, sectors).
@@ -97,8 +119,17 @@ pub fn read_from_partition(disk: &Path, start_sector: u32, sectors: u32, path: &
         .status()
         .unwrap();
     assert!(status.success());
-    let out = Command::new("debugfs").arg("-R").arg(format!("cat {path}")).arg(&part).output().unwrap();
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(&part)
+        .output()
+        .unwrap();
     std::fs::remove_file(&part).unwrap();
-    assert!(out.status.success(), "debugfs failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "debugfs failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
