@@ -398,6 +398,14 @@ pub fn compose_cmdline(entry: &str, extra: &str) -> String {
     out.join(" ")
 }
 
+/// An enum's name as the profile and plan.json spell it.
+fn name(value: &impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
 /// The plan as the operator reads it: every choice with its reason.
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
@@ -439,13 +447,12 @@ pub fn render(plan: &Plan) -> String {
     line(
         "disk",
         format!(
-            "{} on {:?} as {} (cache {:?})",
+            "{} on {} as {} (cache {})",
             plan.disk.target.describe(),
-            plan.disk.bus,
+            name(&plan.disk.bus),
             plan.disk.guest_path,
-            plan.disk.cache
-        )
-        .to_lowercase(),
+            name(&plan.disk.cache)
+        ),
     );
     for file in &plan.files {
         line("serves", format!("{} ({} bytes)", file.url, file.bytes));
