@@ -34,7 +34,6 @@ pub const SERIAL_CONSOLE: &str = "console=ttyS0,115200n8";
 pub struct Plan {
     pub profile: PathBuf,
     pub description: String,
-    pub image: PathBuf,
     pub boot: BootPlan,
     pub qemu: QemuBinary,
     pub accel: AccelPlan,
@@ -52,9 +51,30 @@ pub struct Plan {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BootPlan {
-    pub entry: BootEntry,
+    /// The installer ISO, attached as a CD-ROM; none for a netboot kernel.
+    pub iso: Option<PathBuf>,
+    /// The ISO's boot-menu entry the kernel comes from.
+    pub entry: Option<BootEntry>,
+    /// Paths on the ISO when there is one, else files on this machine.
+    pub kernel: String,
+    pub initrd: Vec<String>,
     /// The kernel command line ferry boots with.
     pub cmdline: String,
+}
+
+impl BootPlan {
+    /// What boots, for progress messages: the menu entry's title or the kernel's file name.
+    pub fn title(&self) -> String {
+        match &self.entry {
+            Some(entry) => entry.title.clone(),
+            None => self
+                .kernel
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,7 +161,6 @@ fn plan_with(
     qemu: std::thread::ScopedJoinHandle<'_, Result<QemuBinary, crate::qemu::QemuError>>,
 ) -> Result<Plan, Error> {
     let spec = &profile.spec;
-    let image = image_path(profile)?;
     let target = Target::inspect(&opts.disk, opts.size)?;
 
     let (firmware, firmware_reason) = match opts.firmware.unwrap_or(spec.vm.firmware) {
@@ -203,9 +222,7 @@ fn plan_with(
             .map_err(Error::from)
     };
 
-    let iso = Iso::open(&image)?;
-    let entries = crate::image::boot_entries(&iso)?;
-    let entry = crate::image::select(&entries, spec.boot.entry.get_ref())?.clone();
+    let mut boot = boot_source(profile)?;
     let extra = spec
         .boot
         .append
@@ -213,7 +230,7 @@ fn plan_with(
         .map(render)
         .transpose()?
         .unwrap_or_default();
-    let cmdline = compose_cmdline(&entry.cmdline, &extra);
+    boot.cmdline = compose_cmdline(&boot.cmdline, &extra);
 
     let mut files = Vec::new();
     for file in &spec.files {
@@ -276,8 +293,7 @@ fn plan_with(
     Ok(Plan {
         profile: profile.path.clone(),
         description: spec.description.clone(),
-        image,
-        boot: BootPlan { entry, cmdline },
+        boot,
         qemu,
         accel,
         memory_mib,
@@ -292,28 +308,66 @@ fn plan_with(
     })
 }
 
-fn image_path(profile: &Profile) -> Result<PathBuf, Error> {
+/// The kernel, initrd and base command line: from the ISO's boot menu, or netboot files.
+fn boot_source(profile: &Profile) -> Result<BootPlan, Error> {
     let image = &profile.spec.image;
-    match (&image.path, &image.url) {
-        (Some(path), _) => {
-            let full = std::path::absolute(profile.resolve(path.get_ref()))?;
-            if !full.is_file() {
-                return Err(Error::Usage(format!(
-                    "{}: image {} does not exist{}",
-                    profile.location_of(path),
-                    full.display(),
-                    fixture_hint(&full)
-                )));
-            }
-            Ok(full)
-        }
-        (None, Some(url)) => Err(Error::Usage(format!(
-            "{}: downloading images (`url`) is not supported by this build yet; download {} and use `path`",
-            profile.location_of(url),
-            url.get_ref()
-        ))),
-        (None, None) => unreachable!("checked when the profile was parsed"),
+    if let Some(path) = &image.path {
+        let iso_path = existing_file(profile, path)?;
+        let iso = Iso::open(&iso_path)?;
+        let entries = crate::image::boot_entries(&iso)?;
+        let entry = crate::image::select(&entries, profile.spec.boot.entry.get_ref())?.clone();
+        return Ok(BootPlan {
+            iso: Some(iso_path),
+            kernel: entry.kernel.clone(),
+            initrd: entry.initrd.clone(),
+            cmdline: entry.cmdline.clone(),
+            entry: Some(entry),
+        });
     }
+    if let Some(kernel) = &image.kernel {
+        let kernel = existing_file(profile, kernel)?;
+        let initrd = image
+            .initrd
+            .as_ref()
+            .map(|i| existing_file(profile, i))
+            .transpose()?;
+        return Ok(BootPlan {
+            iso: None,
+            entry: None,
+            kernel: kernel.display().to_string(),
+            initrd: initrd
+                .into_iter()
+                .map(|i| i.display().to_string())
+                .collect(),
+            cmdline: image.cmdline.clone(),
+        });
+    }
+    let url = image
+        .url
+        .as_ref()
+        .expect("checked when the profile was parsed: path, url or kernel");
+    Err(Error::Usage(format!(
+        "{}: downloading images (`url`) is not supported by this build yet; download {} and use `path`",
+        profile.location_of(url),
+        url.get_ref()
+    )))
+}
+
+/// A file the profile names, made absolute; an error at the profile's position if missing.
+fn existing_file(
+    profile: &Profile,
+    path: &serde_spanned::Spanned<String>,
+) -> Result<PathBuf, Error> {
+    let full = std::path::absolute(profile.resolve(path.get_ref()))?;
+    if !full.is_file() {
+        return Err(Error::Usage(format!(
+            "{}: {} does not exist{}",
+            profile.location_of(path),
+            full.display(),
+            fixture_hint(&full)
+        )));
+    }
+    Ok(full)
 }
 
 /// The test fixtures are built, not checked in: say how.
@@ -414,13 +468,12 @@ pub fn render(plan: &Plan) -> String {
         "profile",
         format!("{} {}", plan.profile.display(), plan.description),
     );
-    line("image", plan.image.display().to_string());
+    if let Some(iso) = &plan.boot.iso {
+        line("image", iso.display().to_string());
+    }
     line(
-        "boot entry",
-        format!(
-            "{} (kernel {})",
-            plan.boot.entry.title, plan.boot.entry.kernel
-        ),
+        "boot",
+        format!("{} (kernel {})", plan.boot.title(), plan.boot.kernel),
     );
     line("cmdline", plan.boot.cmdline.clone());
     line(

@@ -103,7 +103,7 @@ pub fn execute(
         .map(|f| (f.name.clone(), f.content.clone()))
         .collect();
     let _server = listener.start(files)?;
-    let boot = extract_boot_files(plan, run_dir)?;
+    let (boot, scratch) = boot_files(plan, run_dir)?;
     let firmware = firmware_files(plan, run_dir, "install")?;
 
     progress.stage(
@@ -113,7 +113,7 @@ pub fn execute(
             accel_name(plan.accel.first),
             plan.memory_mib,
             plan.cpus,
-            plan.boot.entry.title
+            plan.boot.title()
         ),
     );
     let machine = |accel| Machine {
@@ -122,7 +122,7 @@ pub fn execute(
         cpus: plan.cpus,
         firmware: firmware.clone(),
         disk: target_disk(plan),
-        cdrom: Some(plan.image.clone()),
+        cdrom: plan.boot.iso.clone(),
         kernel: Some(boot.clone()),
         mac: None,
         serial_socket: run_dir.join("serial.sock"),
@@ -176,8 +176,8 @@ pub fn execute(
     drop(vm);
     plan.disk.target.flush()?;
     // The installer's kernel and initrd can be large, and a rescue system's disk is its RAM.
-    for extracted in [&boot.kernel].into_iter().chain(&boot.initrd) {
-        let _ = std::fs::remove_file(extracted);
+    for file in scratch {
+        let _ = std::fs::remove_file(file);
     }
     lap(Stage::Finish, &mut stages);
 
@@ -312,31 +312,46 @@ fn target_disk(plan: &Plan) -> Disk {
     }
 }
 
-/// Copies the chosen entry's kernel and initrd out of the ISO (several initrds become one:
-/// concatenated cpio archives are what the kernel expects).
-fn extract_boot_files(plan: &Plan, run_dir: &Path) -> Result<KernelBoot, Error> {
-    let iso = Iso::open(&plan.image)?;
-    let entry = &plan.boot.entry;
+/// The kernel and initrd to boot: netboot files as they are; from an ISO, copied out of it
+/// (several initrds become one: concatenated cpio archives are what the kernel expects).
+/// Returns the boot and the scratch files to remove once the installer has run.
+fn boot_files(plan: &Plan, run_dir: &Path) -> Result<(KernelBoot, Vec<PathBuf>), Error> {
+    let boot = &plan.boot;
+    let Some(iso_path) = &boot.iso else {
+        let initrd = boot.initrd.first().map(PathBuf::from);
+        let files = KernelBoot {
+            kernel: PathBuf::from(&boot.kernel),
+            initrd,
+            append: boot.cmdline.clone(),
+        };
+        return Ok((files, Vec::new()));
+    };
+    let iso = Iso::open(iso_path)?;
     let kernel = run_dir.join("kernel");
-    iso.extract(&entry.kernel, &kernel)?;
-    let initrd = if entry.initrd.is_empty() {
+    iso.extract(&boot.kernel, &kernel)?;
+    let mut scratch = vec![kernel.clone()];
+    let initrd = if boot.initrd.is_empty() {
         None
     } else {
         let path = run_dir.join("initrd");
         let mut out = std::fs::File::create(&path)?;
-        for part in &entry.initrd {
+        for part in &boot.initrd {
             let tmp = run_dir.join("initrd.part");
             iso.extract(part, &tmp)?;
             std::io::copy(&mut std::fs::File::open(&tmp)?, &mut out)?;
             std::fs::remove_file(&tmp)?;
         }
+        scratch.push(path.clone());
         Some(path)
     };
-    Ok(KernelBoot {
-        kernel,
-        initrd,
-        append: plan.boot.cmdline.clone(),
-    })
+    Ok((
+        KernelBoot {
+            kernel,
+            initrd,
+            append: boot.cmdline.clone(),
+        },
+        scratch,
+    ))
 }
 
 /// SeaBIOS needs nothing; OVMF gets its own copy of the variable store per VM.

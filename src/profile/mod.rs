@@ -49,7 +49,8 @@ pub struct ProfileSpec {
     pub finish: FinishSpec,
 }
 
-/// Where the installer image comes from: a local path, or a URL with its checksum.
+/// Where the installer comes from: a local ISO, a URL with its checksum, or a netboot kernel
+/// and initrd (such as Debian's netboot `linux` and `initrd.gz`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
@@ -57,6 +58,12 @@ pub struct ImageSpec {
     pub path: Option<Spanned<String>>,
     pub url: Option<Spanned<String>>,
     pub sha256: Option<Spanned<String>>,
+    /// A netboot kernel, relative to the profile's directory (instead of an ISO).
+    pub kernel: Option<Spanned<String>>,
+    pub initrd: Option<Spanned<String>>,
+    /// The netboot kernel's own arguments (an ISO's come from its boot menu).
+    #[serde(default)]
+    pub cmdline: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,17 +260,27 @@ impl Profile {
     /// Checks that need more than one field at a time.
     fn check(&self) -> Result<(), ProfileError> {
         let image = &self.spec.image;
-        match (&image.path, &image.url) {
-            (None, None) => {
-                return Err(self.invalid(0, "[image] needs `path` (a local ISO) or `url`"));
-            }
-            (Some(p), Some(_)) => {
+        let sources: Vec<_> = [&image.path, &image.url, &image.kernel]
+            .into_iter()
+            .flatten()
+            .collect();
+        match sources.as_slice() {
+            [] => {
                 return Err(self.invalid(
-                    p.span().start,
-                    "[image] has both `path` and `url`: keep one",
+                    0,
+                    "[image] needs `path` (a local ISO), `url`, or `kernel` and `initrd` (netboot)",
                 ));
             }
-            _ => {}
+            [_] => {}
+            [_, second, ..] => {
+                return Err(self.invalid(
+                    second.span().start,
+                    "[image] names more than one of `path`, `url` and `kernel`: keep one",
+                ));
+            }
+        }
+        if let (Some(initrd), None) = (&image.initrd, &image.kernel) {
+            return Err(self.invalid(initrd.span().start, "[image] `initrd` goes with `kernel`"));
         }
         if let Some(sum) = &image.sha256
             && (sum.get_ref().len() != 64 || !sum.get_ref().bytes().all(|b| b.is_ascii_hexdigit()))
@@ -437,11 +454,11 @@ verify = { expect = ["login:"], timeout = "2m" }
     fn cross_field_errors_have_positions() {
         assert_eq!(
             error("[image]\n"),
-            "p.toml:1:1: [image] needs `path` (a local ISO) or `url`"
+            "p.toml:1:1: [image] needs `path` (a local ISO), `url`, or `kernel` and `initrd` (netboot)"
         );
         assert_eq!(
             error("[image]\npath = \"a\"\nurl = \"http://x/a.iso\"\n"),
-            "p.toml:2:8: [image] has both `path` and `url`: keep one"
+            "p.toml:3:7: [image] names more than one of `path`, `url` and `kernel`: keep one"
         );
         assert_eq!(
             error("[image]\nurl = \"http://x\"\nsha256 = \"abc\"\n"),

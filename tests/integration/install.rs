@@ -85,6 +85,11 @@ fn installs_from_grub_iso_and_boots() {
     install_and_check("tiny-grub.toml");
 }
 
+#[test]
+fn installs_from_netboot_kernel_and_initrd() {
+    install_and_check("tiny-netboot.toml");
+}
+
 /// A profile like tiny.toml whose second step waits for text that never comes.
 fn never_matching_profile(scratch: &Scratch) -> std::path::PathBuf {
     let path = scratch.dir.path().join("stuck.toml");
