@@ -71,6 +71,7 @@ def main():
     print(f"ferry start -> first serial byte: median {f*1000:.0f} ms  ({', '.join(f'{t*1000:.0f}' for t in ferry_times)})")
     print(f"bare qemu   -> first serial byte: median {q*1000:.0f} ms  ({', '.join(f'{t*1000:.0f}' for t in qemu_times)})")
     overhead = (f - q) * 1000
-    print(f"overhead: {overhead:.0f} ms (target <= 100 ms): {'MET' if overhead <= 100 else 'NOT MET'}")
+    print(f"overhead: {overhead:.0f} ms; target <= 100 ms: {'met' if overhead <= 100 else 'NOT met'}")
+    sys.exit(0 if overhead <= 100 else 1)
 
 main()

@@ -7,7 +7,8 @@
 //! configs say `/isolinux/isolinux.cfg` where a plain ISO says `ISOLINUX/ISOLINUX.CFG;1`.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -210,14 +211,23 @@ impl Iso {
             source,
         };
         let mut out = File::create(dest).map_err(write_err)?;
-        let mut buf = vec![0u8; 1 << 20];
-        let start = u64::from(rec.lba) * self.block_size;
-        let mut done = 0u64;
-        while done < rec.size {
-            let n = (rec.size - done).min(buf.len() as u64) as usize;
-            self.read_at(&mut buf[..n], start + done)?;
-            out.write_all(&buf[..n]).map_err(write_err)?;
-            done += n as u64;
+        // A second handle with its own offset, so `&self` stays shareable; File-to-File
+        // io::copy lets the kernel copy (copy_file_range) without passing through here.
+        let mut src = File::open(&self.path).map_err(|source| IsoError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        src.seek(SeekFrom::Start(u64::from(rec.lba) * self.block_size))
+            .map_err(|source| IsoError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        let done = std::io::copy(&mut src.take(rec.size), &mut out).map_err(write_err)?;
+        if done != rec.size {
+            return Err(IsoError::Malformed {
+                image: self.path.clone(),
+                what: format!("{path} extends past the end of the image"),
+            });
         }
         Ok(done)
     }
