@@ -106,11 +106,6 @@ fn lex(text: &str) -> Vec<Tok> {
 fn lex_word(chars: &[char], mut i: usize) -> (Word, usize) {
     let mut word = Vec::new();
     let mut lit = String::new();
-    fn flush(word: &mut Word, lit: &mut String) {
-        if !lit.is_empty() {
-            word.push(Piece::Lit(std::mem::take(lit)));
-        }
-    }
     while i < chars.len() {
         let c = chars[i];
         match c {
@@ -145,17 +140,7 @@ fn lex_word(chars: &[char], mut i: usize) -> (Word, usize) {
                                 i += 1;
                             }
                         },
-                        '$' => {
-                            let (var, next) = lex_var(chars, i, true);
-                            match var {
-                                Some(v) => {
-                                    flush(&mut word, &mut lit);
-                                    word.push(v);
-                                }
-                                None => lit.push('$'),
-                            }
-                            i = next;
-                        }
+                        '$' => i = lex_dollar(chars, i, true, &mut word, &mut lit),
                         ch => {
                             lit.push(ch);
                             i += 1;
@@ -177,17 +162,7 @@ fn lex_word(chars: &[char], mut i: usize) -> (Word, usize) {
                 }
                 i += 2;
             }
-            '$' => {
-                let (var, next) = lex_var(chars, i, false);
-                match var {
-                    Some(v) => {
-                        flush(&mut word, &mut lit);
-                        word.push(v);
-                    }
-                    None => lit.push('$'),
-                }
-                i = next;
-            }
+            '$' => i = lex_dollar(chars, i, false, &mut word, &mut lit),
             ch => {
                 lit.push(ch);
                 i += 1;
@@ -199,6 +174,27 @@ fn lex_word(chars: &[char], mut i: usize) -> (Word, usize) {
 }
 
 /// `$name`, `${name}` or a special like `$1`/`$?` at `i` (which holds `$`).
+/// Ends the literal piece being collected, if any.
+fn flush(word: &mut Word, lit: &mut String) {
+    if !lit.is_empty() {
+        word.push(Piece::Lit(std::mem::take(lit)));
+    }
+}
+
+/// A `$` in a word: a variable reference becomes its own piece, a lone `$` stays literal.
+/// Returns the index after it.
+fn lex_dollar(chars: &[char], i: usize, quoted: bool, word: &mut Word, lit: &mut String) -> usize {
+    let (var, next) = lex_var(chars, i, quoted);
+    match var {
+        Some(v) => {
+            flush(word, lit);
+            word.push(v);
+        }
+        None => lit.push('$'),
+    }
+    next
+}
+
 fn lex_var(chars: &[char], i: usize, quoted: bool) -> (Option<Piece>, usize) {
     let var = |name: String| Some(Piece::Var { name, quoted });
     match chars.get(i + 1) {
