@@ -625,6 +625,8 @@ pub fn host_context(facts: &Facts) -> serde_json::Value {
             }
         }
         host.insert("nic".into(), serde_json::Value::Object(n));
+    } else {
+        host.insert("nic".into(), json!({}));
     }
     for family in ["ipv4", "ipv6"] {
         let mut m = serde_json::Map::new();
@@ -643,9 +645,8 @@ pub fn host_context(facts: &Facts) -> serde_json::Value {
                 }
             }
         }
-        if !m.is_empty() {
-            host.insert(family.into(), serde_json::Value::Object(m));
-        }
+        // Always a map, so `host.ipv6.address is defined` and `| default(...)` work.
+        host.insert(family.into(), serde_json::Value::Object(m));
     }
     host.insert("dns".into(), json!(net.dns));
     host.insert("dhcp".into(), json!(net.primary_dhcp()));
