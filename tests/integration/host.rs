@@ -530,10 +530,17 @@ impl Loop {
         };
         if partitioned {
             let part = lp.part();
-            let deadline = Instant::now() + Duration::from_secs(5);
+            // The kernel scans the partition table on attach (-P); when it raced with
+            // another loop device's detach, ask it to read the table again.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut rescanned = false;
             while !Path::new(&part).exists() {
                 if Instant::now() > deadline {
                     return Err(format!("{part} did not appear"));
+                }
+                if !rescanned && Instant::now() + Duration::from_secs(8) > deadline {
+                    let _ = sh("blockdev", &["--rereadpt", &lp.dev]);
+                    rescanned = true;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
