@@ -33,6 +33,10 @@ pub enum Command {
         /// Where run directories go [default: /var/lib/ferry/runs as root, else ~/.local/state/ferry/runs].
         #[arg(long, env = "FERRY_RUNS", value_name = "DIR")]
         runs_dir: Option<PathBuf>,
+        /// After a UEFI install, add a boot entry for \EFI\BOOT\BOOTX64.EFI on the disk to this
+        /// machine's firmware (efibootmgr; UEFI hosts, block devices only).
+        #[arg(long)]
+        efi_boot_entry: bool,
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -46,6 +50,25 @@ pub enum Command {
         target: TargetArgs,
         #[arg(long)]
         json: bool,
+        /// Read the host's facts from a recorded tree instead of / (tests; see
+        /// tests/fixtures/hosts/README.md).
+        #[arg(long, value_name = "DIR", hide = true)]
+        host_root: Option<PathBuf>,
+    },
+    /// Explain this machine: firmware, CPU, KVM (probed), memory, disks, NICs, QEMU. Read-only.
+    Doctor {
+        /// Print the report as JSON (schema: docs/doctor.md).
+        #[arg(long)]
+        json: bool,
+        /// Read the facts from a recorded tree instead of / (tests, support bundles).
+        #[arg(long, value_name = "DIR")]
+        root: Option<PathBuf>,
+        /// Skip the KVM probe (the only part that takes more than a moment: ~2 s at most).
+        #[arg(long)]
+        no_probe: bool,
+        /// The QEMU binary to report on and probe with [default: qemu-system-x86_64 on PATH].
+        #[arg(long, value_name = "PATH")]
+        qemu: Option<PathBuf>,
     },
     /// List an installer ISO's boot-menu entries with their kernel, initrd and command line.
     Inspect {
@@ -98,6 +121,8 @@ impl TargetArgs {
                 accel: self.accel,
                 firmware: self.firmware,
                 vars,
+                host_root: None,
+                efi_boot_entry: false,
             },
             runs_dir,
             yes,
@@ -113,10 +138,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             target,
             yes,
             runs_dir,
+            efi_boot_entry,
             json,
             quiet,
         } => {
-            let request = target.request(runs_dir, yes, quiet || json)?;
+            let mut request = target.request(runs_dir, yes, quiet || json)?;
+            request.options.efi_boot_entry = efi_boot_entry;
             let outcome = install::install(&request)?;
             if json {
                 println!(
@@ -127,8 +154,14 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 print_outcome(&outcome);
             }
         }
-        Command::Plan { target, json } => {
-            let plan = install::plan(&target.request(None, false, true)?)?;
+        Command::Plan {
+            target,
+            json,
+            host_root,
+        } => {
+            let mut request = target.request(None, false, true)?;
+            request.options.host_root = host_root;
+            let plan = install::plan(&request)?;
             if json {
                 println!(
                     "{}",
@@ -138,6 +171,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 print!("{}", install::plan::render(&plan));
             }
         }
+        Command::Doctor {
+            json,
+            root,
+            no_probe,
+            qemu,
+        } => crate::host::doctor::run(json, root, no_probe, qemu)?,
         Command::Inspect { iso, json } => {
             let image = crate::image::Iso::open(&iso)?;
             let entries = crate::image::boot_entries(&image)?;

@@ -21,6 +21,8 @@ pub enum Error {
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
+    Esp(#[from] crate::install::esp::EspError),
+    #[error(transparent)]
     Image(#[from] ImageError),
     #[error(transparent)]
     Iso(#[from] IsoError),
@@ -46,7 +48,8 @@ impl Error {
         match self {
             Error::Io(_) => 1,
             Error::Usage(_) | Error::Profile(_) | Error::Template(_) => 2,
-            Error::Disk(_) => 3,
+            Error::Disk(e) => e.exit_code(),
+            Error::Esp(_) => 28,
             Error::Image(_) | Error::Iso(_) => 4,
             Error::Qemu(_) | Error::Process(_) => 5,
             Error::Step {

@@ -6,14 +6,35 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::Root;
+use super::disks::{BlockDevices, DiskInfo, HolderKind, human_list};
+
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
     #[error("{}: no such disk; name a block device, or pass --size (e.g. --size 8G) to create a disk image file", path.display())]
     Missing { path: PathBuf },
     #[error("{}: not a block device or a regular file", path.display())]
     NotADisk { path: PathBuf },
-    #[error("{} is mounted at {mountpoint}; unmount it first", path.display())]
-    Mounted { path: PathBuf, mountpoint: String },
+    #[error("{} is a partition of /dev/{disk}; name the whole disk", path.display())]
+    Partition { path: PathBuf, disk: String },
+    #[error("{} holds the running system's root file system; ferry cannot install onto the disk it runs from (boot the rescue system first)", path.display())]
+    BacksRoot { path: PathBuf },
+    #[error("{} is in use: mounted at {mounts}; unmount it first", path.display())]
+    Mounted { path: PathBuf, mounts: String },
+    #[error("{} is in use: active swap on {devices}; run swapoff first", path.display())]
+    Swap { path: PathBuf, devices: String },
+    #[error("{} is in use: {member} is a member of the {array}; stop the array first (mdadm --stop)", path.display())]
+    RaidMember {
+        path: PathBuf,
+        member: String,
+        array: String,
+    },
+    #[error("{} is in use: {member} holds {holder}; deactivate it first (vgchange -an, cryptsetup close, dmsetup remove)", path.display())]
+    DeviceMapper {
+        path: PathBuf,
+        member: String,
+        holder: String,
+    },
     #[error("invalid size `{0}`: expected e.g. 8G, 512M, 2T")]
     BadSize(String),
     #[error("{}: {source}", path.display())]
@@ -23,6 +44,24 @@ pub enum DiskError {
     },
     #[error("{} was not confirmed; nothing was written (pass --yes to skip the question)", path.display())]
     NotConfirmed { path: PathBuf },
+}
+
+impl DiskError {
+    /// Each refusal has its own exit code (documented in README.md, listed by `ferry --help`).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            DiskError::Missing { .. } => 20,
+            DiskError::NotADisk { .. } | DiskError::Partition { .. } => 21,
+            DiskError::Mounted { .. } => 22,
+            DiskError::Swap { .. } => 23,
+            DiskError::RaidMember { .. } => 24,
+            DiskError::DeviceMapper { .. } => 25,
+            DiskError::BacksRoot { .. } => 26,
+            DiskError::NotConfirmed { .. } => 27,
+            DiskError::BadSize(_) => 2,
+            DiskError::Io { .. } => 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,16 +80,41 @@ pub struct Target {
     pub size_bytes: u64,
     /// A disk image that does not exist yet and will be created with this size.
     pub create: bool,
+    /// What sysfs says about a block device (model, serial, bus, partitions).
+    pub info: Option<DiskInfo>,
 }
 
 impl Target {
-    /// Looks at the disk without changing anything. A missing path is a disk image to be
-    /// created when `size` is given.
+    /// Looks at the disk without changing anything, and refuses one that is in use. A missing
+    /// path is a disk image to be created when `size` is given.
     pub fn inspect(path: &Path, size: Option<u64>) -> Result<Target, DiskError> {
+        Target::inspect_at(&Root::system(), path, size)
+    }
+
+    /// Like [`Target::inspect`], with the block layer's facts read under `root`. Under a
+    /// recorded tree, a `/dev/...` path is looked up in the tree's sysfs (nothing is opened).
+    pub fn inspect_at(root: &Root, path: &Path, size: Option<u64>) -> Result<Target, DiskError> {
         let io = |source| DiskError::Io {
             path: path.to_path_buf(),
             source,
         };
+        if !root.is_system() && path.starts_with("/dev") {
+            let devices = BlockDevices::read(root);
+            let name = devices
+                .kernel_name(&path.to_string_lossy())
+                .ok_or_else(|| DiskError::Missing {
+                    path: path.to_path_buf(),
+                })?;
+            let info = whole_disk_info(&devices, path, &name)?;
+            check_unused(path, &info)?;
+            return Ok(Target {
+                path: path.to_path_buf(),
+                kind: TargetKind::BlockDevice,
+                size_bytes: info.size_bytes,
+                create: false,
+                info: Some(info),
+            });
+        }
         let meta = match std::fs::metadata(path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -62,34 +126,50 @@ impl Target {
                     kind: TargetKind::File,
                     size_bytes,
                     create: true,
+                    info: None,
                 });
             }
             Err(e) => return Err(io(e)),
         };
-        let kind = if meta.file_type().is_block_device() {
-            TargetKind::BlockDevice
-        } else if meta.is_file() {
-            TargetKind::File
-        } else {
+        if meta.file_type().is_block_device() {
+            let devices = BlockDevices::read(root);
+            let name = devices
+                .kernel_name(&path.to_string_lossy())
+                .ok_or_else(|| {
+                    io(std::io::Error::other(
+                        "block device not found in /sys/dev/block",
+                    ))
+                })?;
+            let info = whole_disk_info(&devices, path, &name)?;
+            check_unused(path, &info)?;
+            let size_bytes = block_device_size(path).map_err(io)?;
+            return Ok(Target {
+                path: path.to_path_buf(),
+                kind: TargetKind::BlockDevice,
+                size_bytes,
+                create: false,
+                info: Some(info),
+            });
+        }
+        if !meta.is_file() {
             return Err(DiskError::NotADisk {
                 path: path.to_path_buf(),
             });
-        };
-        if let Some(mountpoint) = mounted_at(path) {
-            return Err(DiskError::Mounted {
-                path: path.to_path_buf(),
-                mountpoint,
-            });
         }
-        let size_bytes = match kind {
-            TargetKind::File => meta.len(),
-            TargetKind::BlockDevice => block_device_size(path).map_err(io)?,
-        };
+        // An image file attached to a loop device that is in use is in use too.
+        let devices = BlockDevices::read(root);
+        let canonical = std::fs::canonicalize(path).map_err(io)?;
+        for loop_name in devices.loops_backed_by(&canonical) {
+            if let Some(info) = devices.info(&loop_name) {
+                check_unused(path, &info)?;
+            }
+        }
         Ok(Target {
             path: path.to_path_buf(),
-            kind,
-            size_bytes,
+            kind: TargetKind::File,
+            size_bytes: meta.len(),
             create: false,
+            info: None,
         })
     }
 
@@ -136,24 +216,86 @@ impl Target {
             human_bytes(self.size_bytes)
         )
     }
+
+    /// Model, serial, size, stable names and current partitions, for the confirmation.
+    pub fn details(&self) -> String {
+        let Some(info) = &self.info else {
+            return format!("  {}\n", self.describe());
+        };
+        let mut out = format!(
+            "  {}  {}  {:?} disk, model {}, serial {}\n",
+            info.path,
+            human_bytes(info.size_bytes),
+            info.bus,
+            info.model.as_deref().unwrap_or("-"),
+            info.serial.as_deref().unwrap_or("-")
+        );
+        for id in &info.by_id {
+            out.push_str(&format!("  /dev/disk/by-id/{id}\n"));
+        }
+        if info.partitions.is_empty() {
+            out.push_str("  no partitions\n");
+        }
+        for p in &info.partitions {
+            out.push_str(&format!(
+                "  partition {:<14} {}\n",
+                p.name,
+                human_bytes(p.size_bytes)
+            ));
+        }
+        out
+    }
 }
 
-/// Where `path` (or a partition of it) is mounted, from /proc/self/mounts.
-fn mounted_at(path: &Path) -> Option<String> {
-    let canonical = std::fs::canonicalize(path).ok()?;
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    let device = canonical.to_string_lossy().into_owned();
-    mounts.lines().find_map(|line| {
-        let mut fields = line.split_whitespace();
-        let (source, target) = (fields.next()?, fields.next()?);
-        let source_path = std::fs::canonicalize(source).ok()?;
-        let s = source_path.to_string_lossy();
-        let is_partition = s.strip_prefix(device.as_str()).is_some_and(|rest| {
-            let rest = rest.strip_prefix('p').unwrap_or(rest);
-            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())
+/// The facts of the whole disk `name`; a partition is refused.
+fn whole_disk_info(devices: &BlockDevices, path: &Path, name: &str) -> Result<DiskInfo, DiskError> {
+    if let Some(disk) = devices.parent_of_partition(name) {
+        return Err(DiskError::Partition {
+            path: path.to_path_buf(),
+            disk,
         });
-        (s == device.as_str() || is_partition).then(|| format!("{target} (as {source})"))
+    }
+    devices.info(name).ok_or_else(|| DiskError::Missing {
+        path: path.to_path_buf(),
     })
+}
+
+/// The guards: nothing on the disk may be in use by the running system.
+pub fn check_unused(path: &Path, info: &DiskInfo) -> Result<(), DiskError> {
+    let path = path.to_path_buf();
+    if info.backs_root {
+        return Err(DiskError::BacksRoot { path });
+    }
+    let mounts = info.all_mounts();
+    if !mounts.is_empty() {
+        return Err(DiskError::Mounted {
+            path,
+            mounts: human_list(&mounts),
+        });
+    }
+    let swaps = info.swap_devices();
+    if !swaps.is_empty() {
+        return Err(DiskError::Swap {
+            path,
+            devices: human_list(&swaps),
+        });
+    }
+    if let Some((member, holder)) = info.all_holders().into_iter().next() {
+        let member = format!("/dev/{member}");
+        return Err(match holder.kind {
+            HolderKind::Md => DiskError::RaidMember {
+                path,
+                member,
+                array: holder.description,
+            },
+            HolderKind::Lvm | HolderKind::Dm => DiskError::DeviceMapper {
+                path,
+                member,
+                holder: holder.description,
+            },
+        });
+    }
+    Ok(())
 }
 
 fn block_device_size(path: &Path) -> std::io::Result<u64> {

@@ -1,38 +1,232 @@
-//! Facts about this machine, read-only: firmware, memory, CPUs, the target disk.
+//! Facts about this machine, read-only: firmware, CPU, memory, KVM, disks, network.
+//!
+//! Everything is read from /sys, /proc, /etc and `ip -j` through a [`Root`]: `/` for the
+//! running system, or a directory holding a recorded tree (`--root DIR` of `ferry doctor`,
+//! `--host-root DIR` of `ferry plan`; the tests' trees are in tests/fixtures/hosts/). Under a
+//! recorded tree, `ip -j addr`, `ip -j route` and `ip -j -6 route` are read from
+//! `DIR/ip/addr.json`, `DIR/ip/route.json` and `DIR/ip/route6.json`.
 
 pub mod disk;
+pub mod disks;
+pub mod doctor;
+pub mod kvm;
+pub mod net;
+
+use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
-/// The facts the plan is shaped from.
-#[derive(Debug, Clone, Serialize)]
+pub use disks::{BlockDevices, Bus, DiskInfo};
+pub use net::Network;
+
+/// Where facts are read from: `/`, or a recorded tree standing in for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root(PathBuf);
+
+impl Root {
+    /// The running system.
+    pub fn system() -> Root {
+        Root(PathBuf::from("/"))
+    }
+
+    /// A recorded tree (or `/`).
+    pub fn at(dir: &Path) -> Root {
+        Root(dir.to_path_buf())
+    }
+
+    pub fn is_system(&self) -> bool {
+        self.0 == Path::new("/")
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0
+    }
+
+    /// `abs` (an absolute path on the host) inside this root.
+    pub fn path(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let rel: PathBuf = abs
+            .as_ref()
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        self.0.join(rel)
+    }
+
+    /// A small text file, trimmed; `None` when absent, unreadable or empty.
+    pub fn read(&self, abs: impl AsRef<Path>) -> Option<String> {
+        let text = std::fs::read_to_string(self.path(abs)).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
+    }
+
+    pub fn exists(&self, abs: impl AsRef<Path>) -> bool {
+        self.path(abs).exists()
+    }
+
+    /// The target of a symbolic link, resolved inside the root, as an absolute host path.
+    /// Follows up to 16 links; `None` if `abs` is not a link.
+    pub fn resolve_link(&self, abs: &Path) -> Option<PathBuf> {
+        let mut current = normalize(abs);
+        let mut followed = false;
+        for _ in 0..16 {
+            let Ok(target) = std::fs::read_link(self.path(&current)) else {
+                break;
+            };
+            followed = true;
+            current = if target.is_absolute() {
+                normalize(&target)
+            } else {
+                normalize(&current.parent().unwrap_or(Path::new("/")).join(target))
+            };
+        }
+        followed.then_some(current)
+    }
+
+    /// The host path `abs` with every symbolic link along it resolved inside the root (sysfs
+    /// device paths).
+    pub fn canonical(&self, abs: &Path) -> PathBuf {
+        let mut out = PathBuf::from("/");
+        for part in normalize(abs).components().skip(1) {
+            out.push(part);
+            if let Some(target) = self.resolve_link(&out) {
+                out = self.canonical(&target);
+            }
+        }
+        out
+    }
+}
+
+/// Removes `.` and `..` lexically.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The facts the plan is shaped from, and that `ferry doctor` shows.
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct Facts {
     pub hostname: String,
     /// `uefi` when the running system was booted through UEFI, else `bios`.
     pub firmware: &'static str,
+    /// CPUs ferry may use (online CPUs, limited by this process's affinity on the real system).
     pub cpus: u32,
     pub memory_total_mib: u64,
     pub memory_available_mib: u64,
     pub kvm_openable: bool,
+    /// The tree the facts were read from (`/` normally).
+    pub root: PathBuf,
+    pub cpu: Cpu,
+    pub memory: MemoryFacts,
+    pub kvm: kvm::KvmFacts,
+    pub disks: Vec<DiskInfo>,
+    pub network: Network,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Cpu {
+    pub model: String,
+    /// Logical CPUs listed in /proc/cpuinfo.
+    pub count: u32,
+    /// Hardware virtualization flags present (`vmx` Intel, `svm` AMD).
+    pub virtualization: Vec<String>,
+    /// The `hypervisor` flag: this system itself runs in a VM.
+    pub hypervisor: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct MemoryFacts {
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+    /// Memory held by tmpfs and shared memory (`Shmem` in /proc/meminfo): files in a rescue
+    /// system's RAM disk count here, and are not available to the VM.
+    pub tmpfs_bytes: u64,
 }
 
 impl Facts {
+    /// The running system's facts.
     pub fn read() -> Facts {
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        Facts::read_at(&Root::system())
+    }
+
+    /// The facts of the system under `root`.
+    pub fn read_at(root: &Root) -> Facts {
+        let meminfo = root.read("/proc/meminfo").unwrap_or_default();
+        let cpu = read_cpu(root);
+        let mut cpus = cpu.count.max(1);
+        if root.is_system() {
+            cpus = cpus.min(std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
+        }
+        let memory = MemoryFacts {
+            total_bytes: meminfo_kib(&meminfo, "MemTotal") * 1024,
+            available_bytes: meminfo_kib(&meminfo, "MemAvailable") * 1024,
+            tmpfs_bytes: meminfo_kib(&meminfo, "Shmem") * 1024,
+        };
+        let kvm = kvm::KvmFacts::read(root);
         Facts {
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "localhost".into()),
-            firmware: if std::path::Path::new("/sys/firmware/efi").exists() {
+            hostname: root
+                .read("/proc/sys/kernel/hostname")
+                .or_else(|| root.read("/etc/hostname"))
+                .unwrap_or_else(|| "localhost".into()),
+            firmware: if root.exists("/sys/firmware/efi") {
                 "uefi"
             } else {
                 "bios"
             },
-            cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-            memory_total_mib: meminfo_kib(&meminfo, "MemTotal") / 1024,
-            memory_available_mib: meminfo_kib(&meminfo, "MemAvailable") / 1024,
-            kvm_openable: crate::qemu::kvm_openable(),
+            cpus,
+            memory_total_mib: memory.total_bytes >> 20,
+            memory_available_mib: memory.available_bytes >> 20,
+            kvm_openable: kvm.openable,
+            root: root.dir().to_path_buf(),
+            cpu,
+            memory,
+            kvm,
+            disks: BlockDevices::read(root).disks(),
+            network: Network::read(root),
         }
+    }
+
+    pub fn disk(&self, name: &str) -> Option<&DiskInfo> {
+        self.disks.iter().find(|d| d.name == name)
+    }
+}
+
+fn read_cpu(root: &Root) -> Cpu {
+    let cpuinfo = root.read("/proc/cpuinfo").unwrap_or_default();
+    let value = |line: &str, key: &str| -> Option<String> {
+        let (k, v) = line.split_once(':')?;
+        (k.trim() == key).then(|| v.trim().to_string())
+    };
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| value(l, "model name"))
+        .unwrap_or_default();
+    let count = cpuinfo
+        .lines()
+        .filter(|l| value(l, "processor").is_some())
+        .count() as u32;
+    let flags = cpuinfo
+        .lines()
+        .find_map(|l| value(l, "flags"))
+        .unwrap_or_default();
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    Cpu {
+        model,
+        count,
+        virtualization: ["vmx", "svm"]
+            .iter()
+            .filter(|f| flags.contains(f))
+            .map(|f| f.to_string())
+            .collect(),
+        hypervisor: flags.contains(&"hypervisor"),
     }
 }
 
@@ -52,10 +246,42 @@ fn meminfo_kib(meminfo: &str, key: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn meminfo_parsing() {
         let text = "MemTotal:       24000000 kB\nMemFree: 1 kB\nMemAvailable:   20480000 kB\n";
-        assert_eq!(super::meminfo_kib(text, "MemAvailable"), 20480000);
-        assert_eq!(super::meminfo_kib(text, "Missing"), 0);
+        assert_eq!(meminfo_kib(text, "MemAvailable"), 20480000);
+        assert_eq!(meminfo_kib(text, "Missing"), 0);
+    }
+
+    #[test]
+    fn root_paths_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::at(dir.path());
+        assert_eq!(root.path("/sys/block"), dir.path().join("sys/block"));
+        std::fs::create_dir_all(
+            dir.path()
+                .join("sys/devices/pci0000:00/0000:00:1f.6/net/eth0"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/class/net")).unwrap();
+        std::os::unix::fs::symlink(
+            "../../devices/pci0000:00/0000:00:1f.6/net/eth0",
+            dir.path().join("sys/class/net/eth0"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "../../../0000:00:1f.6",
+            dir.path()
+                .join("sys/devices/pci0000:00/0000:00:1f.6/net/eth0/device"),
+        )
+        .unwrap();
+        assert_eq!(
+            root.canonical(Path::new("/sys/class/net/eth0/device")),
+            Path::new("/sys/devices/pci0000:00/0000:00:1f.6")
+        );
+        assert_eq!(root.resolve_link(Path::new("/sys/block")), None);
+        assert!(Root::system().is_system() && !root.is_system());
     }
 }

@@ -1,5 +1,6 @@
 //! The install flow: plan → boot → drive → finish → verify → report.
 
+pub mod esp;
 pub mod plan;
 pub mod progress;
 pub mod run;
@@ -37,10 +38,14 @@ pub struct Request {
 /// port as `PORT`: the real one is chosen when an install starts.
 pub fn plan(request: &Request) -> Result<Plan, Error> {
     let profile = Profile::load(&request.profile)?;
+    let facts = match &request.options.host_root {
+        Some(dir) => Facts::read_at(&crate::host::Root::at(dir)),
+        None => Facts::read(),
+    };
     plan::make(
         &profile,
         &request.options,
-        &Facts::read(),
+        &facts,
         "http://10.0.2.2:PORT/TOKEN",
     )
 }
@@ -49,6 +54,11 @@ pub fn plan(request: &Request) -> Result<Plan, Error> {
 pub fn install(request: &Request) -> Result<Outcome, Error> {
     let started = Instant::now();
     watch_signals();
+    if request.options.host_root.is_some() {
+        return Err(Error::Usage(
+            "--host-root (recorded host facts) is for `ferry plan` only".into(),
+        ));
+    }
     let profile = Profile::load(&request.profile)?;
     let facts = Facts::read();
     let listener = serve::Listener::bind()?;
@@ -150,9 +160,10 @@ fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
     let mut err = std::io::stderr();
     let _ = write!(
         err,
-        "ferry will ERASE {} and install {} on it.\nType the {kind}'s name ({name}) to go on: ",
+        "ferry will ERASE {} and install {} on it.\n{}Type the {kind}'s name ({name}) to go on: ",
         target.describe(),
-        plan.profile.display()
+        plan.profile.display(),
+        target.details()
     );
     let _ = err.flush();
     let mut answer = String::new();

@@ -9,9 +9,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::Error;
-use crate::host::Facts;
 use crate::host::disk::Target;
 use crate::host::disk::TargetKind;
+use crate::host::{Bus, Facts};
 use crate::image::{BootEntry, Iso};
 use crate::profile::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Profile, Renderer};
 use crate::qemu::{AccelKind, CacheMode, QemuBinary};
@@ -25,6 +25,12 @@ pub struct Options {
     pub accel: Option<Accel>,
     pub firmware: Option<Firmware>,
     pub vars: Vec<(String, String)>,
+    /// Read the host's facts from this recorded tree instead of / (`ferry plan --host-root`,
+    /// for tests: see tests/fixtures/hosts/).
+    pub host_root: Option<PathBuf>,
+    /// After the install, add a boot entry for `\EFI\BOOT\BOOTX64.EFI` to the real firmware
+    /// with efibootmgr.
+    pub efi_boot_entry: bool,
 }
 
 /// The serial console argument ferry adds; the last `console=` becomes /dev/console.
@@ -38,7 +44,16 @@ pub struct Plan {
     pub qemu: QemuBinary,
     pub accel: AccelPlan,
     pub memory_mib: u64,
+    /// How the memory size was reached, with the numbers.
+    pub memory_reason: String,
     pub cpus: u32,
+    pub cpus_reason: String,
+    /// The VM NIC's MAC address: the host's primary NIC's, so an installed configuration
+    /// bound to the MAC matches the real machine.
+    pub mac: Option<String>,
+    pub mac_reason: String,
+    /// Add a boot entry to the real firmware after the install (`--efi-boot-entry`).
+    pub efi_boot_entry: bool,
     pub firmware: Firmware,
     pub firmware_reason: String,
     pub disk: DiskPlan,
@@ -88,9 +103,14 @@ pub struct AccelPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskPlan {
     pub target: Target,
+    /// Resolved: never `auto`.
     pub bus: DiskBus,
+    pub bus_reason: String,
     pub guest_path: String,
     pub cache: CacheMode,
+    /// Serial number and model shown to the guest (the host disk's).
+    pub serial: Option<String>,
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -161,7 +181,11 @@ fn plan_with(
     qemu: std::thread::ScopedJoinHandle<'_, Result<QemuBinary, crate::qemu::QemuError>>,
 ) -> Result<Plan, Error> {
     let spec = &profile.spec;
-    let target = Target::inspect(&opts.disk, opts.size)?;
+    let root = opts
+        .host_root
+        .as_deref()
+        .map_or_else(crate::host::Root::system, crate::host::Root::at);
+    let target = Target::inspect_at(&root, &opts.disk, opts.size)?;
 
     let (firmware, firmware_reason) = match opts.firmware.unwrap_or(spec.vm.firmware) {
         Firmware::Auto => {
@@ -181,8 +205,34 @@ fn plan_with(
         fw => (fw, "set by the profile or --firmware".to_string()),
     };
     let accel = accel_plan(opts.accel.unwrap_or(spec.vm.accel), facts.kvm_openable);
-    let (memory_mib, cpus) = size_vm(spec.vm.memory, spec.vm.cpus, facts)?;
-    let bus = spec.vm.disk_bus;
+    // Images are local files in this build: nothing is downloaded into tmpfs. A download into
+    // a cache on tmpfs passes its size here.
+    let downloads_on_tmpfs = 0;
+    let sizing = size_vm(spec.vm.memory, spec.vm.cpus, facts, downloads_on_tmpfs)?;
+    let (memory_mib, cpus) = (sizing.memory_mib, sizing.cpus);
+    let (bus, bus_reason) = choose_bus(spec.vm.disk_bus, &target);
+    let (serial, model) = match (&target.info, bus) {
+        (Some(info), DiskBus::Nvme | DiskBus::Sata | DiskBus::Scsi) => {
+            (info.serial.clone(), info.model.clone())
+        }
+        _ => (None, None),
+    };
+    let (mac, mac_reason) = match facts.network.primary_nic() {
+        Some(nic) if nic.mac.is_some() => (
+            nic.mac.clone(),
+            format!(
+                "the MAC of {}, the host NIC with the default route",
+                nic.name
+            ),
+        ),
+        _ => (
+            None,
+            "no host NIC with a default route: QEMU's default MAC".to_string(),
+        ),
+    };
+    if opts.efi_boot_entry {
+        check_efi_boot_entry(firmware, facts, &target)?;
+    }
     let cache = match (spec.vm.disk_cache, target.kind) {
         (DiskCache::Auto, TargetKind::BlockDevice) | (DiskCache::None, _) => CacheMode::None,
         (DiskCache::Auto, TargetKind::File) | (DiskCache::Writeback, _) => CacheMode::Writeback,
@@ -192,7 +242,10 @@ fn plan_with(
         guest_path: bus.guest_path().to_string(),
         target,
         bus,
+        bus_reason,
         cache,
+        serial,
+        model,
     };
 
     let mut vars: BTreeMap<String, serde_json::Value> = spec
@@ -205,14 +258,9 @@ fn plan_with(
     }
     let context = json!({
         "vars": vars,
-        "disk": {
-            "guest_path": disk.guest_path,
-            "path": disk.target.path,
-            "bus": disk.bus,
-            "size_bytes": disk.target.size_bytes,
-        },
+        "disk": disk_context(&disk),
         "vm": { "firmware": firmware, "memory_mib": memory_mib, "cpus": cpus },
-        "host": { "hostname": facts.hostname, "firmware": facts.firmware },
+        "host": host_context(facts),
         "serve": { "url": serve_url },
     });
     let renderer = Renderer::new(&context);
@@ -297,7 +345,12 @@ fn plan_with(
         qemu,
         accel,
         memory_mib,
+        memory_reason: sizing.memory_reason,
         cpus,
+        cpus_reason: sizing.cpus_reason,
+        mac,
+        mac_reason,
+        efi_boot_entry: opts.efi_boot_entry,
         firmware,
         firmware_reason,
         disk,
@@ -404,31 +457,200 @@ fn accel_plan(accel: Accel, kvm_openable: bool) -> AccelPlan {
     }
 }
 
-/// VM memory and CPUs. `auto` memory leaves the rescue system room to breathe.
-fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<(u64, u32), Error> {
-    const MARGIN_MIB: u64 = 384;
-    const MIN_MIB: u64 = 512;
-    const AUTO_MAX_MIB: u64 = 4096;
-    let memory_mib = match memory {
-        Memory::Mib(mib) => mib,
+/// VM memory and CPUs, with the reasons.
+#[derive(Debug, PartialEq, Eq)]
+struct Sizing {
+    memory_mib: u64,
+    memory_reason: String,
+    cpus: u32,
+    cpus_reason: String,
+}
+
+/// What the rescue system keeps for itself under `auto` memory.
+const MARGIN_MIB: u64 = 384;
+const MIN_MIB: u64 = 512;
+const AUTO_MAX_MIB: u64 = 4096;
+
+/// VM memory and CPUs. `auto` memory is the available RAM, minus what downloads will occupy
+/// in tmpfs (`downloads_on_tmpfs` bytes), minus a margin for the rescue system, capped.
+fn size_vm(
+    memory: Memory,
+    cpus: u32,
+    facts: &Facts,
+    downloads_on_tmpfs: u64,
+) -> Result<Sizing, Error> {
+    let (memory_mib, memory_reason) = match memory {
+        Memory::Mib(mib) => (mib, "set by the profile".to_string()),
         Memory::Auto => {
-            let usable = facts.memory_available_mib.saturating_sub(MARGIN_MIB);
+            let available = facts.memory_available_mib;
+            let downloads = downloads_on_tmpfs.div_ceil(1 << 20);
+            let usable = available
+                .saturating_sub(downloads)
+                .saturating_sub(MARGIN_MIB);
+            let sum = format!(
+                "{available} MiB available − {downloads} MiB of downloads in tmpfs − {MARGIN_MIB} MiB kept for the host = {usable} MiB"
+            );
             if usable < MIN_MIB {
                 return Err(Error::Usage(format!(
-                    "not enough memory for the VM: {} MiB available, {MARGIN_MIB} MiB kept for the host, \
-                     at least {MIN_MIB} MiB needed; free memory or set [vm] memory",
-                    facts.memory_available_mib
+                    "not enough memory for the VM: {sum}, at least {MIN_MIB} MiB needed; \
+                     free memory (or tmpfs space), or set [vm] memory"
                 )));
             }
-            usable.min(AUTO_MAX_MIB)
+            let mib = usable.min(AUTO_MAX_MIB);
+            let cap = if usable > AUTO_MAX_MIB {
+                format!(", capped at {AUTO_MAX_MIB} MiB")
+            } else {
+                String::new()
+            };
+            (mib, format!("auto: {sum}{cap}"))
         }
     };
-    let cpus = if cpus == 0 {
-        facts.cpus.clamp(1, 4)
+    let (cpus, cpus_reason) = if cpus == 0 {
+        let n = facts.cpus.clamp(1, 4);
+        (n, format!("auto: {} host CPUs, at most 4", facts.cpus))
     } else {
-        cpus
+        (cpus, "set by the profile".to_string())
     };
-    Ok((memory_mib, cpus))
+    Ok(Sizing {
+        memory_mib,
+        memory_reason,
+        cpus,
+        cpus_reason,
+    })
+}
+
+/// The disk bus: `auto` matches the host disk, so the installed system finds its disk under
+/// the kind of name (and with the serial) it will have on the real machine.
+fn choose_bus(requested: DiskBus, target: &Target) -> (DiskBus, String) {
+    if requested != DiskBus::Auto {
+        return (requested, "set by the profile".to_string());
+    }
+    let Some(info) = &target.info else {
+        return (
+            DiskBus::Virtio,
+            "auto: a disk image file → virtio-blk".to_string(),
+        );
+    };
+    match info.bus {
+        Bus::Nvme => (
+            DiskBus::Nvme,
+            format!(
+                "auto: {} is NVMe → emulated NVMe with its serial",
+                info.name
+            ),
+        ),
+        Bus::Sata => (
+            DiskBus::Sata,
+            format!(
+                "auto: {} is SATA → AHCI (/dev/sdX) with its model and serial",
+                info.name
+            ),
+        ),
+        Bus::Scsi | Bus::Usb => (
+            DiskBus::Scsi,
+            format!(
+                "auto: {} is SCSI → virtio-scsi (/dev/sdX) with its model and serial",
+                info.name
+            ),
+        ),
+        Bus::Virtio => (
+            DiskBus::Virtio,
+            format!("auto: {} is virtio → virtio-blk", info.name),
+        ),
+        Bus::Virtual | Bus::Other => (
+            DiskBus::Virtio,
+            format!(
+                "auto: {} has no hardware bus ({:?}) → virtio-blk",
+                info.name, info.bus
+            )
+            .to_lowercase(),
+        ),
+    }
+}
+
+/// `--efi-boot-entry` needs a UEFI install on a UEFI host, a block device and efibootmgr:
+/// checked before anything is written.
+fn check_efi_boot_entry(firmware: Firmware, facts: &Facts, target: &Target) -> Result<(), Error> {
+    let refuse = |why: &str| Err(Error::Usage(format!("--efi-boot-entry: {why}")));
+    if facts.firmware != "uefi" {
+        return refuse("this host did not boot through UEFI (no /sys/firmware/efi)");
+    }
+    if firmware != Firmware::Uefi {
+        return refuse("the install is not a UEFI install");
+    }
+    if target.kind != crate::host::disk::TargetKind::BlockDevice {
+        return refuse("the target is a disk image file, not a disk of this machine");
+    }
+    if crate::install::esp::efibootmgr().is_none() {
+        return refuse("efibootmgr not found on PATH (Debian: apt-get install efibootmgr)");
+    }
+    Ok(())
+}
+
+/// `disk.*` template variables; absent facts are absent keys.
+fn disk_context(disk: &DiskPlan) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert("path".into(), json!(disk.target.path));
+    map.insert("guest_path".into(), json!(disk.guest_path));
+    map.insert("bus".into(), json!(disk.bus));
+    map.insert("size_bytes".into(), json!(disk.target.size_bytes));
+    if let Some(info) = &disk.target.info {
+        if let Some(serial) = &info.serial {
+            map.insert("serial".into(), json!(serial));
+        }
+        if let Some(model) = &info.model {
+            map.insert("model".into(), json!(model));
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+/// `host.*` template variables; absent facts are absent keys (templates use `is defined` or
+/// `| default(...)`).
+pub fn host_context(facts: &Facts) -> serde_json::Value {
+    let net = &facts.network;
+    let mut host = serde_json::Map::new();
+    host.insert("hostname".into(), json!(facts.hostname));
+    host.insert("firmware".into(), json!(facts.firmware));
+    if let Some(nic) = net.primary_nic() {
+        let mut n = serde_json::Map::new();
+        n.insert("name".into(), json!(nic.name));
+        for (key, value) in [
+            ("predicted_name", &nic.predicted_name),
+            ("mac", &nic.mac),
+            ("driver", &nic.driver),
+        ] {
+            if let Some(v) = value {
+                n.insert(key.into(), json!(v));
+            }
+        }
+        host.insert("nic".into(), serde_json::Value::Object(n));
+    } else {
+        host.insert("nic".into(), json!({}));
+    }
+    for family in ["ipv4", "ipv6"] {
+        let mut m = serde_json::Map::new();
+        if let Some(a) = net.primary_address(family) {
+            m.insert("address".into(), json!(a.address));
+            m.insert("prefix".into(), json!(a.prefix));
+        }
+        if let Some(route) = net.default_route(family) {
+            if let Some(gw) = &route.gateway {
+                m.insert("gateway".into(), json!(gw));
+                if family == "ipv4" {
+                    m.insert(
+                        "gateway_onlink".into(),
+                        json!(route.gateway_onlink.unwrap_or(false)),
+                    );
+                }
+            }
+        }
+        // Always a map, so `host.ipv6.address is defined` and `| default(...)` work.
+        host.insert(family.into(), serde_json::Value::Object(m));
+    }
+    host.insert("dns".into(), json!(net.dns));
+    host.insert("dhcp".into(), json!(net.primary_dhcp()));
+    serde_json::Value::Object(host)
 }
 
 /// The entry's own arguments, the profile's extra ones, and the serial console. Extra
@@ -491,7 +713,16 @@ pub fn render(plan: &Plan) -> String {
     );
     line(
         "memory",
-        format!("{} MiB, {} CPUs", plan.memory_mib, plan.cpus),
+        format!("{} MiB ({})", plan.memory_mib, plan.memory_reason),
+    );
+    line("cpus", format!("{} ({})", plan.cpus, plan.cpus_reason));
+    line(
+        "nic mac",
+        format!(
+            "{} ({})",
+            plan.mac.as_deref().unwrap_or("QEMU's default"),
+            plan.mac_reason
+        ),
     );
     line(
         "firmware",
@@ -507,6 +738,16 @@ pub fn render(plan: &Plan) -> String {
             name(&plan.disk.cache)
         ),
     );
+    line("disk bus", plan.disk.bus_reason.clone());
+    if let Some(serial) = &plan.disk.serial {
+        line(
+            "disk id",
+            format!(
+                "serial {serial}, model {}",
+                plan.disk.model.as_deref().unwrap_or("-")
+            ),
+        );
+    }
     for file in &plan.files {
         line("serves", format!("{} ({} bytes)", file.url, file.bytes));
     }
@@ -534,6 +775,18 @@ pub fn render(plan: &Plan) -> String {
             plan.finish.poweroff_timeout.as_secs()
         ),
     );
+    if plan.firmware == Firmware::Uefi {
+        line(
+            "esp",
+            "ensure EFI/BOOT/BOOTX64.EFI on the ESP (copy the installed loader if missing)".into(),
+        );
+    }
+    if plan.efi_boot_entry {
+        line(
+            "efi entry",
+            "add \\EFI\\BOOT\\BOOTX64.EFI to this machine's firmware with efibootmgr".into(),
+        );
+    }
     match &plan.finish.verify {
         Some(v) => {
             let expect: Vec<String> = v.expect.iter().map(ToString::to_string).collect();
@@ -580,28 +833,32 @@ mod tests {
             memory_total_mib: available * 2,
             memory_available_mib: available,
             kvm_openable: kvm,
+            ..Facts::default()
         }
+    }
+
+    fn sized(memory: Memory, cpus: u32, available: u64, downloads: u64) -> (u64, u32) {
+        let s = size_vm(memory, cpus, &facts(available, false), downloads).unwrap();
+        (s.memory_mib, s.cpus)
     }
 
     #[test]
     fn vm_sizing() {
+        assert_eq!(sized(Memory::Auto, 0, 16000, 0), (4096, 4));
+        assert_eq!(sized(Memory::Auto, 2, 1400, 0), (1016, 2));
+        assert_eq!(sized(Memory::Mib(700), 1, 100, 0), (700, 1));
+        // A 300 MiB download into tmpfs comes out of the VM's share.
+        assert_eq!(sized(Memory::Auto, 2, 1400, 300 << 20), (716, 2));
+        let s = size_vm(Memory::Auto, 0, &facts(1400, false), 300 << 20).unwrap();
         assert_eq!(
-            size_vm(Memory::Auto, 0, &facts(16000, false)).unwrap(),
-            (4096, 4)
+            s.memory_reason,
+            "auto: 1400 MiB available − 300 MiB of downloads in tmpfs − 384 MiB kept for the host = 716 MiB"
         );
-        assert_eq!(
-            size_vm(Memory::Auto, 2, &facts(1400, false)).unwrap(),
-            (1016, 2)
-        );
-        assert_eq!(
-            size_vm(Memory::Mib(700), 1, &facts(100, false)).unwrap(),
-            (700, 1)
-        );
-        let e = size_vm(Memory::Auto, 0, &facts(600, false))
+        let e = size_vm(Memory::Auto, 0, &facts(600, false), 0)
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("not enough memory for the VM: 600 MiB available"),
+            e.starts_with("not enough memory for the VM: 600 MiB available − 0 MiB of downloads in tmpfs − 384 MiB kept for the host = 216 MiB, at least 512 MiB needed"),
             "{e}"
         );
     }

@@ -124,7 +124,7 @@ pub fn execute(
         disk: target_disk(plan),
         cdrom: plan.boot.iso.clone(),
         kernel: Some(boot.clone()),
-        mac: None,
+        mac: plan.mac.clone(),
         serial_socket: run_dir.join("serial.sock"),
         qmp_socket: run_dir.join("qmp.sock"),
     };
@@ -175,6 +175,7 @@ pub fn execute(
     drop(console);
     drop(vm);
     plan.disk.target.flush()?;
+    super::esp::finish(plan, progress)?;
     // The installer's kernel and initrd can be large, and a rescue system's disk is its RAM.
     for file in scratch {
         let _ = std::fs::remove_file(file);
@@ -287,7 +288,7 @@ fn verify_boot(
         disk: target_disk(plan),
         cdrom: None,
         kernel: None,
-        mac: None,
+        mac: plan.mac.clone(),
         serial_socket: dir.join("serial.sock"),
         qmp_socket: dir.join("qmp.sock"),
     };
@@ -308,7 +309,8 @@ fn target_disk(plan: &Plan) -> Disk {
         path: plan.disk.target.path.clone(),
         bus: plan.disk.bus,
         cache: plan.disk.cache,
-        serial: None,
+        serial: plan.disk.serial.clone(),
+        model: plan.disk.model.clone(),
     }
 }
 

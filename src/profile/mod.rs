@@ -91,7 +91,7 @@ impl Default for VmSpec {
             cpus: 0,
             accel: Accel::Auto,
             firmware: Firmware::Auto,
-            disk_bus: DiskBus::Virtio,
+            disk_bus: DiskBus::Auto,
             disk_cache: DiskCache::Auto,
         }
     }

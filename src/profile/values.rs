@@ -32,8 +32,11 @@ pub enum Firmware {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DiskBus {
-    /// virtio-blk: `/dev/vda`.
+    /// Match the host disk: NVMe → NVMe, SATA → AHCI, SCSI → virtio-scsi, virtio and disk
+    /// image files → virtio-blk. Resolved by the plan.
     #[default]
+    Auto,
+    /// virtio-blk: `/dev/vda`.
     Virtio,
     /// IDE/ATA (what a SATA disk looks like to the guest): `/dev/sda`.
     Sata,
@@ -47,7 +50,7 @@ impl DiskBus {
     /// The whole-disk device node the guest's Linux kernel creates.
     pub fn guest_path(self) -> &'static str {
         match self {
-            DiskBus::Virtio => "/dev/vda",
+            DiskBus::Virtio | DiskBus::Auto => "/dev/vda",
             DiskBus::Sata | DiskBus::Scsi => "/dev/sda",
             DiskBus::Nvme => "/dev/nvme0n1",
         }

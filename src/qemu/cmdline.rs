@@ -41,6 +41,8 @@ pub struct Disk {
     pub cache: CacheMode,
     /// Serial number shown to the guest (NVMe requires one).
     pub serial: Option<String>,
+    /// Model shown to the guest (IDE `model=`, SCSI `product=`).
+    pub model: Option<String>,
 }
 
 /// Direct kernel boot: the installer's kernel taken from its own boot menu.
@@ -154,25 +156,47 @@ fn disk_args(args: &mut Args, disk: &Disk) {
             escape(&disk.path)
         ),
     ]);
+    // QEMU's limits: 20 characters of serial (virtio-blk, IDE, NVMe), 40 of IDE model, 16
+    // of SCSI product.
+    let clip = |s: &str, n: usize| {
+        let kept: String = s
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .take(n)
+            .collect();
+        escape_str(&kept)
+    };
     let serial = disk
         .serial
         .as_deref()
-        .map(|s| format!(",serial={}", escape_str(s)))
+        .map(|s| format!(",serial={}", clip(s, 20)))
         .unwrap_or_default();
     match disk.bus {
-        DiskBus::Virtio => args.push([
+        DiskBus::Virtio | DiskBus::Auto => args.push([
             "-device".to_string(),
             format!("virtio-blk-pci,drive=target,bootindex=1{serial}"),
         ]),
-        DiskBus::Sata => args.push([
-            "-device".to_string(),
-            format!("ide-hd,drive=target,bus=ide.0,bootindex=1{serial}"),
-        ]),
+        DiskBus::Sata => {
+            let model = disk
+                .model
+                .as_deref()
+                .map(|m| format!(",model={}", clip(m, 40)))
+                .unwrap_or_default();
+            args.push([
+                "-device".to_string(),
+                format!("ide-hd,drive=target,bus=ide.0,bootindex=1{serial}{model}"),
+            ])
+        }
         DiskBus::Scsi => {
+            let model = disk
+                .model
+                .as_deref()
+                .map(|m| format!(",product={}", clip(m, 16)))
+                .unwrap_or_default();
             args.push(["-device", "virtio-scsi-pci,id=scsi0"]);
             args.push([
                 "-device".to_string(),
-                format!("scsi-hd,drive=target,bus=scsi0.0,bootindex=1{serial}"),
+                format!("scsi-hd,drive=target,bus=scsi0.0,bootindex=1{serial}{model}"),
             ]);
         }
         DiskBus::Nvme => {
@@ -180,10 +204,7 @@ fn disk_args(args: &mut Args, disk: &Disk) {
             let serial = disk.serial.as_deref().unwrap_or("ferry-disk");
             args.push([
                 "-device".to_string(),
-                format!(
-                    "nvme,drive=target,serial={},bootindex=1",
-                    escape_str(serial)
-                ),
+                format!("nvme,drive=target,serial={},bootindex=1", clip(serial, 20)),
             ]);
         }
     }
@@ -240,6 +261,7 @@ mod tests {
                 bus: DiskBus::Virtio,
                 cache: CacheMode::Writeback,
                 serial: None,
+                model: None,
             },
             cdrom: Some("/isos/tiny.iso".into()),
             kernel: Some(KernelBoot {
@@ -320,6 +342,14 @@ mod tests {
             joined(&m)
                 .contains("-device ide-hd,drive=target,bus=ide.0,bootindex=1,serial=S4EWNX0R")
         );
+        m.disk.model = Some("Samsung SSD 870 EVO 1TB, rev".into());
+        assert!(
+            joined(&m).contains("bootindex=1,serial=S4EWNX0R,model=Samsung SSD 870 EVO 1TB,, rev")
+        );
+        m.disk.serial = Some("0123456789abcdefghijKLMN".into());
+        assert!(joined(&m).contains(",serial=0123456789abcdefghij,model="));
+        m.disk.serial = Some("S4EWNX0R".into());
+        m.disk.model = None;
         m.disk.bus = DiskBus::Scsi;
         assert!(
             joined(&m).contains(

@@ -1,0 +1,221 @@
+//! KVM: whether /dev/kvm exists and opens, and whether it really runs guests — decided by
+//! booting a 512-byte guest under `-accel kvm` and waiting for the line it writes to COM1.
+//! (/dev/kvm can open and still hang or crash guests: nested or paravirtual KVM.)
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::Root;
+use crate::qemu::{AccelKind, QemuBinary};
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct KvmFacts {
+    /// /dev/kvm exists.
+    pub present: bool,
+    /// /dev/kvm opens read-write for this user (only checked on the running system).
+    pub openable: bool,
+    /// Why it does not open.
+    pub open_error: Option<String>,
+}
+
+impl KvmFacts {
+    pub fn read(root: &Root) -> KvmFacts {
+        let present = root.exists("/dev/kvm");
+        if !root.is_system() || !present {
+            return KvmFacts {
+                present,
+                openable: false,
+                open_error: None,
+            };
+        }
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+        {
+            Ok(_) => KvmFacts {
+                present,
+                openable: true,
+                open_error: None,
+            },
+            Err(e) => KvmFacts {
+                present,
+                openable: false,
+                open_error: Some(e.to_string()),
+            },
+        }
+    }
+}
+
+/// What booting the probe guest showed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub accel: AccelKind,
+    /// The guest ran and wrote its line.
+    pub usable: bool,
+    /// Why it is not usable (or how quickly it answered).
+    pub reason: String,
+    pub seconds: f64,
+}
+
+/// The line the probe guest writes to COM1.
+pub const PROBE_LINE: &[u8] = b"ferry-probe-ok\n";
+
+/// A BIOS boot sector: DS=0, write PROBE_LINE to port 0x3f8 byte by byte, then halt forever.
+pub fn boot_sector() -> [u8; 512] {
+    let mut code: Vec<u8> = vec![
+        0x31, 0xc0, // xor ax, ax
+        0x8e, 0xd8, // mov ds, ax
+        0xfc, // cld
+        0xba, 0xf8, 0x03, // mov dx, 0x3f8
+        0xbe, 0x17, 0x7c, // mov si, 0x7c17 (the text)
+        0xac, // next: lodsb
+        0x84, 0xc0, // test al, al
+        0x74, 0x03, // jz done
+        0xee, // out dx, al
+        0xeb, 0xf8, // jmp next
+        0xfa, // done: cli
+        0xf4, // hlt
+        0xeb, 0xfc, // jmp done
+    ];
+    debug_assert_eq!(code.len(), 0x17);
+    code.extend_from_slice(PROBE_LINE);
+    code.push(0);
+    let mut sector = [0u8; 512];
+    sector[..code.len()].copy_from_slice(&code);
+    sector[510] = 0x55;
+    sector[511] = 0xaa;
+    sector
+}
+
+/// Boots the probe guest with `accel` and waits up to `timeout` for its line. The QEMU child
+/// dies with ferry (PR_SET_PDEATHSIG) and is killed when the probe ends.
+pub fn probe(qemu: &QemuBinary, accel: AccelKind, timeout: Duration) -> Probe {
+    let started = Instant::now();
+    let result = run_probe(qemu, accel, timeout);
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(()) => Probe {
+            accel,
+            usable: true,
+            reason: format!("the probe guest answered in {seconds:.2}s"),
+            seconds,
+        },
+        Err(reason) => Probe {
+            accel,
+            usable: false,
+            reason,
+            seconds,
+        },
+    }
+}
+
+fn run_probe(qemu: &QemuBinary, accel: AccelKind, timeout: Duration) -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("ferry-probe-")
+        .tempdir()
+        .map_err(|e| format!("temporary directory: {e}"))?;
+    let disk = dir.path().join("probe.img");
+    let serial = dir.path().join("serial.out");
+    std::fs::write(&disk, boot_sector()).map_err(|e| format!("{}: {e}", disk.display()))?;
+    let accel_name = match accel {
+        AccelKind::Kvm => "kvm",
+        AccelKind::Tcg => "tcg",
+    };
+    let mut command = Command::new(&qemu.program);
+    command
+        .args(&qemu.pre_args)
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-machine",
+            "pc",
+            "-accel",
+            accel_name,
+            "-m",
+            "16",
+            "-display",
+            "none",
+        ])
+        .arg("-drive")
+        .arg(format!(
+            "if=ide,format=raw,file={}",
+            disk.display().to_string().replace(',', ",,")
+        ))
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .envs(qemu.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let parent = std::process::id() as i32;
+    // SAFETY: only async-signal-safe calls (prctl, getppid) run between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            if nix::unistd::getppid().as_raw() != parent {
+                return Err(std::io::Error::other("parent died"));
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", qemu.program.display()))?;
+    let deadline = Instant::now() + timeout;
+    let outcome = loop {
+        if read_probe_output(&serial)
+            .windows(PROBE_LINE.len())
+            .any(|w| w == PROBE_LINE)
+        {
+            break Ok(());
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                let last = stderr
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("no message")
+                    .trim()
+                    .to_string();
+                break Err(format!("QEMU exited under {accel_name} ({status}): {last}"));
+            }
+            Ok(None) => {}
+            Err(e) => break Err(format!("waiting for QEMU: {e}")),
+        }
+        if Instant::now() >= deadline {
+            break Err(format!(
+                "the probe guest wrote nothing to its serial port within {:.1}s under {accel_name} (QEMU kept running: the guest hangs)",
+                timeout.as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
+fn read_probe_output(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn boot_sector_layout() {
+        let s = super::boot_sector();
+        assert_eq!(&s[510..], &[0x55, 0xaa]);
+        assert_eq!(&s[0x17..0x17 + super::PROBE_LINE.len()], super::PROBE_LINE);
+    }
+}
