@@ -205,6 +205,7 @@ fn plan_with(
     }
     let context = json!({
         "vars": vars,
+        "secrets": spec.secrets,
         "disk": {
             "guest_path": disk.guest_path,
             "path": disk.target.path,

@@ -60,6 +60,7 @@ impl Scratch {
             .arg(self.disk())
             .args(["--size", "2G", "--yes"]);
         cmd.arg("--runs-dir").arg(self.runs()).args(extra);
+        cmd.stdin(std::process::Stdio::null());
         cmd
     }
     /// QEMU processes whose command line mentions this scratch directory.
