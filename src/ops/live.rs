@@ -124,8 +124,9 @@ pub fn after_failure(
         "step '{step}' failed; the VM keeps running. Take over with `ferry attach {run}`, \
          then `ferry resume {run}` (continue with the next step) or `ferry abort {run}`"
     );
+    let error = super::secrets::redact(error);
     tracing::warn!("{error}");
-    eprintln_progress(stage, &format!("{error}"));
+    eprintln_progress(stage, &error);
     events::emit(&Event::Paused {
         step: step.to_string(),
         message: message.clone(),
@@ -160,7 +161,7 @@ pub fn after_failure(
 fn eprintln_progress(stage: &str, message: &str) {
     events::emit(&Event::Progress {
         stage: stage.to_string(),
-        message: message.to_string(),
+        message: super::secrets::redact(message),
     });
 }
 
