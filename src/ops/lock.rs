@@ -96,3 +96,30 @@ impl DiskLock {
         self.file.flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_install_of_the_same_disk_is_refused_with_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.img");
+        let root = dir.path().join("runs");
+        let mut first = acquire(&root, &disk).unwrap();
+        first
+            .record(4242, Path::new("/runs/20261124-000000-tiny"))
+            .unwrap();
+        // The same disk named through another path.
+        let other = dir.path().join(".").join("disk.img");
+        let err = acquire(&root, &other).err().expect("the disk is locked");
+        let text = err.to_string();
+        assert!(
+            text.contains("20261124-000000-tiny") && text.contains("4242"),
+            "{text}"
+        );
+        assert_eq!(err.exit_code(), 8);
+        drop(first);
+        acquire(&root, &disk).expect("free again once the holder is gone");
+    }
+}

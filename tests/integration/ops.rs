@@ -15,9 +15,12 @@ struct Tmux {
 
 impl Tmux {
     fn new(scratch: &Scratch) -> Tmux {
-        Tmux {
+        let tmux = Tmux {
             socket: scratch.dir.path().join("tmux.sock"),
-        }
+        };
+        // The server exits with its last session: keep one that outlives the test's terminals.
+        tmux.start("keep", "sleep 600");
+        tmux
     }
     fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
