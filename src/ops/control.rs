@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::OpsError;
 use super::live::{self, Decision};
@@ -130,7 +130,7 @@ pub fn run_name(run_dir: &Path) -> String {
 }
 
 /// `ferry resume RUN` / `ferry abort RUN`.
-pub fn decide(run_dir: &PathBuf, resume: bool) -> Result<(), Error> {
+pub fn decide(run_dir: &Path, resume: bool) -> Result<(), Error> {
     request(run_dir, if resume { "resume" } else { "abort" })?;
     Ok(())
 }
