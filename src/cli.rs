@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::Error;
 use crate::host::disk::parse_size;
@@ -111,6 +111,37 @@ pub enum Command {
     Abort {
         /// Run id (directory name) or path [default: the newest run].
         run: Option<String>,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Stop a run from another shell, as Ctrl-C does: ACPI power-down, then QEMU is stopped.
+    Stop {
+        /// Run id (directory name) or path [default: the newest run].
+        run: Option<String>,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Boot an installer against the disk with its serial console on this terminal (no
+    /// profile). Ends when the guest powers off; Ctrl-] detaches and leaves the VM running.
+    Boot {
+        /// The installer ISO.
+        image: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        disk: PathBuf,
+        /// The ISO's boot-menu entry: "default", a label, a title, or "Options > Debug".
+        #[arg(long, default_value = "default")]
+        entry: String,
+        #[arg(long, value_name = "SIZE")]
+        size: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        qemu: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        accel: Option<Accel>,
+        #[arg(long, value_enum)]
+        firmware: Option<Firmware>,
+        /// Do not ask for the typed confirmation before the VM may write to the disk.
+        #[arg(long, short = 'y')]
+        yes: bool,
         #[command(flatten)]
         runs: RunsArgs,
     },
@@ -265,6 +296,67 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             runs,
             read_only,
         } => ops::attach::attach(&runs.resolve(run.as_deref())?, read_only)?,
+        Command::Stop { run, runs } => ops::control::stop(&runs.resolve(run.as_deref())?)?,
+        Command::Boot {
+            image,
+            disk,
+            entry,
+            size,
+            qemu,
+            accel,
+            firmware,
+            yes,
+            runs,
+        } => {
+            let mut install_args: Vec<std::ffi::OsString> =
+                vec!["--disk".into(), disk.clone().into()];
+            let mut add = |flag: &str, value: Option<std::ffi::OsString>| {
+                if let Some(value) = value {
+                    install_args.push(flag.into());
+                    install_args.push(value);
+                }
+            };
+            add("--size", size.clone().map(Into::into));
+            add("--qemu", qemu.clone().map(Into::into));
+            add(
+                "--accel",
+                accel.map(|a| {
+                    a.to_possible_value()
+                        .map_or_else(String::new, |v| v.get_name().to_string())
+                        .into()
+                }),
+            );
+            add(
+                "--firmware",
+                firmware.map(|f| {
+                    f.to_possible_value()
+                        .map_or_else(String::new, |v| v.get_name().to_string())
+                        .into()
+                }),
+            );
+            add("--runs-dir", runs.runs_dir.clone().map(Into::into));
+            let target = TargetArgs {
+                profile: PathBuf::new(),
+                disk: disk.clone(),
+                size,
+                qemu,
+                accel,
+                firmware,
+                vars: Vec::new(),
+            };
+            let request = target.request(runs.runs_dir.clone(), yes, true)?;
+            let code = ops::supervise::boot(&ops::supervise::ManualBoot {
+                image,
+                disk,
+                entry,
+                runs_dir: runs.runs_dir,
+                install_args,
+                request,
+            })?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
         Command::Resume { run, runs } => {
             ops::control::decide(&runs.resolve(run.as_deref())?, true)?;
         }

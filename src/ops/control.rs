@@ -6,6 +6,7 @@
 //!   server sends the last 4 KiB of `serial.log` then everything the guest prints; what the
 //!   client sends is typed into the guest (ignored for `attach-ro`).
 //! - `resume` / `abort`: decide about a run paused after a failed step.
+//! - `stop`: what SIGINT does (ACPI power-down, QEMU stopped after the grace period).
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -79,6 +80,11 @@ fn handle(stream: UnixStream, run_dir: &Path) -> std::io::Result<()> {
                 Err(why) => writer.write_all(format!("error: {why}\n").as_bytes()),
             }
         }
+        "stop" => {
+            // The same as SIGINT: ACPI power-down, QEMU stopped after the grace period.
+            writer.write_all(b"ok\n")?;
+            nix::sys::signal::raise(nix::sys::signal::Signal::SIGINT).map_err(std::io::Error::from)
+        }
         other => writer.write_all(format!("error: unknown request {other:?}\n").as_bytes()),
     }
 }
@@ -127,6 +133,12 @@ pub fn run_name(run_dir: &Path) -> String {
         || run_dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
+}
+
+/// `ferry stop RUN`.
+pub fn stop(run_dir: &Path) -> Result<(), Error> {
+    request(run_dir, "stop")?;
+    Ok(())
 }
 
 /// `ferry resume RUN` / `ferry abort RUN`.

@@ -33,8 +33,6 @@ pub fn launch(
     let mut disk_lock = lock::acquire(&root, &plan.disk.target.path)?;
     let run_dir = install::rundir::create(&root, &name)?;
 
-    let lock_fd = disk_lock.file.as_raw_fd();
-    let log = std::fs::File::create(run_dir.join("supervisor.log"))?;
     let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
     if on_failure.is_none() {
         // Pausing needs an operator: only when ferry was started from a terminal.
@@ -42,8 +40,21 @@ pub fn launch(
         args.push("--on-failure".into());
         args.push(if pause { "pause" } else { "abort" }.into());
     }
+    let child = spawn(&run_dir, args, &mut disk_lock)?;
+    follow(&run_dir, child, request.quiet, detach, true)
+}
+
+/// Starts the supervisor of `run_dir`: `ferry ARGS --supervise RUN_DIR --lock-fd N` where
+/// ARGS are `install` arguments.
+fn spawn(
+    run_dir: &Path,
+    mut args: Vec<OsString>,
+    disk_lock: &mut lock::DiskLock,
+) -> Result<Child, Error> {
+    let lock_fd = disk_lock.file.as_raw_fd();
+    let log = std::fs::File::create(run_dir.join("supervisor.log"))?;
     args.push("--supervise".into());
-    args.push(run_dir.clone().into_os_string());
+    args.push(run_dir.as_os_str().to_owned());
     args.push("--lock-fd".into());
     args.push(lock_fd.to_string().into());
     let mut command = Command::new(std::env::current_exe()?);
@@ -64,12 +75,97 @@ pub fn launch(
         });
     }
     let child = command.spawn()?;
-    disk_lock.record(child.id(), &run_dir)?;
-    follow(&run_dir, child, request.quiet, detach)
+    disk_lock.record(child.id(), run_dir)?;
+    Ok(child)
+}
+
+/// `ferry boot`: boots an installer against the disk with its serial console on this
+/// terminal, no profile. The same supervisor, run directory, lock and guards as an install;
+/// the session ends when the guest powers off (or `ferry stop RUN`); `Ctrl-]` detaches and
+/// leaves the VM running (`ferry attach RUN` returns to it).
+pub fn boot(manual: &ManualBoot) -> Result<i32, Error> {
+    let root = install::rundir::runs_root(manual.runs_dir.as_deref());
+    let mut disk_lock = lock::acquire(&root, &manual.disk)?;
+    let run_dir = install::rundir::create(&root, "boot")?;
+    let image = std::fs::canonicalize(&manual.image)?;
+    let profile = run_dir.join("boot.toml");
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let text = format!(
+        "description = \"manual boot (ferry boot)\"\n\
+         [image]\npath = {}\n\
+         [boot]\nentry = {}\n\
+         [finish]\npoweroff_timeout = \"3650d\"\nverify = {{ enabled = false }}\n",
+        quote(&image.to_string_lossy()),
+        quote(&manual.entry),
+    );
+    std::fs::write(&profile, text)?;
+    let mut args: Vec<OsString> = vec!["install".into(), profile.clone().into_os_string()];
+    args.extend(manual.install_args.iter().cloned());
+    args.extend(["--on-failure".into(), "abort".into()]);
+    // The same checks and confirmation as an install.
+    let request = Request {
+        profile: profile.clone(),
+        ..manual.request.clone()
+    };
+    if let Err(e) = install::prepare(&request) {
+        let _ = std::fs::remove_dir_all(&run_dir);
+        return Err(e);
+    }
+    let mut child = spawn(&run_dir, args, &mut disk_lock)?;
+    let run = control::run_name(&run_dir);
+    // Attach once the VM runs (its console exists).
+    let attached = loop {
+        match control::request(&run_dir, "attach") {
+            Ok(stream) if events::read_status(&run_dir).is_some_and(|s| s.stage != "plan") => {
+                break Some(stream);
+            }
+            _ => {}
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if let Some(stream) = attached {
+        eprint!(
+            "ferry: run {run}: the VM's serial console follows; power the guest off to end, \
+             Ctrl-] detaches (the VM keeps running: `ferry attach {run}`, `ferry stop {run}`)\r\n"
+        );
+        let closed = {
+            let _raw = super::attach::RawTerminal::enter()?;
+            super::attach::pump(stream, false)?
+        };
+        if !closed {
+            eprintln!("\nferry: detached; the VM keeps running: `ferry attach {run}`");
+            return Ok(0);
+        }
+        eprintln!();
+    }
+    let code = follow(&run_dir, child, true, false, false)?;
+    eprintln!("ferry: the VM ended; run directory {}", run_dir.display());
+    Ok(code)
+}
+
+/// What `ferry boot` was given.
+#[derive(Debug, Clone)]
+pub struct ManualBoot {
+    pub image: std::path::PathBuf,
+    pub disk: std::path::PathBuf,
+    pub entry: String,
+    pub runs_dir: Option<std::path::PathBuf>,
+    /// `--disk`, `--size`, `--qemu`, `--accel`, `--firmware`, `--runs-dir` for the supervisor.
+    pub install_args: Vec<OsString>,
+    pub request: Request,
 }
 
 /// Prints the run's progress until it ends; returns its exit code.
-fn follow(run_dir: &Path, mut child: Child, quiet: bool, detach: bool) -> Result<i32, Error> {
+fn follow(
+    run_dir: &Path,
+    mut child: Child,
+    quiet: bool,
+    detach: bool,
+    print_result: bool,
+) -> Result<i32, Error> {
     let pid = child.id();
     forward_interrupts(pid);
     let mut offset = 0;
@@ -104,8 +200,10 @@ fn follow(run_dir: &Path, mut child: Child, quiet: bool, detach: bool) -> Result
                     error,
                     ..
                 } => {
-                    print!("{stdout}");
-                    let _ = std::io::stdout().flush();
+                    if print_result {
+                        print!("{stdout}");
+                        let _ = std::io::stdout().flush();
+                    }
                     if let Some(error) = error {
                         let _ = writeln!(err, "ferry: error: {error}");
                     }

@@ -189,9 +189,10 @@ fn install_survives_its_terminal_and_another_terminal_attaches() {
 
     // Attach from a second terminal: the live console shows up, Ctrl-] returns.
     let attach = format!(
-        "{} attach {id} --read-only --runs-dir {}; echo attach-ended-$?; sleep 120",
-        sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
-        sh_quote(&scratch.runs())
+        "cd {d}; stty -g > before; {ferry} attach {id} --read-only --runs-dir {runs}; echo attach-ended-$?; stty -g > after; sleep 120",
+        d = sh_quote(scratch.dir.path()),
+        ferry = sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
+        runs = sh_quote(&scratch.runs())
     );
     tmux.start("viewer", &attach);
     tmux.wait_screen("viewer", "attached to", Duration::from_secs(10));
@@ -222,6 +223,15 @@ fn install_survives_its_terminal_and_another_terminal_attaches() {
     tmux.keys("viewer", &["C-]"]);
     let after = tmux.wait_screen("viewer", "attach-ended-0", Duration::from_secs(10));
     assert!(after.contains("detached from"), "{after}");
+    let stty = |f: &str| std::fs::read_to_string(scratch.dir.path().join(f)).unwrap();
+    wait_for("stty after attach", Duration::from_secs(5), || {
+        (!stty("after").is_empty()).then_some(())
+    });
+    assert_eq!(
+        stty("before"),
+        stty("after"),
+        "attach left the terminal changed"
+    );
 
     // The install completes without its terminal.
     let summary = wait_for("summary.json", Duration::from_secs(120), || {
@@ -448,4 +458,49 @@ fn second_ctrl_c_quits_at_once() {
     assert!(took < Duration::from_secs(20), "took {took:?}");
     let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
     assert!(log.contains("interrupted again"), "{log}");
+}
+
+#[test]
+fn manual_boot_puts_the_console_on_the_terminal_until_power_off() {
+    let scratch = Scratch::new();
+    let tmux = Tmux::new(&scratch);
+    let dir = scratch.dir.path();
+    let line = format!(
+        "cd {d}; stty -g > before; {ferry} boot {iso} --entry rescue --disk {disk} --size 1G --yes \
+         --accel tcg --runs-dir {runs}; echo $? > rc; stty -g > after; sleep 120",
+        d = sh_quote(dir),
+        ferry = sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
+        iso = sh_quote(&fixture("build/tiny-isolinux.iso")),
+        disk = sh_quote(&scratch.disk()),
+        runs = sh_quote(&scratch.runs()),
+    );
+    tmux.start("boot", &line);
+    tmux.wait_screen(
+        "boot",
+        "tiny-installer: rescue shell",
+        Duration::from_secs(60),
+    );
+    tmux.wait_screen("boot", "/ # ", Duration::from_secs(10));
+    tmux.keys("boot", &["echo hello-$((6*7))", "Enter"]);
+    tmux.wait_screen("boot", "hello-42", Duration::from_secs(10));
+    tmux.keys("boot", &["poweroff -f", "Enter"]);
+    let rc = wait_for("ferry boot to end", Duration::from_secs(30), || {
+        std::fs::read_to_string(dir.join("after"))
+            .ok()
+            .filter(|s| !s.is_empty())?;
+        std::fs::read_to_string(dir.join("rc")).ok()
+    });
+    assert_eq!(rc.trim(), "0", "{}", tmux.screen("boot"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("before")).unwrap(),
+        std::fs::read_to_string(dir.join("after")).unwrap(),
+        "terminal settings not restored"
+    );
+    let run = run_dir_of(&scratch);
+    assert!(serial_contains(&run, "hello-42"));
+    assert_eq!(
+        json_file(&run.join("summary.json")).unwrap()["state"],
+        "finished"
+    );
+    assert!(scratch.qemu_pids().is_empty());
 }
