@@ -11,6 +11,7 @@ packages=(
   e2fsprogs dosfstools fdisk cpio xz-utils    # fixture file systems; reading disk images in tests
   iproute2                                    # `ss`, to check what ferry listens on
   python3                                     # scripts/bench
+  tmux                                        # terminals for the operations tests
 )
 
 missing=()

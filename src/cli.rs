@@ -1,12 +1,15 @@
 //! The command line: clap definitions and what each command prints.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::Error;
 use crate::host::disk::parse_size;
 use crate::install::{self, Options, Request};
+use crate::ops;
+use crate::ops::live::OnFailure;
 use crate::profile::{Accel, Firmware};
 
 #[derive(Debug, Parser)]
@@ -43,6 +46,118 @@ pub enum Command {
         /// No progress lines on stderr.
         #[arg(long, short = 'q')]
         quiet: bool,
+        /// Start the install in the background, print its run id and return.
+        #[arg(long)]
+        detach: bool,
+        /// When a step fails: keep the VM running for `ferry attach`, then `ferry resume` or
+        /// `ferry abort` (pause), or stop (abort) [default: pause on a terminal, else abort].
+        #[arg(long, value_enum, value_name = "WHAT")]
+        on_failure: Option<OnFailure>,
+        /// After Ctrl-C (SIGINT/SIGTERM): how long the guest gets to power off after the ACPI
+        /// power-down before QEMU is stopped.
+        #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+        stop_grace: Duration,
+        /// Internal: run as the supervisor of this run directory.
+        #[arg(long, hide = true, value_name = "RUN_DIR")]
+        supervise: Option<PathBuf>,
+        /// Internal: the inherited disk lock.
+        #[arg(long, hide = true)]
+        lock_fd: Option<i32>,
+    },
+    /// List runs, newest first.
+    Runs {
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// A run's stage, current step, elapsed time and the last lines of its console.
+    Status {
+        /// Run id (directory name) or path [default: the newest run].
+        run: Option<String>,
+        #[command(flatten)]
+        runs: RunsArgs,
+        #[arg(long)]
+        json: bool,
+        /// Console lines to show.
+        #[arg(long, default_value_t = 10)]
+        lines: usize,
+    },
+    /// Print a run's serial console log (or ferry's log).
+    Logs {
+        /// Run id (directory name) or path [default: the newest run].
+        run: Option<String>,
+        #[command(flatten)]
+        runs: RunsArgs,
+        /// ferry.log instead of the serial console.
+        #[arg(long)]
+        ferry: bool,
+        /// Keep printing until the run ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Join a running install's serial console on this terminal (Ctrl-] detaches).
+    Attach {
+        /// Run id (directory name) or path [default: the newest run].
+        run: Option<String>,
+        #[command(flatten)]
+        runs: RunsArgs,
+        /// Watch only: what you type is not sent to the guest.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Continue a run paused after a failed step, with the next step.
+    Resume {
+        /// Run id (directory name) or path [default: the newest run].
+        run: Option<String>,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Fail a run paused after a failed step (QEMU is stopped).
+    Abort {
+        /// Run id (directory name) or path [default: the newest run].
+        run: Option<String>,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Stop a run from another shell, as Ctrl-C does: ACPI power-down, then QEMU is stopped.
+    Stop {
+        /// Run id (directory name) or path [default: the newest run].
+        run: Option<String>,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Boot an installer against the disk with its serial console on this terminal (no
+    /// profile). Ends when the guest powers off; Ctrl-] detaches and leaves the VM running.
+    Boot {
+        /// The installer ISO.
+        image: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        disk: PathBuf,
+        /// The ISO's boot-menu entry: "default", a label, a title, or "Options > Debug".
+        #[arg(long, default_value = "default")]
+        entry: String,
+        #[arg(long, value_name = "SIZE")]
+        size: Option<String>,
+        #[arg(long, value_name = "PATH")]
+        qemu: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        accel: Option<Accel>,
+        #[arg(long, value_enum)]
+        firmware: Option<Firmware>,
+        /// Do not ask for the typed confirmation before the VM may write to the disk.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+    /// Write a support bundle (.tar.gz) of a run, secrets redacted.
+    Bundle {
+        /// Run id (directory name) or path [default: the newest run].
+        run: Option<String>,
+        #[command(flatten)]
+        runs: RunsArgs,
+        /// Output file [default: ferry-RUN.tar.gz].
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Show every decision an install would make, touching nothing.
     Plan {
@@ -76,6 +191,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Where run directories are [default: as for `install`].
+    #[arg(long, env = "FERRY_RUNS", value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+}
+
+impl RunsArgs {
+    fn root(&self) -> PathBuf {
+        install::rundir::runs_root(self.runs_dir.as_deref())
+    }
+    fn resolve(&self, run: Option<&str>) -> Result<PathBuf, Error> {
+        ops::runs::resolve(&self.root(), run)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -141,18 +272,127 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             efi_boot_entry,
             json,
             quiet,
+            detach,
+            on_failure,
+            stop_grace,
+            supervise,
+            lock_fd,
         } => {
             let mut request = target.request(runs_dir, yes, quiet || json)?;
             request.options.efi_boot_entry = efi_boot_entry;
-            let outcome = install::install(&request)?;
+            let code = match supervise {
+                Some(run_dir) => ops::supervise::supervise(
+                    &request,
+                    &run_dir,
+                    lock_fd,
+                    json,
+                    on_failure.unwrap_or(OnFailure::Abort),
+                    stop_grace,
+                ),
+                None => ops::supervise::launch(&request, detach, on_failure)?,
+            };
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+        Command::Runs { runs } => ops::runs::print_list(&runs.root()),
+        Command::Status {
+            run,
+            runs,
+            json,
+            lines,
+        } => {
+            let report = ops::runs::report(&runs.resolve(run.as_deref())?, lines)?;
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&outcome).map_err(std::io::Error::other)?
+                    serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?
                 );
             } else {
-                print_outcome(&outcome);
+                ops::runs::print_report(&report);
             }
+        }
+        Command::Logs {
+            run,
+            runs,
+            ferry,
+            follow,
+        } => ops::runs::logs(&runs.resolve(run.as_deref())?, ferry, follow)?,
+        Command::Attach {
+            run,
+            runs,
+            read_only,
+        } => ops::attach::attach(&runs.resolve(run.as_deref())?, read_only)?,
+        Command::Stop { run, runs } => ops::control::stop(&runs.resolve(run.as_deref())?)?,
+        Command::Boot {
+            image,
+            disk,
+            entry,
+            size,
+            qemu,
+            accel,
+            firmware,
+            yes,
+            runs,
+        } => {
+            let mut install_args: Vec<std::ffi::OsString> =
+                vec!["--disk".into(), disk.clone().into()];
+            let mut add = |flag: &str, value: Option<std::ffi::OsString>| {
+                if let Some(value) = value {
+                    install_args.push(flag.into());
+                    install_args.push(value);
+                }
+            };
+            add("--size", size.clone().map(Into::into));
+            add("--qemu", qemu.clone().map(Into::into));
+            add(
+                "--accel",
+                accel.map(|a| {
+                    a.to_possible_value()
+                        .map_or_else(String::new, |v| v.get_name().to_string())
+                        .into()
+                }),
+            );
+            add(
+                "--firmware",
+                firmware.map(|f| {
+                    f.to_possible_value()
+                        .map_or_else(String::new, |v| v.get_name().to_string())
+                        .into()
+                }),
+            );
+            add("--runs-dir", runs.runs_dir.clone().map(Into::into));
+            let target = TargetArgs {
+                profile: PathBuf::new(),
+                disk: disk.clone(),
+                size,
+                qemu,
+                accel,
+                firmware,
+                vars: Vec::new(),
+            };
+            let request = target.request(runs.runs_dir.clone(), yes, true)?;
+            let code = ops::supervise::boot(&ops::supervise::ManualBoot {
+                image,
+                disk,
+                entry,
+                runs_dir: runs.runs_dir,
+                install_args,
+                request,
+            })?;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+        Command::Resume { run, runs } => {
+            ops::control::decide(&runs.resolve(run.as_deref())?, true)?;
+        }
+        Command::Abort { run, runs } => {
+            ops::control::decide(&runs.resolve(run.as_deref())?, false)?;
+        }
+        Command::Bundle { run, runs, output } => {
+            let path = ops::bundle::write(&runs.resolve(run.as_deref())?, output.as_deref())?;
+            println!("{}", path.display());
         }
         Command::Plan {
             target,
@@ -194,19 +434,29 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     Ok(())
 }
 
-fn print_outcome(outcome: &install::Outcome) {
+/// What `ferry install` prints on stdout when the install succeeded.
+pub fn outcome_text(outcome: &install::Outcome, json: bool) -> String {
+    if json {
+        return serde_json::to_string_pretty(outcome).unwrap_or_default() + "\n";
+    }
+    let mut out = String::new();
+    let mut println = |line: String| {
+        out.push_str(&line);
+        out.push('\n');
+    };
     match outcome.verified_after {
-        Some(secs) => println!(
+        Some(secs) => println(format!(
             "installed onto {}; boot check passed (login prompt {secs:.1}s after power-on)",
             outcome.disk.display()
-        ),
-        None => println!(
+        )),
+        None => println(format!(
             "installed onto {}; boot check skipped (the profile disables it)",
             outcome.disk.display()
-        ),
+        )),
     }
     for (stage, secs) in &outcome.stages {
-        println!("  {:<7} {secs:>7.1}s", stage.name());
+        println(format!("  {:<7} {secs:>7.1}s", stage.name()));
     }
-    println!("  run directory: {}", outcome.run_dir.display());
+    println(format!("  run directory: {}", outcome.run_dir.display()));
+    out
 }

@@ -36,6 +36,8 @@ pub enum Error {
         source: Box<ExpectError>,
         run_dir: PathBuf,
     },
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
     #[error("interrupted: QEMU was stopped; the disk holds an unfinished install")]
     Interrupted,
     #[error(transparent)]
@@ -56,6 +58,14 @@ impl Error {
                 stage: "verify", ..
             } => 7,
             Error::Step { .. } => 6,
+            Error::Ops(e) => match e {
+                crate::ops::OpsError::Busy { .. } => 8,
+                crate::ops::OpsError::NoSuchRun(_)
+                | crate::ops::OpsError::NoRuns(_)
+                | crate::ops::OpsError::NotLive { .. }
+                | crate::ops::OpsError::Refused { .. } => 9,
+                crate::ops::OpsError::SupervisorLost(_) | crate::ops::OpsError::Bundle(_) => 1,
+            },
             Error::Interrupted => 130,
         }
     }

@@ -12,6 +12,7 @@ pub mod host;
 pub mod image;
 pub mod install;
 mod logging;
+pub mod ops;
 pub mod profile;
 pub mod qemu;
 

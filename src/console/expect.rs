@@ -504,6 +504,16 @@ impl Console {
     }
 
     /// The last `n` non-empty lines of the rendered screen (see [`Screen::last_lines`]).
+    /// A handle that writes to the console from another thread (an attached operator),
+    /// recording the input in the transcript like [`Console::send`].
+    pub fn input_handle(&self) -> io::Result<InputHandle> {
+        Ok(InputHandle {
+            stream: self.stream.try_clone()?,
+            shared: self.shared.clone(),
+            start: self.start,
+        })
+    }
+
     pub fn last_lines(&self, n: usize) -> Vec<String> {
         lock(&self.shared.screen).last_lines(n)
     }
@@ -521,6 +531,22 @@ impl Drop for Console {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
+    }
+}
+
+/// Writes to the serial console from another thread: see [`Console::input_handle`].
+pub struct InputHandle {
+    stream: UnixStream,
+    shared: Arc<Shared>,
+    start: Instant,
+}
+
+impl InputHandle {
+    pub fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        (&self.stream).write_all(bytes)?;
+        let at = self.start.elapsed();
+        each_sink(&self.shared, |s| s.input(at, bytes));
+        Ok(())
     }
 }
 

@@ -10,4 +10,4 @@ pub mod expect;
 pub mod screen;
 pub mod transcript;
 
-pub use expect::{Console, ExpectError, Expectation, Matched, Pattern, Sink};
+pub use expect::{Console, ExpectError, Expectation, InputHandle, Matched, Pattern, Sink};

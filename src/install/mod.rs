@@ -9,8 +9,6 @@ pub mod serve;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -50,27 +48,33 @@ pub fn plan(request: &Request) -> Result<Plan, Error> {
     )
 }
 
-/// Runs a whole install and its boot check.
-pub fn install(request: &Request) -> Result<Outcome, Error> {
-    let started = Instant::now();
-    watch_signals();
+/// What `ferry install` does before handing over to the supervisor: loads the profile, makes
+/// the plan (as `ferry plan` does) and asks for the typed confirmation. Returns the plan and
+/// the name for the run directory.
+pub fn prepare(request: &Request) -> Result<(Plan, String), Error> {
     if request.options.host_root.is_some() {
         return Err(Error::Usage(
             "--host-root (recorded host facts) is for `ferry plan` only".into(),
         ));
     }
     let profile = Profile::load(&request.profile)?;
+    let plan = plan(request)?;
+    confirm(&plan, request.yes)?;
+    Ok((plan, profile.name()))
+}
+
+/// Runs a whole install and its boot check, recording into `run_dir` (inside the
+/// supervisor, see [`crate::ops::supervise`]).
+pub fn install(request: &Request, run_dir: &Path) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    let profile = Profile::load(&request.profile)?;
+    crate::ops::secrets::set(profile.spec.secrets.values().cloned());
+    crate::ops::secrets::write_fingerprints(run_dir)?;
     let facts = Facts::read();
     let listener = serve::Listener::bind()?;
     let plan = plan::make(&profile, &request.options, &facts, &listener.guest_url()?)?;
     let planned = started.elapsed().as_secs_f64();
 
-    confirm(&plan, request.yes)?;
-    let run_dir = rundir::create(
-        &rundir::runs_root(request.runs_dir.as_deref()),
-        &profile.name(),
-    )?;
-    crate::logging::log_to(&run_dir.join("ferry.log"))?;
     write_json(&run_dir.join("plan.json"), &plan)?;
     write_json(&run_dir.join("facts.json"), &facts)?;
     let progress = Progress {
@@ -87,12 +91,15 @@ pub fn install(request: &Request) -> Result<Outcome, Error> {
     );
     tracing::info!(accel = ?plan.accel, cmdline = %plan.boot.cmdline, "plan made");
 
-    let result = run::execute(&plan, listener, &run_dir, &progress);
-    let summary = Summary::new(&plan, planned, &result, &run_dir);
+    let result = run::execute(&plan, listener, run_dir, &progress);
+    let summary = Summary::new(&plan, planned, &result, run_dir);
     write_json(&run_dir.join("summary.json"), &summary)?;
     match &result {
         Ok(_) => tracing::info!("install finished and verified"),
-        Err(e) => tracing::error!("install failed: {e}"),
+        Err(e) => tracing::error!(
+            "install failed: {}",
+            crate::ops::secrets::redact(&e.to_string())
+        ),
     }
     result
 }
@@ -103,6 +110,8 @@ struct Summary<'a> {
     profile: &'a Path,
     disk: &'a Path,
     ok: bool,
+    /// `finished`, `failed` or `interrupted`.
+    state: &'static str,
     error: Option<String>,
     plan_seconds: f64,
     outcome: Option<&'a Outcome>,
@@ -120,7 +129,15 @@ impl<'a> Summary<'a> {
             profile: &plan.profile,
             disk: &plan.disk.target.path,
             ok: result.is_ok(),
-            error: result.as_ref().err().map(ToString::to_string),
+            state: match result {
+                Ok(_) => "finished",
+                Err(Error::Interrupted) => "interrupted",
+                Err(_) => "failed",
+            },
+            error: result
+                .as_ref()
+                .err()
+                .map(|e| crate::ops::secrets::redact(&e.to_string())),
             plan_seconds: planned,
             outcome: result.as_ref().ok(),
             run_dir,
@@ -128,8 +145,10 @@ impl<'a> Summary<'a> {
     }
 }
 
+/// Writes `value` as JSON, with the profile's secret values redacted.
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    let text = crate::ops::secrets::redact(&text);
     std::fs::write(path, text + "\n")?;
     Ok(())
 }
@@ -173,23 +192,4 @@ fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
     } else {
         Err(refused())
     }
-}
-
-/// SIGINT, SIGTERM and SIGHUP stop every QEMU ferry started; the flow then ends as
-/// `Interrupted`. (The guest is not shut down gracefully: the install is abandoned.)
-fn watch_signals() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
-            return;
-        };
-        std::thread::spawn(move || {
-            for signal in signals.forever() {
-                tracing::warn!(signal, "interrupted: stopping QEMU");
-                run::INTERRUPTED.store(true, Ordering::SeqCst);
-                crate::qemu::process::terminate_all();
-            }
-        });
-    });
 }

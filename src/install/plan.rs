@@ -258,6 +258,7 @@ fn plan_with(
     }
     let context = json!({
         "vars": vars,
+        "secrets": spec.secrets,
         "disk": disk_context(&disk),
         "vm": { "firmware": firmware, "memory_mib": memory_mib, "cpus": cpus },
         "host": host_context(facts),

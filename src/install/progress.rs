@@ -1,7 +1,5 @@
-//! What the operator sees while an install runs: one line per event on stderr, mirrored into
-//! `ferry.log`. Kept apart from the flow so `--quiet` and `--json` only change this.
-
-use std::io::Write;
+//! What the operator sees while an install runs: one line per event in `events.jsonl` (the
+//! foreground prints them on stderr), mirrored into `ferry.log`.
 
 use super::run::Stage;
 
@@ -10,11 +8,14 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// Logs a progress line and records it in `events.jsonl`, which the foreground prints
+    /// (see [`crate::ops::supervise`]). Secret values are redacted.
     pub fn stage(&self, stage: Stage, message: &str) {
+        let message = crate::ops::secrets::redact(message);
         tracing::info!(stage = stage.name(), "{message}");
-        if !self.quiet {
-            // A closed terminal must not end the install: ignore write errors.
-            let _ = writeln!(std::io::stderr(), "ferry: {:<6} {message}", stage.name());
-        }
+        crate::ops::events::emit(&crate::ops::events::Event::Progress {
+            stage: stage.name().to_string(),
+            message,
+        });
     }
 }

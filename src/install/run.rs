@@ -147,9 +147,24 @@ pub fn execute(
             );
             let expectation = Expectation::new(&step.name, step.expect.clone(), step.timeout)
                 .failing_on(step.fail.clone());
-            let matched = console
-                .expect(&expectation)
-                .map_err(|e| stage_error(Stage::Drive, e, run_dir))?;
+            let matched = match console.expect(&expectation) {
+                Ok(matched) => matched,
+                Err(e) => {
+                    let error = stage_error(Stage::Drive, e, run_dir);
+                    if matches!(error, Error::Step { .. })
+                        && crate::ops::live::after_failure(
+                            &mut vm,
+                            Stage::Drive.name(),
+                            &step.name,
+                            &error.to_string(),
+                            run_dir,
+                        ) == crate::ops::live::Decision::Resume
+                    {
+                        continue;
+                    }
+                    return Err(error);
+                }
+            };
             tracing::info!(step = %step.name, after = ?matched.elapsed, text = %matched.text, "matched");
         }
         if let Some(text) = &step.send {
@@ -166,9 +181,10 @@ pub fn execute(
         Stage::Finish,
         "waiting for the installer to power the VM off",
     );
-    console
-        .wait_closed(plan.finish.poweroff_timeout)
-        .map_err(|e| stage_error(Stage::Finish, e, run_dir))?;
+    if let Err(e) = console.wait_closed(plan.finish.poweroff_timeout) {
+        crate::ops::live::screenshot(&mut vm, Stage::Finish.name(), run_dir);
+        return Err(stage_error(Stage::Finish, e, run_dir));
+    }
     check_interrupted()?;
     let status = vm.wait_timeout(Duration::from_secs(30))?;
     tracing::info!(?status, "installer VM exited");
@@ -253,9 +269,11 @@ fn start_vm(plan: &Plan, machine: &Machine, record_dir: &Path) -> Result<(Qemu, 
         &record_dir.join("qemu.stderr"),
     )?;
     let title = format!("ferry: {}", plan.profile.display());
-    let sinks = transcript::create(record_dir, &title)?;
+    let mut sinks = transcript::create(record_dir, &title)?;
+    sinks.push(Box::new(crate::ops::live::Fanout));
     let stream = vm.serial.try_clone()?;
     let console = Console::start(stream, sinks)?;
+    crate::ops::live::set_console(console.input_handle().ok());
     Ok((vm, console))
 }
 
@@ -298,6 +316,9 @@ fn verify_boot(
         .failing_on(verify.fail.clone());
     let result = console.expect(&expectation);
     let elapsed = started.elapsed();
+    if result.is_err() {
+        crate::ops::live::screenshot(&mut vm, Stage::Verify.name(), run_dir);
+    }
     drop(console);
     vm.stop()?;
     result.map_err(|e| stage_error(Stage::Verify, e, run_dir))?;
@@ -367,6 +388,11 @@ fn firmware_files(plan: &Plan, run_dir: &Path, which: &str) -> Result<FirmwareFi
         }
         Firmware::Bios | Firmware::Auto => Ok(FirmwareFiles::Bios),
     }
+}
+
+/// Whether a signal asked the run to stop.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
 }
 
 fn check_interrupted() -> Result<(), Error> {

@@ -38,6 +38,10 @@ pub struct ProfileSpec {
     /// Free-form template variables (`{{ vars.NAME }}`); `--var NAME=VALUE` overrides them.
     #[serde(default)]
     pub vars: BTreeMap<String, toml::Value>,
+    /// Secret template variables (`{{ secrets.NAME }}`): their values are redacted from
+    /// progress lines, `plan.json`, logs and support bundles.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
     /// Answer files rendered from templates and served to the guest.
     #[serde(default)]
     pub files: Vec<FileSpec>,

@@ -49,6 +49,21 @@ pub fn terminate_all() {
     }
 }
 
+/// Write-only QMP handles of the running QEMUs, by PID, for [`powerdown_all`].
+static CONTROLS: Mutex<Vec<(i32, UnixStream)>> = Mutex::new(Vec::new());
+
+/// Presses every running QEMU's ACPI power button (QMP `system_powerdown`). Safe to call from
+/// a signal-handling thread.
+pub fn powerdown_all() {
+    let controls = CONTROLS.lock().unwrap_or_else(|e| e.into_inner());
+    for (pid, stream) in controls.iter() {
+        match super::qmp::request_powerdown(stream) {
+            Ok(()) => tracing::warn!(pid, "ACPI power-down requested (QMP system_powerdown)"),
+            Err(e) => tracing::warn!(pid, "QMP system_powerdown: {e}"),
+        }
+    }
+}
+
 /// One running QEMU with its serial console and QMP connected.
 pub struct Qemu {
     child: Child,
@@ -111,6 +126,11 @@ impl Qemu {
         let serial = qemu.connect(serial_socket)?;
         let qmp_stream = qemu.connect(qmp_socket)?;
         let qmp = Qmp::handshake(qmp_stream).map_err(|e| qemu.exit_error(e))?;
+        if let (Ok(stream), Some(child)) = (qmp.control_stream(), qemu.child.as_ref()) {
+            if let Ok(mut controls) = CONTROLS.lock() {
+                controls.push((child.id() as i32, stream));
+            }
+        }
         Ok(Qemu {
             child: qemu.child.take().expect("child present until handed over"),
             stderr_path: stderr_path.to_path_buf(),
@@ -237,6 +257,9 @@ impl Drop for Partial {
 fn forget(pid: u32) {
     if let Ok(mut running) = RUNNING.lock() {
         running.retain(|&p| p != pid as i32);
+    }
+    if let Ok(mut controls) = CONTROLS.lock() {
+        controls.retain(|(p, _)| *p != pid as i32);
     }
 }
 

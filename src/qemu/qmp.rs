@@ -23,6 +23,12 @@ pub enum QmpError {
     Closed,
 }
 
+/// Writes `system_powerdown` (an ACPI power-button press) on a [`Qmp::control_stream`]. The
+/// command carries an `id`, so the session's own command loop skips its reply.
+pub fn request_powerdown(mut stream: &UnixStream) -> std::io::Result<()> {
+    stream.write_all(b"{\"execute\": \"system_powerdown\", \"id\": \"ferry-signal\"}\n")
+}
+
 /// A connected QMP session in command mode.
 pub struct Qmp {
     reader: BufReader<UnixStream>,
@@ -61,6 +67,9 @@ impl Qmp {
         self.writer.write_all(line.as_bytes())?;
         loop {
             let message = self.read_message()?;
+            if message.get("id").is_some() {
+                continue; // the reply to a command written by another thread (see `request_powerdown`)
+            }
             if let Some(value) = message.get("return") {
                 return Ok(value.clone());
             }
@@ -113,6 +122,12 @@ impl Qmp {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// A second handle on the QMP socket for writing only: [`request_powerdown`] uses it from
+    /// a signal-handling thread while this session may be waiting for a reply.
+    pub fn control_stream(&self) -> std::io::Result<UnixStream> {
+        self.writer.try_clone()
     }
 
     /// Saves the VGA screen as a PNG.

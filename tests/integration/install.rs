@@ -132,19 +132,22 @@ fn step_that_never_matches_times_out_with_the_screen() {
         .spawn()
         .unwrap();
 
-    // While the installer waits at its question, ferry's answer-file server listens on
-    // loopback only.
+    // While the installer waits at its question, ferry's answer-file server (in the
+    // supervisor process) listens on loopback only.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut listening = String::new();
     while Instant::now() < deadline && listening.is_empty() {
         std::thread::sleep(Duration::from_millis(300));
+        let Some(pid) = supervisor_pid(&scratch) else {
+            continue;
+        };
         let ss = std::process::Command::new("ss")
             .args(["-ltnpH"])
             .output()
             .unwrap();
         listening = String::from_utf8_lossy(&ss.stdout)
             .lines()
-            .filter(|l| l.contains(&format!("pid={},", child.id())))
+            .filter(|l| l.contains(&format!("pid={pid},")))
             .map(|l| format!("{l}\n"))
             .collect();
     }
@@ -177,7 +180,8 @@ fn step_that_never_matches_times_out_with_the_screen() {
     );
     assert!(stderr.contains("`this text never appears`"), "{stderr}");
     assert!(
-        stderr.contains("lines of the screen:\n  | tiny-installer: starting"),
+        stderr.contains("lines of the screen:\n  | ")
+            && stderr.contains("\n  | tiny-installer: starting\n"),
         "{stderr}"
     );
     assert!(
@@ -217,8 +221,17 @@ fn qemu_dies_with_ferry_on_sigkill() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(!scratch.qemu_pids().is_empty(), "QEMU should be running");
-    child.kill().unwrap(); // SIGKILL: no handler of ferry's runs
+    // SIGKILL (no handler of ferry's runs) to every ferry process of the run: the foreground
+    // and the supervisor (QEMU's parent).
+    let supervisor = supervisor_pid(&scratch).expect("the supervisor's pid in status.json");
+    assert_ne!(supervisor, child.id());
+    child.kill().unwrap();
     child.wait().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let killed = Instant::now();
     while !scratch.qemu_pids().is_empty() {
         assert!(

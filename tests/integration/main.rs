@@ -3,4 +3,5 @@
 
 mod host;
 mod install;
+mod ops;
 mod support;

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -60,6 +61,7 @@ impl Scratch {
             .arg(self.disk())
             .args(["--size", "2G", "--yes"]);
         cmd.arg("--runs-dir").arg(self.runs()).args(extra);
+        cmd.stdin(std::process::Stdio::null());
         cmd
     }
     /// QEMU processes whose command line mentions this scratch directory.
@@ -132,4 +134,31 @@ pub fn read_from_partition(disk: &Path, start_sector: u32, sectors: u32, path: &
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The supervisor's pid of the scratch directory's one run, from its `status.json`.
+pub fn supervisor_pid(scratch: &Scratch) -> Option<u32> {
+    let run = std::fs::read_dir(scratch.runs())
+        .ok()?
+        .flatten()
+        .next()?
+        .path();
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).ok()?).ok()?;
+    status["pid"].as_u64().map(|p| p as u32)
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout` saying `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -1,0 +1,181 @@
+//! `ferry runs`, `ferry status`, `ferry logs`: runs as other shells see them, from the files
+//! in their run directories (no connection to the supervisor needed).
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::OpsError;
+use super::events::{self, State, Status};
+use crate::Error;
+use crate::console::screen::Screen;
+
+/// Run directories under `root`, newest first (their names start with the UTC start time).
+pub fn list_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    dirs.sort();
+    dirs.reverse();
+    dirs
+}
+
+/// `RUN` as given (a run id under `root`, or a path), or the newest run.
+pub fn resolve(root: &Path, run: Option<&str>) -> Result<PathBuf, Error> {
+    match run {
+        None => list_dirs(root)
+            .into_iter()
+            .next()
+            .ok_or_else(|| OpsError::NoRuns(root.to_path_buf()).into()),
+        Some(run) => {
+            let path = Path::new(run);
+            for candidate in [root.join(run), path.to_path_buf()] {
+                if candidate.join(events::STATUS).is_file() || candidate.join("plan.json").is_file()
+                {
+                    return Ok(candidate);
+                }
+            }
+            Err(OpsError::NoSuchRun(run.to_string()).into())
+        }
+    }
+}
+
+/// A run's status, with a running run whose supervisor is gone shown as failed.
+pub fn status_of(dir: &Path) -> Option<Status> {
+    let mut status = events::read_status(dir)?;
+    if matches!(status.state, State::Running | State::Paused) && !alive(status.pid) {
+        status.state = State::Failed;
+        status.step = format!(
+            "the supervisor (pid {}) is gone: {}",
+            status.pid, status.step
+        );
+    }
+    Some(status)
+}
+
+fn alive(pid: u32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+fn started_text(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+/// `ferry runs`.
+pub fn print_list(root: &Path) {
+    println!(
+        "{:<32} {:<20} {:<24} {:<7} {:<11} started",
+        "RUN", "PROFILE", "DISK", "STAGE", "STATE"
+    );
+    for dir in list_dirs(root) {
+        let id = super::control::run_name(&dir);
+        match status_of(&dir) {
+            Some(s) => println!(
+                "{id:<32} {:<20} {:<24} {:<7} {:<11} {}",
+                s.profile
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                s.disk.display(),
+                s.stage,
+                s.state.name(),
+                started_text(s.started)
+            ),
+            None => println!("{id:<32} (no status.json: not a ferry run, or from an older ferry)"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub run: String,
+    #[serde(flatten)]
+    pub status: Status,
+    pub elapsed_seconds: u64,
+    pub console: Vec<String>,
+}
+
+pub fn report(dir: &Path, lines: usize) -> Result<Report, Error> {
+    let run = super::control::run_name(dir);
+    let status = status_of(dir).ok_or_else(|| OpsError::NoSuchRun(run.clone()))?;
+    let end = if matches!(status.state, State::Running | State::Paused) {
+        events::now()
+    } else {
+        status.updated
+    };
+    Ok(Report {
+        run,
+        elapsed_seconds: end.saturating_sub(status.started),
+        console: console_lines(dir, lines),
+        status,
+    })
+}
+
+/// The last lines of the console, rendered (escape sequences applied), from `serial.log`.
+pub fn console_lines(dir: &Path, n: usize) -> Vec<String> {
+    let serial = dir.join("serial.log");
+    let mut screen = Screen::new();
+    if let Ok(mut f) = std::fs::File::open(&serial) {
+        let len = f.metadata().map_or(0, |m| m.len());
+        let _ = f.seek(SeekFrom::Start(len.saturating_sub(Screen::CAPACITY as u64)));
+        let mut bytes = Vec::new();
+        let _ = f.read_to_end(&mut bytes);
+        screen.push(&bytes);
+    }
+    screen.last_lines(n)
+}
+
+pub fn print_report(r: &Report) {
+    println!("run:      {} ({})", r.run, r.status.run_dir.display());
+    println!("profile:  {}", r.status.profile.display());
+    println!("disk:     {}", r.status.disk.display());
+    println!("state:    {} (pid {})", r.status.state.name(), r.status.pid);
+    println!("stage:    {}", r.status.stage);
+    println!("step:     {}", r.status.step);
+    println!(
+        "elapsed:  {}",
+        humantime::format_duration(Duration::from_secs(r.elapsed_seconds))
+    );
+    if let Some(code) = r.status.exit_code {
+        println!("exit:     {code}");
+    }
+    println!("console:");
+    for line in &r.console {
+        println!("  | {line}");
+    }
+}
+
+/// `ferry logs`: prints `serial.log` (or `ferry.log`), and with `follow` keeps printing what
+/// is appended until the run ends.
+pub fn logs(dir: &Path, ferry_log: bool, follow: bool) -> Result<(), Error> {
+    let path = dir.join(if ferry_log { "ferry.log" } else { "serial.log" });
+    let mut offset = 0u64;
+    let mut out = std::io::stdout();
+    loop {
+        let running =
+            status_of(dir).is_some_and(|s| matches!(s.state, State::Running | State::Paused));
+        if let Ok(mut f) = std::fs::File::open(&path) {
+            f.seek(SeekFrom::Start(offset))?;
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes)?;
+            offset += bytes.len() as u64;
+            if out.write_all(&bytes).and_then(|()| out.flush()).is_err() {
+                return Ok(()); // the reader went away (`| head`)
+            }
+        }
+        if !follow || !running {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,506 @@
+//! Operations: the supervisor survives the terminal, attach from another terminal, pause on
+//! failure and resume, Ctrl-C, support bundles. Terminals are tmux sessions (real ptys) on a
+//! private tmux server per test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// A private tmux server (its own socket): killed with everything in it when dropped.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn new(scratch: &Scratch) -> Tmux {
+        let tmux = Tmux {
+            socket: scratch.dir.path().join("tmux.sock"),
+        };
+        // The server exits with its last session: keep one that outlives the test's terminals.
+        tmux.start("keep", "sleep 600");
+        tmux
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-S").arg(&self.socket).stdin(Stdio::null());
+        c
+    }
+    /// Runs `shell` (a `sh -c` command line) in a new 120x40 session named `name`.
+    fn start(&self, name: &str, shell: &str) {
+        let status = self
+            .cmd()
+            .args([
+                "new-session",
+                "-d",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                "-s",
+                name,
+                shell,
+            ])
+            .status()
+            .expect("tmux is installed (scripts/install-deps.sh)");
+        assert!(status.success());
+    }
+    fn screen(&self, name: &str) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-J", "-S", "-300", "-t", name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+    fn keys(&self, name: &str, keys: &[&str]) {
+        assert!(
+            self.cmd()
+                .args(["send-keys", "-t", name])
+                .args(keys)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    /// Closes the terminal: the session's processes get SIGHUP.
+    fn kill(&self, name: &str) {
+        assert!(
+            self.cmd()
+                .args(["kill-session", "-t", name])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    fn wait_screen(&self, name: &str, text: &str, timeout: Duration) -> String {
+        wait_for(&format!("{text:?} on terminal {name}"), timeout, || {
+            let s = self.screen(name);
+            s.contains(text).then_some(s)
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").stderr(Stdio::null()).status();
+    }
+}
+
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+const SECRET: &str = "Sup3rS3cretPw";
+
+/// A tiny-installer profile (TCG, no boot check: these tests are about the run, not the disk)
+/// whose hostname is a secret, with `steps` appended.
+fn profile(scratch: &Scratch, steps: &str) -> PathBuf {
+    let path = scratch.dir.path().join("ops.toml");
+    let text = format!(
+        r#"
+[image]
+path = "{iso}"
+[vm]
+memory = "512M"
+cpus = 1
+accel = "tcg"
+[boot]
+append = "url={{{{ serve.url }}}}/answers.sh"
+[secrets]
+root_password = "{SECRET}"
+[[files]]
+name = "answers.sh"
+content = "DISK={{{{ disk.guest_path }}}}\nHOSTNAME={{{{ secrets.root_password }}}}\n"
+[defaults]
+fail = ["tiny-installer: ERROR"]
+[finish]
+verify = {{ enabled = false }}
+{steps}
+"#,
+        iso = fixture("build/tiny-isolinux.iso").display(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const INSTALL_STEPS: &str = r#"
+[[steps]]
+name = "confirm the disk"
+expect = "[yes/no]: "
+send = "yes\n"
+[[steps]]
+name = "installation"
+expect = "tiny-installer: installation complete"
+timeout = "2m"
+"#;
+
+fn run_dir_of(scratch: &Scratch) -> PathBuf {
+    wait_for("the run directory", Duration::from_secs(20), || {
+        std::fs::read_dir(scratch.runs())
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_dir() && p.join("status.json").is_file())
+    })
+}
+
+fn json_file(path: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn serial_contains(run: &Path, text: &str) -> bool {
+    std::fs::read_to_string(run.join("serial.log")).is_ok_and(|s| s.contains(text))
+}
+
+/// The foreground's command line for a terminal.
+fn install_line(scratch: &Scratch, profile: &Path, extra: &str) -> String {
+    format!(
+        "{} install {} --disk {} --size 1G --yes --runs-dir {} {extra}",
+        sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
+        sh_quote(profile),
+        sh_quote(&scratch.disk()),
+        sh_quote(&scratch.runs()),
+    )
+}
+
+fn ferry_in(scratch: &Scratch, args: &[&str]) -> std::process::Output {
+    ferry()
+        .args(args)
+        .arg("--runs-dir")
+        .arg(scratch.runs())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn install_survives_its_terminal_and_another_terminal_attaches() {
+    let scratch = Scratch::new();
+    let tmux = Tmux::new(&scratch);
+    let profile = profile(&scratch, INSTALL_STEPS);
+    tmux.start("install", &install_line(&scratch, &profile, ""));
+    let run = run_dir_of(&scratch);
+    let id = run.file_name().unwrap().to_string_lossy().into_owned();
+    tmux.wait_screen("install", "ferry: boot", Duration::from_secs(20));
+    // Close the terminal the install was started from.
+    tmux.kill("install");
+
+    // Attach from a second terminal: the live console shows up, Ctrl-] returns.
+    let attach = format!(
+        "cd {d}; stty -g > before; {ferry} attach {id} --read-only --runs-dir {runs}; echo attach-ended-$?; stty -g > after; sleep 120",
+        d = sh_quote(scratch.dir.path()),
+        ferry = sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
+        runs = sh_quote(&scratch.runs())
+    );
+    tmux.start("viewer", &attach);
+    tmux.wait_screen("viewer", "attached to", Duration::from_secs(10));
+    let live = tmux.wait_screen("viewer", "tiny-installer: ", Duration::from_secs(60));
+    assert!(live.contains("Ctrl-] detaches"), "{live}");
+
+    // status --json names the current step.
+    let out = ferry_in(&scratch, &["status", &id, "--json"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        status["step"]
+            .as_str()
+            .unwrap()
+            .contains("confirm the disk")
+            || status["step"].as_str().unwrap().contains("installation"),
+        "{status}"
+    );
+    assert!(
+        matches!(status["state"].as_str(), Some("running")),
+        "{status}"
+    );
+    assert!(
+        status["console"].as_array().is_some_and(|l| !l.is_empty()),
+        "{status}"
+    );
+
+    tmux.keys("viewer", &["C-]"]);
+    let after = tmux.wait_screen("viewer", "attach-ended-0", Duration::from_secs(10));
+    assert!(after.contains("detached from"), "{after}");
+    let stty = |f: &str| std::fs::read_to_string(scratch.dir.path().join(f)).unwrap();
+    wait_for("stty after attach", Duration::from_secs(5), || {
+        (!stty("after").is_empty()).then_some(())
+    });
+    assert_eq!(
+        stty("before"),
+        stty("after"),
+        "attach left the terminal changed"
+    );
+
+    // The install completes without its terminal.
+    let summary = wait_for("summary.json", Duration::from_secs(120), || {
+        json_file(&run.join("summary.json"))
+    });
+    assert_eq!(summary["ok"], true, "{summary}");
+    assert_eq!(summary["state"], "finished");
+    assert!(serial_contains(&run, "installation complete"));
+    wait_for("QEMU gone", Duration::from_secs(5), || {
+        scratch.qemu_pids().is_empty().then_some(())
+    });
+    let list = ferry_in(&scratch, &["runs"]);
+    let (stdout, _) = text(&list);
+    assert!(
+        stdout.contains(&id) && stdout.contains("finished"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn paused_failure_takes_typing_and_resumes_and_bundles_without_secrets() {
+    let scratch = Scratch::new();
+    let tmux = Tmux::new(&scratch);
+    // The first step waits for something that never comes while the installer sits at its
+    // question; the operator answers it by hand.
+    let steps = r#"
+[[steps]]
+name = "wait for the impossible"
+expect = "this text never appears"
+timeout = "20s"
+[[steps]]
+name = "installation"
+expect = "tiny-installer: installation complete"
+timeout = "2m"
+"#;
+    let profile = profile(&scratch, steps);
+    let mut foreground = scratch
+        .install(&profile, &["--on-failure", "pause"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = run_dir_of(&scratch);
+    let id = run.file_name().unwrap().to_string_lossy().into_owned();
+    wait_for("the run to pause", Duration::from_secs(90), || {
+        let s = json_file(&run.join("status.json"))?;
+        (s["state"] == "paused").then_some(())
+    });
+    assert!(
+        !scratch.qemu_pids().is_empty(),
+        "the VM keeps running while paused"
+    );
+    assert!(serial_contains(&run, "[yes/no]: "));
+    // Resuming needs the run to be paused; a second `abort` later would be refused.
+    let attach = format!(
+        "{} attach {id} --runs-dir {}; echo attach-ended-$?; sleep 120",
+        sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
+        sh_quote(&scratch.runs())
+    );
+    tmux.start("operator", &attach);
+    tmux.wait_screen("operator", "[yes/no]:", Duration::from_secs(10));
+    tmux.keys("operator", &["yes", "Enter"]);
+    wait_for("the installer to go on", Duration::from_secs(30), || {
+        serial_contains(&run, "tiny-installer: partitioning").then_some(())
+    });
+    tmux.wait_screen("operator", "partitioning", Duration::from_secs(10));
+    tmux.keys("operator", &["C-]"]);
+    tmux.wait_screen("operator", "attach-ended-0", Duration::from_secs(10));
+
+    let out = ferry_in(&scratch, &["resume", &id]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = foreground.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "install did not finish after resume"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let output = foreground.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("ferry attach {id}")), "{stderr}");
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    // A second resume is refused: the run is no longer live.
+    assert_eq!(ferry_in(&scratch, &["resume", &id]).status.code(), Some(9));
+
+    // The secret went to the guest (it is the hostname the installer prints) ...
+    assert!(serial_contains(&run, SECRET));
+    // ... but appears nowhere in the bundle.
+    let bundle = scratch.dir.path().join("bundle.tar.gz");
+    let out = ferry_in(&scratch, &["bundle", &id, "-o", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let unpacked = scratch.dir.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("xzf")
+            .arg(&bundle)
+            .arg("-C")
+            .arg(&unpacked)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut files = Vec::new();
+    let mut stack = vec![unpacked.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.push(p);
+            }
+        }
+    }
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    for want in [
+        "plan.json",
+        "serial.log",
+        "transcript.cast",
+        "ferry.log",
+        "qemu.args",
+        "facts.json",
+        "versions.txt",
+        "screen-drive.png",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing from the bundle: {names:?}"
+        );
+    }
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the secret is in {}",
+            file.display()
+        );
+    }
+    let png = files
+        .iter()
+        .find(|f| f.ends_with(Path::new(&id).join("screen-drive.png")))
+        .unwrap();
+    assert_eq!(&std::fs::read(png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(scratch.qemu_pids().is_empty());
+}
+
+/// Starts a stuck install on a terminal (recording `stty -g` before and after and the exit
+/// code), waits for the installer's question, and presses Ctrl-C `times` times.
+fn interrupt(times: usize, grace: &str) -> (Scratch, PathBuf, Duration) {
+    let scratch = Scratch::new();
+    let tmux = Tmux::new(&scratch);
+    let steps = r#"
+[[steps]]
+name = "wait for the impossible"
+expect = "this text never appears"
+timeout = "3m"
+"#;
+    let profile = profile(&scratch, steps);
+    let dir = scratch.dir.path();
+    let line = format!(
+        "trap true INT; cd {d}; stty -g > before; {install}; echo $? > rc; stty -g > after; sleep 120",
+        d = sh_quote(dir),
+        install = install_line(&scratch, &profile, &format!("--stop-grace {grace}")),
+    );
+    tmux.start("install", &line);
+    let run = run_dir_of(&scratch);
+    wait_for("the installer's question", Duration::from_secs(60), || {
+        serial_contains(&run, "[yes/no]: ").then_some(())
+    });
+    assert!(!scratch.qemu_pids().is_empty());
+    let pressed = Instant::now();
+    for _ in 0..times {
+        tmux.keys("install", &["C-c"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_for("ferry to exit", Duration::from_secs(40), || {
+        std::fs::read_to_string(dir.join("after"))
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let took = pressed.elapsed();
+    let rc = std::fs::read_to_string(dir.join("rc")).unwrap();
+    assert_eq!(rc.trim(), "130", "{}", tmux.screen("install"));
+    let before = std::fs::read_to_string(dir.join("before")).unwrap();
+    let after = std::fs::read_to_string(dir.join("after")).unwrap();
+    assert_eq!(before, after, "terminal settings changed");
+    let summary = json_file(&run.join("summary.json")).unwrap();
+    assert_eq!(summary["state"], "interrupted", "{summary}");
+    assert!(scratch.qemu_pids().is_empty(), "QEMU outlived ferry");
+    let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
+    assert!(
+        log.contains("ACPI power-down requested (QMP system_powerdown)"),
+        "{log}"
+    );
+    drop(tmux);
+    (scratch, run, took)
+}
+
+#[test]
+fn ctrl_c_powers_down_then_quits_after_the_grace_period() {
+    // The tiny installer runs no acpid: it ignores the power button, so QEMU is stopped when
+    // the grace period ends.
+    let (_scratch, run, took) = interrupt(1, "4s");
+    assert!(
+        took >= Duration::from_secs(4),
+        "QEMU stopped before the grace period: {took:?}"
+    );
+    let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
+    assert!(log.contains("grace period over"), "{log}");
+}
+
+#[test]
+fn second_ctrl_c_quits_at_once() {
+    let (_scratch, run, took) = interrupt(2, "60s");
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
+    assert!(log.contains("interrupted again"), "{log}");
+}
+
+#[test]
+fn manual_boot_puts_the_console_on_the_terminal_until_power_off() {
+    let scratch = Scratch::new();
+    let tmux = Tmux::new(&scratch);
+    let dir = scratch.dir.path();
+    let line = format!(
+        "cd {d}; stty -g > before; {ferry} boot {iso} --entry rescue --disk {disk} --size 1G --yes \
+         --accel tcg --runs-dir {runs}; echo $? > rc; stty -g > after; sleep 120",
+        d = sh_quote(dir),
+        ferry = sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
+        iso = sh_quote(&fixture("build/tiny-isolinux.iso")),
+        disk = sh_quote(&scratch.disk()),
+        runs = sh_quote(&scratch.runs()),
+    );
+    tmux.start("boot", &line);
+    tmux.wait_screen(
+        "boot",
+        "tiny-installer: rescue shell",
+        Duration::from_secs(60),
+    );
+    tmux.wait_screen("boot", "/ # ", Duration::from_secs(10));
+    tmux.keys("boot", &["echo hello-$((6*7))", "Enter"]);
+    tmux.wait_screen("boot", "hello-42", Duration::from_secs(10));
+    tmux.keys("boot", &["poweroff -f", "Enter"]);
+    let rc = wait_for("ferry boot to end", Duration::from_secs(30), || {
+        std::fs::read_to_string(dir.join("after"))
+            .ok()
+            .filter(|s| !s.is_empty())?;
+        std::fs::read_to_string(dir.join("rc")).ok()
+    });
+    assert_eq!(rc.trim(), "0", "{}", tmux.screen("boot"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("before")).unwrap(),
+        std::fs::read_to_string(dir.join("after")).unwrap(),
+        "terminal settings not restored"
+    );
+    let run = run_dir_of(&scratch);
+    assert!(serial_contains(&run, "hello-42"));
+    assert_eq!(
+        json_file(&run.join("summary.json")).unwrap()["state"],
+        "finished"
+    );
+    assert!(scratch.qemu_pids().is_empty());
+}
