@@ -1,5 +1,6 @@
 //! ferry's integration tests: the real binary, real QEMU (TCG), real fixture ISOs built by
 //! `scripts/make-fixtures.sh`, real disk image files.
 
+mod debian;
 mod install;
 mod support;
