@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   qemu-system-x86 qemu-utils ovmf seabios     # the VMs
+  qemu-system-common qemu-system-data ipxe-qemu  # scripts/build-qemu-bundle.sh (Depends of qemu-system-x86)
   xorriso isolinux syslinux-common mtools     # fixture ISOs
   grub-pc-bin grub-efi-amd64-bin grub-common  # fixture boot loaders
   busybox-static linux-image-cloud-amd64      # the fixture OS

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod console;
 pub mod error;
+pub mod fetch;
 pub mod host;
 pub mod image;
 pub mod install;

@@ -381,7 +381,7 @@ fn boot_files(plan: &Plan, run_dir: &Path) -> Result<(KernelBoot, Vec<PathBuf>),
 fn firmware_files(plan: &Plan, run_dir: &Path, which: &str) -> Result<FirmwareFiles, Error> {
     match plan.firmware {
         Firmware::Uefi => {
-            let (code, vars_template) = qemu::find_ovmf()?;
+            let (code, vars_template) = qemu::find_ovmf_in(plan.qemu.firmware_dir.as_deref())?;
             let vars = run_dir.join(format!("{which}-efivars.fd"));
             std::fs::copy(&vars_template, &vars)?;
             Ok(FirmwareFiles::Uefi { code, vars })

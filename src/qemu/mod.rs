@@ -1,5 +1,6 @@
 //! QEMU: finding a binary and its firmware, the command line, the process, and QMP.
 
+pub mod bundle;
 pub mod cmdline;
 pub mod process;
 pub mod qmp;
@@ -41,6 +42,10 @@ pub struct QemuBinary {
     pub version: String,
     /// Why this one was chosen.
     pub source: String,
+    /// Firmware that comes with this QEMU (the portable bundle's `share/qemu`), searched
+    /// before the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub firmware_dir: Option<PathBuf>,
 }
 
 impl QemuBinary {
@@ -77,6 +82,7 @@ impl QemuBinary {
             env: Vec::new(),
             version: format!("{}.{}.{}", version.0, version.1, version.2),
             source: source.to_string(),
+            firmware_dir: None,
         })
     }
 }
@@ -109,6 +115,18 @@ fn is_executable(path: &Path) -> bool {
 
 /// OVMF code and variable-store template, as Debian, Fedora and Arch install them.
 pub fn find_ovmf() -> Result<(PathBuf, PathBuf), QemuError> {
+    find_ovmf_in(None)
+}
+
+/// OVMF from `firmware_dir` (a QEMU bundle's `share/qemu`, see [`QemuBinary::firmware_dir`])
+/// if it holds it, else from the system.
+pub fn find_ovmf_in(firmware_dir: Option<&Path>) -> Result<(PathBuf, PathBuf), QemuError> {
+    if let Some(dir) = firmware_dir {
+        let (code, vars) = (dir.join("OVMF_CODE_4M.fd"), dir.join("OVMF_VARS_4M.fd"));
+        if code.is_file() && vars.is_file() {
+            return Ok((code, vars));
+        }
+    }
     const PAIRS: &[(&str, &str)] = &[
         (
             "/usr/share/OVMF/OVMF_CODE_4M.fd",

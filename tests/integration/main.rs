@@ -1,6 +1,8 @@
 //! ferry's integration tests: the real binary, real QEMU (TCG), real fixture ISOs built by
 //! `scripts/make-fixtures.sh`, real disk image files.
 
+mod bundle;
+mod debian;
 mod host;
 mod install;
 mod ops;

@@ -1,0 +1,3 @@
+//! Downloads and their verification.
+
+pub mod debian;

@@ -1,0 +1,267 @@
+//! ferry's portable QEMU: a tarball built by `scripts/build-qemu-bundle.sh` from Debian's
+//! packages, holding the binary, its whole shared-library closure down to glibc's loader, the
+//! TCG module and the firmware. Unpacked into the cache, it runs on any x86-64 Linux as
+//! `QEMU_MODULE_DIR=B/lib/qemu B/lib/ld-linux-x86-64.so.2 --library-path B/lib
+//! B/bin/qemu-system-x86_64 -L B/share/qemu ...`.
+
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use super::{MIN_VERSION, QemuBinary, QemuError, parse_version};
+
+/// glibc's dynamic loader, run directly so the bundle never depends on the host's.
+pub const LOADER: &str = "lib/ld-linux-x86-64.so.2";
+pub const BINARY: &str = "bin/qemu-system-x86_64";
+/// Files without which the bundle cannot run a guest.
+const REQUIRED: &[&str] = &[
+    BINARY,
+    LOADER,
+    "lib/libc.so.6",
+    "lib/qemu/accel-tcg-x86_64.so",
+    "share/qemu/bios-256k.bin",
+    "share/qemu/linuxboot_dma.bin",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{}: cannot unpack the QEMU bundle: {source}", tarball.display())]
+    Unpack { tarball: PathBuf, source: io::Error },
+    #[error("{}: not a QEMU bundle: {missing} is missing", path.display())]
+    Incomplete {
+        path: PathBuf,
+        missing: &'static str,
+    },
+}
+
+/// An unpacked bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub root: PathBuf,
+}
+
+impl Bundle {
+    /// Unpacks a bundle tarball (`.tar.xz`, already verified by its download) into
+    /// `cache_dir/qemu-HASH/`, HASH being the start of the tarball's SHA-256, and returns it.
+    /// An existing complete unpacking of the same tarball is reused. The unpacking happens in
+    /// a temporary directory beside the destination and is renamed into place only when
+    /// complete, so an interrupted unpack never leaves a half bundle under the final name.
+    pub fn unpack(tarball: &Path, cache_dir: &Path) -> Result<Bundle, BundleError> {
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| BundleError::Io { path, source }
+        };
+        let mut file = File::open(tarball).map_err(io_err(tarball))?;
+        let mut hasher = Sha256::new();
+        io::copy(&mut file, &mut hasher).map_err(io_err(tarball))?;
+        let hash: String = hasher.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let dest = cache_dir.join(format!("qemu-{hash}"));
+        if let Ok(bundle) = Bundle::open(&dest) {
+            return Ok(bundle);
+        }
+
+        std::fs::create_dir_all(cache_dir).map_err(io_err(cache_dir))?;
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".qemu-{hash}-"))
+            .suffix(".partial")
+            .tempdir_in(cache_dir)
+            .map_err(io_err(cache_dir))?;
+        let file = File::open(tarball).map_err(io_err(tarball))?;
+        let xz = lzma_rust2::XzReader::new(BufReader::with_capacity(1 << 16, file), true);
+        let mut archive = tar::Archive::new(xz);
+        archive.set_preserve_permissions(true);
+        archive
+            .unpack(temp.path())
+            .map_err(|source| BundleError::Unpack {
+                tarball: tarball.to_path_buf(),
+                source,
+            })?;
+        Bundle::open(temp.path()).map_err(|e| match e {
+            BundleError::Incomplete { missing, .. } => BundleError::Incomplete {
+                path: tarball.to_path_buf(),
+                missing,
+            },
+            e => e,
+        })?;
+
+        let unpacked = temp.keep();
+        match std::fs::rename(&unpacked, &dest) {
+            Ok(()) => Bundle::open(&dest),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&unpacked);
+                // Another ferry unpacked the same tarball first: use theirs.
+                Bundle::open(&dest).map_err(|_| BundleError::Io {
+                    path: dest.clone(),
+                    source: e,
+                })
+            }
+        }
+    }
+
+    /// A bundle already unpacked at `root`.
+    pub fn open(root: &Path) -> Result<Bundle, BundleError> {
+        for &file in REQUIRED {
+            if !root.join(file).is_file() {
+                return Err(BundleError::Incomplete {
+                    path: root.to_path_buf(),
+                    missing: file,
+                });
+            }
+        }
+        Ok(Bundle {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The firmware directory (QEMU's `-L`), which also holds OVMF.
+    pub fn share_dir(&self) -> PathBuf {
+        self.root.join("share/qemu")
+    }
+
+    /// How to run this QEMU: its own loader as the program, then `--library-path B/lib
+    /// B/bin/qemu-system-x86_64 -L B/share/qemu` ahead of ferry's arguments, and
+    /// `QEMU_MODULE_DIR` (without it TCG is missing: "could not load module for type
+    /// 'tcg-accel-ops'"). Runs `--version` to check that it works here.
+    pub fn qemu_binary(&self) -> Result<QemuBinary, QemuError> {
+        let program = self.root.join(LOADER);
+        let unusable = |reason: String| QemuError::Unusable {
+            path: program.clone(),
+            reason,
+        };
+        let text = |p: PathBuf| {
+            p.to_str()
+                .map(str::to_string)
+                .ok_or_else(|| unusable("path is not UTF-8".to_string()))
+        };
+        let pre_args = vec![
+            "--library-path".to_string(),
+            text(self.root.join("lib"))?,
+            text(self.root.join(BINARY))?,
+            "-L".to_string(),
+            text(self.share_dir())?,
+        ];
+        let env = vec![(
+            "QEMU_MODULE_DIR".to_string(),
+            text(self.root.join("lib/qemu"))?,
+        )];
+        let output = Command::new(&program)
+            .args(&pre_args)
+            .arg("--version")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .map_err(|e| unusable(e.to_string()))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let version = parse_version(&stdout).ok_or_else(|| {
+            unusable(format!(
+                "unexpected --version output: {} {}",
+                stdout.trim(),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        })?;
+        if (version.0, version.1) < MIN_VERSION {
+            return Err(unusable(format!(
+                "version {}.{} is older than {}.{}",
+                version.0, version.1, MIN_VERSION.0, MIN_VERSION.1
+            )));
+        }
+        Ok(QemuBinary {
+            program,
+            pre_args,
+            env,
+            version: format!("{}.{}.{}", version.0, version.1, version.2),
+            source: format!("portable bundle {}", self.root.display()),
+            firmware_dir: Some(self.share_dir()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A tar.xz with `files` (path, contents).
+    fn tar_xz(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, contents) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(0o755);
+            header.set_cksum();
+            builder.append_data(&mut header, path, *contents).unwrap();
+        }
+        let tar = builder.into_inner().unwrap();
+        let mut w =
+            lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
+        w.write_all(&tar).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn unpacks_atomically_and_reuses_the_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<(&str, &[u8])> = REQUIRED.iter().map(|f| (*f, b"x".as_slice())).collect();
+        let tarball = dir.path().join("qemu.tar.xz");
+        std::fs::write(&tarball, tar_xz(&files)).unwrap();
+        let cache = dir.path().join("cache");
+        let bundle = Bundle::unpack(&tarball, &cache).unwrap();
+        assert!(
+            bundle
+                .root
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("qemu-")
+        );
+        assert_eq!(std::fs::read(bundle.root.join(BINARY)).unwrap(), b"x");
+        let entries: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(entries.len(), 1, "no temporary directory left: {entries:?}");
+        // unpacking again reuses it (a marker file survives)
+        std::fs::write(bundle.root.join("marker"), b"").unwrap();
+        let again = Bundle::unpack(&tarball, &cache).unwrap();
+        assert_eq!(again.root, bundle.root);
+        assert!(again.root.join("marker").exists());
+    }
+
+    #[test]
+    fn incomplete_or_corrupt_bundles_are_refused_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let tarball = dir.path().join("qemu.tar.xz");
+        std::fs::write(&tarball, tar_xz(&[(BINARY, b"x")])).unwrap();
+        let e = Bundle::unpack(&tarball, &cache).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: not a QEMU bundle: {LOADER} is missing",
+                tarball.display()
+            )
+        );
+        std::fs::write(&tarball, b"not xz").unwrap();
+        let e = Bundle::unpack(&tarball, &cache).unwrap_err();
+        assert!(
+            e.to_string().starts_with(&format!(
+                "{}: cannot unpack the QEMU bundle: ",
+                tarball.display()
+            )),
+            "{e}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&cache).unwrap().count(),
+            0,
+            "temporary directories were left behind"
+        );
+    }
+}
