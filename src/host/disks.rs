@@ -213,10 +213,10 @@ impl BlockDevices {
         }
         if self.root.is_system() {
             use std::os::unix::fs::FileTypeExt;
-            if let Ok(meta) = std::fs::metadata(dev) {
-                if meta.file_type().is_block_device() {
-                    return self.name_of_dev(std::os::unix::fs::MetadataExt::rdev(&meta));
-                }
+            if let Ok(meta) = std::fs::metadata(dev)
+                && meta.file_type().is_block_device()
+            {
+                return self.name_of_dev(std::os::unix::fs::MetadataExt::rdev(&meta));
             }
         }
         if let Some(dm_name) = dev.strip_prefix("/dev/mapper/") {

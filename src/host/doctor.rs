@@ -326,13 +326,13 @@ pub fn run(
     no_probe: bool,
     qemu: Option<PathBuf>,
 ) -> Result<(), crate::Error> {
-    if let Some(dir) = &root {
-        if !dir.is_dir() {
-            return Err(crate::Error::Usage(format!(
-                "--root {}: not a directory",
-                dir.display()
-            )));
-        }
+    if let Some(dir) = &root
+        && !dir.is_dir()
+    {
+        return Err(crate::Error::Usage(format!(
+            "--root {}: not a directory",
+            dir.display()
+        )));
     }
     let report = report(&Options {
         root: root.as_deref(),

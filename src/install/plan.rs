@@ -635,15 +635,15 @@ pub fn host_context(facts: &Facts) -> serde_json::Value {
             m.insert("address".into(), json!(a.address));
             m.insert("prefix".into(), json!(a.prefix));
         }
-        if let Some(route) = net.default_route(family) {
-            if let Some(gw) = &route.gateway {
-                m.insert("gateway".into(), json!(gw));
-                if family == "ipv4" {
-                    m.insert(
-                        "gateway_onlink".into(),
-                        json!(route.gateway_onlink.unwrap_or(false)),
-                    );
-                }
+        if let Some(route) = net.default_route(family)
+            && let Some(gw) = &route.gateway
+        {
+            m.insert("gateway".into(), json!(gw));
+            if family == "ipv4" {
+                m.insert(
+                    "gateway_onlink".into(),
+                    json!(route.gateway_onlink.unwrap_or(false)),
+                );
             }
         }
         // Always a map, so `host.ipv6.address is defined` and `| default(...)` work.

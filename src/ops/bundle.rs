@@ -107,18 +107,17 @@ fn versions(run_dir: &Path) -> String {
         .and_then(|t| serde_json::from_str(&t).ok());
     if let Some(qemu) = plan.as_ref().map(|p| &p["qemu"]) {
         text.push_str(&format!("qemu (from plan.json): {qemu}\n"));
-        if let Some(program) = qemu["program"].as_str() {
-            if let Ok(out) = std::process::Command::new(program)
+        if let Some(program) = qemu["program"].as_str()
+            && let Ok(out) = std::process::Command::new(program)
                 .arg("--version")
                 .output()
-            {
-                let first = String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                text.push_str(&format!("{program} --version now: {first}\n"));
-            }
+        {
+            let first = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            text.push_str(&format!("{program} --version now: {first}\n"));
         }
     }
     text

@@ -62,10 +62,10 @@ fn handle(stream: UnixStream, run_dir: &Path) -> std::io::Result<()> {
                 if n == 0 {
                     return Ok(());
                 }
-                if request == "attach" {
-                    if let Err(e) = live::type_input(&buf[..n]) {
-                        tracing::debug!("attached input dropped: {e}");
-                    }
+                if request == "attach"
+                    && let Err(e) = live::type_input(&buf[..n])
+                {
+                    tracing::debug!("attached input dropped: {e}");
                 }
             }
         }

@@ -126,10 +126,10 @@ impl Qemu {
         let serial = qemu.connect(serial_socket)?;
         let qmp_stream = qemu.connect(qmp_socket)?;
         let qmp = Qmp::handshake(qmp_stream).map_err(|e| qemu.exit_error(e))?;
-        if let (Ok(stream), Some(child)) = (qmp.control_stream(), qemu.child.as_ref()) {
-            if let Ok(mut controls) = CONTROLS.lock() {
-                controls.push((child.id() as i32, stream));
-            }
+        if let (Ok(stream), Some(child)) = (qmp.control_stream(), qemu.child.as_ref())
+            && let Ok(mut controls) = CONTROLS.lock()
+        {
+            controls.push((child.id() as i32, stream));
         }
         Ok(Qemu {
             child: qemu.child.take().expect("child present until handed over"),
