@@ -14,5 +14,6 @@ pub mod install;
 mod logging;
 pub mod profile;
 pub mod qemu;
+pub mod recipe;
 
 pub use error::Error;

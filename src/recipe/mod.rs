@@ -1,0 +1,3 @@
+//! Built-in recipes and what they share.
+
+pub mod network;
