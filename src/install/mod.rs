@@ -36,7 +36,7 @@ pub struct Request {
 /// Builds the plan without running anything (`ferry plan`). The answer-file URL shows the
 /// port as `PORT`: the real one is chosen when an install starts.
 pub fn plan(request: &Request) -> Result<Plan, Error> {
-    let profile = Profile::load(&request.profile)?;
+    let profile = load_profile(&request.profile)?;
     plan::make(
         &profile,
         &request.options,
@@ -45,11 +45,27 @@ pub fn plan(request: &Request) -> Result<Plan, Error> {
     )
 }
 
+/// A profile file, or a built-in recipe's name (a file that exists wins).
+pub fn load_profile(name: &Path) -> Result<Profile, Error> {
+    if name.exists() {
+        return Ok(Profile::load(name)?);
+    }
+    if let Some(recipe) = name.to_str().and_then(crate::recipe::find) {
+        return Ok(Profile::from_recipe(recipe)?);
+    }
+    let recipes: Vec<&str> = crate::recipe::RECIPES.iter().map(|r| r.name).collect();
+    Err(Error::Usage(format!(
+        "{} is neither a profile file nor a built-in recipe (recipes: {})",
+        name.display(),
+        recipes.join(", ")
+    )))
+}
+
 /// Runs a whole install and its boot check.
 pub fn install(request: &Request) -> Result<Outcome, Error> {
     let started = Instant::now();
     watch_signals();
-    let profile = Profile::load(&request.profile)?;
+    let profile = load_profile(&request.profile)?;
     let facts = Facts::read();
     let listener = serve::Listener::bind()?;
     let plan = plan::make(&profile, &request.options, &facts, &listener.guest_url()?)?;
