@@ -11,6 +11,7 @@ packages=(
   e2fsprogs dosfstools fdisk cpio xz-utils    # fixture file systems; reading disk images in tests
   iproute2                                    # `ss`, to check what ferry listens on
   python3                                     # scripts/bench
+  debian-installer-12-netboot-amd64           # the real Debian installer (recipe debian-12, its test)
 )
 
 missing=()

@@ -2,4 +2,5 @@
 //! `scripts/make-fixtures.sh`, real disk image files.
 
 mod install;
+mod recipes;
 mod support;
