@@ -140,6 +140,26 @@ mod tests {
         ));
     }
 
+    /// debconf's own parser accepts every rendering (continuation lines, owners, types).
+    #[test]
+    fn debian_preseed_passes_debconf_set_selections_check() {
+        for (firmware, network) in [("bios", false), ("uefi", true)] {
+            let text = render("debian-12", "preseed.cfg.j2", &context(firmware, network));
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+            let out = std::process::Command::new("debconf-set-selections")
+                .arg("--checkonly")
+                .arg(file.path())
+                .output()
+                .expect("debconf-set-selections (Debian's debconf package) runs");
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{firmware}: {}\n{text}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     #[test]
     fn nixos_configuration_renders() {
         let bios = render("nixos", "configuration.nix.j2", &context("bios", false));

@@ -54,6 +54,40 @@ fn recipes_are_listed_and_shown_as_shipped() {
             std::fs::read_to_string(repo().join(shipped)).unwrap()
         );
     }
+    // Copied out next to each other, the files plan exactly like the built-in recipe.
+    let scratch = Scratch::new();
+    let dir = scratch.dir.path();
+    let key = test_key(dir);
+    for (args, name) in [
+        (&["recipe", "show", "debian-12"][..], "my.toml"),
+        (
+            &["recipe", "show", "debian-12", "--file", "preseed.cfg.j2"][..],
+            "preseed.cfg.j2",
+        ),
+    ] {
+        let out = ferry().args(args).output().unwrap();
+        std::fs::write(dir.join(name), out.stdout).unwrap();
+    }
+    let served = |profile: &Path| {
+        let out = ferry()
+            .arg("plan")
+            .arg(profile)
+            .arg("--disk")
+            .arg(scratch.disk())
+            .args(["--size", "4G", "--json", "--ssh-key"])
+            .arg(&key)
+            .arg("--kernel")
+            .arg(fixture("build/vmlinuz"))
+            .arg("--initrd")
+            .arg(fixture("build/installer.gz"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out).1);
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (plan["files"].clone(), plan["boot"]["cmdline"].clone())
+    };
+    assert_eq!(served(&dir.join("my.toml")), served(Path::new("debian-12")));
+
     let out = ferry()
         .args(["recipe", "show", "debian-12", "--file", "nope"])
         .output()
