@@ -442,7 +442,7 @@ fn boot_source(profile: &Profile, opts: &Options) -> Result<BootPlan, Error> {
         .as_ref()
         .expect("checked when the profile was parsed: path, url or kernel");
     Err(Error::Usage(format!(
-        "{}: downloading images (`url`) is not supported by this build yet; download {} and use `path`",
+        "{}: downloading images (`url`) is not supported by this build yet; download {} and pass it with --image (or set `path`)",
         profile.location_of(url),
         url.get_ref()
     )))
