@@ -267,9 +267,17 @@ fn debian_installer_error_screen_fails_the_install_fast() {
 
 /// `ferry install nixos` with the NixOS look-alike fixture ISO, then the command lines its fake
 /// tools recorded onto the installed disk, and the installed configuration.nix.
-fn install_nixos_fixture(firmware: &str) -> (Scratch, Vec<String>, String) {
+fn install_nixos_fixture(firmware: &str, network: Option<&str>) -> (Scratch, Vec<String>, String) {
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
+    let network_args: Vec<String> = match network {
+        Some(toml) => {
+            let path = scratch.dir.path().join("network.toml");
+            std::fs::write(&path, toml).unwrap();
+            vec!["--network".into(), path.display().to_string()]
+        }
+        None => Vec::new(),
+    };
     let iso = fixture("build/tiny-nixos.iso");
     let out = ferry()
         .args(["install", "nixos", "--image"])
@@ -287,6 +295,7 @@ fn install_nixos_fixture(firmware: &str) -> (Scratch, Vec<String>, String) {
         ])
         .args(["--var", "hostname=ferrytest", "--ssh-key"])
         .arg(&key)
+        .args(&network_args)
         .arg("--runs-dir")
         .arg(scratch.runs())
         .output()
@@ -364,7 +373,7 @@ fn curl_line(recorded: &[String]) -> String {
 /// The NixOS recipe, typed into the NixOS look-alike's live shell (BIOS: MBR, GRUB in the MBR).
 #[test]
 fn nixos_recipe_drives_the_live_system_and_the_disk_boots() {
-    let (_scratch, recorded, config) = install_nixos_fixture("bios");
+    let (_scratch, recorded, config) = install_nixos_fixture("bios", None);
     let curl = curl_line(&recorded);
     assert_eq!(
         recorded,
@@ -382,13 +391,22 @@ fn nixos_recipe_drives_the_live_system_and_the_disk_boots() {
         ]
     );
     assert!(config.contains("    device = \"/dev/vda\";"), "{config}");
+    assert!(
+        config.contains("  networking.useDHCP = lib.mkDefault true;"),
+        "{config}"
+    );
 }
 
 /// UEFI: GPT with an ESP on /boot, GRUB as the removable-media loader (the verify boot has a
-/// fresh variable store, so only \EFI\BOOT\BOOTX64.EFI can boot it).
+/// fresh variable store, so only \EFI\BOOT\BOOTX64.EFI can boot it); the host's static
+/// network from --network lands in configuration.nix.
 #[test]
 fn nixos_recipe_uefi_installs_the_removable_loader() {
-    let (_scratch, recorded, config) = install_nixos_fixture("uefi");
+    let network = "name = \"eth0\"\npredicted_name = \"enp7s0\"\nmac = \"52:54:00:ab:cd:ef\"\n\
+        addresses = [[\"203.0.113.10\", 32], [\"2001:db8:1::2\", 64]]\n\
+        ipv4_gateway = { address = \"172.31.1.1\", onlink = true }\n\
+        ipv6_gateway = { address = \"fe80::1\" }\ndns = [\"185.12.64.1\"]\n";
+    let (_scratch, recorded, config) = install_nixos_fixture("uefi", Some(network));
     let curl = curl_line(&recorded);
     assert_eq!(
         recorded,
