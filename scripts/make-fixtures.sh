@@ -6,6 +6,9 @@
 # Outputs (see tests/fixtures/README.md for the guest contract):
 #   tiny-isolinux.iso  NixOS-style isolinux layout, BIOS-bootable, isohybrid
 #   tiny-grub.iso      GRUB-only layout (BIOS + EFI, grub-mkrescue)
+#   tiny-nixos.iso     NixOS minimal ISO look-alike: its menu layouts and store paths, a live
+#                      system that auto-logs in on ttyS0 with fake NixOS tools that record
+#                      their command lines and install the tiny OS
 #   vmlinuz, installer.gz   the kernel and installer initramfs both ISOs carry
 #   sercon-port.bin    fw_cfg blob making SeaBIOS mirror VGA text to COM1
 #   stamp              cache key; a rebuild happens only when it changes
@@ -80,6 +83,7 @@ stamp() {
 	# versions of the Debian packages copied into the images.
 	(
 		cd "$REPO" && sha256sum scripts/make-fixtures.sh tests/fixtures/guest/*
+		stat -c '%a %n' tests/fixtures/guest/* # an init that lost its x bit cannot run
 		echo "kernel $KVER"
 		dpkg-query -W busybox-static grub-pc-bin grub-efi-amd64-bin isolinux fdisk
 	) | sha256sum | cut -d' ' -f1
@@ -153,6 +157,17 @@ build_installer() { # OUT
 	# busybox fdisk cannot write GPT: bring util-linux sfdisk.
 	add_with_libs "$root" "$(command -v sfdisk)"
 
+	add_modules "$root"
+
+	mkdir -p "$root/payload"
+	cp "/boot/vmlinuz-$KVER" "$root/payload/vmlinuz"
+	build_installed_initrd "$root/payload/initrd.img"
+	build_grub_images "$root/payload"
+	make_cpio "$root" "$1"
+}
+
+add_modules() { # ROOT
+	local root=$1 m
 	# The guest insmods in list order, so check the order against the kernel's dependencies.
 	mkdir -p "$root/lib/modules"
 	local loaded=" " ko dep
@@ -168,12 +183,63 @@ build_installer() { # OUT
 		esac
 		loaded="$loaded$m "
 	done
+}
 
+# The NixOS look-alike's store paths (as on a real ISO: /boot/ + /nix/store/...).
+NIXOS_KERNEL=/boot/nix/store/0c2nylr4ri9h5lx0zx5fjhdhhnclq0a1-linux-6.1.0-tiny/bzImage
+NIXOS_INITRD=/boot/nix/store/kf4nnd0cl3dkxw8zr4b2rc0jkd5s3lv5-initrd-linux-6.1.0-tiny/initrd
+NIXOS_FAKES="sudo parted mkfs.ext4 mkfs.fat mkswap swapon mount curl nixos-generate-config nixos-install poweroff"
+
+build_nixos_live() { # OUT: the live system's initramfs
+	local root=$WORK/nixos-live f
+	add_busybox "$root"
+	cp "$GUEST/nixos-live-init" "$root/init"
+	cp "$GUEST/udhcpc.script" "$root/etc/udhcpc.script"
+	add_with_libs "$root" "$(command -v sfdisk)"
+	add_modules "$root"
+	mkdir -p "$root/usr/local/bin" "$root/usr/local/lib" "$root/root" "$root/home/nixos"
+	cp "$GUEST/nixos-fake" "$root/usr/local/lib/nixos-fake"
+	# Busybox's shell runs its own applets before searching PATH: fakes named like an applet
+	# (mount, poweroff...) are reached through shell functions, defined in every shell's $ENV.
+	: >"$root/etc/fixture-shrc"
+	for f in $NIXOS_FAKES; do
+		ln -s ../lib/nixos-fake "$root/usr/local/bin/$f"
+		if /bin/busybox --list | grep -qx -- "$f"; then
+			echo "$f() { /usr/local/bin/$f \"\$@\"; }" >>"$root/etc/fixture-shrc"
+		fi
+	done
+	# What the fake nixos-install puts on the disk: the tiny OS, with GRUB images that find
+	# their configuration where a NixOS install has it: /boot/grub on the root file system
+	# labelled "nixos" (BIOS), /grub on the ESP labelled "boot" (UEFI, ESP mounted on /boot).
 	mkdir -p "$root/payload"
-	cp "/boot/vmlinuz-$KVER" "$root/payload/vmlinuz"
-	build_installed_initrd "$root/payload/initrd.img"
-	build_grub_images "$root/payload"
+	cp "$WORK/installer/payload/vmlinuz" "$WORK/installer/payload/initrd.img" \
+		"$WORK/installer/payload/boot.img" "$root/payload/"
+	# shellcheck disable=SC2016 # $root is GRUB's variable
+	printf '%s\n' 'search --no-floppy --label nixos --set=root' 'set prefix=($root)/boot/grub' >"$WORK/nixos-bios.cfg"
+	# shellcheck disable=SC2016
+	printf '%s\n' 'search --no-floppy --label boot --set=root' 'set prefix=($root)/grub' >"$WORK/nixos-efi.cfg"
+	grub-mkimage -O i386-pc -o "$root/payload/core.img" -c "$WORK/nixos-bios.cfg" \
+		-p '(hd0,msdos1)/boot/grub' biosdisk "${GRUB_COMMON_MODULES[@]}"
+	grub-mkimage -O x86_64-efi -o "$root/payload/grubx64.efi" -c "$WORK/nixos-efi.cfg" \
+		-p /grub fat "${GRUB_COMMON_MODULES[@]}"
 	make_cpio "$root" "$1"
+}
+
+build_nixos_iso() { # OUT
+	local tree=$WORK/nixos-tree
+	mkdir -p "$tree/isolinux" "$tree/EFI/BOOT" "$(dirname "$tree$NIXOS_KERNEL")" "$(dirname "$tree$NIXOS_INITRD")"
+	cp "$OUT/vmlinuz" "$tree$NIXOS_KERNEL"
+	build_nixos_live "$tree$NIXOS_INITRD"
+	cp /usr/lib/ISOLINUX/isolinux.bin "$tree/isolinux/"
+	cp /usr/lib/syslinux/modules/bios/{ldlinux,vesamenu,libutil,libcom32}.c32 "$tree/isolinux/"
+	cp "$GUEST/nixos-isolinux.cfg" "$tree/isolinux/isolinux.cfg"
+	# Only the menu: ferry boots the kernel directly, so no EFI boot image is needed.
+	cp "$GUEST/nixos-grub.cfg" "$tree/EFI/BOOT/grub.cfg"
+	run_logged xorriso -as mkisofs -o "$1" -V nixos-minimal-24.11-x86_64 -R -J \
+		-isohybrid-mbr /usr/lib/ISOLINUX/isohdpfx.bin \
+		-b isolinux/isolinux.bin -c isolinux/boot.cat \
+		-no-emul-boot -boot-load-size 4 -boot-info-table \
+		"$tree"
 }
 
 build_isolinux_iso() { # OUT
@@ -208,7 +274,7 @@ main() {
 	local key
 	key=$(stamp)
 	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$key" ] &&
-		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ]; then
+		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ] && [ -f "$OUT/tiny-nixos.iso" ]; then
 		echo "make-fixtures: $OUT is up to date (kernel $KVER)"
 		return
 	fi
@@ -223,6 +289,7 @@ main() {
 	build_installer "$OUT/installer.gz"
 	build_isolinux_iso "$OUT/tiny-isolinux.iso"
 	build_grub_iso "$OUT/tiny-grub.iso"
+	build_nixos_iso "$OUT/tiny-nixos.iso"
 	printf '\xf8\x03' >"$OUT/sercon-port.bin"
 	echo "$key" >"$OUT/stamp"
 	echo "make-fixtures: done"

@@ -185,11 +185,29 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         qemu: Option<PathBuf>,
     },
+    /// The built-in recipes: list them, or print one to copy out and adapt.
+    Recipe {
+        #[command(subcommand)]
+        command: RecipeCommand,
+    },
     /// List an installer ISO's boot-menu entries with their kernel, initrd and command line.
     Inspect {
         iso: PathBuf,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecipeCommand {
+    /// The built-in recipes, one a line.
+    List,
+    /// Print a recipe's profile, or one of its templates with --file.
+    Show {
+        name: String,
+        /// One of the recipe's templates (e.g. preseed.cfg.j2).
+        #[arg(long, value_name = "NAME")]
+        file: Option<String>,
     },
 }
 
@@ -211,7 +229,7 @@ impl RunsArgs {
 
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// The install profile (TOML).
+    /// The install profile (a TOML file) or a built-in recipe's name (see `ferry recipe list`).
     pub profile: PathBuf,
     /// The disk to install onto: a block device, or a disk image file.
     #[arg(long, value_name = "PATH")]
@@ -231,6 +249,20 @@ pub struct TargetArgs {
     /// Set a template variable (repeatable): --var hostname=web1
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
+    /// Public SSH keys for the installed system's root (sets vars.ssh_key).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key: Option<PathBuf>,
+    /// The installed system's network, a TOML file (name, mac, addresses, gateways, dns, dhcp).
+    #[arg(long, value_name = "FILE")]
+    pub network: Option<PathBuf>,
+    /// Boot this installer ISO instead of the profile's [image].
+    #[arg(long, value_name = "ISO")]
+    pub image: Option<PathBuf>,
+    /// Boot this netboot kernel instead of the profile's [image] (with --initrd).
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
 }
 
 impl TargetArgs {
@@ -254,6 +286,11 @@ impl TargetArgs {
                 vars,
                 host_root: None,
                 efi_boot_entry: false,
+                ssh_key: self.ssh_key.clone(),
+                network: self.network.clone(),
+                image: self.image.clone(),
+                kernel: self.kernel.clone(),
+                initrd: self.initrd.clone(),
             },
             runs_dir,
             yes,
@@ -370,6 +407,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 accel,
                 firmware,
                 vars: Vec::new(),
+                ssh_key: None,
+                network: None,
+                image: None,
+                kernel: None,
+                initrd: None,
             };
             let request = target.request(runs.runs_dir.clone(), yes, true)?;
             let code = ops::supervise::boot(&ops::supervise::ManualBoot {
@@ -417,6 +459,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             no_probe,
             qemu,
         } => crate::host::doctor::run(json, root, no_probe, qemu)?,
+        Command::Recipe { command } => recipe(command)?,
         Command::Inspect { iso, json } => {
             let image = crate::image::Iso::open(&iso)?;
             let entries = crate::image::boot_entries(&image)?;
@@ -428,6 +471,37 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             } else {
                 println!("{} (volume {})", iso.display(), image.volume_id());
                 print!("{}", crate::image::render_table(&entries));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn recipe(command: RecipeCommand) -> Result<(), Error> {
+    match command {
+        RecipeCommand::List => {
+            for recipe in crate::recipe::RECIPES {
+                println!("{:<12} {}", recipe.name, recipe.description());
+            }
+        }
+        RecipeCommand::Show { name, file } => {
+            let recipe = crate::recipe::find(&name).ok_or_else(|| {
+                Error::Usage(format!(
+                    "no built-in recipe {name} (see `ferry recipe list`)"
+                ))
+            })?;
+            match file {
+                None => print!("{}", recipe.profile),
+                Some(file) => {
+                    let text = recipe.file(&file).ok_or_else(|| {
+                        let names: Vec<&str> = recipe.files.iter().map(|(n, _)| *n).collect();
+                        Error::Usage(format!(
+                            "recipe {name} has no file {file} (its files: {})",
+                            names.join(", ")
+                        ))
+                    })?;
+                    print!("{text}");
+                }
             }
         }
     }

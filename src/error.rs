@@ -7,6 +7,7 @@ use crate::host::disk::DiskError;
 use crate::image::{ImageError, IsoError};
 use crate::profile::{ProfileError, TemplateError};
 use crate::qemu::{ProcessError, QemuError};
+use crate::recipe::network::NetworkError;
 
 /// Every failure ferry reports. Module errors convert into it; `main` prints it and exits
 /// with [`Error::exit_code`].
@@ -18,6 +19,8 @@ pub enum Error {
     Profile(#[from] ProfileError),
     #[error(transparent)]
     Template(#[from] TemplateError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
@@ -49,7 +52,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Io(_) => 1,
-            Error::Usage(_) | Error::Profile(_) | Error::Template(_) => 2,
+            Error::Usage(_) | Error::Profile(_) | Error::Template(_) | Error::Network(_) => 2,
             Error::Disk(e) => e.exit_code(),
             Error::Esp(_) => 28,
             Error::Image(_) | Error::Iso(_) => 4,

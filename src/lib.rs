@@ -16,5 +16,6 @@ mod logging;
 pub mod ops;
 pub mod profile;
 pub mod qemu;
+pub mod recipe;
 
 pub use error::Error;

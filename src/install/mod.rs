@@ -35,7 +35,7 @@ pub struct Request {
 /// Builds the plan without running anything (`ferry plan`). The answer-file URL shows the
 /// port as `PORT`: the real one is chosen when an install starts.
 pub fn plan(request: &Request) -> Result<Plan, Error> {
-    let profile = Profile::load(&request.profile)?;
+    let profile = load_profile(&request.profile)?;
     let facts = match &request.options.host_root {
         Some(dir) => Facts::read_at(&crate::host::Root::at(dir)),
         None => Facts::read(),
@@ -48,6 +48,22 @@ pub fn plan(request: &Request) -> Result<Plan, Error> {
     )
 }
 
+/// A profile file, or a built-in recipe's name (a file that exists wins).
+pub fn load_profile(name: &Path) -> Result<Profile, Error> {
+    if name.exists() {
+        return Ok(Profile::load(name)?);
+    }
+    if let Some(recipe) = name.to_str().and_then(crate::recipe::find) {
+        return Ok(Profile::from_recipe(recipe)?);
+    }
+    let recipes: Vec<&str> = crate::recipe::RECIPES.iter().map(|r| r.name).collect();
+    Err(Error::Usage(format!(
+        "{} is neither a profile file nor a built-in recipe (recipes: {})",
+        name.display(),
+        recipes.join(", ")
+    )))
+}
+
 /// What `ferry install` does before handing over to the supervisor: loads the profile, makes
 /// the plan (as `ferry plan` does) and asks for the typed confirmation. Returns the plan and
 /// the name for the run directory.
@@ -57,7 +73,7 @@ pub fn prepare(request: &Request) -> Result<(Plan, String), Error> {
             "--host-root (recorded host facts) is for `ferry plan` only".into(),
         ));
     }
-    let profile = Profile::load(&request.profile)?;
+    let profile = load_profile(&request.profile)?;
     let plan = plan(request)?;
     confirm(&plan, request.yes)?;
     Ok((plan, profile.name()))
@@ -67,7 +83,7 @@ pub fn prepare(request: &Request) -> Result<(Plan, String), Error> {
 /// supervisor, see [`crate::ops::supervise`]).
 pub fn install(request: &Request, run_dir: &Path) -> Result<Outcome, Error> {
     let started = Instant::now();
-    let profile = Profile::load(&request.profile)?;
+    let profile = load_profile(&request.profile)?;
     crate::ops::secrets::set(profile.spec.secrets.values().cloned());
     crate::ops::secrets::write_fingerprints(run_dir)?;
     let facts = Facts::read();

@@ -31,6 +31,14 @@ pub struct Options {
     /// After the install, add a boot entry for `\EFI\BOOT\BOOTX64.EFI` to the real firmware
     /// with efibootmgr.
     pub efi_boot_entry: bool,
+    /// `--ssh-key FILE`: its contents become `vars.ssh_key`.
+    pub ssh_key: Option<PathBuf>,
+    /// `--network FILE`: the installed system's network (TOML, see `recipe::network::Network`).
+    pub network: Option<PathBuf>,
+    /// `--image ISO`, or `--kernel` and `--initrd`: instead of the profile's `[image]`.
+    pub image: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
 }
 
 /// The serial console argument ferry adds; the last `console=` becomes /dev/console.
@@ -256,7 +264,11 @@ fn plan_with(
     for (k, v) in &opts.vars {
         vars.insert(k.clone(), json!(v));
     }
-    let context = json!({
+    if let Some(path) = &opts.ssh_key {
+        vars.insert("ssh_key".into(), json!(read_ssh_key(path)?));
+    }
+    let network = opts.network.as_deref().map(read_network).transpose()?;
+    let mut context = json!({
         "vars": vars,
         "secrets": spec.secrets,
         "disk": disk_context(&disk),
@@ -264,6 +276,9 @@ fn plan_with(
         "host": host_context(facts),
         "serve": { "url": serve_url },
     });
+    if let Some(network) = network {
+        context["network"] = json!(network);
+    }
     let renderer = Renderer::new(&context);
     let render = |value: &serde_spanned::Spanned<String>| {
         renderer
@@ -271,7 +286,7 @@ fn plan_with(
             .map_err(Error::from)
     };
 
-    let mut boot = boot_source(profile)?;
+    let mut boot = boot_source(profile, opts)?;
     let extra = spec
         .boot
         .append
@@ -286,15 +301,13 @@ fn plan_with(
         let name = file.name.get_ref().clone();
         let content = match (&file.template, &file.content) {
             (Some(path), _) => {
-                let full = profile.resolve(path.get_ref());
-                let text = std::fs::read_to_string(&full).map_err(|e| {
+                let (shown, text) = profile.read_template(path.get_ref()).map_err(|e| {
                     Error::Usage(format!(
-                        "{}: cannot read template {}: {e}",
-                        profile.location_of(path),
-                        full.display()
+                        "{}: cannot read template: {e}",
+                        profile.location_of(path)
                     ))
                 })?;
-                renderer.render(&full.display().to_string(), &text)?
+                renderer.render(&shown, &text)?
             }
             (None, Some(inline)) => render(inline)?,
             (None, None) => unreachable!("checked when the profile was parsed"),
@@ -362,11 +375,91 @@ fn plan_with(
     })
 }
 
-/// The kernel, initrd and base command line: from the ISO's boot menu, or netboot files.
-fn boot_source(profile: &Profile) -> Result<BootPlan, Error> {
+/// What a disk's partition numbers are appended to: `/dev/vda` → `/dev/vda`,
+/// `/dev/nvme0n1` → `/dev/nvme0n1p` (Linux adds `p` after a name ending in a digit).
+pub fn partition_prefix(disk: &str) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p")
+    } else {
+        disk.to_string()
+    }
+}
+
+/// `--ssh-key FILE`: one or more public keys, one a line.
+fn read_ssh_key(path: &Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("--ssh-key {}: {e}", path.display())))?;
+    let keys: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    if keys.is_empty() || keys.iter().any(|k| k.contains("PRIVATE KEY")) {
+        return Err(Error::Usage(format!(
+            "--ssh-key {}: expected public keys (ssh-ed25519 AAAA... or similar), one a line",
+            path.display()
+        )));
+    }
+    Ok(keys.join("\n"))
+}
+
+/// `--network FILE`: the installed system's network, checked and rendered for each OS.
+fn read_network(path: &Path) -> Result<crate::recipe::network::Rendered, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("--network {}: {e}", path.display())))?;
+    let network: crate::recipe::network::Network = toml::from_str(&text)
+        .map_err(|e| Error::Usage(format!("--network {}: {}", path.display(), e.message())))?;
+    Ok(network.render()?)
+}
+
+/// A file named on the command line; an error naming the option if it is missing.
+fn existing_arg(option: &str, path: &Path) -> Result<PathBuf, Error> {
+    let full = std::path::absolute(path)?;
+    if !full.is_file() {
+        return Err(Error::Usage(format!(
+            "{option} {}: no such file",
+            path.display()
+        )));
+    }
+    Ok(full)
+}
+
+/// The kernel, initrd and base command line: from the ISO's boot menu, or netboot files;
+/// `--image` or `--kernel`/`--initrd` replace the profile's `[image]`.
+fn boot_source(profile: &Profile, opts: &Options) -> Result<BootPlan, Error> {
     let image = &profile.spec.image;
-    if let Some(path) = &image.path {
-        let iso_path = existing_file(profile, path)?;
+    if opts.image.is_some() && opts.kernel.is_some() {
+        return Err(Error::Usage(
+            "--image (an ISO) and --kernel (netboot) exclude each other".into(),
+        ));
+    }
+    if opts.initrd.is_some() && opts.kernel.is_none() {
+        return Err(Error::Usage("--initrd goes with --kernel".into()));
+    }
+    if let Some(kernel) = &opts.kernel {
+        let kernel = existing_arg("--kernel", kernel)?;
+        let initrd = opts
+            .initrd
+            .as_deref()
+            .map(|i| existing_arg("--initrd", i))
+            .transpose()?;
+        return Ok(BootPlan {
+            iso: None,
+            entry: None,
+            kernel: kernel.display().to_string(),
+            initrd: initrd
+                .into_iter()
+                .map(|i| i.display().to_string())
+                .collect(),
+            cmdline: image.cmdline.clone(),
+        });
+    }
+    let iso_path = match (&opts.image, &image.path) {
+        (Some(path), _) => Some(existing_arg("--image", path)?),
+        (None, Some(path)) => Some(existing_file(profile, path)?),
+        (None, None) => None,
+    };
+    if let Some(iso_path) = iso_path {
         let iso = Iso::open(&iso_path)?;
         let entries = crate::image::boot_entries(&iso)?;
         let entry = crate::image::select(&entries, profile.spec.boot.entry.get_ref())?.clone();
@@ -401,7 +494,7 @@ fn boot_source(profile: &Profile) -> Result<BootPlan, Error> {
         .as_ref()
         .expect("checked when the profile was parsed: path, url or kernel");
     Err(Error::Usage(format!(
-        "{}: downloading images (`url`) is not supported by this build yet; download {} and use `path`",
+        "{}: downloading images (`url`) is not supported by this build yet; download {} and pass it with --image (or set `path`)",
         profile.location_of(url),
         url.get_ref()
     )))
@@ -593,6 +686,11 @@ fn disk_context(disk: &DiskPlan) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     map.insert("path".into(), json!(disk.target.path));
     map.insert("guest_path".into(), json!(disk.guest_path));
+    // Partition N is {partition_prefix}N: /dev/vda1, /dev/nvme0n1p1.
+    map.insert(
+        "partition_prefix".into(),
+        json!(partition_prefix(&disk.guest_path)),
+    );
     map.insert("bus".into(), json!(disk.bus));
     map.insert("size_bytes".into(), json!(disk.target.size_bytes));
     if let Some(info) = &disk.target.info {

@@ -22,6 +22,8 @@ pub struct Profile {
     pub path: PathBuf,
     pub source: String,
     pub spec: ProfileSpec,
+    /// The built-in recipe this profile is, whose templates are embedded too.
+    pub recipe: Option<&'static crate::recipe::Recipe>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -256,9 +258,37 @@ impl Profile {
             path: path.to_path_buf(),
             source,
             spec,
+            recipe: None,
         };
         profile.check()?;
         Ok(profile)
+    }
+
+    /// A built-in recipe's profile; its `[[files]]` templates resolve from the embedded files.
+    pub fn from_recipe(recipe: &'static crate::recipe::Recipe) -> Result<Profile, ProfileError> {
+        let path = PathBuf::from(format!("recipe:{}/profile.toml", recipe.name));
+        let mut profile = Profile::parse(&path, recipe.profile.to_string())?;
+        profile.recipe = Some(recipe);
+        Ok(profile)
+    }
+
+    /// A template the profile names: a file relative to the profile's directory, or one of a
+    /// recipe's embedded files. Returns the name to show in errors and the text.
+    pub fn read_template(&self, relative: &str) -> std::io::Result<(String, String)> {
+        if let Some(recipe) = self.recipe {
+            let shown = format!("recipe:{}/{relative}", recipe.name);
+            return match recipe.file(relative) {
+                Some(text) => Ok((shown, text.to_string())),
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{shown} is not one of the recipe's files"),
+                )),
+            };
+        }
+        let full = self.resolve(relative);
+        let text = std::fs::read_to_string(&full)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", full.display())))?;
+        Ok((full.display().to_string(), text))
     }
 
     /// Checks that need more than one field at a time.
@@ -336,8 +366,11 @@ impl Profile {
         dir.join(relative)
     }
 
-    /// The profile's name: its file name without `.toml`.
+    /// The profile's name: the recipe's, or its file name without `.toml`.
     pub fn name(&self) -> String {
+        if let Some(recipe) = self.recipe {
+            return recipe.name.to_string();
+        }
         self.path
             .file_stem()
             .map_or_else(|| "profile".into(), |s| s.to_string_lossy().into_owned())

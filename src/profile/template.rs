@@ -48,8 +48,13 @@ impl Renderer {
         if e.kind() == minijinja::ErrorKind::UndefinedError {
             let missing = self.missing_variables(text);
             if !missing.is_empty() {
+                let how = if missing.iter().any(|m| m == "`vars.ssh_key`") {
+                    "with --ssh-key FILE, in [vars], with --var NAME=VALUE"
+                } else {
+                    "in [vars], with --var NAME=VALUE"
+                };
                 message = format!(
-                    "undefined variable {} (set it in [vars], with --var NAME=VALUE, or use `| default(...)`)",
+                    "undefined variable {} (set it {how}, or use `| default(...)`)",
                     missing.join(", ")
                 );
             }

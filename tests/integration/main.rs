@@ -6,4 +6,5 @@ mod debian;
 mod host;
 mod install;
 mod ops;
+mod recipes;
 mod support;
