@@ -267,7 +267,13 @@ fn plan_with(
     if let Some(path) = &opts.ssh_key {
         vars.insert("ssh_key".into(), json!(read_ssh_key(path)?));
     }
-    let network = opts.network.as_deref().map(read_network).transpose()?;
+    // The installed system's network: as described with --network, else the host's own.
+    let network = match opts.network.as_deref() {
+        Some(path) => Some(read_network(path)?),
+        None => crate::recipe::network::Network::from_host(&facts.network)
+            .map(|n| n.render())
+            .transpose()?,
+    };
     let mut context = json!({
         "vars": vars,
         "secrets": spec.secrets,

@@ -93,6 +93,38 @@ enum Reach {
 }
 
 impl Network {
+    /// The installed system's network, read off the rescue system's primary NIC (the one with
+    /// the default route): its MAC and predicted name, its global static addresses, its
+    /// gateways and DNS servers. Addresses DHCP or router advertisements gave it are left to
+    /// those to give again. `None` when the host has no primary NIC with a MAC.
+    pub fn from_host(net: &crate::host::Network) -> Option<Network> {
+        let nic = net.primary_nic()?;
+        let dhcp = net.primary_dhcp();
+        let addresses = nic
+            .addresses
+            .iter()
+            .filter(|a| a.scope == "global" && !a.dynamic)
+            .filter_map(|a| Some((a.address.parse().ok()?, a.prefix)))
+            .collect();
+        let gateway = |family| {
+            let route = net.default_route(family)?;
+            Some(Gateway {
+                address: route.gateway.as_deref()?.parse().ok()?,
+                onlink: route.gateway_onlink.unwrap_or(false),
+            })
+        };
+        Some(Network {
+            name: nic.name.clone(),
+            predicted_name: nic.predicted_name.clone(),
+            mac: nic.mac.clone()?,
+            addresses,
+            ipv4_gateway: if dhcp { None } else { gateway("ipv4") },
+            ipv6_gateway: gateway("ipv6"),
+            dns: net.dns.iter().filter_map(|d| d.parse().ok()).collect(),
+            dhcp,
+        })
+    }
+
     /// Checks the description and renders every output.
     pub fn render(&self) -> Result<Rendered, NetworkError> {
         self.check()?;

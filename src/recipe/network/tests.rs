@@ -256,3 +256,48 @@ dns = ["185.12.64.1"]
     assert!(n.ipv4_gateway.unwrap().onlink);
     assert!(!n.dhcp);
 }
+
+#[test]
+fn from_host_facts_of_a_routed_32_server() {
+    let root =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hosts/routed-32");
+    let facts = crate::host::Facts::read_at(&crate::host::Root::at(&root));
+    let network = Network::from_host(&facts.network).expect("the fixture host has a primary NIC");
+    assert_eq!(network.name, "eth0");
+    assert!(!network.dhcp);
+    assert_eq!(
+        network.addresses,
+        vec![
+            ("203.0.113.10".parse().unwrap(), 32),
+            ("2a01:4f8:c0c:1234::2".parse().unwrap(), 64)
+        ],
+        "global static addresses only, no link-local"
+    );
+    assert_eq!(
+        network.ipv4_gateway,
+        Some(Gateway {
+            address: "172.31.1.1".parse().unwrap(),
+            onlink: true
+        })
+    );
+    assert_eq!(
+        network.ipv6_gateway.as_ref().map(|g| g.address.to_string()),
+        Some("fe80::1".into())
+    );
+    let rendered = network.render().unwrap();
+    assert!(
+        rendered
+            .ifupdown
+            .contains("post-up ip route add 172.31.1.1 dev"),
+        "{}",
+        rendered.ifupdown
+    );
+    assert!(
+        rendered
+            .ifupdown
+            .contains("post-up ip route add default via 172.31.1.1 dev"),
+        "{}",
+        rendered.ifupdown
+    );
+    assert!(rendered.resolv_conf.contains("nameserver 185.12.64.1"));
+}
