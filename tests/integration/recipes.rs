@@ -391,10 +391,32 @@ fn nixos_recipe_drives_the_live_system_and_the_disk_boots() {
         ]
     );
     assert!(config.contains("    device = \"/dev/vda\";"), "{config}");
-    assert!(
-        config.contains("  networking.useDHCP = lib.mkDefault true;"),
-        "{config}"
-    );
+    // Without --network, the installed network is this machine's own primary NIC, matched
+    // by its MAC (as `ferry doctor` reports it).
+    let doctor = crate::support::ferry()
+        .args(["doctor", "--json", "--no-probe"])
+        .output()
+        .unwrap();
+    let facts: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let primary = &facts["network"]["primary"];
+    match facts["network"]["nics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| &n["name"] == primary)
+    {
+        Some(nic) => {
+            let mac = nic["mac"].as_str().unwrap();
+            assert!(
+                config.contains(&format!("matchConfig.MACAddress = \"{mac}\";")),
+                "{config}"
+            );
+        }
+        None => assert!(
+            config.contains("  networking.useDHCP = lib.mkDefault true;"),
+            "{config}"
+        ),
+    }
 }
 
 /// UEFI: GPT with an ESP on /boot, GRUB as the removable-media loader (the verify boot has a
