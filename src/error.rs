@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::console::ExpectError;
+use crate::fetch::FetchError;
 use crate::host::disk::DiskError;
 use crate::image::{ImageError, IsoError};
 use crate::profile::{ProfileError, TemplateError};
@@ -30,6 +31,8 @@ pub enum Error {
     #[error(transparent)]
     Iso(#[from] IsoError),
     #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
     Qemu(#[from] QemuError),
     #[error(transparent)]
     Process(#[from] ProcessError),
@@ -55,7 +58,7 @@ impl Error {
             Error::Usage(_) | Error::Profile(_) | Error::Template(_) | Error::Network(_) => 2,
             Error::Disk(e) => e.exit_code(),
             Error::Esp(_) => 28,
-            Error::Image(_) | Error::Iso(_) => 4,
+            Error::Image(_) | Error::Iso(_) | Error::Fetch(_) => 4,
             Error::Qemu(_) | Error::Process(_) => 5,
             Error::Step {
                 stage: "verify", ..

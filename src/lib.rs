@@ -3,7 +3,7 @@
 //!
 //! The modules follow the flow: [`host`] facts → [`install::plan`] → boot ([`image`], [`qemu`])
 //! → drive ([`console`]) → finish → verify → report. `main.rs` only parses the command line
-//! ([`cli`]) and maps [`Error`] to an exit code.
+//! ([`cli`]) and maps [`Error`] to an exit code. [`fetch`] downloads and verifies images.
 
 pub mod cli;
 pub mod console;

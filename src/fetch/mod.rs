@@ -1,3 +1,75 @@
-//! Downloads and their verification.
+//! Downloads: installer images (and other files) fetched into a cache and verified.
+//!
+//! A [`Request`] names mirrors, a [`ChecksumSource`] and a destination; a [`Fetcher`] makes it
+//! so, reporting to a [`Progress`]:
+//!
+//! - the file is written to `DEST.partial` while its SHA-256 is computed; after the body
+//!   ended, the partial is fsynced, its digest compared, and only a match is renamed to
+//!   `DEST`. `DEST` never holds unverified bytes (unless the checksum source is
+//!   [`ChecksumSource::Unverified`], which the operator asked for loudly);
+//! - a partial left by an interrupted run is hashed again and resumed with `Range`; only a
+//!   `206` with the right `Content-Range` is appended, a `200` starts over from byte 0;
+//! - connection failures, timeouts, truncated bodies and 5xx are retried with exponential
+//!   backoff ([`FetchOptions`]), then the next mirror is tried; 4xx and TLS failures go to the
+//!   next mirror at once; a checksum mismatch deletes the partial and ends the fetch;
+//! - HTTP is reqwest's blocking client over rustls with `ring`, no compression
+//!   (`Accept-Encoding: identity`: the hash is of the bytes on the server), trusting the
+//!   system CA store and the bundled Mozilla roots.
+//!
+//! The [`catalog`] says what can be fetched by name; [`cache`] where files go.
+//!
+//! ```no_run
+//! use ferry::fetch::{Fetcher, FetchOptions, catalog::Catalog, progress};
+//! let catalog = Catalog::load(None)?;
+//! let request = catalog.get("debian-12-netboot")?.request(&ferry::fetch::cache::cache_dir(None))?;
+//! let fetched = Fetcher::new(FetchOptions::default())?.fetch(&request, &mut *progress::for_stderr(false))?;
+//! println!("{} sha256 {}", fetched.path.display(), fetched.sha256);
+//! # Ok::<(), ferry::fetch::FetchError>(())
+//! ```
 
+pub mod cache;
+pub mod catalog;
+pub mod checksum;
 pub mod debian;
+mod download;
+mod error;
+pub mod progress;
+
+pub use checksum::{ChecksumSource, DebianPackage, Sha256Digest, find_in_sums};
+pub use download::{FetchOptions, Fetched, Fetcher, Request, hash_file, parse_url};
+pub use error::FetchError;
+pub use progress::Progress;
+
+/// The request for `image` (a catalog name or an http(s) URL) into `cache_dir`.
+///
+/// The checksum comes from `sha256` if given, else from the catalog entry, else (for a URL)
+/// from a `SHA256SUMS` or `NAME.sha256` next to it; `insecure` accepts a URL with none.
+pub fn resolve(
+    image: &str,
+    sha256: Option<Sha256Digest>,
+    insecure: bool,
+    catalog_dir: Option<&std::path::Path>,
+    cache_dir: &std::path::Path,
+) -> Result<Request, FetchError> {
+    let mut request = if image.contains("://") {
+        let url = parse_url(image)?;
+        let checksum = if insecure {
+            ChecksumSource::Unverified
+        } else {
+            ChecksumSource::Discover
+        };
+        Request {
+            dest: cache::path_for(cache_dir, &url),
+            urls: vec![url],
+            checksum,
+        }
+    } else {
+        catalog::Catalog::load(catalog_dir)?
+            .get(image)?
+            .request(cache_dir)?
+    };
+    if let Some(digest) = sha256 {
+        request.checksum = ChecksumSource::Sha256(digest);
+    }
+    Ok(request)
+}

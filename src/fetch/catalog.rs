@@ -1,0 +1,369 @@
+//! The image catalog: what ferry knows how to fetch and verify, one TOML file per image in
+//! `images/`, embedded in the binary and replaceable with `--catalog DIR` / `FERRY_CATALOG`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::cache;
+use super::checksum::{ChecksumSource, DebianPackage, Sha256Digest};
+use super::download::{Request, parse_url};
+use super::error::FetchError;
+
+/// The catalog files compiled into ferry. A unit test checks this list against `images/`.
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "alpine-virt.toml",
+        include_str!("../../images/alpine-virt.toml"),
+    ),
+    (
+        "archlinux.toml",
+        include_str!("../../images/archlinux.toml"),
+    ),
+    (
+        "debian-12-netboot.toml",
+        include_str!("../../images/debian-12-netboot.toml"),
+    ),
+    (
+        "debian-12-netboot-package.toml",
+        include_str!("../../images/debian-12-netboot-package.toml"),
+    ),
+    (
+        "freebsd-14.toml",
+        include_str!("../../images/freebsd-14.toml"),
+    ),
+    (
+        "nixos-minimal.toml",
+        include_str!("../../images/nixos-minimal.toml"),
+    ),
+    ("openbsd.toml", include_str!("../../images/openbsd.toml")),
+    (
+        "ubuntu-24.04-server.toml",
+        include_str!("../../images/ubuntu-24.04-server.toml"),
+    ),
+];
+
+/// One image: what it is, where to get it, how to verify it, how to boot it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// The name `ferry fetch` and profiles use; the file name without `.toml`.
+    pub name: String,
+    pub description: String,
+    pub os: String,
+    pub version: String,
+    pub arch: String,
+    pub kind: Kind,
+    /// Mirrors, tried in order.
+    pub urls: Vec<String>,
+    /// The expected digest, when the catalog pins one.
+    pub sha256: Option<Sha256Digest>,
+    /// A checksum file: a URL, or relative to each mirror URL (`"SHA256SUMS"`, `"../SHA256SUMS"`).
+    pub sha256sums: Option<String>,
+    /// Verified through the Debian archive's signed indexes instead.
+    pub debian: Option<DebianPackage>,
+    #[serde(default)]
+    pub boot: BootHints,
+    /// The built-in install recipe (profile) for this image, if there is one.
+    pub recipe: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A bootable ISO 9660 image.
+    Iso,
+    /// Netboot files (a kernel and an initrd, or an archive holding them).
+    Netboot,
+}
+
+/// How to boot the image with a serial console.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootHints {
+    /// The boot-menu entry to take (`default`, a label, a title, or `Submenu > Title`).
+    pub entry: Option<String>,
+    pub serial: Option<Serial>,
+    /// Anything else an operator or a recipe author should know.
+    pub notes: Option<String>,
+}
+
+/// How the installer gets a serial console.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Serial {
+    /// The installer already uses the serial port.
+    Native,
+    /// A Linux kernel: ferry boots the entry's kernel directly with `console=ttyS0` added.
+    Kernel,
+    /// Not a Linux kernel: keys typed at the boot loader switch it (e.g. `set tty com0`).
+    Keys,
+}
+
+impl Entry {
+    /// Where the checksum comes from. Parsing guarantees exactly one source.
+    pub fn checksum(&self) -> ChecksumSource {
+        match (&self.sha256, &self.sha256sums, &self.debian) {
+            (Some(digest), _, _) => ChecksumSource::Sha256(*digest),
+            (_, Some(sums), _) => ChecksumSource::SumsFile(sums.clone()),
+            (_, _, Some(package)) => ChecksumSource::Debian(package.clone()),
+            (None, None, None) => unreachable!("checked when the catalog was read"),
+        }
+    }
+
+    /// The fetch request for this image, into `cache_dir`.
+    pub fn request(&self, cache_dir: &Path) -> Result<Request, FetchError> {
+        let urls = self
+            .urls
+            .iter()
+            .map(|u| parse_url(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let dest = cache::path_for(cache_dir, &urls[0]);
+        Ok(Request {
+            urls,
+            checksum: self.checksum(),
+            dest,
+        })
+    }
+}
+
+/// The entries, sorted by name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Catalog {
+    /// `embedded` or the directory the entries came from.
+    pub source: String,
+    pub entries: Vec<Entry>,
+}
+
+impl Catalog {
+    /// The catalog in `dir` (every `*.toml` in it), or the embedded one.
+    pub fn load(dir: Option<&Path>) -> Result<Catalog, FetchError> {
+        let (source, files) = match dir {
+            None => (
+                "embedded".to_string(),
+                EMBEDDED
+                    .iter()
+                    .map(|(n, t)| (PathBuf::from(n), t.to_string()))
+                    .collect(),
+            ),
+            Some(dir) => (dir.display().to_string(), read_dir(dir)?),
+        };
+        let mut entries = files
+            .iter()
+            .map(|(path, text)| parse_entry(path, text))
+            .collect::<Result<Vec<_>, _>>()?;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Catalog { source, entries })
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Entry, FetchError> {
+        self.entries
+            .iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| FetchError::UnknownImage { name: name.into() })
+    }
+
+    /// The catalog as a table; `cached` says whether an entry's file is in the cache.
+    pub fn render_table(&self, cached: impl Fn(&Entry) -> bool) -> String {
+        let mut rows =
+            vec![["NAME", "OS", "VERSION", "KIND", "CACHED", "DESCRIPTION"].map(String::from)];
+        for e in &self.entries {
+            let kind = if e.kind == Kind::Iso {
+                "iso"
+            } else {
+                "netboot"
+            };
+            let cached = if cached(e) { "yes" } else { "no" };
+            rows.push(
+                [&e.name, &e.os, &e.version, kind, cached, &e.description].map(|s| s.to_string()),
+            );
+        }
+        let widths: Vec<usize> = (0..6)
+            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+            .collect();
+        let mut out = String::new();
+        for row in rows {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, FetchError> {
+    let listing = std::fs::read_dir(dir).map_err(|e| FetchError::io(dir, e))?;
+    let mut files = Vec::new();
+    for entry in listing {
+        let path = entry.map_err(|e| FetchError::io(dir, e))?.path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let text = std::fs::read_to_string(&path).map_err(|e| FetchError::io(&path, e))?;
+            files.push((path, text));
+        }
+    }
+    Ok(files)
+}
+
+fn parse_entry(path: &Path, text: &str) -> Result<Entry, FetchError> {
+    let invalid = |offset: usize, message: String| FetchError::Catalog {
+        location: crate::profile::location(path, text, offset),
+        message,
+    };
+    let entry: Entry = toml::from_str(text).map_err(|e| {
+        invalid(
+            e.span().map_or(0, |s| s.start),
+            e.message().trim_end().into(),
+        )
+    })?;
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    if entry.name != stem {
+        return Err(invalid(
+            text.find("name").unwrap_or(0),
+            format!("`name` must be the file's name, {stem:?}"),
+        ));
+    }
+    let sources = [
+        entry.sha256.is_some(),
+        entry.sha256sums.is_some(),
+        entry.debian.is_some(),
+    ];
+    if sources.iter().filter(|s| **s).count() != 1 {
+        return Err(invalid(
+            0,
+            "an entry needs exactly one of `sha256`, `sha256sums` or `debian`".into(),
+        ));
+    }
+    if entry.urls.is_empty() {
+        return Err(invalid(
+            text.find("urls").unwrap_or(0),
+            "`urls` needs at least one URL".into(),
+        ));
+    }
+    for url in &entry.urls {
+        parse_url(url).map_err(|e| invalid(text.find(url.as_str()).unwrap_or(0), e.to_string()))?;
+    }
+    if let Some(sums) = &entry.sha256sums {
+        let base: Url = parse_url(&entry.urls[0]).expect("checked above");
+        base.join(sums).map_err(|e| {
+            invalid(
+                text.find("sha256sums").unwrap_or(0),
+                format!("`sha256sums`: {e}"),
+            )
+        })?;
+    }
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_list_matches_images_dir() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("images");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".toml"))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = EMBEDDED.iter().map(|(n, _)| n.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk, "update EMBEDDED in src/fetch/catalog.rs");
+    }
+
+    #[test]
+    fn embedded_catalog_parses() {
+        let catalog = Catalog::load(None).unwrap();
+        assert_eq!(catalog.entries.len(), EMBEDDED.len());
+        let mini = catalog.get("debian-12-netboot").unwrap();
+        assert_eq!(mini.kind, Kind::Iso);
+        let request = mini.request(Path::new("/c")).unwrap();
+        assert_eq!(
+            request.checksum,
+            ChecksumSource::SumsFile("../SHA256SUMS".into())
+        );
+        assert_eq!(
+            request.urls[0].join("../SHA256SUMS").unwrap().as_str(),
+            "https://deb.debian.org/debian/dists/bookworm/main/installer-amd64/current/images/SHA256SUMS"
+        );
+        assert!(
+            request
+                .dest
+                .starts_with("/c/deb.debian.org/debian/dists/bookworm")
+        );
+        let package = catalog.get("debian-12-netboot-package").unwrap();
+        assert!(
+            matches!(package.checksum(), ChecksumSource::Debian(ref p) if p.suite == "bookworm")
+        );
+        assert!(
+            catalog
+                .get("nope")
+                .unwrap_err()
+                .to_string()
+                .contains("ferry images")
+        );
+        let table = catalog.render_table(|e| e.name == "archlinux");
+        assert!(table.starts_with("NAME "), "{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("archlinux ") && l.contains(" yes ")),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        let base =
+            "description = \"d\"\nos = \"o\"\nversion = \"1\"\narch = \"x86_64\"\nkind = \"iso\"\n";
+        write(
+            "a.toml",
+            &format!("name = \"a\"\n{base}urls = [\"http://h/a.iso\"]\n"),
+        );
+        let e = Catalog::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            e.contains("a.toml:1:1: an entry needs exactly one of"),
+            "{e}"
+        );
+        write(
+            "a.toml",
+            &format!(
+                "name = \"a\"\n{base}urls = [\"ftp://h/a.iso\"]\nsha256sums = \"SHA256SUMS\"\n"
+            ),
+        );
+        let e = Catalog::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            e.contains("a.toml:7:") && e.contains("only http and https"),
+            "{e}"
+        );
+        write(
+            "a.toml",
+            &format!("name = \"a\"\n{base}urls = [\"http://h/a.iso\"]\nsha256 = \"00\"\n"),
+        );
+        let e = Catalog::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            e.contains("a.toml:8:10: `sha256` must be 64 hexadecimal digits"),
+            "{e}"
+        );
+        write(
+            "a.toml",
+            &format!(
+                "name = \"a\"\n{base}urls = [\"http://h/a.iso\"]\nsha256sums = \"SHA256SUMS\"\n"
+            ),
+        );
+        let catalog = Catalog::load(Some(dir.path())).unwrap();
+        assert_eq!(catalog.source, dir.path().display().to_string());
+        assert_eq!(
+            catalog.get("a").unwrap().checksum(),
+            ChecksumSource::SumsFile("SHA256SUMS".into())
+        );
+    }
+}

@@ -1,0 +1,259 @@
+//! Reporting a download's progress, kept apart from the download itself: the downloader calls
+//! a [`Progress`]; what the operator sees depends on which one it is given.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+/// Receives a download's events. All methods have empty defaults.
+pub trait Progress {
+    /// Bytes start flowing from `url`: `done` bytes are already on disk (a resume), `total`
+    /// if the server said how many there are.
+    fn start(&mut self, _url: &str, _done: u64, _total: Option<u64>) {}
+    /// `done` bytes are on disk now.
+    fn advance(&mut self, _done: u64) {}
+    /// Something worth a line: a retry, a mirror switch, a restart, verification.
+    fn message(&mut self, _text: &str) {}
+    /// The transfer ended (successfully or not); the bar, if any, goes away.
+    fn finish(&mut self) {}
+}
+
+/// Reports nothing (`--quiet`, `--json`).
+pub struct Quiet;
+
+impl Progress for Quiet {}
+
+/// The reporter for stderr: a bar when stderr is a terminal, periodic lines otherwise,
+/// nothing when `quiet`.
+pub fn for_stderr(quiet: bool) -> Box<dyn Progress> {
+    if quiet {
+        Box::new(Quiet)
+    } else if std::io::stderr().is_terminal() {
+        Box::new(Bar::new())
+    } else {
+        Box::new(Lines::new(Box::new(std::io::stderr())))
+    }
+}
+
+/// A line every [`Lines::INTERVAL`] or every 10 %, whichever comes first, for logs and pipes.
+pub struct Lines {
+    out: Box<dyn Write + Send>,
+    started: Instant,
+    last_line: Instant,
+    last_tenth: u64,
+    first: u64,
+    total: Option<u64>,
+    done: u64,
+}
+
+impl Lines {
+    pub const INTERVAL: Duration = Duration::from_secs(5);
+
+    pub fn new(out: Box<dyn Write + Send>) -> Lines {
+        let now = Instant::now();
+        Lines {
+            out,
+            started: now,
+            last_line: now,
+            last_tenth: 0,
+            first: 0,
+            total: None,
+            done: 0,
+        }
+    }
+
+    fn line(&mut self) {
+        let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = (self.done - self.first) as f64 / elapsed;
+        let text = match self.total {
+            Some(total) if total > 0 => {
+                let eta = if rate > 0.0 {
+                    format!(
+                        ", {} left",
+                        secs((total.saturating_sub(self.done)) as f64 / rate)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} of {} ({}%) at {}/s{eta}",
+                    bytes(self.done),
+                    bytes(total),
+                    self.done * 100 / total,
+                    bytes(rate as u64)
+                )
+            }
+            _ => format!("{} at {}/s", bytes(self.done), bytes(rate as u64)),
+        };
+        self.say(&text);
+        self.last_line = Instant::now();
+    }
+
+    fn say(&mut self, text: &str) {
+        // A closed stderr must not end a download: ignore write errors.
+        let _ = writeln!(self.out, "ferry: fetch  {text}");
+    }
+}
+
+impl Progress for Lines {
+    fn start(&mut self, url: &str, done: u64, total: Option<u64>) {
+        self.started = Instant::now();
+        self.last_line = self.started;
+        self.first = done;
+        self.done = done;
+        self.total = total;
+        self.last_tenth = total.filter(|t| *t > 0).map_or(0, |t| done * 10 / t);
+        let from = if done > 0 {
+            format!(", resuming at {}", bytes(done))
+        } else {
+            String::new()
+        };
+        let size = total.map_or_else(|| "size unknown".to_string(), bytes);
+        self.say(&format!("{url} ({size}{from})"));
+    }
+
+    fn advance(&mut self, done: u64) {
+        self.done = done;
+        let tenth = self.total.filter(|t| *t > 0).map_or(0, |t| done * 10 / t);
+        if tenth > self.last_tenth || self.last_line.elapsed() >= Self::INTERVAL {
+            self.last_tenth = tenth;
+            self.line();
+        }
+    }
+
+    fn message(&mut self, text: &str) {
+        self.say(text);
+    }
+}
+
+/// An indicatif bar with bytes, rate and ETA, for a terminal.
+pub struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Bar {
+    pub fn new() -> Bar {
+        Bar { bar: None }
+    }
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Bar::new()
+    }
+}
+
+impl Progress for Bar {
+    fn start(&mut self, url: &str, done: u64, total: Option<u64>) {
+        self.finish();
+        let bar = match total {
+            Some(total) => indicatif::ProgressBar::new(total).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            ),
+            None => indicatif::ProgressBar::new_spinner().with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} {spinner} {bytes} {binary_bytes_per_sec}",
+                )
+                .expect("valid template"),
+            ),
+        };
+        let name = url.rsplit('/').next().unwrap_or(url).to_string();
+        bar.set_message(name);
+        bar.set_position(done);
+        bar.reset_eta();
+        self.bar = Some(bar);
+    }
+
+    fn advance(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+        }
+    }
+
+    fn message(&mut self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("ferry: fetch  {text}")),
+            None => eprintln!("ferry: fetch  {text}"),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// `1.5 GiB`, `12.0 MiB`, `512 B`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn secs(s: f64) -> String {
+    let s = s.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s % 3600 / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_every_tenth() {
+        let out = Shared::default();
+        let mut lines = Lines::new(Box::new(out.clone()));
+        lines.start("http://h/x.iso", 0, Some(1000));
+        for done in (0..=1000).step_by(10) {
+            lines.advance(done);
+        }
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.starts_with("ferry: fetch  http://h/x.iso (1000 B)\n"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 11, "{text}");
+        assert!(text.contains("1000 B of 1000 B (100%)"), "{text}");
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(secs(75.0), "1m15s");
+    }
+}
