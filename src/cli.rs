@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::Error;
+use crate::fetch::{self, Sha256Digest};
 use crate::host::disk::parse_size;
 use crate::install::{self, Options, Request};
 use crate::ops;
@@ -190,6 +191,33 @@ pub enum Command {
         #[command(subcommand)]
         command: RecipeCommand,
     },
+    /// Download an image from the catalog (by name) or a URL into the cache, and verify it.
+    /// Prints the verified file's path on stdout.
+    Fetch {
+        /// A catalog name (`ferry images`) or an http(s) URL.
+        image: String,
+        /// The expected SHA-256 (instead of the catalog's or a SHA256SUMS file's).
+        #[arg(long, value_name = "HEX")]
+        sha256: Option<String>,
+        /// Write here instead of into the cache.
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Accept a URL without a checksum: the file is NOT verified.
+        #[arg(long)]
+        insecure_no_checksum: bool,
+        #[command(flatten)]
+        sources: SourceArgs,
+        /// No progress on stderr.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// List the image catalog.
+    Images {
+        #[command(flatten)]
+        sources: SourceArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// List an installer ISO's boot-menu entries with their kernel, initrd and command line.
     Inspect {
         iso: PathBuf,
@@ -209,6 +237,17 @@ pub enum RecipeCommand {
         #[arg(long, value_name = "NAME")]
         file: Option<String>,
     },
+}
+
+/// Where downloads go, and which catalog names images.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// The download cache [default: /var/cache/ferry as root, else $XDG_CACHE_HOME/ferry].
+    #[arg(long, env = "FERRY_CACHE", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Read the image catalog from this directory of TOML files instead of the built-in one.
+    #[arg(long, env = "FERRY_CATALOG", value_name = "DIR")]
+    pub catalog: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +302,8 @@ pub struct TargetArgs {
     pub kernel: Option<PathBuf>,
     #[arg(long, value_name = "PATH", requires = "kernel")]
     pub initrd: Option<PathBuf>,
+    #[command(flatten)]
+    pub sources: SourceArgs,
 }
 
 impl TargetArgs {
@@ -291,6 +332,8 @@ impl TargetArgs {
                 image: self.image.clone(),
                 kernel: self.kernel.clone(),
                 initrd: self.initrd.clone(),
+                cache_dir: self.sources.cache_dir.clone(),
+                catalog: self.sources.catalog.clone(),
             },
             runs_dir,
             yes,
@@ -412,6 +455,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 image: None,
                 kernel: None,
                 initrd: None,
+                sources: SourceArgs {
+                    cache_dir: None,
+                    catalog: None,
+                },
             };
             let request = target.request(runs.runs_dir.clone(), yes, true)?;
             let code = ops::supervise::boot(&ops::supervise::ManualBoot {
@@ -460,6 +507,68 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             qemu,
         } => crate::host::doctor::run(json, root, no_probe, qemu)?,
         Command::Recipe { command } => recipe(command)?,
+        Command::Fetch {
+            image,
+            sha256,
+            output,
+            insecure_no_checksum,
+            sources,
+            quiet,
+        } => {
+            let digest = sha256
+                .map(|hex| {
+                    Sha256Digest::parse(&hex).ok_or_else(|| {
+                        Error::Usage(format!("--sha256 {hex}: expected 64 hexadecimal digits"))
+                    })
+                })
+                .transpose()?;
+            let mut request = fetch::resolve(
+                &image,
+                digest,
+                insecure_no_checksum,
+                sources.catalog.as_deref(),
+                &fetch::cache::cache_dir(sources.cache_dir.as_deref()),
+            )?;
+            if let Some(output) = output {
+                request.dest = output;
+            }
+            let fetcher = fetch::Fetcher::new(fetch::FetchOptions::from_env()?)?;
+            let fetched = fetcher.fetch(&request, &mut *fetch::progress::for_stderr(quiet))?;
+            if !fetched.verified {
+                eprintln!(
+                    "ferry: WARNING: {} was NOT VERIFIED (--insecure-no-checksum); its sha256 is {}",
+                    fetched.path.display(),
+                    fetched.sha256
+                );
+            } else if !quiet {
+                let how = if fetched.cached {
+                    "cached, verified again"
+                } else {
+                    "verified"
+                };
+                eprintln!(
+                    "ferry: fetch  {} ({how}, sha256 {})",
+                    fetched.path.display(),
+                    fetched.sha256
+                );
+            }
+            println!("{}", fetched.path.display());
+        }
+        Command::Images { sources, json } => {
+            let catalog = fetch::catalog::Catalog::load(sources.catalog.as_deref())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&catalog).map_err(std::io::Error::other)?
+                );
+            } else {
+                let cache = fetch::cache::cache_dir(sources.cache_dir.as_deref());
+                print!(
+                    "{}",
+                    catalog.render_table(|e| e.request(&cache).is_ok_and(|r| r.dest.is_file()))
+                );
+            }
+        }
         Command::Inspect { iso, json } => {
             let image = crate::image::Iso::open(&iso)?;
             let entries = crate::image::boot_entries(&image)?;

@@ -88,10 +88,10 @@ pub fn install(request: &Request, run_dir: &Path) -> Result<Outcome, Error> {
     crate::ops::secrets::write_fingerprints(run_dir)?;
     let facts = Facts::read();
     let listener = serve::Listener::bind()?;
-    let plan = plan::make(&profile, &request.options, &facts, &listener.guest_url()?)?;
+    let guest_url = listener.guest_url()?;
+    let mut plan = plan::make(&profile, &request.options, &facts, &guest_url)?;
     let planned = started.elapsed().as_secs_f64();
 
-    write_json(&run_dir.join("plan.json"), &plan)?;
     write_json(&run_dir.join("facts.json"), &facts)?;
     let progress = Progress {
         quiet: request.quiet,
@@ -105,9 +105,19 @@ pub fn install(request: &Request, run_dir: &Path) -> Result<Outcome, Error> {
             run_dir.display()
         ),
     );
-    tracing::info!(accel = ?plan.accel, cmdline = %plan.boot.cmdline, "plan made");
 
-    let result = run::execute(&plan, listener, run_dir, &progress);
+    let replan = || plan::make(&profile, &request.options, &facts, &guest_url);
+    let fetched = fetch_image(&mut plan, replan, &progress, request.quiet);
+    write_json(&run_dir.join("plan.json"), &plan)?;
+    let cmdline = plan.boot.as_ref().map(|b| b.cmdline.as_str());
+    tracing::info!(accel = ?plan.accel, ?cmdline, "plan made");
+    let result = fetched.and_then(|fetch_seconds| {
+        let mut outcome = run::execute(&plan, listener, run_dir, &progress)?;
+        if let Some(seconds) = fetch_seconds {
+            outcome.stages.insert(0, (Stage::Fetch, seconds));
+        }
+        Ok(outcome)
+    });
     let summary = Summary::new(&plan, planned, &result, run_dir);
     write_json(&run_dir.join("summary.json"), &summary)?;
     match &result {
@@ -118,6 +128,42 @@ pub fn install(request: &Request, run_dir: &Path) -> Result<Outcome, Error> {
         ),
     }
     result
+}
+
+/// The fetch stage: downloads and verifies the plan's image (or verifies the cached copy)
+/// before QEMU starts, then completes the plan with the image's boot menu (`replan`).
+/// Returns the stage's duration, or `None` when nothing is downloaded.
+fn fetch_image(
+    plan: &mut Plan,
+    replan: impl FnOnce() -> Result<Plan, Error>,
+    progress: &Progress,
+    quiet: bool,
+) -> Result<Option<f64>, Error> {
+    use crate::fetch::{FetchOptions, Fetcher};
+    let Some(fetch) = &plan.fetch else {
+        return Ok(None);
+    };
+    let timer = Instant::now();
+    let doing = match fetch.cached {
+        true => "verifying the cached copy of",
+        false => "downloading",
+    };
+    let (url, checksum) = (fetch.request.url(), fetch.request.checksum.describe());
+    progress.stage(Stage::Fetch, &format!("{doing} {url} ({checksum})"));
+    let fetcher = Fetcher::new(FetchOptions::from_env()?)?;
+    let fetched = fetcher.fetch(
+        &fetch.request,
+        &mut *crate::fetch::progress::for_stderr(quiet),
+    )?;
+    let (path, bytes, sha256) = (fetched.path.display(), fetched.bytes, fetched.sha256);
+    progress.stage(
+        Stage::Fetch,
+        &format!("{path} verified ({bytes} bytes, sha256 {sha256})"),
+    );
+    if plan.boot.is_none() {
+        *plan = replan()?;
+    }
+    Ok(Some(timer.elapsed().as_secs_f64()))
 }
 
 /// `summary.json`: how the run ended and how long each stage took.

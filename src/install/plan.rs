@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::Error;
+use crate::fetch::{self, Request, Sha256Digest};
 use crate::host::disk::Target;
 use crate::host::disk::TargetKind;
 use crate::host::{Bus, Facts};
@@ -39,6 +40,10 @@ pub struct Options {
     pub image: Option<PathBuf>,
     pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
+    /// The download cache (`--cache-dir`); `None`: the default.
+    pub cache_dir: Option<PathBuf>,
+    /// The image catalog directory (`--catalog`); `None`: the built-in catalog.
+    pub catalog: Option<PathBuf>,
 }
 
 /// The serial console argument ferry adds; the last `console=` becomes /dev/console.
@@ -48,7 +53,11 @@ pub const SERIAL_CONSOLE: &str = "console=ttyS0,115200n8";
 pub struct Plan {
     pub profile: PathBuf,
     pub description: String,
-    pub boot: BootPlan,
+    /// The download of the image (a `url` or catalog `name`), made before QEMU starts.
+    pub fetch: Option<FetchPlan>,
+    /// `None` only while a downloaded image is not in the cache yet: its boot menu is read
+    /// once it is (`install` plans again after the fetch).
+    pub boot: Option<BootPlan>,
     pub qemu: QemuBinary,
     pub accel: AccelPlan,
     pub memory_mib: u64,
@@ -70,6 +79,23 @@ pub struct Plan {
     pub files: Vec<ServedFile>,
     pub steps: Vec<Step>,
     pub finish: FinishPlan,
+}
+
+impl Plan {
+    /// What boots; an error while the image is not downloaded yet.
+    pub fn boot(&self) -> Result<&BootPlan, Error> {
+        self.boot.as_ref().ok_or_else(|| {
+            Error::Usage("the image is not downloaded yet, so its boot menu was not read".into())
+        })
+    }
+}
+
+/// An image to download into the cache and verify.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchPlan {
+    pub request: Request,
+    /// Whether the cache holds the file already (it is verified again before use).
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -292,7 +318,8 @@ fn plan_with(
             .map_err(Error::from)
     };
 
-    let mut boot = boot_source(profile, opts)?;
+    let fetch = image_download(profile, opts)?;
+    let mut boot = boot_source(profile, opts, fetch.as_ref())?;
     let extra = spec
         .boot
         .append
@@ -300,7 +327,9 @@ fn plan_with(
         .map(render)
         .transpose()?
         .unwrap_or_default();
-    boot.cmdline = compose_cmdline(&boot.cmdline, &extra);
+    if let Some(boot) = &mut boot {
+        boot.cmdline = compose_cmdline(&boot.cmdline, &extra);
+    }
 
     let mut files = Vec::new();
     for file in &spec.files {
@@ -361,6 +390,7 @@ fn plan_with(
     Ok(Plan {
         profile: profile.path.clone(),
         description: spec.description.clone(),
+        fetch,
         boot,
         qemu,
         accel,
@@ -430,9 +460,52 @@ fn existing_arg(option: &str, path: &Path) -> Result<PathBuf, Error> {
     Ok(full)
 }
 
+/// How a `url` or catalog `name` image is downloaded: into the cache, nothing fetched here.
+fn image_download(profile: &Profile, opts: &Options) -> Result<Option<FetchPlan>, Error> {
+    let image = &profile.spec.image;
+    let cache_dir = fetch::cache::cache_dir(opts.cache_dir.as_deref());
+    let sha256 = image.sha256.as_ref().map(|hex| {
+        Sha256Digest::parse(hex.get_ref()).expect("checked when the profile was parsed")
+    });
+    if opts.image.is_some() || opts.kernel.is_some() {
+        return Ok(None); // --image or --kernel replaces the profile's image
+    }
+    let request = match (&image.url, &image.name) {
+        (Some(url), _) => fetch::resolve(url.get_ref(), sha256, false, None, &cache_dir)
+            .map_err(|e| Error::Usage(format!("{}: {e}", profile.location_of(url))))?,
+        (None, Some(name)) => {
+            let catalog = fetch::catalog::Catalog::load(opts.catalog.as_deref())?;
+            let entry = catalog
+                .get(name.get_ref())
+                .map_err(|e| Error::Usage(format!("{}: {e}", profile.location_of(name))))?;
+            if entry.kind != fetch::catalog::Kind::Iso {
+                return Err(Error::Usage(format!(
+                    "{}: {} is not an ISO (kind {:?}); use its kernel and initrd with `kernel` and `initrd`",
+                    profile.location_of(name),
+                    entry.name,
+                    entry.kind
+                )));
+            }
+            let mut request = entry.request(&cache_dir)?;
+            if let Some(digest) = sha256 {
+                request.checksum = fetch::ChecksumSource::Sha256(digest);
+            }
+            request
+        }
+        (None, None) => return Ok(None),
+    };
+    let cached = request.dest.is_file();
+    Ok(Some(FetchPlan { request, cached }))
+}
+
 /// The kernel, initrd and base command line: from the ISO's boot menu, or netboot files;
-/// `--image` or `--kernel`/`--initrd` replace the profile's `[image]`.
-fn boot_source(profile: &Profile, opts: &Options) -> Result<BootPlan, Error> {
+/// `--image` or `--kernel`/`--initrd` replace the profile's `[image]`. `None` for a downloaded
+/// ISO that is not in the cache yet (its menu is read after the fetch).
+fn boot_source(
+    profile: &Profile,
+    opts: &Options,
+    download: Option<&FetchPlan>,
+) -> Result<Option<BootPlan>, Error> {
     let image = &profile.spec.image;
     if opts.image.is_some() && opts.kernel.is_some() {
         return Err(Error::Usage(
@@ -449,61 +522,56 @@ fn boot_source(profile: &Profile, opts: &Options) -> Result<BootPlan, Error> {
             .as_deref()
             .map(|i| existing_arg("--initrd", i))
             .transpose()?;
-        return Ok(BootPlan {
-            iso: None,
-            entry: None,
-            kernel: kernel.display().to_string(),
-            initrd: initrd
-                .into_iter()
-                .map(|i| i.display().to_string())
-                .collect(),
-            cmdline: image.cmdline.clone(),
-        });
+        return Ok(Some(netboot(kernel, initrd, image.cmdline.clone())));
     }
-    let iso_path = match (&opts.image, &image.path) {
-        (Some(path), _) => Some(existing_arg("--image", path)?),
-        (None, Some(path)) => Some(existing_file(profile, path)?),
-        (None, None) => None,
+    let iso_path = match (&opts.image, &image.path, download) {
+        (Some(path), _, _) => Some(existing_arg("--image", path)?),
+        (None, Some(path), _) => Some(existing_file(profile, path)?),
+        (None, None, Some(download)) if download.cached => Some(download.request.dest.clone()),
+        (None, None, Some(_)) => return Ok(None),
+        (None, None, None) => None,
     };
     if let Some(iso_path) = iso_path {
-        let iso = Iso::open(&iso_path)?;
-        let entries = crate::image::boot_entries(&iso)?;
-        let entry = crate::image::select(&entries, profile.spec.boot.entry.get_ref())?.clone();
-        return Ok(BootPlan {
-            iso: Some(iso_path),
-            kernel: entry.kernel.clone(),
-            initrd: entry.initrd.clone(),
-            cmdline: entry.cmdline.clone(),
-            entry: Some(entry),
-        });
+        return iso_boot(profile, iso_path).map(Some);
     }
-    if let Some(kernel) = &image.kernel {
-        let kernel = existing_file(profile, kernel)?;
-        let initrd = image
-            .initrd
-            .as_ref()
-            .map(|i| existing_file(profile, i))
-            .transpose()?;
-        return Ok(BootPlan {
-            iso: None,
-            entry: None,
-            kernel: kernel.display().to_string(),
-            initrd: initrd
-                .into_iter()
-                .map(|i| i.display().to_string())
-                .collect(),
-            cmdline: image.cmdline.clone(),
-        });
-    }
-    let url = image
-        .url
+    let kernel = image
+        .kernel
         .as_ref()
-        .expect("checked when the profile was parsed: path, url or kernel");
-    Err(Error::Usage(format!(
-        "{}: downloading images (`url`) is not supported by this build yet; download {} and pass it with --image (or set `path`)",
-        profile.location_of(url),
-        url.get_ref()
-    )))
+        .expect("checked when the profile was parsed: path, url, name or kernel");
+    let kernel = existing_file(profile, kernel)?;
+    let initrd = image
+        .initrd
+        .as_ref()
+        .map(|i| existing_file(profile, i))
+        .transpose()?;
+    Ok(Some(netboot(kernel, initrd, image.cmdline.clone())))
+}
+
+fn netboot(kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String) -> BootPlan {
+    BootPlan {
+        iso: None,
+        entry: None,
+        kernel: kernel.display().to_string(),
+        initrd: initrd
+            .into_iter()
+            .map(|i| i.display().to_string())
+            .collect(),
+        cmdline,
+    }
+}
+
+/// The boot-menu entry the profile chose from the ISO at `iso_path`.
+fn iso_boot(profile: &Profile, iso_path: PathBuf) -> Result<BootPlan, Error> {
+    let iso = Iso::open(&iso_path)?;
+    let entries = crate::image::boot_entries(&iso)?;
+    let entry = crate::image::select(&entries, profile.spec.boot.entry.get_ref())?.clone();
+    Ok(BootPlan {
+        iso: Some(iso_path),
+        kernel: entry.kernel.clone(),
+        initrd: entry.initrd.clone(),
+        cmdline: entry.cmdline.clone(),
+        entry: Some(entry),
+    })
 }
 
 /// A file the profile names, made absolute; an error at the profile's position if missing.
@@ -795,14 +863,31 @@ pub fn render(plan: &Plan) -> String {
         "profile",
         format!("{} {}", plan.profile.display(), plan.description),
     );
-    if let Some(iso) = &plan.boot.iso {
-        line("image", iso.display().to_string());
+    if let Some(fetch) = &plan.fetch {
+        let state = match fetch.cached {
+            true => "cached; verified again before use",
+            false => "not cached: downloaded before QEMU starts",
+        };
+        line("fetch", format!("{} ({state})", fetch.request.url()));
+        line("checksum", fetch.request.checksum.describe());
     }
-    line(
-        "boot",
-        format!("{} (kernel {})", plan.boot.title(), plan.boot.kernel),
-    );
-    line("cmdline", plan.boot.cmdline.clone());
+    match &plan.boot {
+        Some(boot) => {
+            if let Some(iso) = &boot.iso {
+                line("image", iso.display().to_string());
+            }
+            line("boot", format!("{} (kernel {})", boot.title(), boot.kernel));
+            line("cmdline", boot.cmdline.clone());
+        }
+        None => {
+            let fetch = plan
+                .fetch
+                .as_ref()
+                .expect("boot is planned unless an image is fetched");
+            line("image", fetch.request.dest.display().to_string());
+            line("boot", "from the image's boot menu, once downloaded".into());
+        }
+    }
     line(
         "qemu",
         format!(

@@ -26,6 +26,7 @@ pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Plan,
+    Fetch,
     Boot,
     Drive,
     Finish,
@@ -36,6 +37,7 @@ impl Stage {
     pub fn name(self) -> &'static str {
         match self {
             Stage::Plan => "plan",
+            Stage::Fetch => "fetch",
             Stage::Boot => "boot",
             Stage::Drive => "drive",
             Stage::Finish => "finish",
@@ -113,7 +115,7 @@ pub fn execute(
             accel_name(plan.accel.first),
             plan.memory_mib,
             plan.cpus,
-            plan.boot.title()
+            plan.boot()?.title()
         ),
     );
     let machine = |accel| Machine {
@@ -122,7 +124,7 @@ pub fn execute(
         cpus: plan.cpus,
         firmware: firmware.clone(),
         disk: target_disk(plan),
-        cdrom: plan.boot.iso.clone(),
+        cdrom: plan.boot.as_ref().and_then(|b| b.iso.clone()),
         kernel: Some(boot.clone()),
         mac: plan.mac.clone(),
         serial_socket: run_dir.join("serial.sock"),
@@ -339,7 +341,7 @@ fn target_disk(plan: &Plan) -> Disk {
 /// (several initrds become one: concatenated cpio archives are what the kernel expects).
 /// Returns the boot and the scratch files to remove once the installer has run.
 fn boot_files(plan: &Plan, run_dir: &Path) -> Result<(KernelBoot, Vec<PathBuf>), Error> {
-    let boot = &plan.boot;
+    let boot = plan.boot()?;
     let Some(iso_path) = &boot.iso else {
         let initrd = boot.initrd.first().map(PathBuf::from);
         let files = KernelBoot {

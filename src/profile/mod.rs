@@ -55,7 +55,8 @@ pub struct ProfileSpec {
     pub finish: FinishSpec,
 }
 
-/// Where the installer comes from: a local ISO, a URL with its checksum, or a netboot kernel
+/// Where the installer comes from: a local ISO, a URL with its checksum (or a `SHA256SUMS` next
+/// to it), a catalog image by name, or a netboot kernel
 /// and initrd (such as Debian's netboot `linux` and `initrd.gz`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +65,8 @@ pub struct ImageSpec {
     pub path: Option<Spanned<String>>,
     pub url: Option<Spanned<String>>,
     pub sha256: Option<Spanned<String>>,
+    /// An image from the catalog (`ferry images`), downloaded and verified like a `url`.
+    pub name: Option<Spanned<String>>,
     /// A netboot kernel, relative to the profile's directory (instead of an ISO).
     pub kernel: Option<Spanned<String>>,
     pub initrd: Option<Spanned<String>>,
@@ -294,7 +297,7 @@ impl Profile {
     /// Checks that need more than one field at a time.
     fn check(&self) -> Result<(), ProfileError> {
         let image = &self.spec.image;
-        let sources: Vec<_> = [&image.path, &image.url, &image.kernel]
+        let sources: Vec<_> = [&image.path, &image.url, &image.name, &image.kernel]
             .into_iter()
             .flatten()
             .collect();
@@ -302,14 +305,14 @@ impl Profile {
             [] => {
                 return Err(self.invalid(
                     0,
-                    "[image] needs `path` (a local ISO), `url`, or `kernel` and `initrd` (netboot)",
+                    "[image] needs `path` (a local ISO), `url`, `name` (a catalog image), or `kernel` and `initrd` (netboot)",
                 ));
             }
             [_] => {}
             [_, second, ..] => {
                 return Err(self.invalid(
                     second.span().start,
-                    "[image] names more than one of `path`, `url` and `kernel`: keep one",
+                    "[image] names more than one of `path`, `url`, `name` and `kernel`: keep one",
                 ));
             }
         }
@@ -491,11 +494,11 @@ verify = { expect = ["login:"], timeout = "2m" }
     fn cross_field_errors_have_positions() {
         assert_eq!(
             error("[image]\n"),
-            "p.toml:1:1: [image] needs `path` (a local ISO), `url`, or `kernel` and `initrd` (netboot)"
+            "p.toml:1:1: [image] needs `path` (a local ISO), `url`, `name` (a catalog image), or `kernel` and `initrd` (netboot)"
         );
         assert_eq!(
             error("[image]\npath = \"a\"\nurl = \"http://x/a.iso\"\n"),
-            "p.toml:3:7: [image] names more than one of `path`, `url` and `kernel`: keep one"
+            "p.toml:3:7: [image] names more than one of `path`, `url`, `name` and `kernel`: keep one"
         );
         assert_eq!(
             error("[image]\nurl = \"http://x\"\nsha256 = \"abc\"\n"),
