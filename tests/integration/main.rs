@@ -3,6 +3,7 @@
 
 mod bundle;
 mod debian;
+mod fetch;
 mod host;
 mod install;
 mod ops;
