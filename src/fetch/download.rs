@@ -198,11 +198,13 @@ impl Fetcher {
         }
         let mut partial = Partial::open(&partial_path(dest), progress)?;
         let mut failures = Vec::new();
-        for url in &request.urls {
+        for (i, url) in request.urls.iter().enumerate() {
             match self.download_from(url, &mut partial, progress) {
                 Ok(()) => return partial.finish(dest, expected, url),
                 Err(e) if e.mirror_specific() && request.urls.len() > 1 => {
-                    progress.message(&format!("{e}; trying the next mirror"));
+                    if i + 1 < request.urls.len() {
+                        progress.message(&format!("{e}; trying the next mirror"));
+                    }
                     failures.push((url.to_string(), e));
                 }
                 Err(e) => return Err(partial.abandon(e)),
@@ -506,10 +508,10 @@ fn classify(url: &Url, error: &reqwest::Error) -> Failed {
     if error.is_builder() || error.is_redirect() {
         return Failed::Final(FetchError::Setup(format!("{url}: {}", chain(error))));
     }
-    let what = if error.is_timeout() {
-        "timed out".to_string()
-    } else {
-        chain(error)
+    let what = match error.is_timeout() {
+        true => "timed out".to_string(),
+        // reqwest names the URL in its message; ferry's messages already start with it.
+        false => chain(error).replace(&format!("error sending request for url ({url}): "), ""),
     };
     Failed::Transient(what)
 }
