@@ -69,7 +69,7 @@ pub enum ChecksumSource {
     Discover,
     /// The Debian archive's chain of trust: the archive keyring signs `InRelease`, which holds
     /// the digest of `Packages`, which holds the digest of the package. Resolved by
-    /// [`super::Fetcher::debian_digest`].
+    /// [`super::Fetcher::debian_package`] (which also finds its current file in the pool).
     Debian(DebianPackage),
     /// Not verified: the operator passed `--insecure-no-checksum`.
     Unverified,

@@ -167,7 +167,19 @@ impl Fetcher {
         request: &Request,
         progress: &mut dyn Progress,
     ) -> Result<Fetched, FetchError> {
-        let expected = self.expected_digest(request, progress)?;
+        let (expected, urls) = match &request.checksum {
+            // The chain of trust also names the package's current file in the pool.
+            ChecksumSource::Debian(package) => {
+                let (url, digest) = self.debian_package(package)?;
+                let others = request.urls.iter().filter(|u| **u != url).cloned();
+                let urls: Vec<Url> = std::iter::once(url.clone()).chain(others).collect();
+                (Some(digest), urls)
+            }
+            _ => (
+                self.expected_digest(request, progress)?,
+                request.urls.clone(),
+            ),
+        };
         let dest = &request.dest;
         if dest.is_file() {
             progress.message(&format!("verifying cached {}", dest.display()));
@@ -198,11 +210,11 @@ impl Fetcher {
         }
         let mut partial = Partial::open(&partial_path(dest), progress)?;
         let mut failures = Vec::new();
-        for (i, url) in request.urls.iter().enumerate() {
+        for (i, url) in urls.iter().enumerate() {
             match self.download_from(url, &mut partial, progress) {
                 Ok(()) => return partial.finish(dest, expected, url),
-                Err(e) if e.mirror_specific() && request.urls.len() > 1 => {
-                    if i + 1 < request.urls.len() {
+                Err(e) if e.mirror_specific() && urls.len() > 1 => {
+                    if i + 1 < urls.len() {
                         progress.message(&format!("{e}; trying the next mirror"));
                     }
                     failures.push((url.to_string(), e));
@@ -225,7 +237,7 @@ impl Fetcher {
         match &request.checksum {
             ChecksumSource::Sha256(digest) => Ok(Some(*digest)),
             ChecksumSource::Unverified => Ok(None),
-            ChecksumSource::Debian(package) => self.debian_digest(package).map(Some),
+            ChecksumSource::Debian(package) => self.debian_package(package).map(|(_, d)| Some(d)),
             ChecksumSource::SumsFile(reference) => self
                 .digest_from_sums(request, &[reference.as_str()], progress)
                 .map(Some),
@@ -262,17 +274,29 @@ impl Fetcher {
         }
     }
 
-    /// The digest of a Debian package through the archive's chain of trust.
-    ///
-    /// This build cannot check the archive's OpenPGP signatures, so it refuses rather than
-    /// trust an unsigned index; the `debtrust` work implements the chain here.
-    pub fn debian_digest(&self, package: &DebianPackage) -> Result<Sha256Digest, FetchError> {
-        Err(FetchError::DebianChainUnavailable {
-            what: format!(
-                "{} from {} {}",
-                package.package, package.archive, package.suite
-            ),
-        })
+    /// A Debian package's current URL in the pool and its SHA-256, through the archive's
+    /// chain of trust ([`super::debian`]: `InRelease` signed by Debian's archive keys →
+    /// `Packages` → the package), fetched with this client.
+    pub fn debian_package(
+        &self,
+        package: &DebianPackage,
+    ) -> Result<(Url, Sha256Digest), FetchError> {
+        let keyring = super::debian::Keyring::debian();
+        let archive = super::debian::Archive::new(&package.archive, keyring, self);
+        let suite = archive.suite(&package.suite)?;
+        let found = archive.package(&suite, &package.component, &package.arch, &package.package)?;
+        let url = format!(
+            "{}/{}",
+            package.archive.trim_end_matches('/'),
+            found.filename
+        );
+        let digest = Sha256Digest::parse(&found.sha256).ok_or_else(|| {
+            FetchError::Setup(format!(
+                "{}: the Packages index lists a malformed SHA256",
+                package.package
+            ))
+        })?;
+        Ok((parse_url(&url)?, digest))
     }
 
     /// Fetches the first checksum file found (each of `references` against each mirror, in
@@ -317,7 +341,14 @@ impl Fetcher {
 
     /// GETs a small text file (a checksum list), with the same retries as a download.
     pub fn get_small(&self, url: &Url, progress: &mut dyn Progress) -> Result<String, FetchError> {
-        const LIMIT: u64 = 16 << 20;
+        let body = self.get_bytes(url, progress)?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// GETs a file of at most 64 MiB into memory (an index), with the same retries as a
+    /// download.
+    pub fn get_bytes(&self, url: &Url, progress: &mut dyn Progress) -> Result<Vec<u8>, FetchError> {
+        const LIMIT: u64 = 64 << 20;
         self.with_retries(url, progress, |fetcher, _| {
             let response = fetcher.send(url, 0)?;
             let status = response.status();
@@ -331,10 +362,10 @@ impl Fetcher {
                 .map_err(|e| Failed::Transient(describe_io(&e)))?;
             if body.len() as u64 > LIMIT {
                 return Err(Failed::Final(FetchError::Setup(format!(
-                    "{url}: larger than {LIMIT} bytes: not a checksum list"
+                    "{url}: larger than {LIMIT} bytes: not an index"
                 ))));
             }
-            Ok(String::from_utf8_lossy(&body).into_owned())
+            Ok(body)
         })
     }
 
@@ -467,6 +498,35 @@ impl Fetcher {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The Debian chain of trust fetches through ferry's client: retries, resume, verification.
+impl super::debian::Transport for &Fetcher {
+    fn get(&self, url: &str) -> Result<Vec<u8>, super::debian::TransportError> {
+        Ok(self.get_bytes(&parse_url(url)?, &mut super::progress::Quiet)?)
+    }
+
+    fn download(
+        &self,
+        url: &str,
+        dest: &Path,
+        expected: &super::debian::Expected<'_>,
+    ) -> Result<(), super::debian::TransportError> {
+        let digest = Sha256Digest::parse(expected.sha256).ok_or_else(|| {
+            FetchError::Setup(format!(
+                "{url}: malformed expected SHA-256 {:?}",
+                expected.sha256
+            ))
+        })?;
+        let checksum = ChecksumSource::Sha256(digest);
+        let request = Request {
+            urls: vec![parse_url(url)?],
+            checksum,
+            dest: dest.to_path_buf(),
+        };
+        self.fetch(&request, &mut super::progress::Quiet)?;
+        Ok(())
     }
 }
 

@@ -39,11 +39,8 @@ pub enum FetchError {
     NoChecksum { url: String },
     #[error("{sums_url} lists no checksum for {file}: pass --sha256 HEX")]
     NotListed { sums_url: String, file: String },
-    #[error(
-        "{what}: verification through the Debian archive's chain of trust (InRelease → Packages) is not \
-         available in this build; pass --sha256 HEX"
-    )]
-    DebianChainUnavailable { what: String },
+    #[error(transparent)]
+    Debian(#[from] Box<super::debian::DebianError>),
     #[error("every mirror failed:{}", list(.0))]
     Mirrors(Vec<(String, FetchError)>),
     #[error("{}: another ferry is downloading this file (its .partial is locked); wait for it", path.display())]
@@ -71,6 +68,12 @@ fn status_hint(status: u16) -> &'static str {
 
 fn list(errors: &[(String, FetchError)]) -> String {
     errors.iter().map(|(_, e)| format!("\n  {e}")).collect()
+}
+
+impl From<super::debian::DebianError> for FetchError {
+    fn from(error: super::debian::DebianError) -> FetchError {
+        FetchError::Debian(Box::new(error))
+    }
 }
 
 impl FetchError {

@@ -954,3 +954,45 @@ fn plan_with_a_catalog_image() {
         "{stderr}"
     );
 }
+
+/// The Debian chain of trust fetches through this client ([`ferry::fetch::debian::Transport`]):
+/// indexes into memory, files verified against the digest the chain expects.
+#[test]
+fn debian_transport_is_the_fetcher() {
+    use ferry::fetch::debian::{Expected, Transport};
+    let data = body(LEN);
+    let server = Server::start({
+        let data = data.clone();
+        move |seen, i| match seen.path.as_str() {
+            "/index" if i == 0 => Reply::Status(503),
+            "/index" => Reply::File(b"Packages".to_vec()),
+            _ => Reply::File(data.clone()),
+        }
+    });
+    let fetcher = Fetcher::new(options()).unwrap();
+    let transport = &fetcher;
+    assert_eq!(transport.get(&server.url("/index")).unwrap(), b"Packages");
+
+    let case = Case::new();
+    let right = digest(&data).to_hex();
+    let expected = Expected {
+        sha256: &right,
+        size: Some(LEN as u64),
+    };
+    transport
+        .download(&server.url("/x.deb"), &case.dest(), &expected)
+        .unwrap();
+    assert_eq!(std::fs::read(case.dest()).unwrap(), data);
+
+    let case = Case::new();
+    let wrong = digest(b"other").to_hex();
+    let expected = Expected {
+        sha256: &wrong,
+        size: None,
+    };
+    let error = transport
+        .download(&server.url("/x.deb"), &case.dest(), &expected)
+        .unwrap_err();
+    assert!(error.to_string().contains("checksum mismatch"), "{error}");
+    case.assert_no_final();
+}
