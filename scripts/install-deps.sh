@@ -13,7 +13,6 @@ packages=(
   iproute2                                    # `ss`, to check what ferry listens on
   python3                                     # scripts/bench
   tmux                                        # terminals for the operations tests
-  debian-installer-12-netboot-amd64           # the real Debian installer (recipe debian-12, its test)
 )
 
 missing=()

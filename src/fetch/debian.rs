@@ -411,27 +411,7 @@ impl<T: Transport> Archive<T> {
         let package = self.package(&suite, "main", arch, &name)?;
         let deb = self.download_package(&package, dir)?;
         let out = dir.join(format!("{}_{}", package.name, package.version));
-        std::fs::create_dir_all(&out).map_err(|source| DebianError::Io {
-            path: out.clone(),
-            source,
-        })?;
-        let (kernel, initrd) = (out.join("linux"), out.join("initrd.gz"));
-        let images =
-            format!("usr/lib/debian-installer/images/{major}/{arch}/text/debian-installer/{arch}");
-        deb::extract(
-            &deb,
-            &[
-                (&format!("{images}/linux"), &kernel),
-                (&format!("{images}/initrd.gz"), &initrd),
-            ],
-        )?;
-        check_magic(
-            &kernel,
-            0x202,
-            b"HdrS",
-            "not a Linux kernel (no HdrS at 0x202)",
-        )?;
-        check_magic(&initrd, 0, &[0x1f, 0x8b], "not gzip-compressed")?;
+        let (kernel, initrd) = extract_netboot(&deb, &major.to_string(), arch, &out)?;
         Ok(Netboot {
             suite,
             package,
@@ -440,6 +420,39 @@ impl<T: Transport> Archive<T> {
             initrd,
         })
     }
+}
+
+/// Takes debian-installer's text netboot `linux` and `initrd.gz` for Debian `major` out of a
+/// verified `debian-installer-MAJOR-netboot-ARCH` package into `out`, and checks that they
+/// look like what they are.
+pub fn extract_netboot(
+    deb: &Path,
+    major: &str,
+    arch: &str,
+    out: &Path,
+) -> Result<(PathBuf, PathBuf), DebianError> {
+    std::fs::create_dir_all(out).map_err(|source| DebianError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let (kernel, initrd) = (out.join("linux"), out.join("initrd.gz"));
+    let images =
+        format!("usr/lib/debian-installer/images/{major}/{arch}/text/debian-installer/{arch}");
+    deb::extract(
+        deb,
+        &[
+            (&format!("{images}/linux"), &kernel),
+            (&format!("{images}/initrd.gz"), &initrd),
+        ],
+    )?;
+    check_magic(
+        &kernel,
+        0x202,
+        b"HdrS",
+        "not a Linux kernel (no HdrS at 0x202)",
+    )?;
+    check_magic(&initrd, 0, &[0x1f, 0x8b], "not gzip-compressed")?;
+    Ok((kernel, initrd))
 }
 
 /// Whether `path` has the expected size and SHA-256: `None` if so, else the field that differs.

@@ -160,6 +160,24 @@ fn fetch_image(
         Stage::Fetch,
         &format!("{path} verified ({bytes} bytes, sha256 {sha256})"),
     );
+    if let Some(unpack) = &fetch.netboot
+        && !unpack.is_unpacked_from(&fetched.path)
+    {
+        progress.stage(
+            Stage::Fetch,
+            &format!(
+                "unpacking the kernel and initrd into {}",
+                unpack.dir.display()
+            ),
+        );
+        crate::fetch::debian::extract_netboot(
+            &fetched.path,
+            &unpack.major,
+            &unpack.arch,
+            &unpack.dir,
+        )
+        .map_err(crate::fetch::FetchError::from)?;
+    }
     if plan.boot.is_none() {
         *plan = replan()?;
     }

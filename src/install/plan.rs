@@ -96,6 +96,39 @@ pub struct FetchPlan {
     pub request: Request,
     /// Whether the cache holds the file already (it is verified again before use).
     pub cached: bool,
+    /// For a Debian netboot package: where its kernel and initrd are unpacked.
+    pub netboot: Option<NetbootUnpack>,
+}
+
+/// debian-installer's netboot kernel and initrd, unpacked from the fetched `.deb` into the
+/// cache next to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetbootUnpack {
+    /// Debian's major version and architecture, which name the files' directory in the .deb.
+    pub major: String,
+    pub arch: String,
+    pub dir: PathBuf,
+}
+
+impl NetbootUnpack {
+    pub fn kernel(&self) -> PathBuf {
+        self.dir.join("linux")
+    }
+    pub fn initrd(&self) -> PathBuf {
+        self.dir.join("initrd.gz")
+    }
+    /// Unpacked already, from this very .deb (not an older one).
+    pub fn is_unpacked_from(&self, deb: &Path) -> bool {
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        match (
+            modified(&self.kernel()),
+            modified(&self.initrd()),
+            modified(deb),
+        ) {
+            (Some(k), Some(i), Some(d)) => k >= d && i >= d,
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -478,15 +511,28 @@ fn image_download(profile: &Profile, opts: &Options) -> Result<Option<FetchPlan>
             let entry = catalog
                 .get(name.get_ref())
                 .map_err(|e| Error::Usage(format!("{}: {e}", profile.location_of(name))))?;
-            if entry.kind != fetch::catalog::Kind::Iso {
-                return Err(Error::Usage(format!(
-                    "{}: {} is not an ISO (kind {:?}); use its kernel and initrd with `kernel` and `initrd`",
-                    profile.location_of(name),
-                    entry.name,
-                    entry.kind
-                )));
-            }
             let mut request = entry.request(&cache_dir)?;
+            if entry.kind != fetch::catalog::Kind::Iso {
+                let Some(package) = &entry.debian else {
+                    return Err(Error::Usage(format!(
+                        "{}: {} holds netboot files ferry cannot unpack; download them and use `kernel` and `initrd`",
+                        profile.location_of(name),
+                        entry.name
+                    )));
+                };
+                let dir = PathBuf::from(format!("{}.files", request.dest.display()));
+                let netboot = NetbootUnpack {
+                    major: entry.version.clone(),
+                    arch: package.arch.clone(),
+                    dir,
+                };
+                let cached = request.dest.is_file();
+                return Ok(Some(FetchPlan {
+                    request,
+                    cached,
+                    netboot: Some(netboot),
+                }));
+            }
             if let Some(digest) = sha256 {
                 request.checksum = fetch::ChecksumSource::Sha256(digest);
             }
@@ -495,7 +541,11 @@ fn image_download(profile: &Profile, opts: &Options) -> Result<Option<FetchPlan>
         (None, None) => return Ok(None),
     };
     let cached = request.dest.is_file();
-    Ok(Some(FetchPlan { request, cached }))
+    Ok(Some(FetchPlan {
+        request,
+        cached,
+        netboot: None,
+    }))
 }
 
 /// The kernel, initrd and base command line: from the ISO's boot menu, or netboot files;
@@ -523,6 +573,20 @@ fn boot_source(
             .map(|i| existing_arg("--initrd", i))
             .transpose()?;
         return Ok(Some(netboot(kernel, initrd, image.cmdline.clone())));
+    }
+    if let Some(download) = download
+        && let Some(unpack) = &download.netboot
+        && opts.image.is_none()
+    {
+        // Netboot files from a package: known once fetched and unpacked.
+        if !(download.cached && unpack.is_unpacked_from(&download.request.dest)) {
+            return Ok(None);
+        }
+        return Ok(Some(netboot(
+            unpack.kernel(),
+            Some(unpack.initrd()),
+            image.cmdline.clone(),
+        )));
     }
     let iso_path = match (&opts.image, &image.path, download) {
         (Some(path), _, _) => Some(existing_arg("--image", path)?),
@@ -885,7 +949,14 @@ pub fn render(plan: &Plan) -> String {
                 .as_ref()
                 .expect("boot is planned unless an image is fetched");
             line("image", fetch.request.dest.display().to_string());
-            line("boot", "from the image's boot menu, once downloaded".into());
+            let boot = match &fetch.netboot {
+                Some(unpack) => format!(
+                    "the package's kernel and initrd, unpacked into {} once downloaded",
+                    unpack.dir.display()
+                ),
+                None => "from the image's boot menu, once downloaded".into(),
+            };
+            line("boot", boot);
         }
     }
     line(

@@ -6,8 +6,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::*;
 
-const DI_DIR: &str = "/usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64";
-
 fn test_key(dir: &Path) -> PathBuf {
     let key = dir.join("id_test.pub");
     std::fs::write(
@@ -197,22 +195,22 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     );
 }
 
-/// The real Debian installer (Debian's netboot package), the preseed served by ferry, the
-/// real archive through QEMU's user networking. The archive copy reachable here lacks most
+/// `ferry install debian-12` as an operator types it: the real Debian installer (Debian's
+/// netboot package, fetched from deb.debian.org and verified through the signed InRelease and
+/// the Packages index), the preseed served by ferry, the real archive through QEMU's user
+/// networking. The archive copy reachable here lacks most
 /// of the installer's own components, so d-i stops at "Download installer components":
 /// ferry must fail on that screen within seconds, with the installer's message.
 #[test]
 fn debian_installer_error_screen_fails_the_install_fast() {
-    assert!(
-        Path::new(DI_DIR).join("linux").is_file(),
-        "Debian's netboot installer is missing: apt-get install debian-installer-12-netboot-amd64 (scripts/install-deps.sh)"
-    );
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
     let started = Instant::now();
     let out = ferry()
         .args(["install", "debian-12", "--disk"])
         .arg(scratch.disk())
+        .arg("--cache-dir")
+        .arg(scratch.dir.path().join("cache"))
         .args(["--size", "4G", "--yes", "--accel", "tcg", "--ssh-key"])
         .arg(&key)
         .arg("--runs-dir")
@@ -223,6 +221,14 @@ fn debian_installer_error_screen_fails_the_install_fast() {
     let took = started.elapsed();
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("debian-installer-12-netboot-amd64_") && stderr.contains(" verified ("),
+        "the netboot package was not fetched and verified:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("unpacking the kernel and initrd"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("Download installer components"),
         "the installer's own message is missing:\n{stderr}"
