@@ -106,7 +106,8 @@ pub fn install(request: &Request, run_dir: &Path) -> Result<Outcome, Error> {
         ),
     );
 
-    let replan = || plan::make(&profile, &request.options, &facts, &guest_url);
+    // Fresh facts: a download into a tmpfs cache has taken memory since the first plan.
+    let replan = || plan::make(&profile, &request.options, &Facts::read(), &guest_url);
     let fetched = fetch_image(&mut plan, replan, &progress, request.quiet);
     write_json(&run_dir.join("plan.json"), &plan)?;
     let cmdline = plan.boot.as_ref().map(|b| b.cmdline.as_str());

@@ -272,10 +272,9 @@ fn plan_with(
         fw => (fw, "set by the profile or --firmware".to_string()),
     };
     let accel = accel_plan(opts.accel.unwrap_or(spec.vm.accel), facts.kvm_openable);
-    // Images are local files in this build: nothing is downloaded into tmpfs. A download into
-    // a cache on tmpfs passes its size here.
-    let downloads_on_tmpfs = 0;
-    let sizing = size_vm(spec.vm.memory, spec.vm.cpus, facts, downloads_on_tmpfs)?;
+    // A download into a cache on tmpfs takes RAM: the install plans again after its fetch
+    // stage, with fresh facts, so `auto` memory is sized from what is left once it is there.
+    let sizing = size_vm(spec.vm.memory, spec.vm.cpus, facts)?;
     let (memory_mib, cpus) = (sizing.memory_mib, sizing.cpus);
     let (bus, bus_reason) = choose_bus(spec.vm.disk_bus, &target);
     let (serial, model) = match (&target.info, bus) {
@@ -703,24 +702,17 @@ const MARGIN_MIB: u64 = 384;
 const MIN_MIB: u64 = 512;
 const AUTO_MAX_MIB: u64 = 4096;
 
-/// VM memory and CPUs. `auto` memory is the available RAM, minus what downloads will occupy
-/// in tmpfs (`downloads_on_tmpfs` bytes), minus a margin for the rescue system, capped.
-fn size_vm(
-    memory: Memory,
-    cpus: u32,
-    facts: &Facts,
-    downloads_on_tmpfs: u64,
-) -> Result<Sizing, Error> {
+/// VM memory and CPUs. `auto` memory is the available RAM (files in tmpfs, such as cached
+/// downloads on a rescue system, are not available) minus a margin for the rescue system,
+/// capped.
+fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<Sizing, Error> {
     let (memory_mib, memory_reason) = match memory {
         Memory::Mib(mib) => (mib, "set by the profile".to_string()),
         Memory::Auto => {
             let available = facts.memory_available_mib;
-            let downloads = downloads_on_tmpfs.div_ceil(1 << 20);
-            let usable = available
-                .saturating_sub(downloads)
-                .saturating_sub(MARGIN_MIB);
+            let usable = available.saturating_sub(MARGIN_MIB);
             let sum = format!(
-                "{available} MiB available − {downloads} MiB of downloads in tmpfs − {MARGIN_MIB} MiB kept for the host = {usable} MiB"
+                "{available} MiB available − {MARGIN_MIB} MiB kept for the host = {usable} MiB"
             );
             if usable < MIN_MIB {
                 return Err(Error::Usage(format!(
@@ -1098,28 +1090,26 @@ mod tests {
         }
     }
 
-    fn sized(memory: Memory, cpus: u32, available: u64, downloads: u64) -> (u64, u32) {
-        let s = size_vm(memory, cpus, &facts(available, false), downloads).unwrap();
+    fn sized(memory: Memory, cpus: u32, available: u64) -> (u64, u32) {
+        let s = size_vm(memory, cpus, &facts(available, false)).unwrap();
         (s.memory_mib, s.cpus)
     }
 
     #[test]
     fn vm_sizing() {
-        assert_eq!(sized(Memory::Auto, 0, 16000, 0), (4096, 4));
-        assert_eq!(sized(Memory::Auto, 2, 1400, 0), (1016, 2));
-        assert_eq!(sized(Memory::Mib(700), 1, 100, 0), (700, 1));
-        // A 300 MiB download into tmpfs comes out of the VM's share.
-        assert_eq!(sized(Memory::Auto, 2, 1400, 300 << 20), (716, 2));
-        let s = size_vm(Memory::Auto, 0, &facts(1400, false), 300 << 20).unwrap();
+        assert_eq!(sized(Memory::Auto, 0, 16000), (4096, 4));
+        assert_eq!(sized(Memory::Auto, 2, 1400), (1016, 2));
+        assert_eq!(sized(Memory::Mib(700), 1, 100), (700, 1));
+        let s = size_vm(Memory::Auto, 0, &facts(1400, false)).unwrap();
         assert_eq!(
             s.memory_reason,
-            "auto: 1400 MiB available − 300 MiB of downloads in tmpfs − 384 MiB kept for the host = 716 MiB"
+            "auto: 1400 MiB available − 384 MiB kept for the host = 1016 MiB"
         );
-        let e = size_vm(Memory::Auto, 0, &facts(600, false), 0)
+        let e = size_vm(Memory::Auto, 0, &facts(600, false))
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("not enough memory for the VM: 600 MiB available − 0 MiB of downloads in tmpfs − 384 MiB kept for the host = 216 MiB, at least 512 MiB needed"),
+            e.starts_with("not enough memory for the VM: 600 MiB available − 384 MiB kept for the host = 216 MiB, at least 512 MiB needed"),
             "{e}"
         );
     }
