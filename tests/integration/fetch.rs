@@ -54,6 +54,18 @@ impl Server {
         Server::start_on("127.0.0.1", handler)
     }
 
+    /// Answers the first request with `first()`, every later one with `data`.
+    fn once_then_file(data: &[u8], first: impl Fn() -> Reply + Send + Sync + 'static) -> Server {
+        let data = data.to_vec();
+        Server::start(move |_, i| {
+            if i == 0 {
+                first()
+            } else {
+                Reply::File(data.clone())
+            }
+        })
+    }
+
     fn start_on(
         ip: &str,
         handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static,
@@ -317,19 +329,13 @@ fn plain_download_sends_identity_and_verifies() {
 #[test]
 fn truncated_body_resumes_with_range() {
     let data = body(LEN);
-    let server = Server::start({
+    let server = Server::once_then_file(&data, {
         let data = data.clone();
-        move |_, i| {
-            if i == 0 {
-                Reply::Cut {
-                    body: data.clone(),
-                    upto: 100_000,
-                    reset: false,
-                    stall: None,
-                }
-            } else {
-                Reply::File(data.clone())
-            }
+        move || Reply::Cut {
+            body: data.clone(),
+            upto: 100_000,
+            reset: false,
+            stall: None,
         }
     });
     let case = Case::new();
@@ -355,19 +361,13 @@ fn truncated_body_resumes_with_range() {
 #[test]
 fn connection_reset_mid_body_resumes_with_206() {
     let data = body(LEN);
-    let server = Server::start({
+    let server = Server::once_then_file(&data, {
         let data = data.clone();
-        move |_, i| {
-            if i == 0 {
-                Reply::Cut {
-                    body: data.clone(),
-                    upto: 150_000,
-                    reset: true,
-                    stall: None,
-                }
-            } else {
-                Reply::File(data.clone())
-            }
+        move || Reply::Cut {
+            body: data.clone(),
+            upto: 150_000,
+            reset: true,
+            stall: None,
         }
     });
     let case = Case::new();
@@ -391,16 +391,7 @@ fn connection_reset_mid_body_resumes_with_206() {
 #[test]
 fn server_error_then_success() {
     let data = body(1000);
-    let server = Server::start({
-        let data = data.clone();
-        move |_, i| {
-            if i == 0 {
-                Reply::Status(500)
-            } else {
-                Reply::File(data.clone())
-            }
-        }
-    });
+    let server = Server::once_then_file(&data, || Reply::Status(500));
     let case = Case::new();
     let (result, recorder) = case.fetch(
         &[server.url("/x.iso")],
@@ -525,19 +516,13 @@ fn stall_past_the_read_timeout_retries_then_keeps_the_partial() {
     let data = body(LEN);
     let stall = || Some(Duration::from_secs(3));
     // First a stall after 50000 bytes, then a good resume.
-    let server = Server::start({
+    let server = Server::once_then_file(&data, {
         let data = data.clone();
-        move |_, i| {
-            if i == 0 {
-                Reply::Cut {
-                    body: data.clone(),
-                    upto: 50_000,
-                    reset: false,
-                    stall: stall(),
-                }
-            } else {
-                Reply::File(data.clone())
-            }
+        move || Reply::Cut {
+            body: data.clone(),
+            upto: 50_000,
+            reset: false,
+            stall: stall(),
         }
     });
     let case = Case::new();
