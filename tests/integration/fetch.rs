@@ -929,7 +929,7 @@ fn plan_with_a_catalog_image() {
     let (code, _, stderr) = plan("tiny-netboot");
     assert_eq!(code, Some(2));
     assert!(
-        stderr.contains("p.toml:2:8: tiny-netboot is not an ISO"),
+        stderr.contains("p.toml:2:8: tiny-netboot holds netboot files ferry cannot unpack"),
         "{stderr}"
     );
     let (code, _, stderr) = plan("nope");
