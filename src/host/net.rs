@@ -120,10 +120,17 @@ impl Network {
         );
         let (links, routes4, routes6): Json = if root.is_system() {
             net.source = "ip -j addr, ip -j route, ip -j -6 route".into();
+            // All three at once: this is on the path from `ferry install` to the guest's boot.
+            let [addr, route4, route6] = [
+                &["-j", "addr"][..],
+                &["-j", "route"],
+                &["-j", "-6", "route"],
+            ]
+            .map(spawn_ip);
             (
-                ip_json(&["-j", "addr"], &mut net.problems),
-                ip_json(&["-j", "route"], &mut net.problems),
-                ip_json(&["-j", "-6", "route"], &mut net.problems),
+                ip_json(addr, &mut net.problems),
+                ip_json(route4, &mut net.problems),
+                ip_json(route6, &mut net.problems),
             )
         } else {
             net.source = format!("{}/ip/{{addr,route,route6}}.json", root.dir().display());
@@ -229,8 +236,22 @@ impl Network {
     }
 }
 
-fn ip_json<T: serde::de::DeserializeOwned>(args: &[&str], problems: &mut Vec<String>) -> Option<T> {
-    let output = match Command::new("ip").args(args).output() {
+/// `ip ARGS`, started; its output is read by [`ip_json`].
+fn spawn_ip<'a>(args: &'a [&'a str]) -> (&'a [&'a str], std::io::Result<std::process::Child>) {
+    let child = Command::new("ip")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    (args, child)
+}
+
+fn ip_json<T: serde::de::DeserializeOwned>(
+    (args, child): (&[&str], std::io::Result<std::process::Child>),
+    problems: &mut Vec<String>,
+) -> Option<T> {
+    let output = match child.and_then(|c| c.wait_with_output()) {
         Ok(output) if output.status.success() => output,
         Ok(output) => {
             problems.push(format!(

@@ -40,7 +40,7 @@ pub fn launch(
         args.push("--on-failure".into());
         args.push(if pause { "pause" } else { "abort" }.into());
     }
-    let child = spawn(&run_dir, args, &mut disk_lock)?;
+    let child = spawn(&run_dir, args, &mut disk_lock, &plan.qemu)?;
     follow(&run_dir, child, request.quiet, detach, true)
 }
 
@@ -50,6 +50,7 @@ fn spawn(
     run_dir: &Path,
     mut args: Vec<OsString>,
     disk_lock: &mut lock::DiskLock,
+    qemu: &crate::qemu::QemuBinary,
 ) -> Result<Child, Error> {
     let lock_fd = disk_lock.file.as_raw_fd();
     let log = std::fs::File::create(run_dir.join("supervisor.log"))?;
@@ -60,6 +61,7 @@ fn spawn(
     let mut command = Command::new(std::env::current_exe()?);
     command
         .args(&args)
+        .env(crate::qemu::PROBED_ENV, qemu.probed_env())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -107,11 +109,14 @@ pub fn boot(manual: &ManualBoot) -> Result<i32, Error> {
         profile: profile.clone(),
         ..manual.request.clone()
     };
-    if let Err(e) = install::prepare(&request) {
-        let _ = std::fs::remove_dir_all(&run_dir);
-        return Err(e);
-    }
-    let mut child = spawn(&run_dir, args, &mut disk_lock)?;
+    let plan = match install::prepare(&request) {
+        Ok((plan, _)) => plan,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&run_dir);
+            return Err(e);
+        }
+    };
+    let mut child = spawn(&run_dir, args, &mut disk_lock, &plan.qemu)?;
     let run = control::run_name(&run_dir);
     // Attach once the VM runs (its console exists).
     let attached = loop {

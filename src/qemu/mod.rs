@@ -63,6 +63,9 @@ impl QemuBinary {
             path: path.to_path_buf(),
             reason,
         };
+        if let Some(version) = probed_by_parent(path) {
+            return Ok(QemuBinary::at(path, version, source));
+        }
         let output = Command::new(path)
             .arg("--version")
             .output()
@@ -76,15 +79,35 @@ impl QemuBinary {
                 version.0, version.1, MIN_VERSION.0, MIN_VERSION.1
             )));
         }
-        Ok(QemuBinary {
+        let version = format!("{}.{}.{}", version.0, version.1, version.2);
+        Ok(QemuBinary::at(path, version, source))
+    }
+
+    fn at(path: &Path, version: String, source: &str) -> QemuBinary {
+        QemuBinary {
             program: path.to_path_buf(),
             pre_args: Vec::new(),
             env: Vec::new(),
-            version: format!("{}.{}.{}", version.0, version.1, version.2),
+            version,
             source: source.to_string(),
             firmware_dir: None,
-        })
+        }
     }
+
+    /// The value of [`PROBED_ENV`] that hands this probe to a child ferry.
+    pub fn probed_env(&self) -> String {
+        format!("{}\n{}", self.program.display(), self.version)
+    }
+}
+
+/// Through this variable `ferry install` hands its supervisor (which plans again) the QEMU it
+/// already checked, `PATH\nVERSION`: one `--version` run less before the guest boots.
+pub const PROBED_ENV: &str = "FERRY_PROBED_QEMU";
+
+fn probed_by_parent(path: &Path) -> Option<String> {
+    let value = std::env::var(PROBED_ENV).ok()?;
+    let (probed, version) = value.split_once('\n')?;
+    (Path::new(probed) == path).then(|| version.to_string())
 }
 
 /// `QEMU emulator version 7.2.22 (Debian ...)` → (7, 2, 22).
