@@ -646,11 +646,7 @@ mod tests {
     use super::*;
 
     fn parse_files(main: &str, files: &[(&str, &str)]) -> Vec<BootEntry> {
-        let map: HashMap<String, String> = files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect();
-        parse(main, &mut |p: &str| map.get(p).cloned())
+        crate::image::parse_in_memory(parse, main, files)
     }
 
     fn one(cfg: &str) -> Vec<BootEntry> {

@@ -352,6 +352,22 @@ pub(crate) fn split_initrd_args<'a>(
     (initrd, rest)
 }
 
+/// A menu parser over in-memory config files, for the parsers' tests.
+#[cfg(test)]
+pub(crate) fn parse_in_memory(
+    parse: fn(&str, &mut dyn FnMut(&str) -> Option<String>) -> Vec<BootEntry>,
+    main: &str,
+    files: &[(&str, &str)],
+) -> Vec<BootEntry> {
+    let find = |path: &str| {
+        files
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, text)| text.to_string())
+    };
+    parse(main, &mut |p: &str| find(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

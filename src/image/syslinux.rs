@@ -331,14 +331,9 @@ fn is_module(file: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn parse_files(main: &str, files: &[(&str, &str)]) -> Vec<BootEntry> {
-        let map: HashMap<String, String> = files
-            .iter()
-            .map(|(p, t)| (p.to_string(), t.to_string()))
-            .collect();
-        parse(main, &mut |p: &str| map.get(p).cloned())
+        crate::image::parse_in_memory(parse, main, files)
     }
 
     const NIXOS: &str = "\
