@@ -352,10 +352,14 @@ pub(crate) fn split_initrd_args<'a>(
     (initrd, rest)
 }
 
+/// `syslinux::parse` or `grub::parse`: a config path and a reader for the files it names.
+#[cfg(test)]
+type MenuParser = fn(&str, &mut dyn FnMut(&str) -> Option<String>) -> Vec<BootEntry>;
+
 /// A menu parser over in-memory config files, for the parsers' tests.
 #[cfg(test)]
 pub(crate) fn parse_in_memory(
-    parse: fn(&str, &mut dyn FnMut(&str) -> Option<String>) -> Vec<BootEntry>,
+    parse: MenuParser,
     main: &str,
     files: &[(&str, &str)],
 ) -> Vec<BootEntry> {
