@@ -539,7 +539,10 @@ impl Loop {
                     return Err(format!("{part} did not appear"));
                 }
                 if !rescanned && Instant::now() + Duration::from_secs(8) > deadline {
+                    // Some kernels here attach without scanning (no partition appears even
+                    // after --rereadpt); partx adds the partitions with the BLKPG ioctl.
                     let _ = sh("blockdev", &["--rereadpt", &lp.dev]);
+                    let _ = sh("partx", &["-a", &lp.dev]);
                     rescanned = true;
                 }
                 std::thread::sleep(Duration::from_millis(50));
