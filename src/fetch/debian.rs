@@ -40,7 +40,7 @@ pub struct Expected<'a> {
 }
 
 /// Moving bytes: implemented by ferry's HTTP client (with its cache, resume, retries and
-/// mirrors), by closures through [`FnTransport`], or by a map of canned responses in tests.
+/// mirrors), or by a map of canned responses in tests.
 pub trait Transport {
     /// The whole body of a small file (an index).
     fn get(&self, url: &str) -> Result<Vec<u8>, TransportError>;
@@ -52,30 +52,6 @@ pub trait Transport {
         dest: &Path,
         expected: &Expected<'_>,
     ) -> Result<(), TransportError>;
-}
-
-/// A [`Transport`] made of two closures.
-pub struct FnTransport<G, D> {
-    pub get: G,
-    pub download: D,
-}
-
-impl<G, D> Transport for FnTransport<G, D>
-where
-    G: Fn(&str) -> Result<Vec<u8>, TransportError>,
-    D: Fn(&str, &Path, &Expected<'_>) -> Result<(), TransportError>,
-{
-    fn get(&self, url: &str) -> Result<Vec<u8>, TransportError> {
-        (self.get)(url)
-    }
-    fn download(
-        &self,
-        url: &str,
-        dest: &Path,
-        expected: &Expected<'_>,
-    ) -> Result<(), TransportError> {
-        (self.download)(url, dest, expected)
-    }
 }
 
 /// A broken link in the chain, or a failure to follow it. `what` names the file.
