@@ -199,37 +199,44 @@ impl Iso {
         Ok(buf)
     }
 
-    /// Copy a file to `dest` (created or truncated), streaming; returns the bytes written.
+    /// Copies files, one after the other, into `dest` (created or truncated), streaming;
+    /// returns the bytes written. Several files make one (Linux takes concatenated initrds).
     /// Not synced to disk: the copies are scratch files that a crash may lose (they are
     /// extracted again), and an fsync would delay the boot.
-    pub fn extract(&self, path: &str, dest: &Path) -> Result<u64, IsoError> {
-        let rec = self.file_record(path)?;
-        let write_err = |source| IsoError::Write {
-            image: self.path.clone(),
-            path: path.to_string(),
-            dest: dest.to_path_buf(),
-            source,
+    pub fn extract(&self, paths: &[&str], dest: &Path) -> Result<u64, IsoError> {
+        let write_err = |path: &str| {
+            let (image, path, dest) = (self.path.clone(), path.to_string(), dest.to_path_buf());
+            move |source| IsoError::Write {
+                image,
+                path,
+                dest,
+                source,
+            }
         };
-        let mut out = File::create(dest).map_err(write_err)?;
-        // A second handle with its own offset, so `&self` stays shareable; File-to-File
-        // io::copy lets the kernel copy (copy_file_range) without passing through here.
-        let mut src = File::open(&self.path).map_err(|source| IsoError::Io {
+        let io_err = |source| IsoError::Io {
             path: self.path.clone(),
             source,
-        })?;
-        src.seek(SeekFrom::Start(u64::from(rec.lba) * self.block_size))
-            .map_err(|source| IsoError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-        let done = std::io::copy(&mut src.take(rec.size), &mut out).map_err(write_err)?;
-        if done != rec.size {
-            return Err(IsoError::Malformed {
-                image: self.path.clone(),
-                what: format!("{path} extends past the end of the image"),
-            });
+        };
+        let mut out = File::create(dest).map_err(write_err(&paths.join(" + ")))?;
+        // A second handle with its own offset, so `&self` stays shareable; File-to-File
+        // io::copy lets the kernel copy (copy_file_range) without passing through here.
+        let mut src = File::open(&self.path).map_err(io_err)?;
+        let mut total = 0;
+        for path in paths {
+            let rec = self.file_record(path)?;
+            src.seek(SeekFrom::Start(u64::from(rec.lba) * self.block_size))
+                .map_err(io_err)?;
+            let done =
+                std::io::copy(&mut (&mut src).take(rec.size), &mut out).map_err(write_err(path))?;
+            if done != rec.size {
+                return Err(IsoError::Malformed {
+                    image: self.path.clone(),
+                    what: format!("{path} extends past the end of the image"),
+                });
+            }
+            total += done;
         }
-        Ok(done)
+        Ok(total)
     }
 
     /// Whether a file or directory exists at `path`.
@@ -670,10 +677,14 @@ pub(crate) mod tests {
 
         let dest = dir.join("bzImage");
         let n = iso
-            .extract("/boot//nix/store/abclinux/bzImage", &dest)
+            .extract(&["/boot//nix/store/abclinux/bzImage"], &dest)
             .unwrap();
         assert_eq!(n, big.len() as u64);
         assert!(std::fs::read(&dest).unwrap() == big);
+        // Concatenated, as initrds are.
+        let n = iso.extract(&["/linux", DEEP, "/linux"], &dest).unwrap();
+        assert_eq!(n, 17);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"kerneldeep\nkernel");
 
         let root = iso.read_dir("/").unwrap();
         let names: Vec<String> = root.iter().map(|e| e.name.to_lowercase()).collect();
@@ -707,7 +718,7 @@ pub(crate) mod tests {
         let err = iso.read_dir("/linux").unwrap_err();
         assert!(err.to_string().contains("not a directory"), "{err}");
         let err = iso
-            .extract("/linux", &dir.join("no/such/dir/x"))
+            .extract(&["/linux"], &dir.join("no/such/dir/x"))
             .unwrap_err();
         assert!(err.to_string().contains("cannot write"), "{err}");
     }

@@ -353,22 +353,23 @@ fn boot_files(plan: &Plan, run_dir: &Path) -> Result<(KernelBoot, Vec<PathBuf>),
     };
     let iso = Iso::open(iso_path)?;
     let kernel = run_dir.join("kernel");
-    iso.extract(&boot.kernel, &kernel)?;
-    let mut scratch = vec![kernel.clone()];
-    let initrd = if boot.initrd.is_empty() {
-        None
-    } else {
-        let path = run_dir.join("initrd");
-        let mut out = std::fs::File::create(&path)?;
-        for part in &boot.initrd {
-            let tmp = run_dir.join("initrd.part");
-            iso.extract(part, &tmp)?;
-            std::io::copy(&mut std::fs::File::open(&tmp)?, &mut out)?;
-            std::fs::remove_file(&tmp)?;
+    let initrd = (!boot.initrd.is_empty()).then(|| run_dir.join("initrd"));
+    let initrd_parts: Vec<&str> = boot.initrd.iter().map(String::as_str).collect();
+    // Tens of megabytes each, copied before QEMU can start: both at once.
+    std::thread::scope(|scope| {
+        let initrd = initrd
+            .as_ref()
+            .map(|path| scope.spawn(|| iso.extract(&initrd_parts, path)));
+        iso.extract(&[boot.kernel.as_str()], &kernel)?;
+        if let Some(extracting) = initrd {
+            extracting.join().expect("initrd extraction panicked")?;
         }
-        scratch.push(path.clone());
-        Some(path)
-    };
+        Ok::<_, crate::image::IsoError>(())
+    })?;
+    let scratch = [Some(kernel.clone()), initrd.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
     Ok((
         KernelBoot {
             kernel,
