@@ -76,6 +76,19 @@ pub enum Kind {
     Iso,
     /// Netboot files (a kernel and an initrd, or an archive holding them).
     Netboot,
+    /// ferry's portable QEMU (`scripts/build-qemu-bundle.sh`), used when the machine has no
+    /// usable `qemu-system-x86_64`.
+    Qemu,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Iso => "iso",
+            Kind::Netboot => "netboot",
+            Kind::Qemu => "qemu",
+        }
+    }
 }
 
 /// How to boot the image with a serial console.
@@ -157,6 +170,11 @@ impl Catalog {
         Ok(Catalog { source, entries })
     }
 
+    /// The portable QEMU bundle, if the catalog names one.
+    pub fn qemu_bundle(&self) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.kind == Kind::Qemu)
+    }
+
     pub fn get(&self, name: &str) -> Result<&Entry, FetchError> {
         self.entries
             .iter()
@@ -169,11 +187,7 @@ impl Catalog {
         let mut rows =
             vec![["NAME", "OS", "VERSION", "KIND", "CACHED", "DESCRIPTION"].map(String::from)];
         for e in &self.entries {
-            let kind = if e.kind == Kind::Iso {
-                "iso"
-            } else {
-                "netboot"
-            };
+            let kind = e.kind.name();
             let cached = if cached(e) { "yes" } else { "no" };
             rows.push(
                 [&e.name, &e.os, &e.version, kind, cached, &e.description].map(|s| s.to_string()),
@@ -236,6 +250,13 @@ fn parse_entry(path: &Path, text: &str) -> Result<Entry, FetchError> {
         return Err(invalid(
             0,
             "an entry needs exactly one of `sha256`, `sha256sums` or `debian`".into(),
+        ));
+    }
+    if entry.kind == Kind::Qemu && entry.sha256.is_none() {
+        return Err(invalid(
+            text.find("kind").unwrap_or(0),
+            "a `qemu` bundle is pinned by its `sha256` (scripts/build-qemu-bundle.sh prints it)"
+                .into(),
         ));
     }
     if entry.urls.is_empty() {
@@ -364,6 +385,31 @@ mod tests {
         assert_eq!(
             catalog.get("a").unwrap().checksum(),
             ChecksumSource::SumsFile("SHA256SUMS".into())
+        );
+        assert!(catalog.qemu_bundle().is_none());
+
+        // A QEMU bundle is pinned by its digest, not by a checksum file.
+        let qemu = base.replace("kind = \"iso\"", "kind = \"qemu\"");
+        write(
+            "q.toml",
+            &format!("name = \"q\"\n{qemu}urls = [\"http://h/q.tar.xz\"]\nsha256sums = \"S\"\n"),
+        );
+        let e = Catalog::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            e.contains("q.toml:6:1: a `qemu` bundle is pinned by its `sha256`"),
+            "{e}"
+        );
+        let digest = "ab".repeat(32);
+        write(
+            "q.toml",
+            &format!("name = \"q\"\n{qemu}urls = [\"http://h/q.tar.xz\"]\nsha256 = \"{digest}\"\n"),
+        );
+        let catalog = Catalog::load(Some(dir.path())).unwrap();
+        assert_eq!(catalog.qemu_bundle().unwrap().name, "q");
+        assert!(
+            catalog
+                .render_table(|_| false)
+                .contains("\nq     o   1        qemu")
         );
     }
 }

@@ -17,7 +17,7 @@ use crate::Error;
 use crate::host::Facts;
 use crate::host::disk::{DiskError, TargetKind};
 use crate::profile::Profile;
-pub use plan::{Options, Plan};
+pub use plan::{Options, Plan, QemuPlan};
 use progress::Progress;
 pub use run::{Outcome, Stage};
 
@@ -108,7 +108,7 @@ pub fn install(request: &Request, run_dir: &Path) -> Result<Outcome, Error> {
 
     // Fresh facts: a download into a tmpfs cache has taken memory since the first plan.
     let replan = || plan::make(&profile, &request.options, &Facts::read(), &guest_url);
-    let fetched = fetch_image(&mut plan, replan, &progress, request.quiet);
+    let fetched = fetch_stage(&mut plan, replan, &progress, request.quiet);
     write_json(&run_dir.join("plan.json"), &plan)?;
     let cmdline = plan.boot.as_ref().map(|b| b.cmdline.as_str());
     tracing::info!(accel = ?plan.accel, ?cmdline, "plan made");
@@ -131,27 +131,76 @@ pub fn install(request: &Request, run_dir: &Path) -> Result<Outcome, Error> {
     result
 }
 
-/// The fetch stage: downloads and verifies the plan's image (or verifies the cached copy)
-/// before QEMU starts, then completes the plan with the image's boot menu (`replan`).
+/// The fetch stage, before QEMU starts: downloads and verifies the portable QEMU bundle when
+/// the machine has no usable QEMU and the plan's image (or verifies the cached copies), unpacks
+/// them, then plans again (`replan`) with the image's boot menu and the unpacked QEMU.
 /// Returns the stage's duration, or `None` when nothing is downloaded.
-fn fetch_image(
+fn fetch_stage(
     plan: &mut Plan,
     replan: impl FnOnce() -> Result<Plan, Error>,
     progress: &Progress,
     quiet: bool,
 ) -> Result<Option<f64>, Error> {
     use crate::fetch::{FetchOptions, Fetcher};
-    let Some(fetch) = &plan.fetch else {
-        return Ok(None);
+    let qemu_bundle = match &plan.qemu {
+        QemuPlan::Bundle {
+            fetch,
+            cache_dir,
+            why,
+        } => Some((fetch, cache_dir, why)),
+        QemuPlan::Ready(_) => None,
     };
+    if plan.fetch.is_none() && qemu_bundle.is_none() {
+        return Ok(None);
+    }
     let timer = Instant::now();
+    let fetcher = Fetcher::new(FetchOptions::from_env()?)?;
+    if let Some((fetch, cache_dir, why)) = qemu_bundle {
+        progress.stage(Stage::Fetch, &format!("{why}: ferry's portable QEMU it is"));
+        let tarball = download(&fetcher, fetch, progress, quiet)?;
+        progress.stage(
+            Stage::Fetch,
+            &format!("unpacking the QEMU bundle into {}", cache_dir.display()),
+        );
+        crate::qemu::bundle::Bundle::unpack(&tarball, cache_dir)
+            .map_err(crate::qemu::QemuError::from)?;
+    }
+    if let Some(fetch) = &plan.fetch {
+        let image = download(&fetcher, fetch, progress, quiet)?;
+        if let Some(unpack) = &fetch.netboot
+            && !unpack.is_unpacked_from(&image)
+        {
+            progress.stage(
+                Stage::Fetch,
+                &format!(
+                    "unpacking the kernel and initrd into {}",
+                    unpack.dir.display()
+                ),
+            );
+            crate::fetch::debian::extract_netboot(&image, &unpack.major, &unpack.arch, &unpack.dir)
+                .map_err(crate::fetch::FetchError::from)?;
+        }
+    }
+    if plan.boot.is_none() || qemu_bundle.is_some() {
+        *plan = replan()?;
+    }
+    Ok(Some(timer.elapsed().as_secs_f64()))
+}
+
+/// Downloads one file of the fetch stage into the cache (or verifies the cached copy),
+/// reporting progress; returns its path.
+fn download(
+    fetcher: &crate::fetch::Fetcher,
+    fetch: &plan::FetchPlan,
+    progress: &Progress,
+    quiet: bool,
+) -> Result<PathBuf, Error> {
     let doing = match fetch.cached {
         true => "verifying the cached copy of",
         false => "downloading",
     };
     let (url, checksum) = (fetch.request.url(), fetch.request.checksum.describe());
     progress.stage(Stage::Fetch, &format!("{doing} {url} ({checksum})"));
-    let fetcher = Fetcher::new(FetchOptions::from_env()?)?;
     let fetched = fetcher.fetch(
         &fetch.request,
         &mut *crate::fetch::progress::for_stderr(quiet),
@@ -161,28 +210,7 @@ fn fetch_image(
         Stage::Fetch,
         &format!("{path} verified ({bytes} bytes, sha256 {sha256})"),
     );
-    if let Some(unpack) = &fetch.netboot
-        && !unpack.is_unpacked_from(&fetched.path)
-    {
-        progress.stage(
-            Stage::Fetch,
-            &format!(
-                "unpacking the kernel and initrd into {}",
-                unpack.dir.display()
-            ),
-        );
-        crate::fetch::debian::extract_netboot(
-            &fetched.path,
-            &unpack.major,
-            &unpack.arch,
-            &unpack.dir,
-        )
-        .map_err(crate::fetch::FetchError::from)?;
-    }
-    if plan.boot.is_none() {
-        *plan = replan()?;
-    }
-    Ok(Some(timer.elapsed().as_secs_f64()))
+    Ok(fetched.path)
 }
 
 /// `summary.json`: how the run ended and how long each stage took.

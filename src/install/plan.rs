@@ -58,7 +58,7 @@ pub struct Plan {
     /// `None` only while a downloaded image is not in the cache yet: its boot menu is read
     /// once it is (`install` plans again after the fetch).
     pub boot: Option<BootPlan>,
-    pub qemu: QemuBinary,
+    pub qemu: QemuPlan,
     pub accel: AccelPlan,
     pub memory_mib: u64,
     /// How the memory size was reached, with the numbers.
@@ -88,6 +88,33 @@ impl Plan {
             Error::Usage("the image is not downloaded yet, so its boot menu was not read".into())
         })
     }
+}
+
+impl Plan {
+    /// The QEMU to run; an error while the portable bundle is not downloaded yet.
+    pub fn qemu(&self) -> Result<&QemuBinary, Error> {
+        match &self.qemu {
+            QemuPlan::Ready(qemu) => Ok(qemu),
+            QemuPlan::Bundle { .. } => Err(Error::Usage(
+                "the portable QEMU bundle is not downloaded yet".into(),
+            )),
+        }
+    }
+}
+
+/// Which QEMU runs the install.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum QemuPlan {
+    Ready(QemuBinary),
+    /// No usable QEMU on this machine: the catalog's portable bundle, downloaded, verified and
+    /// unpacked into `cache_dir` by the fetch stage (the install plans again after it).
+    Bundle {
+        fetch: FetchPlan,
+        cache_dir: PathBuf,
+        /// What is wrong with the machine's own QEMU.
+        why: String,
+    },
 }
 
 /// An image to download into the cache and verify.
@@ -235,8 +262,47 @@ pub fn make(
 ) -> Result<Plan, Error> {
     // Asking QEMU its version takes tens of milliseconds: do it while the rest is planned.
     std::thread::scope(|scope| {
-        let qemu = scope.spawn(|| QemuBinary::find(opts.qemu.as_deref()));
+        let qemu = scope.spawn(|| locate_qemu(opts));
         plan_with(profile, opts, facts, serve_url, qemu)
+    })
+}
+
+/// `--qemu`, else a usable `qemu-system-x86_64` on PATH, else the catalog's portable bundle:
+/// unpacked in the cache already, or to be downloaded by the fetch stage.
+fn locate_qemu(opts: &Options) -> Result<QemuPlan, Error> {
+    let missing = match QemuBinary::find(opts.qemu.as_deref()) {
+        Ok(qemu) => return Ok(QemuPlan::Ready(qemu)),
+        Err(e) if opts.qemu.is_some() => return Err(e.into()),
+        Err(e) => e,
+    };
+    let catalog = fetch::catalog::Catalog::load(opts.catalog.as_deref())?;
+    let Some(entry) = catalog.qemu_bundle() else {
+        return Err(missing.into());
+    };
+    let why = match missing {
+        crate::qemu::QemuError::Unusable { path, reason } => {
+            format!("{}: {reason}", path.display())
+        }
+        _ => "no qemu-system-x86_64 on PATH".to_string(),
+    };
+    let cache_dir = fetch::cache::cache_dir(opts.cache_dir.as_deref());
+    let digest = entry
+        .sha256
+        .expect("a qemu entry has a sha256 (checked when read)");
+    if let Some(bundle) = crate::qemu::bundle::Bundle::cached(&cache_dir, &digest.to_hex()) {
+        let mut qemu = bundle.qemu_binary()?;
+        qemu.source = format!("{} from the catalog ({why})", qemu.source);
+        return Ok(QemuPlan::Ready(qemu));
+    }
+    let request = entry.request(&cache_dir)?;
+    Ok(QemuPlan::Bundle {
+        fetch: FetchPlan {
+            cached: request.dest.is_file(),
+            request,
+            netboot: None,
+        },
+        cache_dir,
+        why,
     })
 }
 
@@ -245,7 +311,7 @@ fn plan_with(
     opts: &Options,
     facts: &Facts,
     serve_url: &str,
-    qemu: std::thread::ScopedJoinHandle<'_, Result<QemuBinary, crate::qemu::QemuError>>,
+    qemu: std::thread::ScopedJoinHandle<'_, Result<QemuPlan, Error>>,
 ) -> Result<Plan, Error> {
     let spec = &profile.spec;
     let root = opts
@@ -511,6 +577,13 @@ fn image_download(profile: &Profile, opts: &Options) -> Result<Option<FetchPlan>
                 .get(name.get_ref())
                 .map_err(|e| Error::Usage(format!("{}: {e}", profile.location_of(name))))?;
             let mut request = entry.request(&cache_dir)?;
+            if entry.kind == fetch::catalog::Kind::Qemu {
+                return Err(Error::Usage(format!(
+                    "{}: {} is ferry's portable QEMU, not an installer image",
+                    profile.location_of(name),
+                    entry.name
+                )));
+            }
             if entry.kind != fetch::catalog::Kind::Iso {
                 let Some(package) = &entry.debian else {
                     return Err(Error::Usage(format!(
@@ -951,15 +1024,19 @@ pub fn render(plan: &Plan) -> String {
             line("boot", boot);
         }
     }
-    line(
-        "qemu",
-        format!(
+    let qemu = match &plan.qemu {
+        QemuPlan::Ready(qemu) => format!(
             "{} {} ({})",
-            plan.qemu.program.display(),
-            plan.qemu.version,
-            plan.qemu.source
+            qemu.program.display(),
+            qemu.version,
+            qemu.source
         ),
-    );
+        QemuPlan::Bundle { fetch, why, .. } => format!(
+            "the catalog's portable bundle, downloaded from {} first ({why})",
+            fetch.request.url()
+        ),
+    };
+    line("qemu", qemu);
     line(
         "accel",
         format!("{:?} ({})", plan.accel.first, plan.accel.reason).to_lowercase(),

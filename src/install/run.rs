@@ -255,16 +255,17 @@ fn boot_with_fallback(
 }
 
 fn start_vm(plan: &Plan, machine: &Machine, record_dir: &Path) -> Result<(Qemu, Console), Error> {
+    let binary = plan.qemu()?;
     let args = qemu::command_line(machine);
-    let mut program_and_args = plan.qemu.pre_args.clone();
+    let mut program_and_args = binary.pre_args.clone();
     program_and_args.extend(args.iter().cloned());
     std::fs::write(
         record_dir.join("qemu.args"),
-        qemu::shell_quote(&plan.qemu.program, &program_and_args) + "\n",
+        qemu::shell_quote(&binary.program, &program_and_args) + "\n",
     )?;
     tracing::info!(accel = ?machine.accel, "starting QEMU");
     let vm = Qemu::start(
-        &plan.qemu,
+        binary,
         &args,
         &machine.serial_socket,
         &machine.qmp_socket,
@@ -384,7 +385,7 @@ fn boot_files(plan: &Plan, run_dir: &Path) -> Result<(KernelBoot, Vec<PathBuf>),
 fn firmware_files(plan: &Plan, run_dir: &Path, which: &str) -> Result<FirmwareFiles, Error> {
     match plan.firmware {
         Firmware::Uefi => {
-            let (code, vars_template) = qemu::find_ovmf_in(plan.qemu.firmware_dir.as_deref())?;
+            let (code, vars_template) = qemu::find_ovmf_in(plan.qemu()?.firmware_dir.as_deref())?;
             let vars = run_dir.join(format!("{which}-efivars.fd"));
             std::fs::copy(&vars_template, &vars)?;
             Ok(FirmwareFiles::Uefi { code, vars })

@@ -40,7 +40,7 @@ pub fn launch(
         args.push("--on-failure".into());
         args.push(if pause { "pause" } else { "abort" }.into());
     }
-    let child = spawn(&run_dir, args, &mut disk_lock, &plan.qemu)?;
+    let child = spawn(&run_dir, args, &mut disk_lock, plan.qemu().ok())?;
     follow(&run_dir, child, request.quiet, detach, true)
 }
 
@@ -50,7 +50,7 @@ fn spawn(
     run_dir: &Path,
     mut args: Vec<OsString>,
     disk_lock: &mut lock::DiskLock,
-    qemu: &crate::qemu::QemuBinary,
+    qemu: Option<&crate::qemu::QemuBinary>,
 ) -> Result<Child, Error> {
     let lock_fd = disk_lock.file.as_raw_fd();
     let log = std::fs::File::create(run_dir.join("supervisor.log"))?;
@@ -59,9 +59,11 @@ fn spawn(
     args.push("--lock-fd".into());
     args.push(lock_fd.to_string().into());
     let mut command = Command::new(std::env::current_exe()?);
+    if let Some(qemu) = qemu {
+        command.env(crate::qemu::PROBED_ENV, qemu.probed_env());
+    }
     command
         .args(&args)
-        .env(crate::qemu::PROBED_ENV, qemu.probed_env())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -116,7 +118,7 @@ pub fn boot(manual: &ManualBoot) -> Result<i32, Error> {
             return Err(e);
         }
     };
-    let mut child = spawn(&run_dir, args, &mut disk_lock, &plan.qemu)?;
+    let mut child = spawn(&run_dir, args, &mut disk_lock, plan.qemu().ok())?;
     let run = control::run_name(&run_dir);
     // Attach once the VM runs (its console exists).
     let attached = loop {

@@ -59,11 +59,13 @@ impl Bundle {
         let mut file = File::open(tarball).map_err(io_err(tarball))?;
         let mut hasher = Sha256::new();
         io::copy(&mut file, &mut hasher).map_err(io_err(tarball))?;
-        let hash: String = hasher.finalize()[..8]
+        let hash: String = hasher
+            .finalize()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let dest = cache_dir.join(format!("qemu-{hash}"));
+        let dest = Bundle::dir_for(cache_dir, &hash);
+        let hash = &hash[..16];
         if let Ok(bundle) = Bundle::open(&dest) {
             return Ok(bundle);
         }
@@ -104,6 +106,17 @@ impl Bundle {
                 })
             }
         }
+    }
+
+    /// Where the tarball whose SHA-256 is `sha256_hex` is unpacked.
+    fn dir_for(cache_dir: &Path, sha256_hex: &str) -> PathBuf {
+        cache_dir.join(format!("qemu-{}", &sha256_hex[..16]))
+    }
+
+    /// The unpacked bundle of the tarball whose SHA-256 is `sha256_hex`, if the cache has it
+    /// (tarballs are unpacked only once verified).
+    pub fn cached(cache_dir: &Path, sha256_hex: &str) -> Option<Bundle> {
+        Bundle::open(&Bundle::dir_for(cache_dir, sha256_hex)).ok()
     }
 
     /// A bundle already unpacked at `root`.

@@ -26,6 +26,8 @@ pub enum QemuError {
         "no qemu-system-x86_64 found on PATH; install it (Debian: apt-get install qemu-system-x86) or pass --qemu PATH"
     )]
     NotFound,
+    #[error(transparent)]
+    Bundle(#[from] bundle::BundleError),
     #[error(
         "no OVMF firmware found (looked for {looked}); install it (Debian: apt-get install ovmf)"
     )]

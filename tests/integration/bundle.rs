@@ -1,36 +1,49 @@
 //! The portable QEMU bundle: built by `scripts/build-qemu-bundle.sh` from this machine's
-//! Debian packages, unpacked by ferry, and run with nothing from the host's PATH.
+//! Debian packages, unpacked by ferry, and run with nothing from the host's PATH; and fetched
+//! by `ferry install` from the catalog when the machine has no QEMU.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use ferry::qemu::bundle::Bundle;
+use sha2::{Digest, Sha256};
 
-use crate::support::{fixture, repo};
+use crate::fetch::{Reply, Server};
+use crate::support::*;
+
+/// The bundle built from this machine's packages, once per test run.
+fn built_bundle() -> &'static Path {
+    static BUILT: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, tarball) = BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let tarball = dir.path().join("qemu-bundle.tar.xz");
+        // xz level 1 keeps the tests quick; releases use the default (6).
+        let built = Command::new(repo().join("scripts/build-qemu-bundle.sh"))
+            .arg(&tarball)
+            .env("XZ_LEVEL", "1")
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&built.stdout).into_owned()
+            + &String::from_utf8_lossy(&built.stderr);
+        assert!(
+            built.status.success(),
+            "build-qemu-bundle.sh failed:\n{log}"
+        );
+        eprintln!("{log}");
+        (dir, tarball)
+    });
+    tarball
+}
 
 #[test]
 fn bundle_from_debian_packages_boots_the_fixture_kernel_with_an_empty_path() {
     let kernel = fixture("build/vmlinuz");
     let dir = tempfile::tempdir().unwrap();
-    let tarball = dir.path().join("qemu-bundle.tar.xz");
-    // xz level 1 keeps this test quick; releases use the default (6).
-    let built = Command::new(repo().join("scripts/build-qemu-bundle.sh"))
-        .arg(&tarball)
-        .env("XZ_LEVEL", "1")
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&built.stdout).into_owned()
-        + &String::from_utf8_lossy(&built.stderr);
-    assert!(
-        built.status.success(),
-        "build-qemu-bundle.sh failed:\n{log}"
-    );
-    eprintln!("{log}");
-
     let cache = dir.path().join("cache");
-    let bundle = Bundle::unpack(&tarball, &cache).unwrap();
+    let bundle = Bundle::unpack(built_bundle(), &cache).unwrap();
     let qemu = bundle.qemu_binary().unwrap();
     assert!(
         qemu.version.starts_with("7.")
@@ -123,4 +136,158 @@ fn bundle_from_debian_packages_boots_the_fixture_kernel_with_an_empty_path() {
         maps.contains(&format!("{}/lib/libslirp.so.0", bundle.root.display())),
         "slirp not from the bundle"
     );
+}
+
+/// A catalog directory holding only a `qemu` entry for `url`, pinned to `sha256`.
+fn bundle_catalog(dir: &Path, url: &str, sha256: &str) -> PathBuf {
+    let catalog = dir.join("catalog");
+    std::fs::create_dir_all(&catalog).unwrap();
+    std::fs::write(
+        catalog.join("qemu-bundle.toml"),
+        format!(
+            "name = \"qemu-bundle\"\ndescription = \"ferry's portable QEMU (test build)\"\n\
+             os = \"linux\"\nversion = \"7.2\"\narch = \"x86_64\"\nkind = \"qemu\"\n\
+             urls = [\"{url}\"]\nsha256 = \"{sha256}\"\n"
+        ),
+    )
+    .unwrap();
+    catalog
+}
+
+/// A rescue system without QEMU: `ferry install` downloads the catalog's bundle from a
+/// loopback server, verifies it, unpacks it into the cache and installs the fixture with it;
+/// the next plan uses the unpacked bundle without downloading; a bundle that does not match
+/// the catalog's digest is refused before anything is unpacked or started.
+#[test]
+fn install_without_qemu_on_path_fetches_verifies_and_runs_the_catalog_bundle() {
+    let data = std::fs::read(built_bundle()).unwrap();
+    let sha256: String = Sha256::digest(&data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let served = data.clone();
+    let server = Server::start(move |_, _| Reply::File(served.clone()));
+    let scratch = Scratch::new();
+    let cache = scratch.dir.path().join("cache");
+    let catalog = bundle_catalog(
+        scratch.dir.path(),
+        &server.url("/ferry-qemu.tar.xz"),
+        &sha256,
+    );
+    // No qemu-system-x86_64 anywhere on PATH (ferry finds `ip` missing too, and copes).
+    let no_qemu = scratch.dir.path().join("bin");
+    std::fs::create_dir(&no_qemu).unwrap();
+    let with_catalog = |cmd: &mut Command| {
+        cmd.arg("--catalog")
+            .arg(&catalog)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .env("PATH", &no_qemu);
+    };
+
+    let mut install = scratch.install(&fixture("tiny.toml"), &["--accel", "tcg"]);
+    with_catalog(&mut install);
+    let out = install.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+    for said in [
+        "no qemu-system-x86_64 on PATH: ferry's portable QEMU it is",
+        &format!("downloading {}", server.url("/ferry-qemu.tar.xz")),
+        &format!("verified ({} bytes, sha256 {sha256})", data.len()),
+        &format!("unpacking the QEMU bundle into {}", cache.display()),
+    ] {
+        assert!(stderr.contains(said), "missing {said:?} in:\n{stderr}");
+    }
+    let bundle = Bundle::cached(&cache, &sha256).expect("the bundle is unpacked in the cache");
+    let args = std::fs::read_to_string(scratch.run_dir().join("qemu.args")).unwrap();
+    assert!(
+        args.starts_with(&format!(
+            "{}/lib/ld-linux-x86-64.so.2 ",
+            bundle.root.display()
+        )),
+        "{args}"
+    );
+    assert_eq!(
+        mbr_partitions(&scratch.disk()).len(),
+        1,
+        "the fixture installed its partition"
+    );
+    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+
+    // Planned again: the unpacked bundle, nothing downloaded.
+    let requests = server.seen().len();
+    let mut plan = ferry();
+    plan.arg("plan")
+        .arg(fixture("tiny.toml"))
+        .arg("--disk")
+        .arg(scratch.disk());
+    with_catalog(&mut plan);
+    let out = plan.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "portable bundle {} from the catalog (no qemu-system-x86_64 on PATH)",
+            bundle.root.display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(server.seen().len(), requests);
+    // The bundle is no installer image.
+    let profile = scratch.dir.path().join("p.toml");
+    std::fs::write(
+        &profile,
+        "description = \"d\"\n[image]\nname = \"qemu-bundle\"\n",
+    )
+    .unwrap();
+    let mut plan = ferry();
+    plan.arg("plan")
+        .arg(&profile)
+        .arg("--disk")
+        .arg(scratch.disk());
+    with_catalog(&mut plan);
+    let out = plan.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out)
+            .1
+            .contains("p.toml:3:8: qemu-bundle is ferry's portable QEMU, not an installer image"),
+        "{}",
+        text(&out).1
+    );
+
+    // A bundle that is not the one the catalog pins: refused, nothing unpacked or started.
+    let scratch = Scratch::new();
+    let cache = scratch.dir.path().join("cache");
+    let other = "0".repeat(64);
+    let catalog = bundle_catalog(
+        scratch.dir.path(),
+        &server.url("/ferry-qemu.tar.xz"),
+        &other,
+    );
+    let out = scratch
+        .install(&fixture("tiny.toml"), &["--accel", "tcg", "--catalog"])
+        .arg(&catalog)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .env("PATH", &no_qemu)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains(&other) && stderr.contains(&sha256),
+        "expected and actual digests:\n{stderr}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&cache)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        leftovers
+            .iter()
+            .all(|n| !n.to_string_lossy().starts_with("qemu-")),
+        "{leftovers:?}"
+    );
+    assert!(!scratch.disk().exists(), "the disk was touched");
 }

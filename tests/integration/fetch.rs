@@ -17,14 +17,14 @@ use crate::support::*;
 
 /// A request as the server saw it.
 #[derive(Debug, Clone)]
-struct Seen {
-    path: String,
+pub struct Seen {
+    pub path: String,
     range: Option<String>,
     accept_encoding: Option<String>,
 }
 
 /// What the server does with one request.
-enum Reply {
+pub enum Reply {
     /// Serve `body`, honouring `Range` with 206.
     File(Vec<u8>),
     /// Serve `body` as 200 whatever `Range` says.
@@ -44,13 +44,13 @@ enum Reply {
 type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
 
 /// A loopback HTTP/1.1 server, one request per connection, run by `handler(request, index)`.
-struct Server {
+pub struct Server {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Server {
-    fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Server {
+    pub fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Server {
         Server::start_on("127.0.0.1", handler)
     }
 
@@ -85,11 +85,11 @@ impl Server {
         Server { addr, seen }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
