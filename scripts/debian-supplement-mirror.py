@@ -23,7 +23,8 @@ checked with the host's Debian archive keyring; every .deb against the Packages 
 rebuilt index goes into a copy of dists/bookworm/Release with corrected checksum lines,
 signed (Release.gpg) with a throwaway key made in a temporary GNUPGHOME. The installer must
 trust that key: the debian-12 recipe's `mirror_key_url` variable appends it to the
-installer's keyring (the key is served at http://10.0.2.2:PORT/ferry-mirror-key.gpg). The
+installer's keyring (the key is served at http://10.0.2.2:PORT/ferry-mirror-key.gpg, binary,
+and .asc, armored). The
 original InRelease passes through, so debootstrap and apt in the installed system check the
 real archive's signature, and the installed system comes wholly from the real archive.
 
@@ -486,8 +487,8 @@ class Proxy(http.server.ThreadingHTTPServer):
 
     def local_file(self, host, path):
         """The file this proxy serves itself for a request, if any."""
-        if path == KEY_PATH and host is None:
-            return self.www / KEY_PATH.lstrip("/")
+        if path in (KEY_PATH, KEY_PATH.replace(".gpg", ".asc")) and host is None:
+            return self.www / path.lstrip("/")
         if host not in (None, UPSTREAM_HOST):
             return None
         dists = f"/debian/dists/{SUITE}/"
