@@ -111,7 +111,7 @@ mod tests {
             "d-i partman-auto/disk string /dev/nvme0n1\n",
             "d-i grub-installer/bootdev string /dev/nvme0n1\n",
             "d-i partman-partitioning/choose_label select msdos\n",
-            "d-i passwd/root-password-crypted password !\n",
+            "d-i passwd/root-password-crypted password *\n",
             "d-i mirror/http/hostname string deb.debian.org\n",
             "d-i pkgsel/include string openssh-server\n",
             "d-i debian-installer/exit/poweroff boolean true\n",
