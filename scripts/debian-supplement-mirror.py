@@ -46,7 +46,6 @@ import http.server
 import json
 import lzma
 import io
-import os
 import re
 import shutil
 import subprocess
