@@ -521,7 +521,7 @@ fn read_ext4(disk: &Path, start_sector: u32, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The whole real Debian 12 install, opt-in (about 47 minutes under TCG on 2 cores; needs
+/// The whole real Debian 12 install, opt-in (about 55 minutes under TCG on 2 cores; needs
 /// deb.debian.org): `ferry install debian-12` with the built-in recipe, the real netboot
 /// installer and archive, and `scripts/debian-supplement-mirror.py` as the installer's
 /// proxy, adding the installer components the archive copy here lacks (see README). Then the
@@ -533,7 +533,7 @@ fn read_ext4(disk: &Path, start_sector: u32, path: &str) -> String {
 /// The mirror's files and ferry's downloads are cached in tests/fixtures/build/debian-mirror/,
 /// which also keeps the run directory (runs/) and the proxy's request log (proxy.log).
 #[test]
-#[ignore = "a full Debian install: ~47 minutes under TCG, needs deb.debian.org"]
+#[ignore = "a full Debian install: ~55 minutes under TCG, needs deb.debian.org"]
 fn debian_full_install_with_supplemented_mirror() {
     let cache = repo().join("tests/fixtures/build/debian-mirror");
     std::fs::create_dir_all(&cache).unwrap();
