@@ -77,7 +77,7 @@ mod tests {
         let mut c = serde_json::json!({
             "vars": {
                 "hostname": "web1", "domain": "example.org", "mirror": "deb.debian.org",
-                "mirror_dir": "/debian", "proxy": "", "state_version": "24.11",
+                "mirror_dir": "/debian", "proxy": "", "mirror_key_url": "", "state_version": "24.11",
                 "ssh_key": "ssh-ed25519 AAAAkey1 a@b\nssh-ed25519 AAAAkey2 c@d",
             },
             "disk": { "guest_path": "/dev/nvme0n1", "partition_prefix": "/dev/nvme0n1p" },
@@ -92,6 +92,7 @@ mod tests {
             )
             .unwrap();
             c["network"] = serde_json::json!(n.render().unwrap());
+            c["vars"]["mirror_key_url"] = "http://10.0.2.2:8080/key.asc".into();
         }
         c
     }
@@ -110,7 +111,7 @@ mod tests {
             "d-i partman-auto/disk string /dev/nvme0n1\n",
             "d-i grub-installer/bootdev string /dev/nvme0n1\n",
             "d-i partman-partitioning/choose_label select msdos\n",
-            "d-i passwd/root-password-crypted password !\n",
+            "d-i passwd/root-password-crypted password *\n",
             "d-i mirror/http/hostname string deb.debian.org\n",
             "d-i pkgsel/include string openssh-server\n",
             "d-i debian-installer/exit/poweroff boolean true\n",
@@ -120,6 +121,7 @@ mod tests {
         }
         assert!(!bios.contains("force-efi-extra-removable"));
         assert!(!bios.contains("/etc/network/interfaces"));
+        assert!(!bios.contains("early_command"), "no mirror_key_url: {bios}");
         // late_command is one logical line: every continuation ends in a backslash.
         let late = bios.split("preseed/late_command string").nth(1).unwrap();
         let late: Vec<&str> = late.lines().take_while(|l| !l.trim().is_empty()).collect();
@@ -132,6 +134,12 @@ mod tests {
         let uefi = render("debian-12", "preseed.cfg.j2", &context("uefi", true));
         assert!(uefi.contains("d-i grub-installer/force-efi-extra-removable boolean true\n"));
         assert!(uefi.contains("d-i partman-partitioning/choose_label select gpt\n"));
+        assert!(
+            uefi.contains(
+                "d-i preseed/early_command string \\\n  wget -q -O /tmp/mirror-key http://10.0.2.2:8080/key.asc && \\\n"
+            ) && uefi.contains("fi >> /usr/share/keyrings/debian-archive-keyring.gpg\n"),
+            "{uefi}"
+        );
         assert!(uefi.contains(
             "  wget -q -O /target/etc/systemd/network/10-ferry-enp1s0.link http://10.0.2.2:1234/T/network.link; \\\n"
         ), "{uefi}");

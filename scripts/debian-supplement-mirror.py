@@ -1,0 +1,590 @@
+#!/usr/bin/env python3
+"""A Debian 12 mirror for the installer, supplemented where deb.debian.org lacks udebs.
+
+The copy of the Debian archive reachable from the project's machines serves every regular
+.deb and every index, but most of bookworm's installer components (udebs) return 404, so a
+netboot install stops at "Download installer components". This script prepares a
+replacement for the installer's udeb index and serves it through an HTTP proxy that passes
+everything else through to deb.debian.org:
+
+  - every bookworm udeb that deb.debian.org serves: listed as it is;
+  - a missing one that trixie has (and deb.debian.org serves) as an architecture-independent
+    udeb, or as one without programs (shell scripts and data), or whose programs need no
+    newer C library than bookworm's (2.36): trixie's, as it is;
+  - a missing one listed in REPACKED below: repacked from the matching bookworm .debs (same
+    source version), labelled as repacked in its Description and in the manifest;
+  - a missing one listed in PLACEHOLDERS: an empty package of that name (labelled too), for
+    dependencies nothing in an install on a blank disk uses;
+  - anything else missing: left out of the index.
+Udebs installed in the installer's initrd are listed as bookworm lists them (never fetched).
+
+Every index it reads is checked against bookworm's (and trixie's) Release, whose signature is
+checked with the host's Debian archive keyring; every .deb against the Packages index. The
+rebuilt index goes into a copy of dists/bookworm/Release with corrected checksum lines,
+signed (Release.gpg) with a throwaway key made in a temporary GNUPGHOME. The installer must
+trust that key: the debian-12 recipe's `mirror_key_url` variable appends it to the
+installer's keyring (the key is served at http://10.0.2.2:PORT/ferry-mirror-key.gpg, binary,
+and .asc, armored). The
+original InRelease passes through, so debootstrap and apt in the installed system check the
+real archive's signature, and the installed system comes wholly from the real archive.
+
+Usage (the guest reaches the host's 127.0.0.1 as 10.0.2.2):
+
+  scripts/debian-supplement-mirror.py [--dir DIR] [--port PORT] [--prepare-only]
+
+It prints `ferry-mirror: listening on 127.0.0.1:PORT` once it serves, and logs every request
+to DIR/proxy.log with the kind of each udeb served. Python 3 standard library plus gpg,
+gpgv and dpkg-deb.
+"""
+
+import argparse
+import concurrent.futures
+import gzip
+import hashlib
+import http.client
+import http.server
+import json
+import lzma
+import io
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+UPSTREAM_HOST = "deb.debian.org"
+UPSTREAM = f"http://{UPSTREAM_HOST}/debian"
+SUITE = "bookworm"
+FALLBACK_SUITE = "trixie"
+UDEB_INDEX = "main/debian-installer/binary-amd64/Packages"
+DEB_INDEX = "main/binary-amd64/Packages"
+HOST_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+# bookworm's C library: trixie programs needing no newer symbol versions run in its installer.
+GLIBC_MINOR = 36
+# Where repacked and placeholder udebs live in the served tree (under /debian/).
+OWN_POOL = "pool/ferry-supplement"
+KEY_PATH = "/ferry-mirror-key.gpg"
+
+# udeb -> the bookworm .debs of the same source version whose files make it up. The udebs
+# are built as stripped-down variants of these; the full files are a superset.
+REPACKED = {
+    # e2fsprogs-udeb links its libraries statically; the .deb's programs need them beside.
+    "e2fsprogs-udeb": ["e2fsprogs", "libext2fs2", "libcom-err2", "libss2"],
+    "dosfstools-udeb": ["dosfstools"],
+    "libparted2-udeb": ["libparted2"],
+    "libparted-fs-resize0-udeb": ["libparted-fs-resize0"],
+    "libdevmapper1.02.1-udeb": ["libdevmapper1.02.1"],
+    "libbsd0-udeb": ["libbsd0"],
+    "libmd0-udeb": ["libmd0"],
+    "libpcre3-udeb": ["libpcre3"],
+    # libparted2-udeb depends on it.
+    "dmidecode-udeb": ["dmidecode"],
+}
+
+# udebs that only other udebs' dependencies pull in, and that nothing in an install on a
+# blank disk runs: os-prober-udeb (a dependency of grub-installer) depends on grub-mount-udeb,
+# which needs libfuse2-udeb; partman-basicfilesystems' ntfs support wants ntfs-3g-udeb.
+PLACEHOLDERS = ["grub-mount-udeb", "libfuse2-udeb", "ntfs-3g-udeb"]
+
+# The installer whose needs this mirror serves, and its initrd in that package.
+NETBOOT = "debian-installer-12-netboot-amd64"
+NETBOOT_INITRD = "usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64/initrd.gz"
+
+# Files of a .deb a udeb leaves out.
+DROPPED_DIRS = ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian",
+                "usr/share/locale", "usr/share/bug"]
+
+
+def log(msg):
+    print(f"ferry-mirror: {msg}", file=sys.stderr, flush=True)
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def http_get(url):
+    with urllib.request.urlopen(url, timeout=120) as r:
+        return r.read()
+
+
+def parse_stanzas(text):
+    """Debian control stanzas as lists of (field, value) pairs, keeping field order."""
+    stanzas = []
+    for block in text.strip().split("\n\n"):
+        fields = []
+        for line in block.split("\n"):
+            if line.startswith((" ", "\t")) and fields:
+                name, value = fields[-1]
+                fields[-1] = (name, value + "\n" + line)
+            elif ":" in line:
+                name, value = line.split(":", 1)
+                fields.append((name, value.strip()))
+        stanzas.append(fields)
+    return stanzas
+
+
+def field(stanza, name):
+    return next((v for k, v in stanza if k == name), None)
+
+
+def with_fields(stanza, **changes):
+    """A copy of a stanza with fields replaced (or appended); names use _ for -."""
+    changes = {k.replace("_", "-"): v for k, v in changes.items()}
+    out = [(k, changes.pop(k, v)) for k, v in stanza]
+    return out + list(changes.items())
+
+
+def format_stanza(stanza):
+    return "".join(f"{k}: {v}\n" for k, v in stanza)
+
+
+def release_checksums(release_text):
+    """{path: (sha256, size)} from a Release file's SHA256 section."""
+    sums, in_section = {}, False
+    for line in release_text.splitlines():
+        if not line.startswith(" "):
+            in_section = line == "SHA256:"
+            continue
+        if in_section:
+            digest, size, path = line.split()
+            sums[path] = (digest, int(size))
+    return sums
+
+
+class Archive:
+    """Verified downloads from deb.debian.org, cached under cache/."""
+
+    def __init__(self, cache):
+        self.cache = cache
+        self.releases = {}
+
+    def release(self, suite):
+        """The Release text of SUITE, from its InRelease (checked with the host's Debian
+        keyring; the separate Release.gpg here can be older than the Release it signs)."""
+        if suite not in self.releases:
+            d = self.cache / "dists" / suite
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "InRelease").write_bytes(http_get(f"{UPSTREAM}/dists/{suite}/InRelease"))
+            if not Path(HOST_KEYRING).exists():
+                sys.exit(f"{HOST_KEYRING} is missing: install debian-archive-keyring")
+            (d / "Release").unlink(missing_ok=True)
+            subprocess.run(["gpgv", "--quiet", "--keyring", HOST_KEYRING,
+                            "--output", d / "Release", d / "InRelease"],
+                           check=True, capture_output=True)
+            log(f"dists/{suite}/InRelease: signature verified")
+            self.releases[suite] = (d / "Release").read_text()
+        return self.releases[suite]
+
+    def packages(self, suite, index, must_match=True):
+        """The stanzas of dists/SUITE/INDEX(.xz), checked against the Release. With
+        must_match=False a mismatch is only reported (this archive copy serves trixie's
+        udeb index from another point in time than trixie's InRelease)."""
+        path = f"{index}.xz"
+        digest, size = release_checksums(self.release(suite))[path]
+        local = self.cache / "dists" / suite / path
+        data = local.read_bytes() if local.exists() else None
+        if data is None or sha256(data) != digest:
+            data = http_get(f"{UPSTREAM}/dists/{suite}/{path}")
+            if sha256(data) != digest or len(data) != size:
+                if must_match:
+                    sys.exit(f"dists/{suite}/{path}: checksum does not match the Release")
+                log(f"WARNING: dists/{suite}/{path} does not match {suite}'s signed Release; "
+                    f"its entries are used as listed (the installer checks each file against them)")
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(data)
+        return parse_stanzas(lzma.decompress(data).decode())
+
+    def pool_file(self, stanza):
+        """A package's file, checked against its index's SHA256."""
+        filename, digest = field(stanza, "Filename"), field(stanza, "SHA256")
+        local = self.cache / filename
+        if not (local.exists() and sha256(local.read_bytes()) == digest):
+            local.parent.mkdir(parents=True, exist_ok=True)
+            data = http_get(f"{UPSTREAM}/{filename}")
+            if sha256(data) != digest:
+                sys.exit(f"{filename}: checksum does not match the Packages index")
+            local.write_bytes(data)
+        return local
+
+    def served(self, filenames, memo_key):
+        """{filename: bool}: which pool files deb.debian.org serves (HEAD), remembered per
+        Release so a changed archive is asked again."""
+        memo_path = self.cache / "served.json"
+        memo = json.loads(memo_path.read_text()) if memo_path.exists() else {}
+        if memo.get("release") != memo_key:
+            memo = {"release": memo_key, "files": {}}
+        todo = [f for f in filenames if f not in memo["files"]]
+
+        def head(filename):
+            req = urllib.request.Request(f"{UPSTREAM}/{filename}", method="HEAD")
+            try:
+                with urllib.request.urlopen(req, timeout=60):
+                    return filename, True
+            except urllib.error.HTTPError as e:
+                if e.code == 404:
+                    return filename, False
+                raise
+
+        if todo:
+            log(f"asking deb.debian.org which of {len(todo)} udebs it serves")
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                memo["files"].update(pool.map(head, todo))
+            memo_path.write_text(json.dumps(memo, indent=1, sort_keys=True))
+        return {f: memo["files"][f] for f in filenames}
+
+
+def initrd_packages(archive, netboot):
+    """The udebs installed in the netboot installer's initrd (its dpkg status file): they
+    are never downloaded, so they stay listed as bookworm lists them."""
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", archive.pool_file(netboot)],
+                         check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        cpio = gzip.decompress(t.extractfile(f"./{NETBOOT_INITRD}").read())
+    # The initramfs is a "newc" cpio archive: a 110-byte ASCII header, the name, the data,
+    # each padded to 4 bytes.
+    pos = 0
+    while cpio[pos:pos + 6] == b"070701":
+        size, name_size = int(cpio[pos + 54:pos + 62], 16), int(cpio[pos + 94:pos + 102], 16)
+        name = cpio[pos + 110:pos + 110 + name_size - 1].decode()
+        start = (pos + 110 + name_size + 3) & ~3
+        if name == "var/lib/dpkg/status":
+            status = cpio[start:start + size].decode()
+            return {field(s, "Package") for s in parse_stanzas(status)}
+        pos = (start + size + 3) & ~3
+    sys.exit(f"{NETBOOT_INITRD}: no var/lib/dpkg/status in it")
+
+
+def trixie_fits(archive, stanza):
+    """Why trixie's udeb STANZA can stand in for bookworm's in bookworm's installer, or None:
+    architecture-independent, no programs in it, or programs that need no newer GNU C
+    library symbols than bookworm's."""
+    if field(stanza, "Architecture") == "all":
+        return "architecture all"
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["dpkg-deb", "-x", archive.pool_file(stanza), tmp], check=True)
+        needs = []
+        for path in Path(tmp).rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                if data.startswith(b"\x7fELF"):
+                    needs += [int(m) for m in re.findall(rb"GLIBC_2\.(\d+)", data)]
+                    needs.append(0)
+    if not needs:
+        return "no programs"
+    if max(needs) <= GLIBC_MINOR:
+        return f"programs need glibc <= 2.{max(needs)}"
+    return None
+
+
+def build_udeb(root, control, out):
+    """dpkg-deb --build of ROOT with the control stanza CONTROL into OUT; returns its bytes."""
+    (root / "DEBIAN").mkdir(exist_ok=True)
+    (root / "DEBIAN" / "control").write_text(format_stanza(control))
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, out],
+                   check=True, capture_output=True)
+    return out.read_bytes()
+
+
+def installed_size(root):
+    total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    return str((total + 1023) // 1024)
+
+
+def own_stanza(udeb, control, data, filename):
+    """The index stanza of a udeb this script built."""
+    return control + [
+        ("Section", field(udeb, "Section") or "debian-installer"),
+        ("Priority", field(udeb, "Priority") or "optional"),
+        ("Filename", filename),
+        ("Size", str(len(data))),
+        ("MD5sum", hashlib.md5(data).hexdigest()),
+        ("SHA256", sha256(data)),
+    ]
+
+
+def repack(archive, udeb, debs, debs_by_name, www):
+    """A udeb made of the files of the bookworm .debs DEBS, with the udeb's own control."""
+    name, version = field(udeb, "Package"), field(udeb, "Version")
+    sources = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        root.mkdir()
+        for deb_name in debs:
+            deb = debs_by_name[deb_name]
+            subprocess.run(["dpkg-deb", "-x", archive.pool_file(deb), root], check=True)
+            sources.append(f"{deb_name}_{field(deb, 'Version')}")
+        for d in DROPPED_DIRS:
+            shutil.rmtree(root / d, ignore_errors=True)
+        label = (f"REPACKED by ferry's test mirror from bookworm's {', '.join(sources)} "
+                 f"(.deb); not an official udeb.")
+        description = field(udeb, "Description").split("\n")[0]
+        control = [
+            ("Package", name),
+            ("Source", field(udeb, "Source") or name),
+            ("Version", version),
+            ("Architecture", field(udeb, "Architecture")),
+            ("Maintainer", "ferry test mirror <ferry-test@invalid>"),
+            ("Installed-Size", installed_size(root)),
+            ("Depends", field(udeb, "Depends") or ""),
+            ("Description", f"{description} [repacked]\n {label}"),
+        ]
+        control = [(k, v) for k, v in control if v]
+        filename = f"{OWN_POOL}/{name}_{version.split(':')[-1]}_amd64.udeb"
+        out = www / "debian" / filename
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data = build_udeb(root, control, out)
+    return own_stanza(udeb, control, data, filename), "; ".join(sources)
+
+
+def placeholder(udeb, www):
+    """An empty udeb named like bookworm's, without dependencies."""
+    name, version = field(udeb, "Package"), field(udeb, "Version")
+    label = "EMPTY PLACEHOLDER made by ferry's test mirror: bookworm's udeb is not served."
+    control = [
+        ("Package", name),
+        ("Version", version),
+        ("Architecture", field(udeb, "Architecture")),
+        ("Maintainer", "ferry test mirror <ferry-test@invalid>"),
+        ("Installed-Size", "0"),
+        ("Description", f"placeholder for {name} [empty]\n {label}"),
+    ]
+    filename = f"{OWN_POOL}/{name}_{version.split(':')[-1]}_amd64.udeb"
+    out = www / "debian" / filename
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = build_udeb(Path(tmp), control, out)
+    return own_stanza(udeb, control, data, filename)
+
+
+def write_index(stanzas, release_text, www):
+    """The udeb Packages index (plain, .gz, .xz) and a Release whose lines for it match."""
+    dists = www / "debian" / "dists" / SUITE
+    index = dists / UDEB_INDEX
+    index.parent.mkdir(parents=True, exist_ok=True)
+    plain = "\n".join(format_stanza(s) for s in stanzas).encode()
+    files = {UDEB_INDEX: plain,
+             f"{UDEB_INDEX}.gz": gzip.compress(plain, mtime=0),
+             f"{UDEB_INDEX}.xz": lzma.compress(plain)}
+    for path, data in files.items():
+        (dists / path).write_bytes(data)
+
+    section, lines = None, []
+    for line in release_text.splitlines():
+        if not line.startswith(" "):
+            section = line.rstrip(":")
+        else:
+            path = line.split()[-1]
+            if path in files:
+                data = files[path]
+                digest = {"MD5Sum": hashlib.md5, "SHA256": hashlib.sha256}.get(section)
+                if digest is None:  # a checksum kind this script does not rewrite: drop it
+                    continue
+                line = f" {digest(data).hexdigest()} {len(data):>16} {path}"
+        lines.append(line)
+    (dists / "Release").write_text("\n".join(lines) + "\n")
+
+
+def sign(www):
+    """Signs the Release with a new throwaway key; publishes the key (binary OpenPGP, which
+    the installer's gpgv keyring takes as is, and armored)."""
+    dists = www / "debian" / "dists" / SUITE
+    with tempfile.TemporaryDirectory() as home:
+        gpg = ["gpg", "--batch", "--quiet", "--homedir", home]
+        subprocess.run(gpg + ["--passphrase", "", "--quick-gen-key",
+                              "ferry test mirror (throwaway key) <ferry-test@invalid>",
+                              "ed25519", "sign", "1d"], check=True, capture_output=True)
+        (dists / "Release.gpg").unlink(missing_ok=True)
+        subprocess.run(gpg + ["--digest-algo", "SHA256", "--armor", "--detach-sign",
+                              "--output", dists / "Release.gpg", dists / "Release"],
+                       check=True, capture_output=True)
+        key = subprocess.run(gpg + ["--export"], check=True, capture_output=True).stdout
+        armored = subprocess.run(gpg + ["--armor", "--export"], check=True,
+                                 capture_output=True).stdout
+    (www / KEY_PATH.lstrip("/")).write_bytes(key)
+    (www / KEY_PATH.lstrip("/")).with_suffix(".asc").write_bytes(armored)
+    # The installer checks exactly this way: gpgv with the Debian keyring plus this key.
+    with tempfile.NamedTemporaryFile(suffix=".gpg") as ring:
+        ring.write(Path(HOST_KEYRING).read_bytes() + key)
+        ring.flush()
+        subprocess.run(["gpgv", "--quiet", "--keyring", ring.name, dists / "Release.gpg",
+                        dists / "Release"], check=True, capture_output=True)
+
+
+def prepare(directory):
+    """Builds DIR/www (the served files) and DIR/manifest.json; returns the manifest."""
+    archive = Archive(directory / "cache")
+    release = archive.release(SUITE)
+    udebs = archive.packages(SUITE, UDEB_INDEX)
+    newer = {field(s, "Package"): s for s in archive.packages(FALLBACK_SUITE, UDEB_INDEX, must_match=False)}
+    debs = {field(s, "Package"): s for s in archive.packages(SUITE, DEB_INDEX)}
+
+    release_key = sha256(release.encode())
+    served = archive.served([field(s, "Filename") for s in udebs], release_key)
+    in_initrd = initrd_packages(archive, debs[NETBOOT])
+    missing = [field(s, "Package") for s in udebs
+               if not served[field(s, "Filename")] and field(s, "Package") not in in_initrd]
+    # trixie's of the same name, except kernel modules (built for trixie's kernel)
+    candidates = [newer[n] for n in missing if n in newer and n not in REPACKED
+                  and not field(newer[n], "Kernel-Version")]
+    served.update(archive.served([field(s, "Filename") for s in candidates], release_key))
+    fits = {field(s, "Package"): trixie_fits(archive, s) for s in candidates
+            if served[field(s, "Filename")]}
+
+    www = directory / "www"
+    shutil.rmtree(www, ignore_errors=True)
+    www.mkdir(parents=True)
+    stanzas, manifest = [], []
+    for udeb in udebs:
+        name, filename = field(udeb, "Package"), field(udeb, "Filename")
+        entry = {"package": name, "bookworm_version": field(udeb, "Version")}
+        if served[filename]:
+            stanza, entry["kind"] = udeb, "bookworm"
+        elif name in in_initrd:
+            stanza, entry["kind"] = udeb, "in-initrd"
+        elif name in REPACKED:
+            stanza, entry["from"] = repack(archive, udeb, REPACKED[name], debs, www)
+            entry["kind"] = "repacked"
+        elif fits.get(name):
+            stanza, entry["kind"], entry["why"] = newer[name], "trixie", fits[name]
+        elif name in PLACEHOLDERS:
+            stanza, entry["kind"] = placeholder(udeb, www), "placeholder"
+        else:
+            stanza, entry["kind"] = None, "left-out"
+        if stanza:
+            stanzas.append(stanza)
+            entry["version"] = field(stanza, "Version")
+            entry["filename"] = field(stanza, "Filename")
+        manifest.append(entry)
+
+    write_index(stanzas, release, www)
+    sign(www)
+    counts = {}
+    for entry in manifest:
+        counts[entry["kind"]] = counts.get(entry["kind"], 0) + 1
+    (directory / "manifest.json").write_text(json.dumps(
+        {"counts": counts, "packages": manifest}, indent=1))
+    log("index: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return manifest
+
+
+class Proxy(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, www, manifest, log_file):
+        super().__init__(address, ProxyHandler)
+        self.www = www
+        self.kinds = {e["filename"]: e["kind"] for e in manifest if "filename" in e}
+        self.log_file = log_file
+        self.log_lock = threading.Lock()
+
+    def local_file(self, host, path):
+        """The file this proxy serves itself for a request, if any."""
+        if path in (KEY_PATH, KEY_PATH.replace(".gpg", ".asc")) and host is None:
+            return self.www / path.lstrip("/")
+        if host not in (None, UPSTREAM_HOST):
+            return None
+        dists = f"/debian/dists/{SUITE}/"
+        ours = [dists + "Release", dists + "Release.gpg", dists + UDEB_INDEX,
+                dists + UDEB_INDEX + ".gz", dists + UDEB_INDEX + ".xz"]
+        if path in ours or path.startswith(f"/debian/{OWN_POOL}/"):
+            candidate = self.www / path.lstrip("/")
+            return candidate if candidate.is_file() else None
+        return None
+
+
+class ProxyHandler(http.server.BaseHTTPRequestHandler):
+    """GET and HEAD, as a forward proxy (absolute URLs) and as a plain server for the key."""
+
+    server_version = "ferry-test-mirror"
+    passed_headers = ["Range", "If-Range", "If-Modified-Since", "If-None-Match",
+                      "User-Agent", "Accept", "Cache-Control"]
+
+    def do_GET(self):
+        self.handle_request(body=True)
+
+    def do_HEAD(self):
+        self.handle_request(body=False)
+
+    def log_message(self, format, *args):
+        pass
+
+    def note(self, how, status):
+        parts = urlsplit(self.path)
+        kind = self.server.kinds.get(parts.path.removeprefix("/debian/"), "")
+        line = f"{self.command} {self.path} {how} {status} {kind}".rstrip()
+        with self.server.log_lock:
+            self.server.log_file.write(line + "\n")
+            self.server.log_file.flush()
+
+    def handle_request(self, body):
+        parts = urlsplit(self.path)
+        host = parts.hostname if parts.scheme else None
+        local = self.server.local_file(host, parts.path)
+        if local is not None:
+            data = local.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+            self.note("local", 200)
+        elif host and parts.scheme == "http":
+            self.pass_through(host, parts.port or 80, body)
+        else:
+            self.send_error(404)
+            self.note("refused", 404)
+
+    def pass_through(self, host, port, body):
+        parts = urlsplit(self.path)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {h: self.headers[h] for h in self.passed_headers if self.headers[h]}
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=120)
+            conn.request(self.command, target, headers=headers)
+            resp = conn.getresponse()
+        except OSError as e:
+            self.send_error(502, str(e))
+            self.note("upstream-error", 502)
+            return
+        self.send_response(resp.status, resp.reason)
+        for name, value in resp.getheaders():
+            if name.lower() not in ("connection", "keep-alive", "transfer-encoding",
+                                    "proxy-connection"):
+                self.send_header(name, value)
+        self.end_headers()
+        if body:
+            while chunk := resp.read(65536):
+                self.wfile.write(chunk)
+        conn.close()
+        self.note("passed", resp.status)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    default_dir = Path(__file__).resolve().parent.parent / "tests/fixtures/build/debian-mirror"
+    parser.add_argument("--dir", type=Path, default=default_dir,
+                        help=f"cache and served files (default {default_dir})")
+    parser.add_argument("--port", type=int, default=0, help="default: any free port")
+    parser.add_argument("--prepare-only", action="store_true")
+    args = parser.parse_args()
+
+    args.dir.mkdir(parents=True, exist_ok=True)
+    manifest = prepare(args.dir)
+    if args.prepare_only:
+        return
+    with open(args.dir / "proxy.log", "w") as log_file:
+        server = Proxy(("127.0.0.1", args.port), args.dir / "www", manifest, log_file)
+        print(f"ferry-mirror: listening on 127.0.0.1:{server.server_address[1]}", flush=True)
+        server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
