@@ -461,7 +461,7 @@ fn nixos_recipe_uefi_installs_the_removable_loader() {
 }
 
 /// `scripts/debian-supplement-mirror.py` running as the guest's HTTP proxy; killed (by its
-/// pid) when dropped.
+/// pid) when dropped, and by the kernel if the test process dies first.
 struct SupplementedMirror {
     child: std::process::Child,
     port: u16,
@@ -472,14 +472,22 @@ impl SupplementedMirror {
     /// `listening on 127.0.0.1:PORT` line.
     fn start(dir: &Path) -> SupplementedMirror {
         use std::io::BufRead;
-        let mut child = std::process::Command::new("python3")
+        use std::os::unix::process::CommandExt;
+        let mut command = std::process::Command::new("python3");
+        command
             .arg(repo().join("scripts/debian-supplement-mirror.py"))
             .arg("--dir")
             .arg(dir)
             .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
+            .stdout(std::process::Stdio::piped());
+        // SAFETY: prctl is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command.spawn().expect("python3 runs");
         let stdout = child.stdout.take().unwrap();
         let mut mirror = SupplementedMirror { child, port: 0 };
         for line in std::io::BufReader::new(stdout).lines() {
