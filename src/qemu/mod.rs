@@ -23,7 +23,7 @@ pub enum QemuError {
     #[error("{} is not a usable QEMU: {reason}", path.display())]
     Unusable { path: PathBuf, reason: String },
     #[error(
-        "no qemu-system-x86_64 found on PATH; install it (Debian: apt-get install qemu-system-x86) or pass --qemu PATH"
+        "no qemu-system-x86_64 found on PATH; install it (Debian: apt-get install qemu-system-x86), pass --qemu PATH, or name a portable QEMU bundle in the catalog (README: QEMU)"
     )]
     NotFound,
     #[error(transparent)]

@@ -290,4 +290,25 @@ fn install_without_qemu_on_path_fetches_verifies_and_runs_the_catalog_bundle() {
         "{leftovers:?}"
     );
     assert!(!scratch.disk().exists(), "the disk was touched");
+
+    // No QEMU and no bundle in the catalog: one line saying what to do.
+    let empty = scratch.dir.path().join("empty-catalog");
+    std::fs::create_dir(&empty).unwrap();
+    let out = ferry()
+        .arg("plan")
+        .arg(fixture("tiny.toml"))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "1G", "--catalog"])
+        .arg(&empty)
+        .env("PATH", &no_qemu)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert_eq!(
+        text(&out).1,
+        "ferry: error: no qemu-system-x86_64 found on PATH; install it (Debian: apt-get install \
+         qemu-system-x86), pass --qemu PATH, or name a portable QEMU bundle in the catalog \
+         (README: QEMU)\n"
+    );
 }
