@@ -162,11 +162,11 @@ fn fetch_stage(
             Stage::Fetch,
             &format!("unpacking the QEMU bundle into {}", cache_dir.display()),
         );
-        crate::qemu::bundle::Bundle::unpack(&tarball, cache_dir)
+        crate::qemu::bundle::Bundle::unpack(&tarball.path, &tarball.sha256.to_hex(), cache_dir)
             .map_err(crate::qemu::QemuError::from)?;
     }
     if let Some(fetch) = &plan.fetch {
-        let image = download(&fetcher, fetch, progress, quiet)?;
+        let image = download(&fetcher, fetch, progress, quiet)?.path;
         if let Some(unpack) = &fetch.netboot
             && !unpack.is_unpacked_from(&image)
         {
@@ -188,13 +188,13 @@ fn fetch_stage(
 }
 
 /// Downloads one file of the fetch stage into the cache (or verifies the cached copy),
-/// reporting progress; returns its path.
+/// reporting progress.
 fn download(
     fetcher: &crate::fetch::Fetcher,
     fetch: &plan::FetchPlan,
     progress: &Progress,
     quiet: bool,
-) -> Result<PathBuf, Error> {
+) -> Result<crate::fetch::Fetched, Error> {
     let doing = match fetch.cached {
         true => "verifying the cached copy of",
         false => "downloading",
@@ -210,7 +210,7 @@ fn download(
         Stage::Fetch,
         &format!("{path} verified ({bytes} bytes, sha256 {sha256})"),
     );
-    Ok(fetched.path)
+    Ok(fetched)
 }
 
 /// `summary.json`: how the run ended and how long each stage took.

@@ -88,9 +88,7 @@ impl Plan {
             Error::Usage("the image is not downloaded yet, so its boot menu was not read".into())
         })
     }
-}
 
-impl Plan {
     /// The QEMU to run; an error while the portable bundle is not downloaded yet.
     pub fn qemu(&self) -> Result<&QemuBinary, Error> {
         match &self.qemu {

@@ -7,11 +7,8 @@
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use sha2::{Digest, Sha256};
-
-use super::{MIN_VERSION, QemuBinary, QemuError, parse_version};
+use super::{QemuBinary, QemuError, checked_version};
 
 /// glibc's dynamic loader, run directly so the bundle never depends on the host's.
 pub const LOADER: &str = "lib/ld-linux-x86-64.so.2";
@@ -46,26 +43,23 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Unpacks a bundle tarball (`.tar.xz`, already verified by its download) into
-    /// `cache_dir/qemu-HASH/`, HASH being the start of the tarball's SHA-256, and returns it.
+    /// Unpacks a bundle tarball (`.tar.xz`, already verified by its download: `sha256_hex` is
+    /// its digest) into `cache_dir/qemu-HASH/`, HASH being the start of the digest, and
+    /// returns it.
     /// An existing complete unpacking of the same tarball is reused. The unpacking happens in
     /// a temporary directory beside the destination and is renamed into place only when
     /// complete, so an interrupted unpack never leaves a half bundle under the final name.
-    pub fn unpack(tarball: &Path, cache_dir: &Path) -> Result<Bundle, BundleError> {
+    pub fn unpack(
+        tarball: &Path,
+        sha256_hex: &str,
+        cache_dir: &Path,
+    ) -> Result<Bundle, BundleError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| BundleError::Io { path, source }
         };
-        let mut file = File::open(tarball).map_err(io_err(tarball))?;
-        let mut hasher = Sha256::new();
-        io::copy(&mut file, &mut hasher).map_err(io_err(tarball))?;
-        let hash: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let dest = Bundle::dir_for(cache_dir, &hash);
-        let hash = &hash[..16];
+        let dest = Bundle::dir_for(cache_dir, sha256_hex);
+        let hash = &sha256_hex[..16];
         if let Ok(bundle) = Bundle::open(&dest) {
             return Ok(bundle);
         }
@@ -142,7 +136,7 @@ impl Bundle {
     /// How to run this QEMU: its own loader as the program, then `--library-path B/lib
     /// B/bin/qemu-system-x86_64 -L B/share/qemu` ahead of ferry's arguments, and
     /// `QEMU_MODULE_DIR` (without it TCG is missing: "could not load module for type
-    /// 'tcg-accel-ops'"). Runs `--version` to check that it works here.
+    /// 'tcg-accel-ops'"). Checks its version (see [`checked_version`]).
     pub fn qemu_binary(&self) -> Result<QemuBinary, QemuError> {
         let program = self.root.join(LOADER);
         let unusable = |reason: String| QemuError::Unusable {
@@ -165,31 +159,12 @@ impl Bundle {
             "QEMU_MODULE_DIR".to_string(),
             text(self.root.join("lib/qemu"))?,
         )];
-        let output = Command::new(&program)
-            .args(&pre_args)
-            .arg("--version")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .map_err(|e| unusable(e.to_string()))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let version = parse_version(&stdout).ok_or_else(|| {
-            unusable(format!(
-                "unexpected --version output: {} {}",
-                stdout.trim(),
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
-        })?;
-        if (version.0, version.1) < MIN_VERSION {
-            return Err(unusable(format!(
-                "version {}.{} is older than {}.{}",
-                version.0, version.1, MIN_VERSION.0, MIN_VERSION.1
-            )));
-        }
+        let version = checked_version(&program, &pre_args, &env)?;
         Ok(QemuBinary {
             program,
             pre_args,
             env,
-            version: format!("{}.{}.{}", version.0, version.1, version.2),
+            version,
             source: format!("portable bundle {}", self.root.display()),
             firmware_dir: Some(self.share_dir()),
         })
@@ -200,6 +175,10 @@ impl Bundle {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    fn sha256_hex(path: &Path) -> String {
+        crate::fetch::hash_file(path).unwrap().0.to_hex()
+    }
 
     /// A tar.xz with `files` (path, contents).
     fn tar_xz(files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -225,7 +204,7 @@ mod tests {
         let tarball = dir.path().join("qemu.tar.xz");
         std::fs::write(&tarball, tar_xz(&files)).unwrap();
         let cache = dir.path().join("cache");
-        let bundle = Bundle::unpack(&tarball, &cache).unwrap();
+        let bundle = Bundle::unpack(&tarball, &sha256_hex(&tarball), &cache).unwrap();
         assert!(
             bundle
                 .root
@@ -243,7 +222,7 @@ mod tests {
         assert_eq!(entries.len(), 1, "no temporary directory left: {entries:?}");
         // unpacking again reuses it (a marker file survives)
         std::fs::write(bundle.root.join("marker"), b"").unwrap();
-        let again = Bundle::unpack(&tarball, &cache).unwrap();
+        let again = Bundle::unpack(&tarball, &sha256_hex(&tarball), &cache).unwrap();
         assert_eq!(again.root, bundle.root);
         assert!(again.root.join("marker").exists());
     }
@@ -254,7 +233,7 @@ mod tests {
         let cache = dir.path().join("cache");
         let tarball = dir.path().join("qemu.tar.xz");
         std::fs::write(&tarball, tar_xz(&[(BINARY, b"x")])).unwrap();
-        let e = Bundle::unpack(&tarball, &cache).unwrap_err();
+        let e = Bundle::unpack(&tarball, &sha256_hex(&tarball), &cache).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
@@ -263,7 +242,7 @@ mod tests {
             )
         );
         std::fs::write(&tarball, b"not xz").unwrap();
-        let e = Bundle::unpack(&tarball, &cache).unwrap_err();
+        let e = Bundle::unpack(&tarball, &sha256_hex(&tarball), &cache).unwrap_err();
         assert!(
             e.to_string().starts_with(&format!(
                 "{}: cannot unpack the QEMU bundle: ",

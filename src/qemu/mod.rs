@@ -61,27 +61,7 @@ impl QemuBinary {
     }
 
     fn probe(path: &Path, source: &str) -> Result<QemuBinary, QemuError> {
-        let unusable = |reason: String| QemuError::Unusable {
-            path: path.to_path_buf(),
-            reason,
-        };
-        if let Some(version) = probed_by_parent(path) {
-            return Ok(QemuBinary::at(path, version, source));
-        }
-        let output = Command::new(path)
-            .arg("--version")
-            .output()
-            .map_err(|e| unusable(e.to_string()))?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let version = parse_version(&text)
-            .ok_or_else(|| unusable(format!("unexpected --version output: {}", text.trim())))?;
-        if (version.0, version.1) < MIN_VERSION {
-            return Err(unusable(format!(
-                "version {}.{} is older than {}.{}",
-                version.0, version.1, MIN_VERSION.0, MIN_VERSION.1
-            )));
-        }
-        let version = format!("{}.{}.{}", version.0, version.1, version.2);
+        let version = checked_version(path, &[], &[])?;
         Ok(QemuBinary::at(path, version, source))
     }
 
@@ -110,6 +90,43 @@ fn probed_by_parent(path: &Path) -> Option<String> {
     let value = std::env::var(PROBED_ENV).ok()?;
     let (probed, version) = value.split_once('\n')?;
     (Path::new(probed) == path).then(|| version.to_string())
+}
+
+/// The version of `program PRE_ARGS` (as the parent ferry found it, else by running it with
+/// `--version`), if it is one ferry drives.
+fn checked_version(
+    program: &Path,
+    pre_args: &[String],
+    env: &[(String, String)],
+) -> Result<String, QemuError> {
+    let unusable = |reason: String| QemuError::Unusable {
+        path: program.to_path_buf(),
+        reason,
+    };
+    if let Some(version) = probed_by_parent(program) {
+        return Ok(version);
+    }
+    let output = Command::new(program)
+        .args(pre_args)
+        .arg("--version")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .map_err(|e| unusable(e.to_string()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let version = parse_version(&stdout).ok_or_else(|| {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        unusable(format!(
+            "unexpected --version output: {}",
+            format!("{} {}", stdout.trim(), stderr.trim()).trim()
+        ))
+    })?;
+    if (version.0, version.1) < MIN_VERSION {
+        return Err(unusable(format!(
+            "version {}.{} is older than {}.{}",
+            version.0, version.1, MIN_VERSION.0, MIN_VERSION.1
+        )));
+    }
+    Ok(format!("{}.{}.{}", version.0, version.1, version.2))
 }
 
 /// `QEMU emulator version 7.2.22 (Debian ...)` → (7, 2, 22).

@@ -9,9 +9,8 @@ use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use ferry::qemu::bundle::Bundle;
-use sha2::{Digest, Sha256};
 
-use crate::fetch::{Reply, Server};
+use crate::fetch::{Reply, Server, digest};
 use crate::support::*;
 
 /// The bundle built from this machine's packages, once per test run.
@@ -43,7 +42,8 @@ fn bundle_from_debian_packages_boots_the_fixture_kernel_with_an_empty_path() {
     let kernel = fixture("build/vmlinuz");
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let bundle = Bundle::unpack(built_bundle(), &cache).unwrap();
+    let sha256 = digest(&std::fs::read(built_bundle()).unwrap()).to_hex();
+    let bundle = Bundle::unpack(built_bundle(), &sha256, &cache).unwrap();
     let qemu = bundle.qemu_binary().unwrap();
     assert!(
         qemu.version.starts_with("7.")
@@ -161,10 +161,7 @@ fn bundle_catalog(dir: &Path, url: &str, sha256: &str) -> PathBuf {
 #[test]
 fn install_without_qemu_on_path_fetches_verifies_and_runs_the_catalog_bundle() {
     let data = std::fs::read(built_bundle()).unwrap();
-    let sha256: String = Sha256::digest(&data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha256 = digest(&data).to_hex();
     let served = data.clone();
     let server = Server::start(move |_, _| Reply::File(served.clone()));
     let scratch = Scratch::new();
