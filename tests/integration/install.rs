@@ -92,17 +92,8 @@ fn installs_from_netboot_kernel_and_initrd() {
 
 /// A profile like tiny.toml whose second step waits for text that never comes.
 fn never_matching_profile(scratch: &Scratch) -> std::path::PathBuf {
-    let path = scratch.dir.path().join("stuck.toml");
-    let profile = format!(
+    let rest = format!(
         r#"
-[image]
-path = "{iso}"
-[vm]
-memory = "512M"
-cpus = 1
-accel = "tcg"
-[boot]
-append = "url={{{{ serve.url }}}}/answers.sh"
 [vars]
 hostname = "tiny"
 [[files]]
@@ -113,11 +104,9 @@ name = "wait for the impossible"
 expect = "this text never appears"
 timeout = "25s"
 "#,
-        iso = fixture("build/tiny-isolinux.iso").display(),
         template = fixture("answers.sh.j2").display(),
     );
-    std::fs::write(&path, profile).unwrap();
-    path
+    scratch.tiny_profile("stuck.toml", &rest)
 }
 
 #[test]

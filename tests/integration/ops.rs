@@ -97,17 +97,8 @@ const SECRET: &str = "Sup3rS3cretPw";
 /// A tiny-installer profile (TCG, no boot check: these tests are about the run, not the disk)
 /// whose hostname is a secret, with `steps` appended.
 fn profile(scratch: &Scratch, steps: &str) -> PathBuf {
-    let path = scratch.dir.path().join("ops.toml");
-    let text = format!(
+    let rest = format!(
         r#"
-[image]
-path = "{iso}"
-[vm]
-memory = "512M"
-cpus = 1
-accel = "tcg"
-[boot]
-append = "url={{{{ serve.url }}}}/answers.sh"
 [secrets]
 root_password = "{SECRET}"
 [[files]]
@@ -118,11 +109,9 @@ fail = ["tiny-installer: ERROR"]
 [finish]
 verify = {{ enabled = false }}
 {steps}
-"#,
-        iso = fixture("build/tiny-isolinux.iso").display(),
+"#
     );
-    std::fs::write(&path, text).unwrap();
-    path
+    scratch.tiny_profile("ops.toml", &rest)
 }
 
 const INSTALL_STEPS: &str = r#"

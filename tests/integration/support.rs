@@ -64,6 +64,27 @@ impl Scratch {
         cmd.stdin(std::process::Stdio::null());
         cmd
     }
+    /// Writes `NAME` in the scratch directory: a profile booting the tiny fixture ISO under
+    /// TCG (512 MiB, one CPU) with its answer-file URL on the kernel command line, then `rest`
+    /// (files, steps, ...).
+    pub fn tiny_profile(&self, name: &str, rest: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let head = format!(
+            r#"
+[image]
+path = "{iso}"
+[vm]
+memory = "512M"
+cpus = 1
+accel = "tcg"
+[boot]
+append = "url={{{{ serve.url }}}}/answers.sh"
+"#,
+            iso = fixture("build/tiny-isolinux.iso").display(),
+        );
+        std::fs::write(&path, head + rest).unwrap();
+        path
+    }
     /// QEMU processes whose command line mentions this scratch directory.
     pub fn qemu_pids(&self) -> Vec<u32> {
         processes_mentioning(self.dir.path())
