@@ -68,9 +68,11 @@ const CONTEXT: usize = 16;
 /// Size of the reader thread's reads.
 const READ_SIZE: usize = 256 * 1024;
 /// A guest's serial port delivers a few bytes at a time; after a read shorter than
-/// `TRICKLE` bytes the reader naps for `GATHER` so the next read takes what gathered
-/// meanwhile. Without it every few bytes cost a write to each log and two thread wake-ups:
-/// CPU taken from the guest under TCG. A bulk stream reads full buffers and never naps.
+/// `TRICKLE` bytes that ends a line the reader naps for `GATHER` so the next read takes what
+/// gathered meanwhile. Without it every few bytes cost a write to each log and two thread
+/// wake-ups: CPU taken from the guest under TCG. A read that ends mid-line may end in a prompt,
+/// which must be seen as the end of the text (`/login: $/`) before anything printed after it
+/// joins it: no nap then. A bulk stream reads full buffers and never naps.
 const TRICKLE: usize = 4096;
 const GATHER: Duration = Duration::from_millis(5);
 /// Lines of the screen shown in errors.
@@ -586,7 +588,7 @@ fn read_loop(
         if tx.send(Msg::Text(text)).is_err() {
             return; // the Console is gone
         }
-        if n < TRICKLE {
+        if n < TRICKLE && raw.ends_with(b"\n") {
             std::thread::sleep(GATHER);
         }
     }
