@@ -1,17 +1,18 @@
-//! The command line: clap definitions and what each command prints.
+//! The command line: clap definitions, and which function runs each command.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::Error;
 use crate::fetch::{self, Sha256Digest};
 use crate::host::disk::parse_size;
-use crate::install::{self, Options, Request};
+use crate::install::{self, Decision, Options, ProfileSource, Request};
 use crate::ops;
 use crate::ops::live::OnFailure;
 use crate::profile::{Accel, Firmware};
+use crate::run::RunDir;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,12 +59,13 @@ pub enum Command {
         /// power-down before QEMU is stopped.
         #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
         stop_grace: Duration,
-        /// Internal: run as the supervisor of this run directory.
-        #[arg(long, hide = true, value_name = "RUN_DIR")]
-        supervise: Option<PathBuf>,
-        /// Internal: the inherited disk lock.
-        #[arg(long, hide = true)]
-        lock_fd: Option<i32>,
+    },
+    /// Internal: the supervisor of a run, started by `ferry install` and `ferry boot` with
+    /// the request they wrote into the run directory.
+    #[command(hide = true)]
+    Supervise {
+        #[arg(value_name = "RUN_DIR")]
+        run_dir: PathBuf,
     },
     /// List runs, newest first.
     Runs {
@@ -259,9 +261,9 @@ pub struct RunsArgs {
 
 impl RunsArgs {
     fn root(&self) -> PathBuf {
-        install::rundir::runs_root(self.runs_dir.as_deref())
+        crate::run::runs_root(self.runs_dir.as_deref())
     }
-    fn resolve(&self, run: Option<&str>) -> Result<PathBuf, Error> {
+    fn resolve(&self, run: Option<&str>) -> Result<RunDir, Error> {
         ops::runs::resolve(&self.root(), run)
     }
 }
@@ -317,7 +319,7 @@ impl TargetArgs {
             })
             .collect::<Result<_, _>>()?;
         Ok(Request {
-            profile: self.profile.clone(),
+            profile: ProfileSource::Named(self.profile.clone()),
             options: Options {
                 disk: self.disk.clone(),
                 size: self.size.as_deref().map(parse_size).transpose()?,
@@ -342,8 +344,18 @@ impl TargetArgs {
     }
 }
 
-/// Runs a parsed command line.
-pub fn run(cli: Cli) -> Result<(), Error> {
+/// Runs a parsed command line; returns the exit code (errors are printed on stderr).
+pub fn run(cli: Cli) -> i32 {
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ferry: error: {error}");
+            error.exit_code()
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::Install {
             target,
@@ -355,25 +367,19 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             detach,
             on_failure,
             stop_grace,
-            supervise,
-            lock_fd,
         } => {
             let mut request = target.request(runs_dir, yes, quiet || json)?;
             request.options.efi_boot_entry = efi_boot_entry;
-            let code = match supervise {
-                Some(run_dir) => ops::supervise::supervise(
-                    &request,
-                    &run_dir,
-                    lock_fd,
-                    json,
-                    on_failure.unwrap_or(OnFailure::Abort),
-                    stop_grace,
-                ),
-                None => ops::supervise::launch(&request, detach, on_failure)?,
-            };
-            if code != 0 {
-                std::process::exit(code);
-            }
+            return ops::supervise::launch(ops::supervise::Launch {
+                request,
+                json,
+                detach,
+                on_failure,
+                stop_grace,
+            });
+        }
+        Command::Supervise { run_dir } => {
+            return Ok(ops::supervise::supervise(&RunDir::at(run_dir)));
         }
         Command::Runs { runs } => ops::runs::print_list(&runs.root()),
         Command::Status {
@@ -383,13 +389,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             lines,
         } => {
             let report = ops::runs::report(&runs.resolve(run.as_deref())?, lines)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).map_err(std::io::Error::other)?
-                );
-            } else {
-                ops::runs::print_report(&report);
+            match json {
+                true => print_json(&report)?,
+                false => ops::runs::print_report(&report),
             }
         }
         Command::Logs {
@@ -415,36 +417,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             yes,
             runs,
         } => {
-            let mut install_args: Vec<std::ffi::OsString> =
-                vec!["--disk".into(), disk.clone().into()];
-            let mut add = |flag: &str, value: Option<std::ffi::OsString>| {
-                if let Some(value) = value {
-                    install_args.push(flag.into());
-                    install_args.push(value);
-                }
-            };
-            add("--size", size.clone().map(Into::into));
-            add("--qemu", qemu.clone().map(Into::into));
-            add(
-                "--accel",
-                accel.map(|a| {
-                    a.to_possible_value()
-                        .map_or_else(String::new, |v| v.get_name().to_string())
-                        .into()
-                }),
-            );
-            add(
-                "--firmware",
-                firmware.map(|f| {
-                    f.to_possible_value()
-                        .map_or_else(String::new, |v| v.get_name().to_string())
-                        .into()
-                }),
-            );
-            add("--runs-dir", runs.runs_dir.clone().map(Into::into));
             let target = TargetArgs {
                 profile: PathBuf::new(),
-                disk: disk.clone(),
+                disk,
                 size,
                 qemu,
                 accel,
@@ -460,24 +435,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     catalog: None,
                 },
             };
-            let request = target.request(runs.runs_dir.clone(), yes, true)?;
-            let code = ops::supervise::boot(&ops::supervise::ManualBoot {
+            let request = target.request(runs.runs_dir, yes, true)?;
+            return ops::supervise::boot(ops::supervise::ManualBoot {
                 image,
-                disk,
                 entry,
-                runs_dir: runs.runs_dir,
-                install_args,
                 request,
-            })?;
-            if code != 0 {
-                std::process::exit(code);
-            }
+            });
         }
         Command::Resume { run, runs } => {
-            ops::control::decide(&runs.resolve(run.as_deref())?, true)?;
+            ops::control::decide(&runs.resolve(run.as_deref())?, Decision::Resume)?;
         }
         Command::Abort { run, runs } => {
-            ops::control::decide(&runs.resolve(run.as_deref())?, false)?;
+            ops::control::decide(&runs.resolve(run.as_deref())?, Decision::Abort)?;
         }
         Command::Bundle { run, runs, output } => {
             let path = ops::bundle::write(&runs.resolve(run.as_deref())?, output.as_deref())?;
@@ -491,13 +460,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let mut request = target.request(None, false, true)?;
             request.options.host_root = host_root;
             let plan = install::plan(&request)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&plan).map_err(std::io::Error::other)?
-                );
-            } else {
-                print!("{}", install::plan::render(&plan));
+            match json {
+                true => print_json(&plan)?,
+                false => print!("{}", install::plan::render(&plan)),
             }
         }
         Command::Doctor {
@@ -505,8 +470,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             root,
             no_probe,
             qemu,
-        } => crate::host::doctor::run(json, root, no_probe, qemu)?,
-        Command::Recipe { command } => recipe(command)?,
+        } => crate::doctor::run(json, root, no_probe, qemu)?,
+        Command::Recipe { command } => match command {
+            RecipeCommand::List => crate::recipe::print_list(),
+            RecipeCommand::Show { name, file } => crate::recipe::show(&name, file.as_deref())?,
+        },
         Command::Fetch {
             image,
             sha256,
@@ -532,114 +500,39 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             if let Some(output) = output {
                 request.dest = output;
             }
-            let fetcher = fetch::Fetcher::new(fetch::FetchOptions::from_env()?)?;
-            let fetched = fetcher.fetch(&request, &mut *fetch::progress::for_stderr(quiet))?;
-            if !fetched.verified {
-                eprintln!(
-                    "ferry: WARNING: {} was NOT VERIFIED (--insecure-no-checksum); its sha256 is {}",
-                    fetched.path.display(),
-                    fetched.sha256
-                );
-            } else if !quiet {
-                let how = if fetched.cached {
-                    "cached, verified again"
-                } else {
-                    "verified"
-                };
-                eprintln!(
-                    "ferry: fetch  {} ({how}, sha256 {})",
-                    fetched.path.display(),
-                    fetched.sha256
-                );
-            }
-            println!("{}", fetched.path.display());
+            fetch::fetch_command(&request, quiet)?;
         }
         Command::Images { sources, json } => {
             let catalog = fetch::catalog::Catalog::load(sources.catalog.as_deref())?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&catalog).map_err(std::io::Error::other)?
-                );
-            } else {
-                let cache = fetch::cache::cache_dir(sources.cache_dir.as_deref());
-                print!(
-                    "{}",
-                    catalog.render_table(|e| e.request(&cache).is_ok_and(|r| r.dest.is_file()))
-                );
+            match json {
+                true => print_json(&catalog)?,
+                false => {
+                    let cache = fetch::cache::cache_dir(sources.cache_dir.as_deref());
+                    print!(
+                        "{}",
+                        catalog.render_table(|e| e.request(&cache).is_ok_and(|r| r.dest.is_file()))
+                    );
+                }
             }
         }
         Command::Inspect { iso, json } => {
             let image = crate::image::Iso::open(&iso)?;
             let entries = crate::image::boot_entries(&image)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&entries).map_err(std::io::Error::other)?
-                );
-            } else {
-                println!("{} (volume {})", iso.display(), image.volume_id());
-                print!("{}", crate::image::render_table(&entries));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn recipe(command: RecipeCommand) -> Result<(), Error> {
-    match command {
-        RecipeCommand::List => {
-            for recipe in crate::recipe::RECIPES {
-                println!("{:<12} {}", recipe.name, recipe.description());
-            }
-        }
-        RecipeCommand::Show { name, file } => {
-            let recipe = crate::recipe::find(&name).ok_or_else(|| {
-                Error::Usage(format!(
-                    "no built-in recipe {name} (see `ferry recipe list`)"
-                ))
-            })?;
-            match file {
-                None => print!("{}", recipe.profile),
-                Some(file) => {
-                    let text = recipe.file(&file).ok_or_else(|| {
-                        let names: Vec<&str> = recipe.files.iter().map(|(n, _)| *n).collect();
-                        Error::Usage(format!(
-                            "recipe {name} has no file {file} (its files: {})",
-                            names.join(", ")
-                        ))
-                    })?;
-                    print!("{text}");
+            match json {
+                true => print_json(&entries)?,
+                false => {
+                    println!("{} (volume {})", iso.display(), image.volume_id());
+                    print!("{}", crate::image::render_table(&entries));
                 }
             }
         }
     }
-    Ok(())
+    Ok(0)
 }
 
-/// What `ferry install` prints on stdout when the install succeeded.
-pub fn outcome_text(outcome: &install::Outcome, json: bool) -> String {
-    if json {
-        return serde_json::to_string_pretty(outcome).unwrap_or_default() + "\n";
-    }
-    let mut out = String::new();
-    let mut println = |line: String| {
-        out.push_str(&line);
-        out.push('\n');
-    };
-    match outcome.verified_after {
-        Some(secs) => println(format!(
-            "installed onto {}; boot check passed (login prompt {secs:.1}s after power-on)",
-            outcome.disk.display()
-        )),
-        None => println(format!(
-            "installed onto {}; boot check skipped (the profile disables it)",
-            outcome.disk.display()
-        )),
-    }
-    for (stage, secs) in &outcome.stages {
-        println(format!("  {:<7} {secs:>7.1}s", stage.name()));
-    }
-    println(format!("  run directory: {}", outcome.run_dir.display()));
-    out
+/// `--json`: the value, pretty-printed, on stdout.
+pub fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    println!("{text}");
+    Ok(())
 }

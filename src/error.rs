@@ -9,6 +9,7 @@ use crate::image::{ImageError, IsoError};
 use crate::profile::{ProfileError, TemplateError};
 use crate::qemu::{ProcessError, QemuError};
 use crate::recipe::network::NetworkError;
+use crate::run::Stage;
 
 /// Every failure ferry reports. Module errors convert into it; `main` prints it and exits
 /// with [`Error::exit_code`].
@@ -38,7 +39,7 @@ pub enum Error {
     Process(#[from] ProcessError),
     #[error("{stage}: {source}\nthe run's logs are in {}", run_dir.display())]
     Step {
-        stage: &'static str,
+        stage: Stage,
         source: Box<ExpectError>,
         run_dir: PathBuf,
     },
@@ -61,17 +62,11 @@ impl Error {
             Error::Image(_) | Error::Iso(_) | Error::Fetch(_) => 4,
             Error::Qemu(_) | Error::Process(_) => 5,
             Error::Step {
-                stage: "verify", ..
+                stage: Stage::Verify,
+                ..
             } => 7,
             Error::Step { .. } => 6,
-            Error::Ops(e) => match e {
-                crate::ops::OpsError::Busy { .. } => 8,
-                crate::ops::OpsError::NoSuchRun(_)
-                | crate::ops::OpsError::NoRuns(_)
-                | crate::ops::OpsError::NotLive { .. }
-                | crate::ops::OpsError::Refused { .. } => 9,
-                crate::ops::OpsError::SupervisorLost(_) | crate::ops::OpsError::Bundle(_) => 1,
-            },
+            Error::Ops(e) => e.exit_code(),
             Error::Interrupted => 130,
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod console;
+pub mod doctor;
 pub mod error;
 pub mod fetch;
 pub mod host;
@@ -17,5 +18,6 @@ pub mod ops;
 pub mod profile;
 pub mod qemu;
 pub mod recipe;
+pub mod run;
 
 pub use error::Error;

@@ -73,3 +73,30 @@ pub fn resolve(
     }
     Ok(request)
 }
+
+/// `ferry fetch`: fetches `request`, says on stderr how it was verified, and prints the
+/// verified file's path on stdout.
+pub fn fetch_command(request: &Request, quiet: bool) -> Result<(), FetchError> {
+    let fetcher = Fetcher::new(FetchOptions::from_env()?)?;
+    let fetched = fetcher.fetch(request, &mut *progress::for_stderr(quiet))?;
+    if !fetched.verified {
+        eprintln!(
+            "ferry: WARNING: {} was NOT VERIFIED (--insecure-no-checksum); its sha256 is {}",
+            fetched.path.display(),
+            fetched.sha256
+        );
+    } else if !quiet {
+        let how = if fetched.cached {
+            "cached, verified again"
+        } else {
+            "verified"
+        };
+        eprintln!(
+            "ferry: fetch  {} ({how}, sha256 {})",
+            fetched.path.display(),
+            fetched.sha256
+        );
+    }
+    println!("{}", fetched.path.display());
+    Ok(())
+}

@@ -8,7 +8,6 @@
 
 pub mod disk;
 pub mod disks;
-pub mod doctor;
 pub mod kvm;
 pub mod net;
 

@@ -372,35 +372,6 @@ pub fn add_boot_entry(disk: &Path, partition: u32) -> Result<String, EspError> {
     Ok(text.trim().to_string())
 }
 
-/// The finish step for UEFI installs (called by `run::execute` after the disk was flushed):
-/// the removable loader, then the optional firmware entry. Says what it did through
-/// `progress`. Nothing to do for BIOS installs.
-pub fn finish(
-    plan: &super::Plan,
-    progress: &super::progress::Progress,
-) -> Result<Option<EspReport>, crate::Error> {
-    if plan.firmware != crate::profile::Firmware::Uefi {
-        return Ok(None);
-    }
-    let disk = &plan.disk.target.path;
-    let report = ensure_removable_loader(disk)?;
-    tracing::info!(?report, "ESP checked");
-    progress.stage(super::Stage::Finish, &report.describe());
-    if plan.efi_boot_entry {
-        let output = add_boot_entry(disk, report.partition)?;
-        tracing::info!(%output, "efibootmgr");
-        progress.stage(
-            super::Stage::Finish,
-            &format!(
-                "added firmware boot entry \"ferry\" for {} partition {}",
-                disk.display(),
-                report.partition
-            ),
-        );
-    }
-    Ok(Some(report))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,30 +1,66 @@
-//! The install flow: plan → boot → drive → finish → verify → report.
+//! The install flow: plan → fetch → boot → drive → finish → verify → report, one file per
+//! stage. [`install`] runs it inside the supervisor; what it needs from the live operations
+//! (attached viewers, the pause after a failed step) it reaches through [`Live`], which `ops`
+//! implements, and it records through [`crate::run::Record`].
 
+pub mod boot;
+pub mod drive;
 pub mod esp;
+pub mod fetch;
+pub mod finish;
 pub mod plan;
-pub mod progress;
-pub mod run;
-pub mod rundir;
+pub mod report;
 pub mod serve;
+pub mod verify;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::console::{ExpectError, InputHandle, Sink};
 use crate::host::Facts;
 use crate::host::disk::{DiskError, TargetKind};
 use crate::profile::Profile;
+use crate::qemu::Qemu;
+use crate::run::{Record, Stage};
 pub use plan::{Options, Plan, QemuPlan};
-use progress::Progress;
-pub use run::{Outcome, Stage};
+pub use report::Outcome;
+
+/// What the install flow takes from the live operations around it (the supervisor's
+/// attached viewers and operator).
+pub trait Live {
+    /// A sink for each VM's serial console: what the guest prints reaches attached viewers.
+    fn console_sink(&self) -> Box<dyn Sink>;
+    /// The console of the VM that runs now (install, then boot check): viewers type into it.
+    fn console_started(&self, input: Option<InputHandle>);
+    /// A step failed (its screenshot is taken): pause for the operator, or not. `Abort` when
+    /// the run does not pause on failures.
+    fn after_failure(&self, stage: Stage, step: &str, error: &str) -> Decision;
+}
+
+/// What the operator decided about a run paused after a failed step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Resume,
+    Abort,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Resume => "resume",
+            Decision::Abort => "abort",
+        }
+    }
+}
 
 /// One `ferry install` or `ferry plan` invocation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
-    pub profile: PathBuf,
+    pub profile: ProfileSource,
     pub options: Options,
     pub runs_dir: Option<PathBuf>,
     /// Skip the typed confirmation.
@@ -32,24 +68,51 @@ pub struct Request {
     pub quiet: bool,
 }
 
-/// Builds the plan without running anything (`ferry plan`). The answer-file URL shows the
-/// port as `PORT`: the real one is chosen when an install starts.
+/// The answer files' URL before an install starts: the real port and token are chosen then.
+const PREVIEW_URL: &str = "http://10.0.2.2:PORT/TOKEN";
+
+/// Builds the plan without running anything (`ferry plan`).
 pub fn plan(request: &Request) -> Result<Plan, Error> {
-    let profile = load_profile(&request.profile)?;
+    preview(&request.profile.load()?, request)
+}
+
+fn preview(profile: &Profile, request: &Request) -> Result<Plan, Error> {
     let facts = match &request.options.host_root {
         Some(dir) => Facts::read_at(&crate::host::Root::at(dir)),
         None => Facts::read(),
     };
-    plan::make(
-        &profile,
-        &request.options,
-        &facts,
-        "http://10.0.2.2:PORT/TOKEN",
-    )
+    plan::make(profile, &request.options, &facts, PREVIEW_URL)
+}
+
+/// Where the profile comes from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ProfileSource {
+    /// A profile file, or a built-in recipe's name (a file that exists wins).
+    Named(PathBuf),
+    /// `ferry boot`: an installer's boot-menu entry, no steps, no boot check; the run ends
+    /// when the guest powers off.
+    Manual { image: PathBuf, entry: String },
+}
+
+impl ProfileSource {
+    /// What names the profile in progress lines and `ferry runs`.
+    pub fn path(&self) -> &Path {
+        match self {
+            ProfileSource::Named(path) => path,
+            ProfileSource::Manual { image, .. } => image,
+        }
+    }
+
+    pub fn load(&self) -> Result<Profile, Error> {
+        match self {
+            ProfileSource::Named(name) => load_profile(name),
+            ProfileSource::Manual { image, entry } => Ok(manual_profile(image, entry)),
+        }
+    }
 }
 
 /// A profile file, or a built-in recipe's name (a file that exists wins).
-pub fn load_profile(name: &Path) -> Result<Profile, Error> {
+fn load_profile(name: &Path) -> Result<Profile, Error> {
     if name.exists() {
         return Ok(Profile::load(name)?);
     }
@@ -64,6 +127,48 @@ pub fn load_profile(name: &Path) -> Result<Profile, Error> {
     )))
 }
 
+/// `ferry boot`'s profile: the ISO's `entry`, and ten years for the operator to power the
+/// guest off.
+fn manual_profile(image: &Path, entry: &str) -> Profile {
+    use crate::profile::{BootSpec, FinishSpec, ImageSpec, ProfileSpec, Seconds, VerifySpec};
+    use serde_spanned::Spanned;
+    let spec = ProfileSpec {
+        description: "manual boot (ferry boot)".into(),
+        image: ImageSpec {
+            path: Some(Spanned::new(0..0, image.display().to_string())),
+            url: None,
+            sha256: None,
+            name: None,
+            kernel: None,
+            initrd: None,
+            cmdline: String::new(),
+        },
+        vm: Default::default(),
+        boot: BootSpec {
+            entry: Spanned::new(0..0, entry.to_string()),
+            append: None,
+        },
+        vars: Default::default(),
+        secrets: Default::default(),
+        files: Vec::new(),
+        defaults: Default::default(),
+        steps: Vec::new(),
+        finish: FinishSpec {
+            poweroff_timeout: Seconds::from_secs(3650 * 86400),
+            verify: VerifySpec {
+                enabled: false,
+                ..VerifySpec::default()
+            },
+        },
+    };
+    Profile {
+        path: image.to_path_buf(),
+        source: String::new(),
+        spec,
+        recipe: None,
+    }
+}
+
 /// What `ferry install` does before handing over to the supervisor: loads the profile, makes
 /// the plan (as `ferry plan` does) and asks for the typed confirmation. Returns the plan and
 /// the name for the run directory.
@@ -73,193 +178,101 @@ pub fn prepare(request: &Request) -> Result<(Plan, String), Error> {
             "--host-root (recorded host facts) is for `ferry plan` only".into(),
         ));
     }
-    let profile = load_profile(&request.profile)?;
-    let plan = plan(request)?;
+    let profile = request.profile.load()?;
+    let plan = preview(&profile, request)?;
     confirm(&plan, request.yes)?;
     Ok((plan, profile.name()))
 }
 
-/// Runs a whole install and its boot check, recording into `run_dir` (inside the
-/// supervisor, see [`crate::ops::supervise`]).
-pub fn install(request: &Request, run_dir: &Path) -> Result<Outcome, Error> {
+/// Runs a whole install and its boot check (inside the supervisor, see
+/// [`crate::ops::supervise`]): plan → fetch → boot → drive → finish → verify → report.
+pub fn install(
+    request: &Request,
+    profile: &Profile,
+    record: &Record,
+    live: &dyn Live,
+) -> Result<Outcome, Error> {
     let started = Instant::now();
-    let profile = load_profile(&request.profile)?;
-    crate::ops::secrets::set(profile.spec.secrets.values().cloned());
-    crate::ops::secrets::write_fingerprints(run_dir)?;
+    record.secrets.write_fingerprints(&record.dir)?;
     let facts = Facts::read();
     let listener = serve::Listener::bind()?;
     let guest_url = listener.guest_url()?;
-    let mut plan = plan::make(&profile, &request.options, &facts, &guest_url)?;
+    let mut plan = plan::make(profile, &request.options, &facts, &guest_url)?;
     let planned = started.elapsed().as_secs_f64();
-
-    write_json(&run_dir.join("facts.json"), &facts)?;
-    let progress = Progress {
-        quiet: request.quiet,
-    };
-    progress.stage(
+    record.write_json(&record.dir.facts(), &facts)?;
+    record.progress(
         Stage::Plan,
         &format!(
             "{} onto {}; run directory {}",
-            request.profile.display(),
+            request.profile.path().display(),
             plan.disk.target.describe(),
-            run_dir.display()
+            record.dir.path().display()
         ),
     );
 
     // Fresh facts: a download into a tmpfs cache has taken memory since the first plan.
-    let replan = || plan::make(&profile, &request.options, &Facts::read(), &guest_url);
-    let fetched = fetch_stage(&mut plan, replan, &progress, request.quiet);
-    write_json(&run_dir.join("plan.json"), &plan)?;
-    let cmdline = plan.boot.as_ref().map(|b| b.cmdline.as_str());
-    tracing::info!(accel = ?plan.accel, ?cmdline, "plan made");
+    let replan = || plan::make(profile, &request.options, &Facts::read(), &guest_url);
+    let fetched = fetch::fetch(&mut plan, replan, record, request.quiet);
+    record.write_json(&record.dir.plan(), &plan)?;
     let result = fetched.and_then(|fetch_seconds| {
-        let mut outcome = run::execute(&plan, listener, run_dir, &progress)?;
-        if let Some(seconds) = fetch_seconds {
-            outcome.stages.insert(0, (Stage::Fetch, seconds));
+        let mut laps = report::Laps::start();
+        plan.disk.target.create_if_needed()?;
+        let files = plan
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.content.clone()))
+            .collect();
+        let _server = listener.start(files)?;
+
+        let mut booted = boot::boot(&plan, record, live)?;
+        laps.lap(Stage::Boot);
+        drive::drive(&plan, &mut booted.vm, &mut booted.console, record, live)?;
+        laps.lap(Stage::Drive);
+        let accel = booted.accel;
+        finish::finish(&plan, booted, record)?;
+        laps.lap(Stage::Finish);
+        let mut verified_after = None;
+        if let Some(check) = &plan.finish.verify {
+            verified_after = Some(verify::verify(&plan, check, accel, record, live)?.as_secs_f64());
+            laps.lap(Stage::Verify);
         }
-        Ok(outcome)
+        if let Some(seconds) = fetch_seconds {
+            laps.prepend(Stage::Fetch, seconds);
+        }
+        Ok(laps.outcome(&plan, accel, verified_after, record.dir.path()))
     });
-    let summary = Summary::new(&plan, planned, &result, run_dir);
-    write_json(&run_dir.join("summary.json"), &summary)?;
-    match &result {
-        Ok(_) => tracing::info!("install finished and verified"),
-        Err(e) => tracing::error!(
-            "install failed: {}",
-            crate::ops::secrets::redact(&e.to_string())
-        ),
-    }
+    report::summarize(&plan, planned, &result, record)?;
     result
 }
 
-/// The fetch stage, before QEMU starts: downloads and verifies the portable QEMU bundle when
-/// the machine has no usable QEMU and the plan's image (or verifies the cached copies), unpacks
-/// them, then plans again (`replan`) with the image's boot menu and the unpacked QEMU.
-/// Returns the stage's duration, or `None` when nothing is downloaded.
-fn fetch_stage(
-    plan: &mut Plan,
-    replan: impl FnOnce() -> Result<Plan, Error>,
-    progress: &Progress,
-    quiet: bool,
-) -> Result<Option<f64>, Error> {
-    use crate::fetch::{FetchOptions, Fetcher};
-    let qemu_bundle = match &plan.qemu {
-        QemuPlan::Bundle {
-            fetch,
-            cache_dir,
-            why,
-        } => Some((fetch, cache_dir, why)),
-        QemuPlan::Ready(_) => None,
-    };
-    if plan.fetch.is_none() && qemu_bundle.is_none() {
-        return Ok(None);
-    }
-    let timer = Instant::now();
-    let fetcher = Fetcher::new(FetchOptions::from_env()?)?;
-    if let Some((fetch, cache_dir, why)) = qemu_bundle {
-        progress.stage(Stage::Fetch, &format!("{why}: ferry's portable QEMU it is"));
-        let tarball = download(&fetcher, fetch, progress, quiet)?;
-        progress.stage(
-            Stage::Fetch,
-            &format!("unpacking the QEMU bundle into {}", cache_dir.display()),
-        );
-        crate::qemu::bundle::Bundle::unpack(&tarball.path, &tarball.sha256.to_hex(), cache_dir)
-            .map_err(crate::qemu::QemuError::from)?;
-    }
-    if let Some(fetch) = &plan.fetch {
-        let image = download(&fetcher, fetch, progress, quiet)?.path;
-        if let Some(unpack) = &fetch.netboot
-            && !unpack.is_unpacked_from(&image)
-        {
-            progress.stage(
-                Stage::Fetch,
-                &format!(
-                    "unpacking the kernel and initrd into {}",
-                    unpack.dir.display()
-                ),
-            );
-            crate::fetch::debian::extract_netboot(&image, &unpack.major, &unpack.arch, &unpack.dir)
-                .map_err(crate::fetch::FetchError::from)?;
-        }
-    }
-    if plan.boot.is_none() || qemu_bundle.is_some() {
-        *plan = replan()?;
-    }
-    Ok(Some(timer.elapsed().as_secs_f64()))
-}
-
-/// Downloads one file of the fetch stage into the cache (or verifies the cached copy),
-/// reporting progress.
-fn download(
-    fetcher: &crate::fetch::Fetcher,
-    fetch: &plan::FetchPlan,
-    progress: &Progress,
-    quiet: bool,
-) -> Result<crate::fetch::Fetched, Error> {
-    let doing = match fetch.cached {
-        true => "verifying the cached copy of",
-        false => "downloading",
-    };
-    let (url, checksum) = (fetch.request.url(), fetch.request.checksum.describe());
-    progress.stage(Stage::Fetch, &format!("{doing} {url} ({checksum})"));
-    let fetched = fetcher.fetch(
-        &fetch.request,
-        &mut *crate::fetch::progress::for_stderr(quiet),
-    )?;
-    let (path, bytes, sha256) = (fetched.path.display(), fetched.bytes, fetched.sha256);
-    progress.stage(
-        Stage::Fetch,
-        &format!("{path} verified ({bytes} bytes, sha256 {sha256})"),
-    );
-    Ok(fetched)
-}
-
-/// `summary.json`: how the run ended and how long each stage took.
-#[derive(Debug, Serialize)]
-struct Summary<'a> {
-    profile: &'a Path,
-    disk: &'a Path,
-    ok: bool,
-    /// `finished`, `failed` or `interrupted`.
-    state: &'static str,
-    error: Option<String>,
-    plan_seconds: f64,
-    outcome: Option<&'a Outcome>,
-    run_dir: &'a Path,
-}
-
-impl<'a> Summary<'a> {
-    fn new(
-        plan: &'a Plan,
-        planned: f64,
-        result: &'a Result<Outcome, Error>,
-        run_dir: &'a Path,
-    ) -> Summary<'a> {
-        Summary {
-            profile: &plan.profile,
-            disk: &plan.disk.target.path,
-            ok: result.is_ok(),
-            state: match result {
-                Ok(_) => "finished",
-                Err(Error::Interrupted) => "interrupted",
-                Err(_) => "failed",
-            },
-            error: result
-                .as_ref()
-                .err()
-                .map(|e| crate::ops::secrets::redact(&e.to_string())),
-            plan_seconds: planned,
-            outcome: result.as_ref().ok(),
-            run_dir,
-        }
+/// Saves the VGA screen as `screen-STAGE.png` (a curses or graphical installer's screen is
+/// not in the serial log).
+fn screenshot(vm: &mut Qemu, stage: Stage, record: &Record) {
+    let path = record.dir.screenshot(stage);
+    match vm.qmp.screendump(&path) {
+        Ok(()) => tracing::info!(path = %path.display(), "screenshot saved"),
+        Err(e) => tracing::warn!("screenshot: {e}"),
     }
 }
 
-/// Writes `value` as JSON, with the profile's secret values redacted.
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
-    let text = crate::ops::secrets::redact(&text);
-    std::fs::write(path, text + "\n")?;
-    Ok(())
+fn check_stop(record: &Record) -> Result<(), Error> {
+    if record.stop.is_raised() {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
+/// An expect failure in a stage, or the interruption that caused it.
+fn stage_error(stage: Stage, error: ExpectError, record: &Record) -> Error {
+    if record.stop.is_raised() {
+        return Error::Interrupted;
+    }
+    Error::Step {
+        stage,
+        source: Box::new(error),
+        run_dir: record.dir.path().to_path_buf(),
+    }
 }
 
 /// Asks the operator to type the disk's name before anything is written to an existing disk.

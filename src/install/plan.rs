@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::Error;
@@ -18,7 +18,7 @@ use crate::profile::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Profi
 use crate::qemu::{AccelKind, CacheMode, QemuBinary};
 
 /// What the command line adds to or overrides in the profile.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Options {
     pub disk: PathBuf,
     pub size: Option<u64>,

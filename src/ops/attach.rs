@@ -7,7 +7,6 @@
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +17,7 @@ use nix::sys::termios::{self, SetArg, Termios};
 
 use super::control;
 use crate::Error;
+use crate::run::RunDir;
 
 /// The detach key: `Ctrl-]` (0x1d), as in telnet.
 pub const DETACH: u8 = 0x1d;
@@ -64,9 +64,9 @@ impl Drop for RawTerminal {
 }
 
 /// Attaches this terminal to the run's console until `Ctrl-]` or the end of the run.
-pub fn attach(run_dir: &Path, read_only: bool) -> Result<(), Error> {
+pub fn attach(run_dir: &RunDir, read_only: bool) -> Result<(), Error> {
     let stream = control::request(run_dir, if read_only { "attach-ro" } else { "attach" })?;
-    let run = control::run_name(run_dir);
+    let run = run_dir.name();
     eprint!(
         "ferry: attached to {run}{}; Ctrl-] detaches\r\n",
         if read_only { " (read-only)" } else { "" }

@@ -3,8 +3,8 @@
 //! Holds the run directory's records (plan, host facts, QEMU arguments and stderr, serial log,
 //! transcript, ferry log, events, status, summary, screenshots, the boot check's records) and
 //! `versions.txt` (ferry's and QEMU's versions). Text files pass through
-//! [`super::secrets::scrub`] (the profile's secret values) and
-//! [`super::secrets::scrub_lines`] (password- and key-looking lines); screenshots are copied
+//! [`secrets::scrub`] (the profile's secret values) and
+//! [`secrets::scrub_lines`] (password- and key-looking lines); screenshots are copied
 //! as they are. Sockets, disk-sized scratch files and `secrets.json` stay out.
 
 use std::io::Write;
@@ -14,27 +14,14 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::OpsError;
-use super::secrets::{self, Fingerprints};
 use crate::Error;
-
-const TEXT_FILES: &[&str] = &[
-    "plan.json",
-    "facts.json",
-    "qemu.args",
-    "qemu.stderr",
-    "serial.log",
-    "transcript.cast",
-    "ferry.log",
-    "events.jsonl",
-    "status.json",
-    "summary.json",
-    "supervisor.log",
-];
+use crate::run::RunDir;
+use crate::run::secrets::{self, Fingerprints};
 
 /// Writes the bundle of `run_dir` to `out` (default `RUN.tar.gz` in the current directory);
 /// returns its path.
-pub fn write(run_dir: &Path, out: Option<&Path>) -> Result<PathBuf, Error> {
-    let run = super::control::run_name(run_dir);
+pub fn write(run_dir: &RunDir, out: Option<&Path>) -> Result<PathBuf, Error> {
+    let run = run_dir.name();
     let out = out.map_or_else(
         || PathBuf::from(format!("ferry-{run}.tar.gz")),
         Path::to_path_buf,
@@ -43,17 +30,17 @@ pub fn write(run_dir: &Path, out: Option<&Path>) -> Result<PathBuf, Error> {
     let file = std::fs::File::create(&out)?;
     let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::default()));
     let mut added = 0;
-    for sub in ["", "verify"] {
-        let dir = run_dir.join(sub);
-        for name in TEXT_FILES {
-            let path = dir.join(name);
+    for (sub, dir) in [("", run_dir.clone()), ("verify", run_dir.verify())] {
+        for path in dir.text_records() {
             if let Ok(bytes) = std::fs::read(&path) {
-                let name = Path::new(&run).join(sub).join(name);
+                let name = Path::new(&run)
+                    .join(sub)
+                    .join(path.file_name().unwrap_or_default());
                 append(&mut tar, &name, &clean(&bytes, &fp))?;
                 added += 1;
             }
         }
-        let mut pngs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        let mut pngs: Vec<PathBuf> = std::fs::read_dir(dir.path())
             .into_iter()
             .flatten()
             .flatten()
@@ -70,7 +57,9 @@ pub fn write(run_dir: &Path, out: Option<&Path>) -> Result<PathBuf, Error> {
         }
     }
     if added == 0 {
-        return Err(OpsError::Bundle(format!("{} holds no run records", run_dir.display())).into());
+        return Err(
+            OpsError::Bundle(format!("{} holds no run records", run_dir.path().display())).into(),
+        );
     }
     append(
         &mut tar,
@@ -94,15 +83,15 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, name: &Path, bytes: &[u8]) -> std
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
     header.set_mode(0o644);
-    header.set_mtime(super::events::now());
+    header.set_mtime(crate::run::events::now());
     header.set_cksum();
     tar.append_data(&mut header, name, bytes)
 }
 
 /// ferry's version, and QEMU's as the plan recorded the binary.
-fn versions(run_dir: &Path) -> String {
+fn versions(run_dir: &RunDir) -> String {
     let mut text = format!("ferry {}\n", env!("CARGO_PKG_VERSION"));
-    let plan: Option<serde_json::Value> = std::fs::read_to_string(run_dir.join("plan.json"))
+    let plan: Option<serde_json::Value> = std::fs::read_to_string(run_dir.plan())
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     if let Some(qemu) = plan.as_ref().map(|p| &p["qemu"]) {

@@ -14,28 +14,28 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use super::OpsError;
-use super::live::{self, Decision};
+use super::live::Live;
 use crate::Error;
-
-pub const SOCKET: &str = "control.sock";
+use crate::install::Decision;
+use crate::run::RunDir;
 
 /// Serves the control socket of `run_dir` on a background thread.
-pub fn serve(run_dir: &Path) -> std::io::Result<()> {
-    let path = run_dir.join(SOCKET);
+pub fn serve(run_dir: &RunDir, live: Live) -> std::io::Result<()> {
+    let path = run_dir.control_socket();
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     // Only the owner (root on a rescue system) may take over the console.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    let run_dir = run_dir.to_path_buf();
+    let run_dir = run_dir.clone();
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                let run_dir = run_dir.clone();
+                let (run_dir, live) = (run_dir.clone(), live.clone());
                 let _ = std::thread::Builder::new()
                     .name("control-client".into())
                     .spawn(move || {
-                        if let Err(e) = handle(stream, &run_dir) {
+                        if let Err(e) = handle(stream, &run_dir, &live) {
                             tracing::debug!("control client: {e}");
                         }
                     });
@@ -44,7 +44,7 @@ pub fn serve(run_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn handle(stream: UnixStream, run_dir: &Path) -> std::io::Result<()> {
+fn handle(stream: UnixStream, run_dir: &RunDir, live: &Live) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     let mut line = String::new();
@@ -54,8 +54,8 @@ fn handle(stream: UnixStream, run_dir: &Path) -> std::io::Result<()> {
     match request {
         "attach" | "attach-ro" => {
             writer.write_all(b"ok\n")?;
-            writer.write_all(&tail(&run_dir.join("serial.log"), 4096))?;
-            live::add_viewer(&writer)?;
+            writer.write_all(&tail(&run_dir.serial_log(), 4096))?;
+            live.add_viewer(&writer)?;
             let mut buf = [0u8; 4096];
             loop {
                 let n = reader.read(&mut buf)?;
@@ -63,7 +63,7 @@ fn handle(stream: UnixStream, run_dir: &Path) -> std::io::Result<()> {
                     return Ok(());
                 }
                 if request == "attach"
-                    && let Err(e) = live::type_input(&buf[..n])
+                    && let Err(e) = live.type_input(&buf[..n])
                 {
                     tracing::debug!("attached input dropped: {e}");
                 }
@@ -75,7 +75,7 @@ fn handle(stream: UnixStream, run_dir: &Path) -> std::io::Result<()> {
             } else {
                 Decision::Abort
             };
-            match live::decide(decision) {
+            match live.decide(decision) {
                 Ok(()) => writer.write_all(b"ok\n"),
                 Err(why) => writer.write_all(format!("error: {why}\n").as_bytes()),
             }
@@ -102,9 +102,9 @@ fn tail(path: &Path, n: u64) -> Vec<u8> {
 
 /// Connects to a run's control socket and sends `request`; returns the connection after an
 /// `ok` answer.
-pub fn request(run_dir: &Path, request: &str) -> Result<UnixStream, Error> {
-    let run = run_name(run_dir);
-    let path = run_dir.join(SOCKET);
+pub fn request(run_dir: &RunDir, request: &str) -> Result<UnixStream, Error> {
+    let run = run_dir.name();
+    let path = run_dir.control_socket();
     let mut stream = UnixStream::connect(&path).map_err(|e| OpsError::NotLive {
         run: run.clone(),
         why: format!("cannot connect to {}: {e}", path.display()),
@@ -128,21 +128,14 @@ pub fn request(run_dir: &Path, request: &str) -> Result<UnixStream, Error> {
     }
 }
 
-pub fn run_name(run_dir: &Path) -> String {
-    run_dir.file_name().map_or_else(
-        || run_dir.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
-}
-
 /// `ferry stop RUN`.
-pub fn stop(run_dir: &Path) -> Result<(), Error> {
+pub fn stop(run_dir: &RunDir) -> Result<(), Error> {
     request(run_dir, "stop")?;
     Ok(())
 }
 
 /// `ferry resume RUN` / `ferry abort RUN`.
-pub fn decide(run_dir: &Path, resume: bool) -> Result<(), Error> {
-    request(run_dir, if resume { "resume" } else { "abort" })?;
+pub fn decide(run_dir: &RunDir, decision: Decision) -> Result<(), Error> {
+    request(run_dir, decision.as_str())?;
     Ok(())
 }

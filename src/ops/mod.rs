@@ -1,24 +1,24 @@
 //! Operating an install: it runs in a supervisor process that survives the terminal, and other
 //! shells can list, watch, join, pause/resume and bundle it.
 //!
-//! - [`supervise`]: `ferry install` starts the supervisor (a re-executed ferry in its own
-//!   session) and follows its [`events`]; `--detach` leaves at once.
+//! - [`supervise`]: `ferry install` starts the supervisor (`ferry supervise RUN_DIR`, in its
+//!   own session) and follows its events; `--detach` leaves at once.
 //! - [`lock`]: one install per target disk.
 //! - [`control`]: the run's control socket (`control.sock`): attach, resume, abort.
 //! - [`live`]: what the control socket reaches inside the supervisor: the serial console of
 //!   the running VM, viewers, the pause on failure, the ACPI power-down on signals.
 //! - [`attach`]: the raw terminal of `ferry attach` (restored on every exit path).
 //! - [`runs`]: `ferry runs`, `status`, `logs`.
-//! - [`secrets`], [`bundle`]: `ferry bundle`, with secrets redacted.
+//! - [`bundle`]: `ferry bundle`, with secrets redacted.
+//!
+//! The run's records (events, status, secrets) are [`crate::run`]'s.
 
 pub mod attach;
 pub mod bundle;
 pub mod control;
-pub mod events;
 pub mod live;
 pub mod lock;
 pub mod runs;
-pub mod secrets;
 pub mod supervise;
 
 use std::path::PathBuf;
@@ -46,4 +46,18 @@ pub enum OpsError {
     SupervisorLost(PathBuf),
     #[error("bundle: {0}")]
     Bundle(String),
+}
+
+impl OpsError {
+    /// Exit codes are part of ferry's interface; see README.md.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            OpsError::Busy { .. } => 8,
+            OpsError::NoSuchRun(_)
+            | OpsError::NoRuns(_)
+            | OpsError::NotLive { .. }
+            | OpsError::Refused { .. } => 9,
+            OpsError::SupervisorLost(_) | OpsError::Bundle(_) => 1,
+        }
+    }
 }

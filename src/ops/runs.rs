@@ -8,12 +8,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::OpsError;
-use super::events::{self, State, Status};
 use crate::Error;
 use crate::console::screen::Screen;
+use crate::run::RunDir;
+use crate::run::events::{self, State, Status};
 
 /// Run directories under `root`, newest first (their names start with the UTC start time).
-pub fn list_dirs(root: &Path) -> Vec<PathBuf> {
+pub fn list_dirs(root: &Path) -> Vec<RunDir> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
         .into_iter()
         .flatten()
@@ -28,11 +29,11 @@ pub fn list_dirs(root: &Path) -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     dirs.reverse();
-    dirs
+    dirs.into_iter().map(RunDir::at).collect()
 }
 
 /// `RUN` as given (a run id under `root`, or a path), or the newest run.
-pub fn resolve(root: &Path, run: Option<&str>) -> Result<PathBuf, Error> {
+pub fn resolve(root: &Path, run: Option<&str>) -> Result<RunDir, Error> {
     match run {
         None => list_dirs(root)
             .into_iter()
@@ -40,9 +41,8 @@ pub fn resolve(root: &Path, run: Option<&str>) -> Result<PathBuf, Error> {
             .ok_or_else(|| OpsError::NoRuns(root.to_path_buf()).into()),
         Some(run) => {
             let path = Path::new(run);
-            for candidate in [root.join(run), path.to_path_buf()] {
-                if candidate.join(events::STATUS).is_file() || candidate.join("plan.json").is_file()
-                {
+            for candidate in [RunDir::at(root.join(run)), RunDir::at(path)] {
+                if candidate.status().is_file() || candidate.plan().is_file() {
                     return Ok(candidate);
                 }
             }
@@ -52,7 +52,7 @@ pub fn resolve(root: &Path, run: Option<&str>) -> Result<PathBuf, Error> {
 }
 
 /// A run's status, with a running run whose supervisor is gone shown as failed.
-pub fn status_of(dir: &Path) -> Option<Status> {
+pub fn status_of(dir: &RunDir) -> Option<Status> {
     let mut status = events::read_status(dir)?;
     if matches!(status.state, State::Running | State::Paused) && !alive(status.pid) {
         status.state = State::Failed;
@@ -79,7 +79,7 @@ pub fn print_list(root: &Path) {
         "RUN", "PROFILE", "DISK", "STAGE", "STATE"
     );
     for dir in list_dirs(root) {
-        let id = super::control::run_name(&dir);
+        let id = dir.name();
         match status_of(&dir) {
             Some(s) => println!(
                 "{id:<32} {:<20} {:<24} {:<7} {:<11} {}",
@@ -88,7 +88,7 @@ pub fn print_list(root: &Path) {
                     .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
                 s.disk.display(),
                 s.stage,
-                s.state.name(),
+                s.state,
                 started_text(s.started)
             ),
             None => println!("{id:<32} (no status.json: not a ferry run, or from an older ferry)"),
@@ -105,8 +105,8 @@ pub struct Report {
     pub console: Vec<String>,
 }
 
-pub fn report(dir: &Path, lines: usize) -> Result<Report, Error> {
-    let run = super::control::run_name(dir);
+pub fn report(dir: &RunDir, lines: usize) -> Result<Report, Error> {
+    let run = dir.name();
     let status = status_of(dir).ok_or_else(|| OpsError::NoSuchRun(run.clone()))?;
     let end = if matches!(status.state, State::Running | State::Paused) {
         events::now()
@@ -122,8 +122,8 @@ pub fn report(dir: &Path, lines: usize) -> Result<Report, Error> {
 }
 
 /// The last lines of the console, rendered (escape sequences applied), from `serial.log`.
-pub fn console_lines(dir: &Path, n: usize) -> Vec<String> {
-    let serial = dir.join("serial.log");
+pub fn console_lines(dir: &RunDir, n: usize) -> Vec<String> {
+    let serial = dir.serial_log();
     let mut screen = Screen::new();
     if let Ok(mut f) = std::fs::File::open(&serial) {
         let len = f.metadata().map_or(0, |m| m.len());
@@ -139,7 +139,7 @@ pub fn print_report(r: &Report) {
     println!("run:      {} ({})", r.run, r.status.run_dir.display());
     println!("profile:  {}", r.status.profile.display());
     println!("disk:     {}", r.status.disk.display());
-    println!("state:    {} (pid {})", r.status.state.name(), r.status.pid);
+    println!("state:    {} (pid {})", r.status.state, r.status.pid);
     println!("stage:    {}", r.status.stage);
     println!("step:     {}", r.status.step);
     println!(
@@ -157,8 +157,12 @@ pub fn print_report(r: &Report) {
 
 /// `ferry logs`: prints `serial.log` (or `ferry.log`), and with `follow` keeps printing what
 /// is appended until the run ends.
-pub fn logs(dir: &Path, ferry_log: bool, follow: bool) -> Result<(), Error> {
-    let path = dir.join(if ferry_log { "ferry.log" } else { "serial.log" });
+pub fn logs(dir: &RunDir, ferry_log: bool, follow: bool) -> Result<(), Error> {
+    let path = if ferry_log {
+        dir.ferry_log()
+    } else {
+        dir.serial_log()
+    };
     let mut offset = 0u64;
     let mut out = std::io::stdout();
     loop {

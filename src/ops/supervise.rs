@@ -2,68 +2,103 @@
 //! supervisor (QEMU's parent, in its own session, with no terminal).
 //!
 //! The foreground makes the plan, asks for the confirmation, takes the disk lock, creates the
-//! run directory and re-executes ferry with the hidden `--supervise RUN_DIR` option: `setsid`,
-//! stdin and stdout on /dev/null, stderr into `RUN_DIR/supervisor.log`, the lock's file
-//! descriptor inherited. It then follows `events.jsonl`, prints the progress lines, forwards
+//! run directory, writes the [`Handover`] into `RUN_DIR/request.json` (mode 0600) and starts
+//! the hidden `ferry supervise RUN_DIR`: `setsid`, stdin and stdout on /dev/null, stderr into
+//! `RUN_DIR/supervisor.log`, the lock's file descriptor inherited. Its command line names
+//! nothing of the profile or the options. It then follows `events.jsonl`, prints the progress lines, forwards
 //! Ctrl-C (SIGINT/SIGTERM) to the supervisor, and exits with the install's exit code. A closed
 //! terminal (SIGHUP) ends only the foreground; `--detach` leaves right after the start.
 
-use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::events::{self, Event, State};
+use serde::{Deserialize, Serialize};
+
+use super::live::{Live, OnFailure};
 use super::lock;
-use super::{OpsError, control, live, secrets};
+use super::{OpsError, control};
 use crate::Error;
-use crate::install::{self, Request};
+use crate::install::{self, ProfileSource, Request};
+use crate::run::events;
+use crate::run::{Event, Events, Record, RunDir, Secrets, Stage, State, StopFlag};
 
-/// The foreground of `ferry install`: returns the exit code to exit with.
-pub fn launch(
-    request: &Request,
-    detach: bool,
-    on_failure: Option<live::OnFailure>,
-) -> Result<i32, Error> {
-    let (plan, name) = install::prepare(request)?;
-    let root = install::rundir::runs_root(request.runs_dir.as_deref());
-    let mut disk_lock = lock::acquire(&root, &plan.disk.target.path)?;
-    let run_dir = install::rundir::create(&root, &name)?;
-
-    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if on_failure.is_none() {
-        // Pausing needs an operator: only when ferry was started from a terminal.
-        let pause = std::io::stdin().is_terminal() && !detach;
-        args.push("--on-failure".into());
-        args.push(if pause { "pause" } else { "abort" }.into());
-    }
-    let child = spawn(&run_dir, args, &mut disk_lock, plan.qemu().ok())?;
-    follow(&run_dir, child, request.quiet, detach, true)
+/// What the foreground hands the supervisor: the install request with everything resolved
+/// that the foreground decides (the pause on failure, the lock's descriptor).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Handover {
+    pub request: Request,
+    /// Print the outcome as JSON.
+    pub json: bool,
+    pub on_failure: OnFailure,
+    pub stop_grace: Duration,
+    /// The disk lock, inherited open.
+    pub lock_fd: i32,
 }
 
-/// Starts the supervisor of `run_dir`: `ferry ARGS --supervise RUN_DIR --lock-fd N` where
-/// ARGS are `install` arguments.
+/// `ferry install` as the command line gave it.
+pub struct Launch {
+    pub request: Request,
+    pub json: bool,
+    pub detach: bool,
+    /// `None`: pause on a terminal, else abort.
+    pub on_failure: Option<OnFailure>,
+    pub stop_grace: Duration,
+}
+
+/// The foreground of `ferry install`: returns the exit code to exit with.
+pub fn launch(launch: Launch) -> Result<i32, Error> {
+    let (plan, name) = install::prepare(&launch.request)?;
+    let root = crate::run::runs_root(launch.request.runs_dir.as_deref());
+    let mut disk_lock = lock::acquire(&root, &plan.disk.target.path)?;
+    let run_dir = RunDir::create(&root, &name)?;
+    // Pausing needs an operator: only when ferry was started from a terminal.
+    let on_failure =
+        launch
+            .on_failure
+            .unwrap_or(if std::io::stdin().is_terminal() && !launch.detach {
+                OnFailure::Pause
+            } else {
+                OnFailure::Abort
+            });
+    let handover = Handover {
+        json: launch.json,
+        on_failure,
+        stop_grace: launch.stop_grace,
+        lock_fd: disk_lock.file.as_raw_fd(),
+        request: launch.request,
+    };
+    let child = spawn(&run_dir, &handover, &mut disk_lock, plan.qemu().ok())?;
+    follow(&run_dir, child, handover.request.quiet, launch.detach, true)
+}
+
+/// Starts the supervisor of `run_dir`: writes the handover, then `ferry supervise RUN_DIR`.
 fn spawn(
-    run_dir: &Path,
-    mut args: Vec<OsString>,
+    run_dir: &RunDir,
+    handover: &Handover,
     disk_lock: &mut lock::DiskLock,
     qemu: Option<&crate::qemu::QemuBinary>,
 ) -> Result<Child, Error> {
-    let lock_fd = disk_lock.file.as_raw_fd();
-    let log = std::fs::File::create(run_dir.join("supervisor.log"))?;
-    args.push("--supervise".into());
-    args.push(run_dir.as_os_str().to_owned());
-    args.push("--lock-fd".into());
-    args.push(lock_fd.to_string().into());
+    let text = serde_json::to_string_pretty(handover).map_err(std::io::Error::other)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(run_dir.request())?
+        .write_all(text.as_bytes())?;
+    let lock_fd = handover.lock_fd;
+    let log = std::fs::File::create(run_dir.supervisor_log())?;
     let mut command = Command::new(std::env::current_exe()?);
     if let Some(qemu) = qemu {
         command.env(crate::qemu::PROBED_ENV, qemu.probed_env());
     }
     command
-        .args(&args)
+        .arg("supervise")
+        .arg(run_dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
@@ -79,51 +114,49 @@ fn spawn(
         });
     }
     let child = command.spawn()?;
-    disk_lock.record(child.id(), run_dir)?;
+    disk_lock.record(child.id(), run_dir.path())?;
     Ok(child)
+}
+
+/// What `ferry boot` was given.
+#[derive(Debug, Clone)]
+pub struct ManualBoot {
+    pub image: PathBuf,
+    pub entry: String,
+    /// The disk and VM options; its profile is replaced by the manual boot's.
+    pub request: Request,
 }
 
 /// `ferry boot`: boots an installer against the disk with its serial console on this
 /// terminal, no profile. The same supervisor, run directory, lock and guards as an install;
 /// the session ends when the guest powers off (or `ferry stop RUN`); `Ctrl-]` detaches and
 /// leaves the VM running (`ferry attach RUN` returns to it).
-pub fn boot(manual: &ManualBoot) -> Result<i32, Error> {
-    let root = install::rundir::runs_root(manual.runs_dir.as_deref());
-    let mut disk_lock = lock::acquire(&root, &manual.disk)?;
-    let run_dir = install::rundir::create(&root, "boot")?;
-    let image = std::fs::canonicalize(&manual.image)?;
-    let profile = run_dir.join("boot.toml");
-    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
-    let text = format!(
-        "description = \"manual boot (ferry boot)\"\n\
-         [image]\npath = {}\n\
-         [boot]\nentry = {}\n\
-         [finish]\npoweroff_timeout = \"3650d\"\nverify = {{ enabled = false }}\n",
-        quote(&image.to_string_lossy()),
-        quote(&manual.entry),
-    );
-    std::fs::write(&profile, text)?;
-    let mut args: Vec<OsString> = vec!["install".into(), profile.clone().into_os_string()];
-    args.extend(manual.install_args.iter().cloned());
-    args.extend(["--on-failure".into(), "abort".into()]);
-    // The same checks and confirmation as an install.
+pub fn boot(manual: ManualBoot) -> Result<i32, Error> {
+    let root = crate::run::runs_root(manual.request.runs_dir.as_deref());
+    let mut disk_lock = lock::acquire(&root, &manual.request.options.disk)?;
     let request = Request {
-        profile: profile.clone(),
-        ..manual.request.clone()
+        profile: ProfileSource::Manual {
+            image: std::fs::canonicalize(&manual.image)?,
+            entry: manual.entry,
+        },
+        ..manual.request
     };
-    let plan = match install::prepare(&request) {
-        Ok((plan, _)) => plan,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&run_dir);
-            return Err(e);
-        }
+    // The same checks and confirmation as an install.
+    let plan = install::prepare(&request)?.0;
+    let run_dir = RunDir::create(&root, "boot")?;
+    let handover = Handover {
+        request,
+        json: false,
+        on_failure: OnFailure::Abort,
+        stop_grace: Duration::from_secs(20),
+        lock_fd: disk_lock.file.as_raw_fd(),
     };
-    let mut child = spawn(&run_dir, args, &mut disk_lock, plan.qemu().ok())?;
-    let run = control::run_name(&run_dir);
+    let mut child = spawn(&run_dir, &handover, &mut disk_lock, plan.qemu().ok())?;
+    let run = run_dir.name();
     // Attach once the VM runs (its console exists).
     let attached = loop {
         match control::request(&run_dir, "attach") {
-            Ok(stream) if events::read_status(&run_dir).is_some_and(|s| s.stage != "plan") => {
+            Ok(stream) if events::read_status(&run_dir).is_some_and(|s| s.stage != Stage::Plan) => {
                 break Some(stream);
             }
             _ => {}
@@ -149,25 +182,16 @@ pub fn boot(manual: &ManualBoot) -> Result<i32, Error> {
         eprintln!();
     }
     let code = follow(&run_dir, child, true, false, false)?;
-    eprintln!("ferry: the VM ended; run directory {}", run_dir.display());
+    eprintln!(
+        "ferry: the VM ended; run directory {}",
+        run_dir.path().display()
+    );
     Ok(code)
-}
-
-/// What `ferry boot` was given.
-#[derive(Debug, Clone)]
-pub struct ManualBoot {
-    pub image: std::path::PathBuf,
-    pub disk: std::path::PathBuf,
-    pub entry: String,
-    pub runs_dir: Option<std::path::PathBuf>,
-    /// `--disk`, `--size`, `--qemu`, `--accel`, `--firmware`, `--runs-dir` for the supervisor.
-    pub install_args: Vec<OsString>,
-    pub request: Request,
 }
 
 /// Prints the run's progress until it ends; returns its exit code.
 fn follow(
-    run_dir: &Path,
+    run_dir: &RunDir,
     mut child: Child,
     quiet: bool,
     detach: bool,
@@ -177,7 +201,7 @@ fn follow(
     forward_interrupts(pid);
     let mut offset = 0;
     let mut err = std::io::stderr();
-    let run = control::run_name(run_dir);
+    let run = run_dir.name();
     loop {
         let (batch, next) = events::read_from(run_dir, offset)?;
         offset = next;
@@ -189,17 +213,16 @@ fn follow(
                         err,
                         "ferry: install running in the background (pid {pid}, run directory {})\n\
                          ferry: follow it with `ferry status {run}`, `ferry logs -f {run}`, `ferry attach {run}`",
-                        run_dir.display()
+                        run_dir.path().display()
                     );
                     return Ok(0);
                 }
-                Event::Progress { stage, message }
-                | Event::Paused {
-                    step: stage,
-                    message,
-                } if !quiet => {
-                    // A closed terminal must not end the install: ignore write errors.
+                // A closed terminal must not end the install: ignore write errors.
+                Event::Progress { stage, message } if !quiet => {
                     let _ = writeln!(err, "ferry: {stage:<6} {message}");
+                }
+                Event::Paused { step, message } if !quiet => {
+                    let _ = writeln!(err, "ferry: {step:<6} {message}");
                 }
                 Event::End {
                     code,
@@ -226,7 +249,7 @@ fn follow(
             if batch.iter().any(|e| matches!(e, Event::End { .. })) {
                 continue;
             }
-            return Err(OpsError::SupervisorLost(run_dir.to_path_buf()).into());
+            return Err(OpsError::SupervisorLost(run_dir.path().to_path_buf()).into());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -249,38 +272,44 @@ fn forward_interrupts(pid: u32) {
     });
 }
 
-/// The supervisor: runs the install, records everything into the run directory and ends
-/// with an `end` event. Returns the exit code.
-pub fn supervise(
-    request: &Request,
-    run_dir: &Path,
-    lock_fd: Option<i32>,
-    json: bool,
-    on_failure: live::OnFailure,
-    grace: Duration,
-) -> i32 {
-    if let Some(fd) = lock_fd {
-        // Keep the lock, but not in QEMU.
-        // SAFETY: fcntl on an inherited descriptor.
-        unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
-    }
-    let disk = request.options.disk.clone();
-    let started = (|| -> Result<(), Error> {
-        crate::logging::log_to(&run_dir.join("ferry.log"))?;
-        events::start(run_dir, &request.profile, &disk)?;
-        live::configure(on_failure, grace);
-        live::watch_signals();
-        control::serve(run_dir)?;
-        Ok(())
+/// The supervisor (`ferry supervise RUN_DIR`): runs the install the foreground handed over,
+/// records everything into the run directory and ends with an `end` event. Returns the exit
+/// code.
+pub fn supervise(run_dir: &RunDir) -> i32 {
+    let handover: Result<Handover, Error> = std::fs::read_to_string(run_dir.request())
+        .map_err(Error::from)
+        .and_then(|text| serde_json::from_str(&text).map_err(|e| std::io::Error::other(e).into()));
+    let handover = match handover {
+        Ok(handover) => handover,
+        Err(e) => {
+            eprintln!("ferry supervise: {}: {e}", run_dir.request().display());
+            return 1;
+        }
+    };
+    // Keep the lock, but not in QEMU.
+    // SAFETY: fcntl on an inherited descriptor.
+    unsafe { nix::libc::fcntl(handover.lock_fd, nix::libc::F_SETFD, nix::libc::FD_CLOEXEC) };
+    let request = &handover.request;
+    let mut secrets = Secrets::default();
+    let mut events = Events::none();
+    let result = (|| -> Result<install::Outcome, Error> {
+        crate::logging::log_to(&run_dir.ferry_log())?;
+        events = Events::start(run_dir, request.profile.path(), &request.options.disk)?;
+        let profile = request.profile.load()?;
+        secrets = Secrets::new(profile.spec.secrets.values().cloned());
+        let record = Record {
+            dir: run_dir.clone(),
+            events: events.clone(),
+            secrets: secrets.clone(),
+            stop: StopFlag::default(),
+        };
+        let live = Live::new(record.clone(), handover.on_failure, handover.stop_grace);
+        live.watch_signals();
+        control::serve(run_dir, live.clone())?;
+        install::install(request, &profile, &record, &live)
     })();
-    let result = started.and_then(|()| install::install(request, run_dir));
     let (code, state, stdout, error) = match &result {
-        Ok(outcome) => (
-            0,
-            State::Finished,
-            crate::cli::outcome_text(outcome, json),
-            None,
-        ),
+        Ok(outcome) => (0, State::Finished, outcome.text(handover.json), None),
         Err(e) => (
             e.exit_code(),
             if matches!(e, Error::Interrupted) {
@@ -289,15 +318,15 @@ pub fn supervise(
                 State::Failed
             },
             String::new(),
-            Some(secrets::redact(&e.to_string())),
+            Some(secrets.redact(&e.to_string())),
         ),
     };
-    events::emit(&Event::End {
+    events.emit(&Event::End {
         code,
         state,
         stdout,
         error,
     });
-    let _ = std::fs::remove_file(run_dir.join(control::SOCKET));
+    let _ = std::fs::remove_file(run_dir.control_socket());
     code
 }

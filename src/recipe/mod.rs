@@ -34,6 +34,37 @@ pub fn find(name: &str) -> Option<&'static Recipe> {
     RECIPES.iter().find(|r| r.name == name)
 }
 
+/// `ferry recipe list`: the built-in recipes, one a line.
+pub fn print_list() {
+    for recipe in RECIPES {
+        println!("{:<12} {}", recipe.name, recipe.description());
+    }
+}
+
+/// `ferry recipe show NAME [--file FILE]`: prints a recipe's profile, or one of its templates.
+pub fn show(name: &str, file: Option<&str>) -> Result<(), crate::Error> {
+    let usage = crate::Error::Usage;
+    let recipe = find(name).ok_or_else(|| {
+        usage(format!(
+            "no built-in recipe {name} (see `ferry recipe list`)"
+        ))
+    })?;
+    match file {
+        None => print!("{}", recipe.profile),
+        Some(file) => {
+            let text = recipe.file(file).ok_or_else(|| {
+                let names: Vec<&str> = recipe.files.iter().map(|(n, _)| *n).collect();
+                usage(format!(
+                    "recipe {name} has no file {file} (its files: {})",
+                    names.join(", ")
+                ))
+            })?;
+            print!("{text}");
+        }
+    }
+    Ok(())
+}
+
 impl Recipe {
     /// The profile's own description line, for `ferry recipe list`.
     pub fn description(&self) -> String {

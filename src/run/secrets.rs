@@ -1,40 +1,62 @@
 //! Secret values of a profile (`[secrets]`) and their removal from everything ferry writes or
 //! bundles.
 //!
-//! The supervisor knows the values: [`redact`] removes them from progress lines and
+//! The supervisor knows the values: [`Secrets::redact`] removes them from progress lines and
 //! `plan.json`. The run directory never holds them in clear: `secrets.json` keeps each
 //! value's length and salted SHA-256, and `ferry bundle` finds the values in the serial log,
 //! the transcript and the logs by hashing every window of those lengths ([`scrub`]).
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub const FILE: &str = "secrets.json";
+use super::RunDir;
+
 pub const REDACTED: &str = "[redacted]";
 
-static VALUES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// The secret values of one run, longest first (a value that contains another is removed
+/// whole). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets(Arc<Vec<String>>);
 
-/// Sets the values to redact in this process.
-pub fn set(values: impl IntoIterator<Item = String>) {
-    let mut v: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
-    // Longest first: a value that contains another is removed whole.
-    v.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    *VALUES.lock().unwrap_or_else(|e| e.into_inner()) = v;
-}
-
-/// `text` with every known secret value replaced.
-pub fn redact(text: &str) -> String {
-    let values = VALUES.lock().unwrap_or_else(|e| e.into_inner());
-    let mut out = text.to_string();
-    for v in values.iter() {
-        if out.contains(v.as_str()) {
-            out = out.replace(v.as_str(), REDACTED);
-        }
+impl Secrets {
+    pub fn new(values: impl IntoIterator<Item = String>) -> Secrets {
+        let mut v: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Secrets(Arc::new(v))
     }
-    out
+
+    /// `text` with every secret value replaced.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for v in self.0.iter() {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), REDACTED);
+            }
+        }
+        out
+    }
+
+    /// Writes `secrets.json`: each value's length and salted SHA-256, never the value.
+    pub fn write_fingerprints(&self, run_dir: &RunDir) -> std::io::Result<()> {
+        let mut salt_bytes = [0u8; 16];
+        getrandom::fill(&mut salt_bytes).map_err(std::io::Error::other)?;
+        let salt = hex::encode(salt_bytes);
+        let fp = Fingerprints {
+            secrets: self
+                .0
+                .iter()
+                .map(|v| Fingerprint {
+                    len: v.len(),
+                    sha256: hex::encode(hash(&salt, v.as_bytes())),
+                })
+                .collect(),
+            salt,
+        };
+        let text = serde_json::to_string_pretty(&fp).map_err(std::io::Error::other)?;
+        std::fs::write(run_dir.secrets(), text + "\n")
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, Default)]
@@ -56,47 +78,8 @@ fn hash(salt: &str, bytes: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes `secrets.json` for the values set with [`set`].
-pub fn write_fingerprints(run_dir: &Path) -> std::io::Result<()> {
-    let mut salt_bytes = [0u8; 16];
-    getrandom(&mut salt_bytes);
-    let salt = hex(&salt_bytes);
-    let values = VALUES.lock().unwrap_or_else(|e| e.into_inner());
-    let fp = Fingerprints {
-        secrets: values
-            .iter()
-            .map(|v| Fingerprint {
-                len: v.len(),
-                sha256: hex(&hash(&salt, v.as_bytes())),
-            })
-            .collect(),
-        salt,
-    };
-    let text = serde_json::to_string_pretty(&fp).map_err(std::io::Error::other)?;
-    std::fs::write(run_dir.join(FILE), text + "\n")
-}
-
-fn getrandom(buf: &mut [u8]) {
-    use std::io::Read;
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom")
-        && f.read_exact(buf).is_ok()
-    {
-        return;
-    }
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = (t >> (i % 16 * 8)) as u8 ^ std::process::id() as u8;
-    }
-}
-
-pub fn read_fingerprints(run_dir: &Path) -> Fingerprints {
-    std::fs::read_to_string(run_dir.join(FILE))
+pub fn read_fingerprints(run_dir: &RunDir) -> Fingerprints {
+    std::fs::read_to_string(run_dir.secrets())
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
@@ -107,7 +90,7 @@ pub fn scrub(bytes: &[u8], fp: &Fingerprints) -> Vec<u8> {
     let mut wanted: Vec<(usize, Vec<u8>)> = fp
         .secrets
         .iter()
-        .filter_map(|s| Some((s.len, unhex(&s.sha256)?)))
+        .filter_map(|s| Some((s.len, hex::decode(&s.sha256).ok()?)))
         .collect();
     wanted.sort_by_key(|(len, _)| std::cmp::Reverse(*len));
     let mut out = Vec::with_capacity(bytes.len());
@@ -124,13 +107,6 @@ pub fn scrub(bytes: &[u8], fp: &Fingerprints) -> Vec<u8> {
         i += 1;
     }
     out
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Lines that look like they carry a password or a key: the value after the key word is
@@ -164,7 +140,7 @@ mod tests {
         let fp = Fingerprints {
             secrets: vec![Fingerprint {
                 len: 6,
-                sha256: hex(&hash(&salt, b"hunter")),
+                sha256: hex::encode(hash(&salt, b"hunter")),
             }],
             salt,
         };

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::disks::human_list;
-use super::kvm::{self, KvmFacts, Probe};
-use super::net::Network;
-use super::{Cpu, DiskInfo, Facts, MemoryFacts, Root};
 use crate::host::disk::human_bytes;
+use crate::host::disks::human_list;
+use crate::host::kvm::{self, KvmFacts, Probe};
+use crate::host::net::Network;
+use crate::host::{Cpu, DiskInfo, Facts, MemoryFacts, Root};
 use crate::qemu::{AccelKind, QemuBinary};
 
 pub const SCHEMA_VERSION: u32 = 1;

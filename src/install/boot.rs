@@ -1,0 +1,210 @@
+//! The boot stage: the installer's kernel and initrd, the firmware's files, QEMU started with
+//! the disk attached and its serial console recorded — under KVM, or TCG when KVM turns out
+//! not to run guests here. The boot check boots through [`start_vm`] too.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Live;
+use super::plan::Plan;
+use crate::Error;
+use crate::console::{Console, transcript};
+use crate::image::Iso;
+use crate::profile::Firmware;
+use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, Qemu};
+use crate::run::{Record, RunDir, Stage};
+
+/// How long a guest under KVM may stay silent before ferry concludes KVM hangs guests here.
+/// A kernel prints within a second under KVM; TCG needs a few seconds.
+pub const KVM_SILENCE_LIMIT: Duration = Duration::from_secs(8);
+
+/// The installer VM, running.
+pub struct Booted {
+    pub vm: Qemu,
+    pub console: Console,
+    /// The accelerator it runs under (the boot check uses the same).
+    pub accel: AccelKind,
+    /// Files copied out of the ISO, removed once the installer has run.
+    pub scratch: Vec<PathBuf>,
+}
+
+/// Boots the installer.
+pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Error> {
+    let (kernel, scratch) = boot_files(plan, &record.dir)?;
+    let firmware = firmware_files(plan, &record.dir, "install")?;
+    record.progress(
+        Stage::Boot,
+        &format!(
+            "starting QEMU ({}, {} MiB, {} CPUs) with \"{}\"",
+            accel_name(plan.accel.first),
+            plan.memory_mib,
+            plan.cpus,
+            plan.boot()?.title()
+        ),
+    );
+    let machine = |accel| Machine {
+        accel,
+        memory_mib: plan.memory_mib,
+        cpus: plan.cpus,
+        firmware: firmware.clone(),
+        disk: target_disk(plan),
+        cdrom: plan.boot.as_ref().and_then(|b| b.iso.clone()),
+        kernel: Some(kernel.clone()),
+        mac: plan.mac.clone(),
+        serial_socket: record.dir.serial_socket(),
+        qmp_socket: record.dir.qmp_socket(),
+    };
+    let (vm, console, accel) = boot_with_fallback(plan, &machine, record, live)?;
+    Ok(Booted {
+        vm,
+        console,
+        accel,
+        scratch,
+    })
+}
+
+/// Starts the VM. Under `auto`, KVM that crashes QEMU or leaves the guest silent is given up
+/// for TCG: /dev/kvm can open and still not run guests (nested or paravirtual KVM).
+fn boot_with_fallback(
+    plan: &Plan,
+    machine: &dyn Fn(AccelKind) -> Machine,
+    record: &Record,
+    live: &dyn Live,
+) -> Result<(Qemu, Console, AccelKind), Error> {
+    let accel = plan.accel.first;
+    let attempt = start_vm(plan, &machine(accel), &record.dir, live);
+    if accel != AccelKind::Kvm || !plan.accel.fallback_to_tcg {
+        let (vm, console) = attempt?;
+        return Ok((vm, console, accel));
+    }
+    let why = match attempt {
+        Ok((vm, mut console)) => {
+            if console.wait_for_output(KVM_SILENCE_LIMIT) {
+                return Ok((vm, console, accel));
+            }
+            format!(
+                "no output from the guest under KVM within {}s",
+                KVM_SILENCE_LIMIT.as_secs()
+            )
+        }
+        Err(e) => format!(
+            "QEMU failed under KVM ({})",
+            e.to_string().lines().last().unwrap_or_default()
+        ),
+    };
+    super::check_stop(record)?;
+    let why = format!(
+        "{why}: /dev/kvm opens but does not run guests here (nested or paravirtual KVM?); restarting under TCG"
+    );
+    tracing::warn!("{why}");
+    record.progress(Stage::Boot, &why);
+    let (vm, console) = start_vm(plan, &machine(AccelKind::Tcg), &record.dir, live)?;
+    Ok((vm, console, AccelKind::Tcg))
+}
+
+/// Starts QEMU for `machine`, recording its arguments, stderr and serial console into `dir`;
+/// attached viewers see the console and may type into it.
+pub fn start_vm(
+    plan: &Plan,
+    machine: &Machine,
+    dir: &RunDir,
+    live: &dyn Live,
+) -> Result<(Qemu, Console), Error> {
+    let binary = plan.qemu()?;
+    let args = qemu::command_line(machine);
+    let mut program_and_args = binary.pre_args.clone();
+    program_and_args.extend(args.iter().cloned());
+    std::fs::write(
+        dir.qemu_args(),
+        qemu::shell_quote(&binary.program, &program_and_args) + "\n",
+    )?;
+    tracing::info!(accel = ?machine.accel, "starting QEMU");
+    let vm = Qemu::start(
+        binary,
+        &args,
+        &machine.serial_socket,
+        &machine.qmp_socket,
+        &dir.qemu_stderr(),
+    )?;
+    let title = format!("ferry: {}", plan.profile.display());
+    let mut sinks = transcript::create(dir.path(), &title)?;
+    sinks.push(live.console_sink());
+    let stream = vm.serial.try_clone()?;
+    let console = Console::start(stream, sinks)?;
+    live.console_started(console.input_handle().ok());
+    Ok((vm, console))
+}
+
+/// The plan's disk as QEMU attaches it.
+pub fn target_disk(plan: &Plan) -> Disk {
+    Disk {
+        path: plan.disk.target.path.clone(),
+        bus: plan.disk.bus,
+        cache: plan.disk.cache,
+        serial: plan.disk.serial.clone(),
+        model: plan.disk.model.clone(),
+    }
+}
+
+/// The kernel and initrd to boot: netboot files as they are; from an ISO, copied out of it
+/// (several initrds become one: concatenated cpio archives are what the kernel expects).
+/// Returns the boot and the scratch files to remove once the installer has run.
+fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, Vec<PathBuf>), Error> {
+    let boot = plan.boot()?;
+    let Some(iso_path) = &boot.iso else {
+        let initrd = boot.initrd.first().map(PathBuf::from);
+        let files = KernelBoot {
+            kernel: PathBuf::from(&boot.kernel),
+            initrd,
+            append: boot.cmdline.clone(),
+        };
+        return Ok((files, Vec::new()));
+    };
+    let iso = Iso::open(iso_path)?;
+    let kernel = run_dir.kernel();
+    let initrd = (!boot.initrd.is_empty()).then(|| run_dir.initrd());
+    let initrd_parts: Vec<&str> = boot.initrd.iter().map(String::as_str).collect();
+    // Tens of megabytes each, copied before QEMU can start: both at once.
+    std::thread::scope(|scope| {
+        let initrd = initrd
+            .as_ref()
+            .map(|path| scope.spawn(|| iso.extract(&initrd_parts, path)));
+        iso.extract(&[boot.kernel.as_str()], &kernel)?;
+        if let Some(extracting) = initrd {
+            extracting.join().expect("initrd extraction panicked")?;
+        }
+        Ok::<_, crate::image::IsoError>(())
+    })?;
+    let scratch = [Some(kernel.clone()), initrd.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok((
+        KernelBoot {
+            kernel,
+            initrd,
+            append: boot.cmdline.clone(),
+        },
+        scratch,
+    ))
+}
+
+/// SeaBIOS needs nothing; OVMF gets its own copy of the variable store per VM.
+pub fn firmware_files(plan: &Plan, run_dir: &RunDir, vm: &str) -> Result<FirmwareFiles, Error> {
+    match plan.firmware {
+        Firmware::Uefi => {
+            let (code, vars_template) = qemu::find_ovmf_in(plan.qemu()?.firmware_dir.as_deref())?;
+            let vars = run_dir.efivars(vm);
+            std::fs::copy(&vars_template, &vars)?;
+            Ok(FirmwareFiles::Uefi { code, vars })
+        }
+        Firmware::Bios | Firmware::Auto => Ok(FirmwareFiles::Bios),
+    }
+}
+
+fn accel_name(accel: AccelKind) -> &'static str {
+    match accel {
+        AccelKind::Kvm => "KVM",
+        AccelKind::Tcg => "TCG",
+    }
+}

@@ -1,0 +1,169 @@
+//! The report: what a finished install says (`summary.json`, and the text or JSON that
+//! `ferry install` prints), with each stage's duration and the CPU time used.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::plan::Plan;
+use crate::Error;
+use crate::qemu::AccelKind;
+use crate::run::{Record, Stage, State};
+
+/// What a finished install reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub run_dir: PathBuf,
+    pub disk: PathBuf,
+    pub accel: AccelKind,
+    pub stages: Vec<(Stage, f64)>,
+    /// Seconds from the verify boot's start to the login prompt, when verified.
+    pub verified_after: Option<f64>,
+    pub cpu: CpuUse,
+}
+
+impl Outcome {
+    /// What `ferry install` prints on stdout when the install succeeded.
+    pub fn text(&self, json: bool) -> String {
+        if json {
+            return serde_json::to_string_pretty(self).unwrap_or_default() + "\n";
+        }
+        let mut out = String::new();
+        let mut println = |line: String| {
+            out.push_str(&line);
+            out.push('\n');
+        };
+        match self.verified_after {
+            Some(secs) => println(format!(
+                "installed onto {}; boot check passed (login prompt {secs:.1}s after power-on)",
+                self.disk.display()
+            )),
+            None => println(format!(
+                "installed onto {}; boot check skipped (the profile disables it)",
+                self.disk.display()
+            )),
+        }
+        for (stage, secs) in &self.stages {
+            println(format!("  {stage:<7} {secs:>7.1}s"));
+        }
+        println(format!("  run directory: {}", self.run_dir.display()));
+        out
+    }
+}
+
+/// Each stage's duration, taken as the flow passes from one to the next.
+pub struct Laps {
+    stages: Vec<(Stage, f64)>,
+    since: Instant,
+}
+
+impl Laps {
+    pub fn start() -> Laps {
+        Laps {
+            stages: Vec::new(),
+            since: Instant::now(),
+        }
+    }
+
+    /// `stage` ended now.
+    pub fn lap(&mut self, stage: Stage) {
+        self.stages
+            .push((stage, self.since.elapsed().as_secs_f64()));
+        self.since = Instant::now();
+    }
+
+    /// A stage timed elsewhere, before the others.
+    pub fn prepend(&mut self, stage: Stage, seconds: f64) {
+        self.stages.insert(0, (stage, seconds));
+    }
+
+    pub fn outcome(
+        self,
+        plan: &Plan,
+        accel: AccelKind,
+        verified_after: Option<f64>,
+        run_dir: &Path,
+    ) -> Outcome {
+        Outcome {
+            run_dir: run_dir.to_path_buf(),
+            disk: plan.disk.target.path.clone(),
+            accel,
+            stages: self.stages,
+            verified_after,
+            cpu: CpuUse::now(),
+        }
+    }
+}
+
+/// CPU time used by ferry itself and by the QEMU processes it ran. Under TCG every cycle
+/// ferry spends is taken from the guest, so this is worth watching.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuUse {
+    pub ferry_seconds: f64,
+    pub qemu_seconds: f64,
+}
+
+impl CpuUse {
+    /// Measured with getrusage: QEMU's time counts once its process has been reaped.
+    pub fn now() -> CpuUse {
+        use nix::sys::resource::{UsageWho, getrusage};
+        let seconds = |who| {
+            getrusage(who).map_or(0.0, |u| {
+                let t =
+                    |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+                t(u.user_time()) + t(u.system_time())
+            })
+        };
+        CpuUse {
+            ferry_seconds: seconds(UsageWho::RUSAGE_SELF),
+            qemu_seconds: seconds(UsageWho::RUSAGE_CHILDREN),
+        }
+    }
+}
+
+/// Writes `summary.json` (how the run ended and how long each stage took) and logs the end.
+pub fn summarize(
+    plan: &Plan,
+    planned: f64,
+    result: &Result<Outcome, Error>,
+    record: &Record,
+) -> Result<(), Error> {
+    let summary = Summary {
+        profile: &plan.profile,
+        disk: &plan.disk.target.path,
+        ok: result.is_ok(),
+        state: match result {
+            Ok(_) => State::Finished,
+            Err(Error::Interrupted) => State::Interrupted,
+            Err(_) => State::Failed,
+        },
+        error: result
+            .as_ref()
+            .err()
+            .map(|e| record.secrets.redact(&e.to_string())),
+        plan_seconds: planned,
+        outcome: result.as_ref().ok(),
+        run_dir: record.dir.path(),
+    };
+    record.write_json(&record.dir.summary(), &summary)?;
+    match result {
+        Ok(_) => tracing::info!("install finished and verified"),
+        Err(e) => tracing::error!("install failed: {}", record.secrets.redact(&e.to_string())),
+    }
+    Ok(())
+}
+
+/// `summary.json`.
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    profile: &'a Path,
+    disk: &'a Path,
+    ok: bool,
+    /// `finished`, `failed` or `interrupted`.
+    state: State,
+    error: Option<String>,
+    plan_seconds: f64,
+    outcome: Option<&'a Outcome>,
+    run_dir: &'a Path,
+}

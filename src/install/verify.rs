@@ -1,0 +1,60 @@
+//! The verify stage: the installed disk boots alone, with the same firmware kind, until a
+//! login prompt.
+
+use std::time::{Duration, Instant};
+
+use super::Live;
+use super::boot::{firmware_files, start_vm, target_disk};
+use super::plan::{Plan, VerifyPlan};
+use crate::Error;
+use crate::console::Expectation;
+use crate::qemu::{AccelKind, Machine};
+use crate::run::{Record, Stage};
+
+/// Returns how long the login prompt took from power-on.
+pub fn verify(
+    plan: &Plan,
+    verify: &VerifyPlan,
+    accel: AccelKind,
+    record: &Record,
+    live: &dyn Live,
+) -> Result<Duration, Error> {
+    let dir = record.dir.verify();
+    std::fs::create_dir_all(dir.path())?;
+    let patterns: Vec<String> = verify.expect.iter().map(ToString::to_string).collect();
+    record.progress(
+        Stage::Verify,
+        &format!(
+            "booting {} alone, waiting for {}",
+            plan.disk.target.path.display(),
+            patterns.join(" or ")
+        ),
+    );
+    // A fresh variable store: the real machine's NVRAM has none of the entries the installer
+    // wrote into the install VM's, so the disk must boot without them.
+    let machine = Machine {
+        accel,
+        memory_mib: plan.memory_mib,
+        cpus: plan.cpus,
+        firmware: firmware_files(plan, &record.dir, "verify")?,
+        disk: target_disk(plan),
+        cdrom: None,
+        kernel: None,
+        mac: plan.mac.clone(),
+        serial_socket: dir.serial_socket(),
+        qmp_socket: dir.qmp_socket(),
+    };
+    let started = Instant::now();
+    let (mut vm, mut console) = start_vm(plan, &machine, &dir, live)?;
+    let expectation = Expectation::new("boot check", verify.expect.clone(), verify.timeout)
+        .failing_on(verify.fail.clone());
+    let result = console.expect(&expectation);
+    let elapsed = started.elapsed();
+    if result.is_err() {
+        super::screenshot(&mut vm, Stage::Verify, record);
+    }
+    drop(console);
+    vm.stop()?;
+    result.map_err(|e| super::stage_error(Stage::Verify, e, record))?;
+    Ok(elapsed)
+}

@@ -1,0 +1,200 @@
+//! `events.jsonl` (append-only, one JSON object a line: what the foreground and `ferry logs`
+//! follow) and `status.json` (the run's current state, rewritten on every event: what
+//! `ferry runs` and `ferry status` read).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::{RunDir, Stage};
+
+/// One line of `events.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// The supervisor runs.
+    Started { pid: u32 },
+    /// A progress line (what the foreground prints).
+    Progress { stage: Stage, message: String },
+    /// A step failed and the VM was left running (`--on-failure pause`).
+    Paused { step: String, message: String },
+    /// The operator resumed a paused run.
+    Resumed { step: String },
+    /// The install ended: `code` is ferry's exit code, `stdout` what the foreground prints on
+    /// stdout, `error` what it prints on stderr.
+    End {
+        code: i32,
+        state: State,
+        stdout: String,
+        error: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Running,
+    Paused,
+    Finished,
+    Failed,
+    Interrupted,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Paused => "paused",
+            State::Finished => "finished",
+            State::Failed => "failed",
+            State::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// `status.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub run_dir: PathBuf,
+    pub profile: PathBuf,
+    pub disk: PathBuf,
+    pub pid: u32,
+    pub state: State,
+    pub stage: Stage,
+    /// The last progress line: the current step and what it waits for.
+    pub step: String,
+    /// Seconds since the epoch.
+    pub started: u64,
+    pub updated: u64,
+    pub exit_code: Option<i32>,
+}
+
+/// Appends to `events.jsonl` and keeps `status.json` current. Cheap to clone; a default
+/// (`Events::none()`) records nothing.
+#[derive(Clone, Default)]
+pub struct Events(Option<Arc<Mutex<Recorder>>>);
+
+struct Recorder {
+    file: File,
+    dir: PathBuf,
+    status: Status,
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Events {
+    /// Records nothing (`ferry plan`, tests).
+    pub fn none() -> Events {
+        Events(None)
+    }
+
+    /// Starts recording this process's events into `run_dir`.
+    pub fn start(run_dir: &RunDir, profile: &Path, disk: &Path) -> std::io::Result<Events> {
+        let file = File::options()
+            .create(true)
+            .append(true)
+            .open(run_dir.events())?;
+        let pid = std::process::id();
+        let status = Status {
+            run_dir: run_dir.path().to_path_buf(),
+            profile: profile.to_path_buf(),
+            disk: disk.to_path_buf(),
+            pid,
+            state: State::Running,
+            stage: Stage::Plan,
+            step: String::new(),
+            started: now(),
+            updated: now(),
+            exit_code: None,
+        };
+        let events = Events(Some(Arc::new(Mutex::new(Recorder {
+            file,
+            dir: run_dir.path().to_path_buf(),
+            status,
+        }))));
+        events.emit(&Event::Started { pid });
+        Ok(events)
+    }
+
+    /// Appends `event` and updates `status.json`.
+    pub fn emit(&self, event: &Event) {
+        let Some(recorder) = &self.0 else {
+            return;
+        };
+        let mut rec = recorder.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Event::Started { .. } => {}
+            Event::Progress { stage, message } => {
+                rec.status.stage = *stage;
+                rec.status.step.clone_from(message);
+            }
+            Event::Paused { message, .. } => {
+                rec.status.state = State::Paused;
+                rec.status.step.clone_from(message);
+            }
+            Event::Resumed { .. } => rec.status.state = State::Running,
+            Event::End { code, state, .. } => {
+                rec.status.state = *state;
+                rec.status.exit_code = Some(*code);
+            }
+        }
+        rec.status.updated = now();
+        if let Ok(mut line) = serde_json::to_string(event) {
+            line.push('\n');
+            if let Err(e) = rec.file.write_all(line.as_bytes()) {
+                tracing::warn!("events.jsonl: {e}");
+            }
+        }
+        if let Err(e) = write_status(&RunDir::at(&rec.dir), &rec.status) {
+            tracing::warn!("status.json: {e}");
+        }
+    }
+}
+
+fn write_status(dir: &RunDir, status: &Status) -> std::io::Result<()> {
+    let path = dir.status();
+    let tmp = path.with_file_name(".status.json.tmp");
+    let text = serde_json::to_string_pretty(status).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, text + "\n")?;
+    std::fs::rename(&tmp, path)
+}
+
+pub fn read_status(dir: &RunDir) -> Option<Status> {
+    let text = std::fs::read_to_string(dir.status()).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Reads the events appended to `events.jsonl` since `offset` (complete lines only), and
+/// returns them with the new offset.
+pub fn read_from(dir: &RunDir, offset: u64) -> std::io::Result<(Vec<Event>, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match File::open(dir.events()) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), offset)),
+        Err(e) => return Err(e),
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let events = bytes[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    Ok((events, offset + complete as u64))
+}

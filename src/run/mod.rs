@@ -1,0 +1,321 @@
+//! The run record: the run directory and everything written into it while a run goes on —
+//! its file names ([`RunDir`]), its events and status ([`events`]), the redaction of secret
+//! values ([`secrets`]), the flow's [`Stage`]s and the [`StopFlag`]. Used by `install` (which
+//! records) and `ops` (which reads, follows and bundles) alike; imports nothing above it.
+//!
+//! ```text
+//! RUNS/20261124-213012-tiny/
+//!   request.json (0600)  supervisor.log  ferry.log  events.jsonl  status.json  secrets.json
+//!   facts.json  plan.json  qemu.args  qemu.stderr  serial.log  transcript.cast  control.sock
+//!   install-efivars.fd  verify-efivars.fd  screen-STAGE.png  summary.json
+//!   verify/ (qemu.args, qemu.stderr, serial.log, transcript.cast of the boot check)
+//! ```
+
+pub mod events;
+pub mod secrets;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+pub use events::{Event, Events, State, Status};
+pub use secrets::Secrets;
+
+/// The stages of the flow, as events, errors and `ferry status` name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "&str", try_from = "String")]
+pub enum Stage {
+    Plan,
+    Fetch,
+    Boot,
+    Drive,
+    Finish,
+    Verify,
+    /// Not a stage of the flow: the interruption (Ctrl-C, `ferry stop`) while any runs.
+    Stop,
+}
+
+impl Stage {
+    const ALL: [Stage; 7] = [
+        Stage::Plan,
+        Stage::Fetch,
+        Stage::Boot,
+        Stage::Drive,
+        Stage::Finish,
+        Stage::Verify,
+        Stage::Stop,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Plan => "plan",
+            Stage::Fetch => "fetch",
+            Stage::Boot => "boot",
+            Stage::Drive => "drive",
+            Stage::Finish => "finish",
+            Stage::Verify => "verify",
+            Stage::Stop => "stop",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl From<Stage> for &'static str {
+    fn from(stage: Stage) -> &'static str {
+        stage.as_str()
+    }
+}
+
+impl TryFrom<String> for Stage {
+    type Error = String;
+    fn try_from(text: String) -> Result<Stage, String> {
+        Stage::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| format!("unknown stage {text:?}"))
+    }
+}
+
+/// Set when the run is to stop (a signal, `ferry stop`): the flow checks it between steps
+/// and reports the interruption instead of the failure it caused.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One run's directory: the one place that knows its files' names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir(PathBuf);
+
+impl RunDir {
+    pub fn at(path: impl Into<PathBuf>) -> RunDir {
+        RunDir(path.into())
+    }
+
+    /// Creates a fresh, uniquely named run directory under `root`: `YYYYMMDD-HHMMSS-NAME` (UTC).
+    pub fn create(root: &Path, name: &str) -> std::io::Result<RunDir> {
+        std::fs::create_dir_all(root)?;
+        let stamp = timestamp();
+        for n in 0.. {
+            let suffix = if n == 0 {
+                String::new()
+            } else {
+                format!("-{n}")
+            };
+            let dir = root.join(format!("{stamp}-{name}{suffix}"));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(RunDir(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("an unbounded counter finds a free name")
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// The run's id: its directory's name.
+    pub fn name(&self) -> String {
+        self.0.file_name().map_or_else(
+            || self.0.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+
+    /// The boot check's records: the same file names, one level down.
+    pub fn verify(&self) -> RunDir {
+        RunDir(self.0.join("verify"))
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// What the foreground hands the supervisor (mode 0600: it names the secrets' sources).
+    pub fn request(&self) -> PathBuf {
+        self.file("request.json")
+    }
+    pub fn supervisor_log(&self) -> PathBuf {
+        self.file("supervisor.log")
+    }
+    pub fn ferry_log(&self) -> PathBuf {
+        self.file("ferry.log")
+    }
+    pub fn events(&self) -> PathBuf {
+        self.file("events.jsonl")
+    }
+    pub fn status(&self) -> PathBuf {
+        self.file("status.json")
+    }
+    pub fn secrets(&self) -> PathBuf {
+        self.file("secrets.json")
+    }
+    pub fn facts(&self) -> PathBuf {
+        self.file("facts.json")
+    }
+    pub fn plan(&self) -> PathBuf {
+        self.file("plan.json")
+    }
+    pub fn summary(&self) -> PathBuf {
+        self.file("summary.json")
+    }
+    pub fn qemu_args(&self) -> PathBuf {
+        self.file("qemu.args")
+    }
+    pub fn qemu_stderr(&self) -> PathBuf {
+        self.file("qemu.stderr")
+    }
+    pub fn serial_log(&self) -> PathBuf {
+        self.file(crate::console::transcript::SERIAL_LOG)
+    }
+    pub fn transcript(&self) -> PathBuf {
+        self.file(crate::console::transcript::TRANSCRIPT_CAST)
+    }
+    pub fn serial_socket(&self) -> PathBuf {
+        self.file("serial.sock")
+    }
+    pub fn qmp_socket(&self) -> PathBuf {
+        self.file("qmp.sock")
+    }
+    pub fn control_socket(&self) -> PathBuf {
+        self.file("control.sock")
+    }
+    /// The installer's kernel and initrd copied out of the ISO (removed after the install).
+    pub fn kernel(&self) -> PathBuf {
+        self.file("kernel")
+    }
+    pub fn initrd(&self) -> PathBuf {
+        self.file("initrd")
+    }
+    /// A VM's own copy of OVMF's variable store; `vm` is `install` or `verify`.
+    pub fn efivars(&self, vm: &str) -> PathBuf {
+        self.file(&format!("{vm}-efivars.fd"))
+    }
+    /// The VGA screen when a stage failed.
+    pub fn screenshot(&self, stage: Stage) -> PathBuf {
+        self.file(&format!("screen-{stage}.png"))
+    }
+
+    /// The text records `ferry bundle` takes (secrets scrubbed), here and in [`Self::verify`].
+    pub fn text_records(&self) -> Vec<PathBuf> {
+        vec![
+            self.plan(),
+            self.facts(),
+            self.qemu_args(),
+            self.qemu_stderr(),
+            self.serial_log(),
+            self.transcript(),
+            self.ferry_log(),
+            self.events(),
+            self.status(),
+            self.summary(),
+            self.supervisor_log(),
+        ]
+    }
+}
+
+impl AsRef<Path> for RunDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// Where runs go: `--runs-dir`, `$FERRY_RUNS`, `/var/lib/ferry/runs` for root, else the XDG
+/// state directory.
+pub fn runs_root(explicit: Option<&Path>) -> PathBuf {
+    if let Some(dir) = explicit {
+        return dir.to_path_buf();
+    }
+    if let Some(dir) = std::env::var_os("FERRY_RUNS") {
+        return PathBuf::from(dir);
+    }
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/ferry/runs");
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    state.join("ferry/runs")
+}
+
+/// UTC `YYYYMMDD-HHMMSS`.
+fn timestamp() -> String {
+    // RFC 3339 `2026-11-24T21:30:12Z`, digits only.
+    let rfc3339 = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let digits: String = rfc3339.chars().filter(char::is_ascii_digit).collect();
+    format!("{}-{}", &digits[..8], &digits[8..14])
+}
+
+/// What an install records through: the run directory, its events and status, the values
+/// to redact, and the stop flag. Cheap to clone; every clone records into the same run.
+#[derive(Clone)]
+pub struct Record {
+    pub dir: RunDir,
+    pub events: Events,
+    pub secrets: Secrets,
+    pub stop: StopFlag,
+}
+
+impl Record {
+    /// A progress line: logged, and recorded in `events.jsonl` (which the foreground prints),
+    /// secret values redacted.
+    pub fn progress(&self, stage: Stage, message: &str) {
+        let message = self.secrets.redact(message);
+        tracing::info!(stage = stage.as_str(), "{message}");
+        self.events.emit(&Event::Progress { stage, message });
+    }
+
+    /// Writes `value` as JSON to `path`, with the secret values redacted.
+    pub fn write_json(&self, path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+        std::fs::write(path, self.secrets.redact(&text) + "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_digits() {
+        let stamp = timestamp();
+        assert_eq!(stamp.len(), 15, "{stamp}");
+        assert_eq!(&stamp[8..9], "-");
+        assert!(stamp.starts_with("20"), "{stamp}");
+    }
+
+    #[test]
+    fn run_directories_are_unique() {
+        let root = tempfile::tempdir().unwrap();
+        let a = RunDir::create(root.path(), "tiny").unwrap();
+        let b = RunDir::create(root.path(), "tiny").unwrap();
+        assert_ne!(a, b);
+        assert!(a.path().is_dir() && b.path().is_dir());
+    }
+
+    #[test]
+    fn stages_round_trip_as_text() {
+        for stage in Stage::ALL {
+            let json = serde_json::to_string(&stage).unwrap();
+            assert_eq!(json, format!("\"{stage}\""));
+            assert_eq!(serde_json::from_str::<Stage>(&json).unwrap(), stage);
+        }
+    }
+}
