@@ -12,7 +12,7 @@ use crate::host::disk::human_bytes;
 use crate::host::disks::human_list;
 use crate::host::kvm::{self, KvmFacts, Probe};
 use crate::host::net::Network;
-use crate::host::{Cpu, DiskInfo, Facts, MemoryFacts, Root};
+use crate::host::{BootFirmware, Cpu, DiskInfo, Facts, MemoryFacts, Root};
 use crate::qemu::{AccelKind, QemuBinary};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -28,7 +28,7 @@ pub struct Report {
     pub root: String,
     pub hostname: String,
     /// `uefi` or `bios`.
-    pub firmware: &'static str,
+    pub firmware: BootFirmware,
     pub cpu: Cpu,
     pub memory: MemoryFacts,
     pub kvm: KvmReport,
@@ -130,7 +130,7 @@ pub fn render(r: &Report) -> String {
         line("root", format!("{} (recorded facts)", r.root));
     }
     line("hostname", r.hostname.clone());
-    line("firmware", r.firmware.to_uppercase());
+    line("firmware", r.firmware.as_str().to_uppercase());
     let virt = if r.cpu.virtualization.is_empty() {
         "no vmx/svm".to_string()
     } else {

@@ -20,6 +20,8 @@ pub enum Error {
     #[error(transparent)]
     Profile(#[from] ProfileError),
     #[error(transparent)]
+    Plan(#[from] crate::install::plan::PlanError),
+    #[error(transparent)]
     Template(#[from] TemplateError),
     #[error(transparent)]
     Network(#[from] NetworkError),
@@ -58,6 +60,7 @@ impl Error {
             Error::Io(_) => 1,
             Error::Usage(_) | Error::Profile(_) | Error::Template(_) | Error::Network(_) => 2,
             Error::Disk(e) => e.exit_code(),
+            Error::Plan(e) => e.exit_code(),
             Error::Esp(_) => 28,
             Error::Image(_) | Error::Iso(_) | Error::Fetch(_) => 4,
             Error::Qemu(_) | Error::Process(_) => 5,

@@ -52,7 +52,7 @@ pub fn path_for(cache: &Path, url: &Url) -> PathBuf {
     }
     if let Some(query) = url.query() {
         let hash = Sha256::digest(query.as_bytes());
-        let suffix: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+        let suffix = hex::encode(&hash[..6]);
         let name = path
             .file_name()
             .unwrap_or_default()

@@ -205,7 +205,7 @@ impl<T: Transport> Archive<T> {
         if data.len() as u64 != entry.size {
             return Err(mismatch("size"));
         }
-        if hex(&Sha256::digest(&data)) != entry.sha256 {
+        if hex::encode(Sha256::digest(&data)) != entry.sha256 {
             return Err(mismatch("sha256"));
         }
         Ok(data)
@@ -441,7 +441,10 @@ pub fn check_file(path: &Path, expected: &Expected<'_>) -> io::Result<Option<&'s
     }
     let mut hasher = Sha256::new();
     io::copy(&mut file, &mut hasher)?;
-    Ok((hex(&hasher.finalize()) != expected.sha256.to_ascii_lowercase()).then_some("sha256"))
+    Ok(
+        (hex::encode(hasher.finalize()) != expected.sha256.to_ascii_lowercase())
+            .then_some("sha256"),
+    )
 }
 
 fn check_magic(path: &Path, offset: u64, magic: &[u8], reason: &str) -> Result<(), DebianError> {
@@ -460,10 +463,6 @@ fn check_magic(path: &Path, offset: u64, magic: &[u8], reason: &str) -> Result<(
         });
     }
     Ok(())
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

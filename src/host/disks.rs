@@ -281,15 +281,6 @@ impl BlockDevices {
             .find(|d| self.root.exists(format!("/sys/block/{d}/{name}/partition")))
     }
 
-    /// The whole disk holding `name` (itself when it is one).
-    pub fn whole_disk(&self, name: &str) -> Option<String> {
-        if self.root.exists(format!("/sys/block/{name}")) {
-            Some(name.to_string())
-        } else {
-            self.parent_of_partition(name)
-        }
-    }
-
     /// The whole disks under a device: a partition's disk, an md/dm device's members' disks.
     fn underlying_disks(&self, name: &str, depth: u32) -> BTreeSet<String> {
         let mut out = BTreeSet::new();

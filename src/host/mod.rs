@@ -110,12 +110,42 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// The firmware the running system was booted through (`/sys/firmware/efi` exists or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(into = "&str")]
+pub enum BootFirmware {
+    Uefi,
+    #[default]
+    Bios,
+}
+
+impl BootFirmware {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootFirmware::Uefi => "uefi",
+            BootFirmware::Bios => "bios",
+        }
+    }
+}
+
+impl From<BootFirmware> for &'static str {
+    fn from(firmware: BootFirmware) -> &'static str {
+        firmware.as_str()
+    }
+}
+
+impl std::fmt::Display for BootFirmware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// The facts the plan is shaped from, and that `ferry doctor` shows.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Facts {
     pub hostname: String,
-    /// `uefi` when the running system was booted through UEFI, else `bios`.
-    pub firmware: &'static str,
+    /// How the running system was booted.
+    pub firmware: BootFirmware,
     /// CPUs ferry may use (online CPUs, limited by this process's affinity on the real system).
     pub cpus: u32,
     pub memory_total_mib: u64,
@@ -176,9 +206,9 @@ impl Facts {
                 .or_else(|| root.read("/etc/hostname"))
                 .unwrap_or_else(|| "localhost".into()),
             firmware: if root.exists("/sys/firmware/efi") {
-                "uefi"
+                BootFirmware::Uefi
             } else {
-                "bios"
+                BootFirmware::Bios
             },
             cpus,
             memory_total_mib: memory.total_bytes >> 20,

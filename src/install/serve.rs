@@ -143,8 +143,8 @@ fn answer(stream: TcpStream, token: &str, files: &BTreeMap<String, Vec<u8>>) {
 
 fn random_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 12];
-    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    Ok(hex::encode(bytes))
 }
 
 #[cfg(test)]

@@ -56,8 +56,7 @@ pub fn lock_name(disk: &Path) -> String {
         _ => disk.to_path_buf(),
     };
     let hash = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("file-{hex}.lock")
+    format!("file-{}.lock", hex::encode(&hash[..8]))
 }
 
 /// Takes the lock for `disk` or says who holds it.

@@ -155,13 +155,8 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// OVMF code and variable-store template, as Debian, Fedora and Arch install them.
-pub fn find_ovmf() -> Result<(PathBuf, PathBuf), QemuError> {
-    find_ovmf_in(None)
-}
-
 /// OVMF from `firmware_dir` (a QEMU bundle's `share/qemu`, see [`QemuBinary::firmware_dir`])
-/// if it holds it, else from the system.
+/// if it holds it, else as Debian, Fedora and Arch install it.
 pub fn find_ovmf_in(firmware_dir: Option<&Path>) -> Result<(PathBuf, PathBuf), QemuError> {
     if let Some(dir) = firmware_dir {
         let (code, vars) = (dir.join("OVMF_CODE_4M.fd"), dir.join("OVMF_VARS_4M.fd"));
@@ -194,17 +189,6 @@ pub fn find_ovmf_in(firmware_dir: Option<&Path>) -> Result<(PathBuf, PathBuf), Q
         .ok_or_else(|| QemuError::NoOvmf {
             looked: PAIRS.iter().map(|p| p.0).collect::<Vec<_>>().join(", "),
         })
-}
-
-/// Whether /dev/kvm can be opened for use. This says nothing about whether guests actually
-/// run under it: on nested or paravirtual KVM they can hang, which only the guest's silence
-/// reveals (see the accelerator fallback in `install`).
-pub fn kvm_openable() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
 }
 
 #[cfg(test)]

@@ -67,7 +67,6 @@ pub fn powerdown_all() {
 /// One running QEMU with its serial console and QMP connected.
 pub struct Qemu {
     child: Child,
-    stderr_path: PathBuf,
     pub serial: UnixStream,
     pub qmp: Qmp,
 }
@@ -133,7 +132,6 @@ impl Qemu {
         }
         Ok(Qemu {
             child: qemu.child.take().expect("child present until handed over"),
-            stderr_path: stderr_path.to_path_buf(),
             serial,
             qmp,
         })
@@ -172,11 +170,6 @@ impl Qemu {
         let status = self.child.wait().map_err(ProcessError::Wait)?;
         forget(self.child.id());
         Ok(status)
-    }
-
-    /// The last lines QEMU wrote to stderr (warnings, errors).
-    pub fn stderr_tail(&self) -> String {
-        tail(&self.stderr_path, 20)
     }
 }
 

@@ -329,17 +329,7 @@ fn plan_matches_uefi_host() {
     );
     // Without the mount the plan goes through, under OVMF.
     let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("uefi-host");
-    assert!(
-        Command::new("cp")
-            .arg("-a")
-            .arg(host("uefi-host"))
-            .arg(&copy)
-            .status()
-            .unwrap()
-            .success()
-    );
-    std::fs::write(copy.join("proc/self/mounts"), "rescue / tmpfs rw 0 0\n").unwrap();
+    let copy = uefi_host_unmounted(dir.path());
     let profile = vars_profile(dir.path(), "auto");
     let output = ferry()
         .arg("plan")
@@ -353,6 +343,45 @@ fn plan_matches_uefi_host() {
     assert!(plan["firmware_reason"].as_str().unwrap().contains("UEFI"));
     assert_eq!(rendered(&plan)["fw"], "uefi");
     assert_eq!(plan["mac"], "3c:ec:ef:01:02:03");
+}
+
+/// The uefi-host tree without its mounted partition, copied into `dir`.
+fn uefi_host_unmounted(dir: &Path) -> PathBuf {
+    let copy = dir.join("uefi-host");
+    assert!(
+        Command::new("cp")
+            .arg("-a")
+            .arg(host("uefi-host"))
+            .arg(&copy)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::write(copy.join("proc/self/mounts"), "rescue / tmpfs rw 0 0\n").unwrap();
+    copy
+}
+
+/// `ferry plan` prints each reason as it was written (it once lowercased whole lines:
+/// "booted through uefi").
+#[test]
+fn plan_text_keeps_the_reasons_capitalisation() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = uefi_host_unmounted(dir.path());
+    let profile = vars_profile(dir.path(), "auto");
+    let output = ferry()
+        .arg("plan")
+        .arg(&profile)
+        .args(["--disk", "/dev/sda", "--host-root"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("firmware     uefi (auto: this host booted through UEFI)\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("accel        "), "{stdout}");
 }
 
 #[test]

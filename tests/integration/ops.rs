@@ -493,3 +493,52 @@ fn manual_boot_puts_the_console_on_the_terminal_until_power_off() {
     );
     assert!(scratch.qemu_pids().is_empty());
 }
+
+/// The supervisor's command line names only its run directory: the profile, the disk and the
+/// options reach it in `request.json` (mode 0600). The supervisor makes the plan once (and
+/// once more only after a fetch stage, which this install has not).
+#[test]
+fn the_supervisor_takes_its_request_from_the_run_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = Scratch::new();
+    let profile = profile(&scratch, INSTALL_STEPS);
+    let output = scratch.install(&profile, &["--detach"]).output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let run = run_dir_of(&scratch);
+    let pid = supervisor_pid(&scratch).expect("status.json names the supervisor");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(
+        args[1..],
+        ["supervise".to_string(), run.display().to_string()],
+        "{args:?}"
+    );
+    let disk = scratch.disk().display().to_string();
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.contains("ops.toml") || a.contains(&disk)),
+        "{args:?}"
+    );
+    let mode = std::fs::metadata(run.join("request.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let status = wait_for("the install to end", Duration::from_secs(150), || {
+        let status = json_file(&run.join("status.json"))?;
+        (status["state"] != "running").then_some(status)
+    });
+    assert_eq!(status["state"], "finished", "{status}");
+    let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
+    let plans = log.matches("plan made").count();
+    assert_eq!(
+        plans, 1,
+        "the supervisor plans once when nothing is fetched:\n{log}"
+    );
+}

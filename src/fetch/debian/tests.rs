@@ -62,7 +62,7 @@ impl Transport for &Memory {
 }
 
 fn sha(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    hex::encode(Sha256::digest(data))
 }
 
 fn kernel() -> Vec<u8> {

@@ -1,0 +1,435 @@
+//! The plan: every decision of an install, made up front from the profile, the command line
+//! and the host's facts, before anything is written. `ferry plan` prints it; `install` runs it.
+//!
+//! [`make`] takes each concern from its file: [`source`] (the image, the boot and QEMU),
+//! [`vm`] (firmware, accelerator, memory, CPUs, NIC and disk), [`context`] (the templates'
+//! variables) and [`render`] (the plan as the operator reads it).
+
+mod context;
+mod render;
+mod source;
+mod vm;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::fetch::Request;
+use crate::host::Facts;
+use crate::host::disk::Target;
+use crate::image::BootEntry;
+use crate::profile::{Accel, DiskBus, Firmware, Pattern, Profile, Renderer};
+use crate::qemu::{AccelKind, CacheMode, QemuBinary};
+pub use context::{host_context, partition_prefix};
+pub use render::render;
+pub use source::{SERIAL_CONSOLE, compose_cmdline};
+
+/// An install that cannot be planned as asked; each message names the profile field
+/// (`file:line:column`) or the option, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// A profile field or a command-line option that cannot be used as it is.
+    #[error("{at}: {message}")]
+    Input { at: String, message: String },
+    /// Command-line options that exclude or need each other.
+    #[error("{0}")]
+    Options(&'static str),
+    /// This machine cannot run the VM as asked.
+    #[error("{0}")]
+    Machine(String),
+    /// Not an input error: a stage asked for what only the fetch stage completes.
+    #[error("{0}")]
+    NotFetched(&'static str),
+}
+
+impl PlanError {
+    /// An error at a profile field's position.
+    fn field<T>(
+        profile: &Profile,
+        value: &serde_spanned::Spanned<T>,
+        message: impl std::fmt::Display,
+    ) -> PlanError {
+        PlanError::Input {
+            at: profile.location_of(value),
+            message: message.to_string(),
+        }
+    }
+
+    /// An error about a command-line option's file.
+    fn option(option: &str, path: &Path, message: impl std::fmt::Display) -> PlanError {
+        PlanError::Input {
+            at: format!("{option} {}", path.display()),
+            message: message.to_string(),
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PlanError::Input { .. } | PlanError::Options(_) | PlanError::Machine(_) => 2,
+            PlanError::NotFetched(_) => 1,
+        }
+    }
+}
+
+/// What the command line adds to or overrides in the profile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Options {
+    pub disk: PathBuf,
+    pub size: Option<u64>,
+    pub qemu: Option<PathBuf>,
+    pub accel: Option<Accel>,
+    pub firmware: Option<Firmware>,
+    pub vars: Vec<(String, String)>,
+    /// Read the host's facts from this recorded tree instead of / (`ferry plan --host-root`,
+    /// for tests: see tests/fixtures/hosts/).
+    pub host_root: Option<PathBuf>,
+    /// After the install, add a boot entry for `\EFI\BOOT\BOOTX64.EFI` to the real firmware
+    /// with efibootmgr.
+    pub efi_boot_entry: bool,
+    /// `--ssh-key FILE`: its contents become `vars.ssh_key`.
+    pub ssh_key: Option<PathBuf>,
+    /// `--network FILE`: the installed system's network (TOML, see `recipe::network::Network`).
+    pub network: Option<PathBuf>,
+    /// `--image ISO`, or `--kernel` and `--initrd`: instead of the profile's `[image]`.
+    pub image: Option<PathBuf>,
+    pub kernel: Option<PathBuf>,
+    pub initrd: Option<PathBuf>,
+    /// The download cache (`--cache-dir`); `None`: the default.
+    pub cache_dir: Option<PathBuf>,
+    /// The image catalog directory (`--catalog`); `None`: the built-in catalog.
+    pub catalog: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub profile: PathBuf,
+    pub description: String,
+    /// The download of the image (a `url` or catalog `name`), made before QEMU starts.
+    pub fetch: Option<FetchPlan>,
+    /// `None` only while a downloaded image is not in the cache yet: its boot menu is read
+    /// once it is (`install` plans again after the fetch).
+    pub boot: Option<BootPlan>,
+    pub qemu: QemuPlan,
+    pub accel: AccelPlan,
+    pub memory_mib: u64,
+    /// How the memory size was reached, with the numbers.
+    pub memory_reason: String,
+    pub cpus: u32,
+    pub cpus_reason: String,
+    /// The VM NIC's MAC address: the host's primary NIC's, so an installed configuration
+    /// bound to the MAC matches the real machine.
+    pub mac: Option<String>,
+    pub mac_reason: String,
+    /// Add a boot entry to the real firmware after the install (`--efi-boot-entry`).
+    pub efi_boot_entry: bool,
+    pub firmware: Firmware,
+    pub firmware_reason: String,
+    pub disk: DiskPlan,
+    /// The base URL of the answer files as the guest sees it.
+    pub serve_url: String,
+    pub files: Vec<ServedFile>,
+    pub steps: Vec<Step>,
+    pub finish: FinishPlan,
+}
+
+impl Plan {
+    /// What boots; an error while the image is not downloaded yet.
+    pub fn boot(&self) -> Result<&BootPlan, Error> {
+        self.boot.as_ref().ok_or_else(|| {
+            PlanError::NotFetched("the image is not downloaded yet, so its boot menu was not read")
+                .into()
+        })
+    }
+
+    /// The QEMU to run; an error while the portable bundle is not downloaded yet.
+    pub fn qemu(&self) -> Result<&QemuBinary, Error> {
+        match &self.qemu {
+            QemuPlan::Ready(qemu) => Ok(qemu),
+            QemuPlan::Bundle { .. } => {
+                Err(PlanError::NotFetched("the portable QEMU bundle is not downloaded yet").into())
+            }
+        }
+    }
+}
+
+/// Which QEMU runs the install.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum QemuPlan {
+    Ready(QemuBinary),
+    /// No usable QEMU on this machine: the catalog's portable bundle, downloaded, verified and
+    /// unpacked into `cache_dir` by the fetch stage (the install plans again after it).
+    Bundle {
+        fetch: FetchPlan,
+        cache_dir: PathBuf,
+        /// What is wrong with the machine's own QEMU.
+        why: String,
+    },
+}
+
+/// An image to download into the cache and verify.
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchPlan {
+    pub request: Request,
+    /// Whether the cache holds the file already (it is verified again before use).
+    pub cached: bool,
+    /// For a Debian netboot package: where its kernel and initrd are unpacked.
+    pub netboot: Option<NetbootUnpack>,
+}
+
+/// debian-installer's netboot kernel and initrd, unpacked from the fetched `.deb` into the
+/// cache next to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetbootUnpack {
+    /// Debian's major version and architecture, which name the files' directory in the .deb.
+    pub major: String,
+    pub arch: String,
+    pub dir: PathBuf,
+}
+
+impl NetbootUnpack {
+    pub fn kernel(&self) -> PathBuf {
+        self.dir.join("linux")
+    }
+    pub fn initrd(&self) -> PathBuf {
+        self.dir.join("initrd.gz")
+    }
+    /// Unpacked already, from this very .deb (not an older one).
+    pub fn is_unpacked_from(&self, deb: &Path) -> bool {
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        match (
+            modified(&self.kernel()),
+            modified(&self.initrd()),
+            modified(deb),
+        ) {
+            (Some(k), Some(i), Some(d)) => k >= d && i >= d,
+            _ => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BootPlan {
+    /// The installer ISO, attached as a CD-ROM; none for a netboot kernel.
+    pub iso: Option<PathBuf>,
+    /// The ISO's boot-menu entry the kernel comes from.
+    pub entry: Option<BootEntry>,
+    /// Paths on the ISO when there is one, else files on this machine.
+    pub kernel: String,
+    pub initrd: Vec<String>,
+    /// The kernel command line ferry boots with.
+    pub cmdline: String,
+}
+
+impl BootPlan {
+    /// What boots, for progress messages: the menu entry's title or the kernel's file name.
+    pub fn title(&self) -> String {
+        match &self.entry {
+            Some(entry) => entry.title.clone(),
+            None => self
+                .kernel
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AccelPlan {
+    pub first: AccelKind,
+    /// Restart under TCG if the guest stays silent under KVM.
+    pub fallback_to_tcg: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskPlan {
+    pub target: Target,
+    /// Resolved: never `auto`.
+    pub bus: DiskBus,
+    pub bus_reason: String,
+    pub guest_path: String,
+    pub cache: CacheMode,
+    /// Serial number and model shown to the guest (the host disk's).
+    pub serial: Option<String>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServedFile {
+    pub name: String,
+    pub url: String,
+    #[serde(skip)]
+    pub content: Vec<u8>,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub name: String,
+    pub expect: Vec<Pattern>,
+    pub send: Option<String>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub fail: Vec<Pattern>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FinishPlan {
+    #[serde(with = "secs")]
+    pub poweroff_timeout: Duration,
+    pub verify: Option<VerifyPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyPlan {
+    pub expect: Vec<Pattern>,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub fail: Vec<Pattern>,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// Default step timeout when neither the step nor `[defaults]` names one.
+const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Makes the plan. Reads the profile's templates and the image's boot menu; writes nothing.
+pub fn make(
+    profile: &Profile,
+    opts: &Options,
+    facts: &Facts,
+    serve_url: &str,
+) -> Result<Plan, Error> {
+    // Asking QEMU its version takes tens of milliseconds: do it while the rest is planned.
+    let plan = std::thread::scope(|scope| {
+        let qemu = scope.spawn(|| source::locate_qemu(opts));
+        plan_with(profile, opts, facts, serve_url, qemu)
+    })?;
+    let cmdline = plan.boot.as_ref().map(|b| b.cmdline.as_str());
+    tracing::info!(accel = ?plan.accel, ?cmdline, "plan made");
+    Ok(plan)
+}
+
+fn plan_with(
+    profile: &Profile,
+    opts: &Options,
+    facts: &Facts,
+    serve_url: &str,
+    qemu: std::thread::ScopedJoinHandle<'_, Result<QemuPlan, Error>>,
+) -> Result<Plan, Error> {
+    let spec = &profile.spec;
+    let root = opts
+        .host_root
+        .as_deref()
+        .map_or_else(crate::host::Root::system, crate::host::Root::at);
+    let target = Target::inspect_at(&root, &opts.disk, opts.size)?;
+    let vm = vm::shape(spec, opts, facts, target)?;
+    let context = context::template_context(profile, opts, facts, &vm, serve_url)?;
+    let renderer = Renderer::new(&context);
+    let render = |value: &serde_spanned::Spanned<String>| {
+        renderer
+            .render(&profile.location_of(value), value.get_ref())
+            .map_err(Error::from)
+    };
+
+    let fetch = source::image_download(profile, opts)?;
+    let mut boot = source::boot_source(profile, opts, fetch.as_ref())?;
+    let extra = spec
+        .boot
+        .append
+        .as_ref()
+        .map(render)
+        .transpose()?
+        .unwrap_or_default();
+    if let Some(boot) = &mut boot {
+        boot.cmdline = compose_cmdline(&boot.cmdline, &extra);
+    }
+
+    let mut files = Vec::new();
+    for file in &spec.files {
+        let name = file.name.get_ref().clone();
+        let content = match (&file.template, &file.content) {
+            (Some(path), _) => {
+                let (shown, text) = profile.read_template(path.get_ref()).map_err(|e| {
+                    PlanError::field(profile, path, format!("cannot read template: {e}"))
+                })?;
+                renderer.render(&shown, &text)?
+            }
+            (None, Some(inline)) => render(inline)?,
+            (None, None) => unreachable!("checked when the profile was parsed"),
+        };
+        let url = format!("{serve_url}/{name}");
+        files.push(ServedFile {
+            name,
+            url,
+            bytes: content.len(),
+            content: content.into_bytes(),
+        });
+    }
+
+    let default_timeout = spec
+        .defaults
+        .timeout
+        .map_or(STEP_TIMEOUT, |t| t.as_duration());
+    let mut steps = Vec::new();
+    for step in &spec.steps {
+        steps.push(Step {
+            name: step.name.clone(),
+            expect: step.expect.clone(),
+            send: step.send.as_ref().map(render).transpose()?,
+            timeout: step.timeout.map_or(default_timeout, |t| t.as_duration()),
+            fail: spec
+                .defaults
+                .fail
+                .iter()
+                .chain(&step.fail)
+                .cloned()
+                .collect(),
+        });
+    }
+    let verify = &spec.finish.verify;
+    let finish = FinishPlan {
+        poweroff_timeout: spec.finish.poweroff_timeout.as_duration(),
+        verify: verify.enabled.then(|| VerifyPlan {
+            expect: verify.expect.clone(),
+            timeout: verify.timeout.as_duration(),
+            fail: verify.fail.clone(),
+        }),
+    };
+
+    let qemu = qemu.join().expect("the QEMU probe does not panic")?;
+    Ok(Plan {
+        profile: profile.path.clone(),
+        description: spec.description.clone(),
+        fetch,
+        boot,
+        qemu,
+        accel: vm.accel,
+        memory_mib: vm.sizing.memory_mib,
+        memory_reason: vm.sizing.memory_reason,
+        cpus: vm.sizing.cpus,
+        cpus_reason: vm.sizing.cpus_reason,
+        mac: vm.mac,
+        mac_reason: vm.mac_reason,
+        efi_boot_entry: opts.efi_boot_entry,
+        firmware: vm.firmware,
+        firmware_reason: vm.firmware_reason,
+        disk: vm.disk,
+        serve_url: serve_url.to_string(),
+        files,
+        steps,
+        finish,
+    })
+}

@@ -1,0 +1,164 @@
+//! The plan as the operator reads it (`ferry plan`): every choice with its reason.
+
+use serde::Serialize;
+
+use super::{Plan, QemuPlan};
+use crate::profile::Firmware;
+
+/// An enum's name as the profile and plan.json spell it.
+fn name(value: &impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// The plan as the operator reads it: every choice with its reason.
+pub fn render(plan: &Plan) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    line(
+        "profile",
+        format!("{} {}", plan.profile.display(), plan.description),
+    );
+    if let Some(fetch) = &plan.fetch {
+        let state = match fetch.cached {
+            true => "cached; verified again before use",
+            false => "not cached: downloaded before QEMU starts",
+        };
+        line("fetch", format!("{} ({state})", fetch.request.url()));
+        line("checksum", fetch.request.checksum.describe());
+    }
+    match &plan.boot {
+        Some(boot) => {
+            if let Some(iso) = &boot.iso {
+                line("image", iso.display().to_string());
+            }
+            line("boot", format!("{} (kernel {})", boot.title(), boot.kernel));
+            line("cmdline", boot.cmdline.clone());
+        }
+        None => {
+            let fetch = plan
+                .fetch
+                .as_ref()
+                .expect("boot is planned unless an image is fetched");
+            line("image", fetch.request.dest.display().to_string());
+            let boot = match &fetch.netboot {
+                Some(unpack) => format!(
+                    "the package's kernel and initrd, unpacked into {} once downloaded",
+                    unpack.dir.display()
+                ),
+                None => "from the image's boot menu, once downloaded".into(),
+            };
+            line("boot", boot);
+        }
+    }
+    let qemu = match &plan.qemu {
+        QemuPlan::Ready(qemu) => format!(
+            "{} {} ({})",
+            qemu.program.display(),
+            qemu.version,
+            qemu.source
+        ),
+        QemuPlan::Bundle { fetch, why, .. } => format!(
+            "the catalog's portable bundle, downloaded from {} first ({why})",
+            fetch.request.url()
+        ),
+    };
+    line("qemu", qemu);
+    line(
+        "accel",
+        format!("{} ({})", name(&plan.accel.first), plan.accel.reason),
+    );
+    line(
+        "memory",
+        format!("{} MiB ({})", plan.memory_mib, plan.memory_reason),
+    );
+    line("cpus", format!("{} ({})", plan.cpus, plan.cpus_reason));
+    line(
+        "nic mac",
+        format!(
+            "{} ({})",
+            plan.mac.as_deref().unwrap_or("QEMU's default"),
+            plan.mac_reason
+        ),
+    );
+    line(
+        "firmware",
+        format!("{} ({})", name(&plan.firmware), plan.firmware_reason),
+    );
+    line(
+        "disk",
+        format!(
+            "{} on {} as {} (cache {})",
+            plan.disk.target.describe(),
+            name(&plan.disk.bus),
+            plan.disk.guest_path,
+            name(&plan.disk.cache)
+        ),
+    );
+    line("disk bus", plan.disk.bus_reason.clone());
+    if let Some(serial) = &plan.disk.serial {
+        line(
+            "disk id",
+            format!(
+                "serial {serial}, model {}",
+                plan.disk.model.as_deref().unwrap_or("-")
+            ),
+        );
+    }
+    for file in &plan.files {
+        line("serves", format!("{} ({} bytes)", file.url, file.bytes));
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let expect: Vec<String> = step.expect.iter().map(ToString::to_string).collect();
+        let send = step
+            .send
+            .as_deref()
+            .map(|s| format!(" then send {s:?}"))
+            .unwrap_or_default();
+        line(
+            &format!("step {}", i + 1),
+            format!(
+                "{}: wait {}s for {}{send}",
+                step.name,
+                step.timeout.as_secs(),
+                expect.join(" or ")
+            ),
+        );
+    }
+    line(
+        "finish",
+        format!(
+            "wait up to {}s for power-off",
+            plan.finish.poweroff_timeout.as_secs()
+        ),
+    );
+    if plan.firmware == Firmware::Uefi {
+        line(
+            "esp",
+            "ensure EFI/BOOT/BOOTX64.EFI on the ESP (copy the installed loader if missing)".into(),
+        );
+    }
+    if plan.efi_boot_entry {
+        line(
+            "efi entry",
+            "add \\EFI\\BOOT\\BOOTX64.EFI to this machine's firmware with efibootmgr".into(),
+        );
+    }
+    match &plan.finish.verify {
+        Some(v) => {
+            let expect: Vec<String> = v.expect.iter().map(ToString::to_string).collect();
+            line(
+                "verify",
+                format!(
+                    "boot the disk alone, wait {}s for {}",
+                    v.timeout.as_secs(),
+                    expect.join(" or ")
+                ),
+            );
+        }
+        None => line("verify", "skipped".into()),
+    }
+    out
+}

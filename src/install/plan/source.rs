@@ -1,0 +1,295 @@
+//! What runs: the image (a local ISO, a download, or netboot files), the boot-menu entry and
+//! kernel command line, and the QEMU binary.
+
+use std::path::{Path, PathBuf};
+
+use super::{BootPlan, FetchPlan, NetbootUnpack, Options, PlanError, QemuPlan};
+use crate::Error;
+use crate::fetch::{self, Sha256Digest};
+use crate::image::Iso;
+use crate::profile::Profile;
+use crate::qemu::QemuBinary;
+
+/// The serial console argument ferry adds; the last `console=` becomes /dev/console.
+pub const SERIAL_CONSOLE: &str = "console=ttyS0,115200n8";
+
+/// `--qemu`, else a usable `qemu-system-x86_64` on PATH, else the catalog's portable bundle:
+/// unpacked in the cache already, or to be downloaded by the fetch stage.
+pub(super) fn locate_qemu(opts: &Options) -> Result<QemuPlan, Error> {
+    let missing = match QemuBinary::find(opts.qemu.as_deref()) {
+        Ok(qemu) => return Ok(QemuPlan::Ready(qemu)),
+        Err(e) if opts.qemu.is_some() => return Err(e.into()),
+        Err(e) => e,
+    };
+    let catalog = fetch::catalog::Catalog::load(opts.catalog.as_deref())?;
+    let Some(entry) = catalog.qemu_bundle() else {
+        return Err(missing.into());
+    };
+    let why = match missing {
+        crate::qemu::QemuError::Unusable { path, reason } => {
+            format!("{}: {reason}", path.display())
+        }
+        _ => "no qemu-system-x86_64 on PATH".to_string(),
+    };
+    let cache_dir = fetch::cache::cache_dir(opts.cache_dir.as_deref());
+    let digest = entry
+        .sha256
+        .expect("a qemu entry has a sha256 (checked when read)");
+    if let Some(bundle) = crate::qemu::bundle::Bundle::cached(&cache_dir, &digest.to_hex()) {
+        let mut qemu = bundle.qemu_binary()?;
+        qemu.source = format!("{} from the catalog ({why})", qemu.source);
+        return Ok(QemuPlan::Ready(qemu));
+    }
+    let request = entry.request(&cache_dir)?;
+    Ok(QemuPlan::Bundle {
+        fetch: FetchPlan {
+            cached: request.dest.is_file(),
+            request,
+            netboot: None,
+        },
+        cache_dir,
+        why,
+    })
+}
+
+/// A file named on the command line; an error naming the option if it is missing.
+fn existing_arg(option: &str, path: &Path) -> Result<PathBuf, Error> {
+    let full = std::path::absolute(path)?;
+    if !full.is_file() {
+        return Err(PlanError::option(option, path, "no such file").into());
+    }
+    Ok(full)
+}
+
+/// How a `url` or catalog `name` image is downloaded: into the cache, nothing fetched here.
+pub(super) fn image_download(
+    profile: &Profile,
+    opts: &Options,
+) -> Result<Option<FetchPlan>, Error> {
+    let image = &profile.spec.image;
+    let cache_dir = fetch::cache::cache_dir(opts.cache_dir.as_deref());
+    let sha256 = image.sha256.as_ref().map(|hex| {
+        Sha256Digest::parse(hex.get_ref()).expect("checked when the profile was parsed")
+    });
+    if opts.image.is_some() || opts.kernel.is_some() {
+        return Ok(None); // --image or --kernel replaces the profile's image
+    }
+    let request = match (&image.url, &image.name) {
+        (Some(url), _) => fetch::resolve(url.get_ref(), sha256, false, None, &cache_dir)
+            .map_err(|e| PlanError::field(profile, url, e))?,
+        (None, Some(name)) => {
+            let catalog = fetch::catalog::Catalog::load(opts.catalog.as_deref())?;
+            let entry = catalog
+                .get(name.get_ref())
+                .map_err(|e| PlanError::field(profile, name, e))?;
+            let mut request = entry.request(&cache_dir)?;
+            if entry.kind == fetch::catalog::Kind::Qemu {
+                return Err(PlanError::field(
+                    profile,
+                    name,
+                    format!(
+                        "{} is ferry's portable QEMU, not an installer image",
+                        entry.name
+                    ),
+                )
+                .into());
+            }
+            if entry.kind != fetch::catalog::Kind::Iso {
+                let Some(package) = &entry.debian else {
+                    return Err(PlanError::field(
+                        profile,
+                        name,
+                        format!(
+                            "{} holds netboot files ferry cannot unpack; download them and use `kernel` and `initrd`",
+                            entry.name
+                        ),
+                    )
+                    .into());
+                };
+                let dir = PathBuf::from(format!("{}.files", request.dest.display()));
+                let netboot = NetbootUnpack {
+                    major: entry.version.clone(),
+                    arch: package.arch.clone(),
+                    dir,
+                };
+                let cached = request.dest.is_file();
+                return Ok(Some(FetchPlan {
+                    request,
+                    cached,
+                    netboot: Some(netboot),
+                }));
+            }
+            if let Some(digest) = sha256 {
+                request.checksum = fetch::ChecksumSource::Sha256(digest);
+            }
+            request
+        }
+        (None, None) => return Ok(None),
+    };
+    let cached = request.dest.is_file();
+    Ok(Some(FetchPlan {
+        request,
+        cached,
+        netboot: None,
+    }))
+}
+
+/// The kernel, initrd and base command line: from the ISO's boot menu, or netboot files;
+/// `--image` or `--kernel`/`--initrd` replace the profile's `[image]`. `None` for a downloaded
+/// ISO that is not in the cache yet (its menu is read after the fetch).
+pub(super) fn boot_source(
+    profile: &Profile,
+    opts: &Options,
+    download: Option<&FetchPlan>,
+) -> Result<Option<BootPlan>, Error> {
+    let image = &profile.spec.image;
+    if opts.image.is_some() && opts.kernel.is_some() {
+        return Err(PlanError::Options(
+            "--image (an ISO) and --kernel (netboot) exclude each other",
+        )
+        .into());
+    }
+    if opts.initrd.is_some() && opts.kernel.is_none() {
+        return Err(PlanError::Options("--initrd goes with --kernel").into());
+    }
+    if let Some(kernel) = &opts.kernel {
+        let kernel = existing_arg("--kernel", kernel)?;
+        let initrd = opts
+            .initrd
+            .as_deref()
+            .map(|i| existing_arg("--initrd", i))
+            .transpose()?;
+        return Ok(Some(netboot(kernel, initrd, image.cmdline.clone())));
+    }
+    if let Some(download) = download
+        && let Some(unpack) = &download.netboot
+        && opts.image.is_none()
+    {
+        // Netboot files from a package: known once fetched and unpacked.
+        if !(download.cached && unpack.is_unpacked_from(&download.request.dest)) {
+            return Ok(None);
+        }
+        return Ok(Some(netboot(
+            unpack.kernel(),
+            Some(unpack.initrd()),
+            image.cmdline.clone(),
+        )));
+    }
+    let iso_path = match (&opts.image, &image.path, download) {
+        (Some(path), _, _) => Some(existing_arg("--image", path)?),
+        (None, Some(path), _) => Some(existing_file(profile, path)?),
+        (None, None, Some(download)) if download.cached => Some(download.request.dest.clone()),
+        (None, None, Some(_)) => return Ok(None),
+        (None, None, None) => None,
+    };
+    if let Some(iso_path) = iso_path {
+        return iso_boot(profile, iso_path).map(Some);
+    }
+    let kernel = image
+        .kernel
+        .as_ref()
+        .expect("checked when the profile was parsed: path, url, name or kernel");
+    let kernel = existing_file(profile, kernel)?;
+    let initrd = image
+        .initrd
+        .as_ref()
+        .map(|i| existing_file(profile, i))
+        .transpose()?;
+    Ok(Some(netboot(kernel, initrd, image.cmdline.clone())))
+}
+
+fn netboot(kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String) -> BootPlan {
+    BootPlan {
+        iso: None,
+        entry: None,
+        kernel: kernel.display().to_string(),
+        initrd: initrd
+            .into_iter()
+            .map(|i| i.display().to_string())
+            .collect(),
+        cmdline,
+    }
+}
+
+/// The boot-menu entry the profile chose from the ISO at `iso_path`.
+fn iso_boot(profile: &Profile, iso_path: PathBuf) -> Result<BootPlan, Error> {
+    let iso = Iso::open(&iso_path)?;
+    let entries = crate::image::boot_entries(&iso)?;
+    let entry = crate::image::select(&entries, profile.spec.boot.entry.get_ref())?.clone();
+    Ok(BootPlan {
+        iso: Some(iso_path),
+        kernel: entry.kernel.clone(),
+        initrd: entry.initrd.clone(),
+        cmdline: entry.cmdline.clone(),
+        entry: Some(entry),
+    })
+}
+
+/// A file the profile names, made absolute; an error at the profile's position if missing.
+fn existing_file(
+    profile: &Profile,
+    path: &serde_spanned::Spanned<String>,
+) -> Result<PathBuf, Error> {
+    let full = std::path::absolute(profile.resolve(path.get_ref()))?;
+    if !full.is_file() {
+        return Err(PlanError::field(
+            profile,
+            path,
+            format!("{} does not exist{}", full.display(), fixture_hint(&full)),
+        )
+        .into());
+    }
+    Ok(full)
+}
+
+/// The test fixtures are built, not checked in: say how.
+fn fixture_hint(path: &Path) -> &'static str {
+    if path.components().any(|c| c.as_os_str() == "fixtures") {
+        " (build the test fixtures first: scripts/make-fixtures.sh)"
+    } else {
+        ""
+    }
+}
+
+/// The entry's own arguments, the profile's extra ones, and the serial console. Extra
+/// arguments go before a `---` separator (arguments after it are copied into the installed
+/// system by installers such as Debian's); the console goes last, so it becomes /dev/console
+/// and the installed system inherits it.
+pub fn compose_cmdline(entry: &str, extra: &str) -> String {
+    let words: Vec<&str> = entry.split_whitespace().collect();
+    let (before, after) = match words.iter().position(|w| *w == "---") {
+        Some(i) => (&words[..i], Some(&words[i..])),
+        None => (&words[..], None),
+    };
+    let mut out: Vec<&str> = before.to_vec();
+    out.extend(extra.split_whitespace());
+    if let Some(after) = after {
+        out.extend(after);
+    }
+    if out.last() != Some(&SERIAL_CONSOLE) {
+        out.push(SERIAL_CONSOLE);
+    }
+    out.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_goes_last_and_extra_before_separator() {
+        assert_eq!(
+            compose_cmdline("quiet", "url=x"),
+            "quiet url=x console=ttyS0,115200n8"
+        );
+        assert_eq!(
+            compose_cmdline("vga=788 --- quiet", "auto=true url=x"),
+            "vga=788 auto=true url=x --- quiet console=ttyS0,115200n8"
+        );
+        assert_eq!(
+            compose_cmdline("a console=ttyS0,115200n8", ""),
+            "a console=ttyS0,115200n8"
+        );
+        assert_eq!(compose_cmdline("", ""), "console=ttyS0,115200n8");
+    }
+}

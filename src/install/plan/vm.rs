@@ -1,0 +1,302 @@
+//! The VM's shape: firmware, accelerator, memory and CPUs, the NIC's MAC, and how the target
+//! disk is attached — each with the reason it was chosen.
+
+use super::{AccelPlan, DiskPlan, Options, PlanError};
+use crate::Error;
+use crate::host::disk::{Target, TargetKind};
+use crate::host::{BootFirmware, Bus, Facts};
+use crate::profile::{Accel, DiskBus, DiskCache, Firmware, Memory, ProfileSpec};
+use crate::qemu::{AccelKind, CacheMode};
+
+/// The VM-shaping decisions of a plan.
+pub(super) struct Shape {
+    pub firmware: Firmware,
+    pub firmware_reason: String,
+    pub accel: AccelPlan,
+    pub sizing: Sizing,
+    pub mac: Option<String>,
+    pub mac_reason: String,
+    pub disk: DiskPlan,
+}
+
+pub(super) fn shape(
+    spec: &ProfileSpec,
+    opts: &Options,
+    facts: &Facts,
+    target: Target,
+) -> Result<Shape, Error> {
+    let (firmware, firmware_reason) = match opts.firmware.unwrap_or(spec.vm.firmware) {
+        Firmware::Auto => {
+            let fw = if facts.firmware == BootFirmware::Uefi {
+                Firmware::Uefi
+            } else {
+                Firmware::Bios
+            };
+            (
+                fw,
+                format!(
+                    "auto: this host booted through {}",
+                    facts.firmware.as_str().to_uppercase()
+                ),
+            )
+        }
+        fw => (fw, "set by the profile or --firmware".to_string()),
+    };
+    let accel = accel_plan(opts.accel.unwrap_or(spec.vm.accel), facts.kvm_openable);
+    // A download into a cache on tmpfs takes RAM: the install plans again after its fetch
+    // stage, with fresh facts, so `auto` memory is sized from what is left once it is there.
+    let sizing = size_vm(spec.vm.memory, spec.vm.cpus, facts)?;
+    let (bus, bus_reason) = choose_bus(spec.vm.disk_bus, &target);
+    let (serial, model) = match (&target.info, bus) {
+        (Some(info), DiskBus::Nvme | DiskBus::Sata | DiskBus::Scsi) => {
+            (info.serial.clone(), info.model.clone())
+        }
+        _ => (None, None),
+    };
+    let (mac, mac_reason) = match facts.network.primary_nic() {
+        Some(nic) if nic.mac.is_some() => (
+            nic.mac.clone(),
+            format!(
+                "the MAC of {}, the host NIC with the default route",
+                nic.name
+            ),
+        ),
+        _ => (
+            None,
+            "no host NIC with a default route: QEMU's default MAC".to_string(),
+        ),
+    };
+    if opts.efi_boot_entry {
+        check_efi_boot_entry(firmware, facts, &target)?;
+    }
+    let cache = match (spec.vm.disk_cache, target.kind) {
+        (DiskCache::Auto, TargetKind::BlockDevice) | (DiskCache::None, _) => CacheMode::None,
+        (DiskCache::Auto, TargetKind::File) | (DiskCache::Writeback, _) => CacheMode::Writeback,
+        (DiskCache::Unsafe, _) => CacheMode::Unsafe,
+    };
+    let disk = DiskPlan {
+        guest_path: bus.guest_path().to_string(),
+        target,
+        bus,
+        bus_reason,
+        cache,
+        serial,
+        model,
+    };
+    Ok(Shape {
+        firmware,
+        firmware_reason,
+        accel,
+        sizing,
+        mac,
+        mac_reason,
+        disk,
+    })
+}
+
+fn accel_plan(accel: Accel, kvm_openable: bool) -> AccelPlan {
+    match accel {
+        Accel::Tcg => AccelPlan {
+            first: AccelKind::Tcg,
+            fallback_to_tcg: false,
+            reason: "tcg requested".into(),
+        },
+        Accel::Kvm => AccelPlan {
+            first: AccelKind::Kvm,
+            fallback_to_tcg: false,
+            reason: "kvm requested".into(),
+        },
+        Accel::Auto if kvm_openable => AccelPlan {
+            first: AccelKind::Kvm,
+            fallback_to_tcg: true,
+            reason: "auto: /dev/kvm opens; TCG if the guest stays silent under KVM".into(),
+        },
+        Accel::Auto => AccelPlan {
+            first: AccelKind::Tcg,
+            fallback_to_tcg: false,
+            reason: "auto: /dev/kvm cannot be opened".into(),
+        },
+    }
+}
+
+/// VM memory and CPUs, with the reasons.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Sizing {
+    pub memory_mib: u64,
+    pub memory_reason: String,
+    pub cpus: u32,
+    pub cpus_reason: String,
+}
+
+/// What the rescue system keeps for itself under `auto` memory.
+const MARGIN_MIB: u64 = 384;
+const MIN_MIB: u64 = 512;
+const AUTO_MAX_MIB: u64 = 4096;
+
+/// VM memory and CPUs. `auto` memory is the available RAM (files in tmpfs, such as cached
+/// downloads on a rescue system, are not available) minus a margin for the rescue system,
+/// capped.
+fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<Sizing, Error> {
+    let (memory_mib, memory_reason) = match memory {
+        Memory::Mib(mib) => (mib, "set by the profile".to_string()),
+        Memory::Auto => {
+            let available = facts.memory_available_mib;
+            let usable = available.saturating_sub(MARGIN_MIB);
+            let sum = format!(
+                "{available} MiB available − {MARGIN_MIB} MiB kept for the host = {usable} MiB"
+            );
+            if usable < MIN_MIB {
+                return Err(PlanError::Machine(format!(
+                    "not enough memory for the VM: {sum}, at least {MIN_MIB} MiB needed; \
+                     free memory (or tmpfs space), or set [vm] memory"
+                ))
+                .into());
+            }
+            let mib = usable.min(AUTO_MAX_MIB);
+            let cap = if usable > AUTO_MAX_MIB {
+                format!(", capped at {AUTO_MAX_MIB} MiB")
+            } else {
+                String::new()
+            };
+            (mib, format!("auto: {sum}{cap}"))
+        }
+    };
+    let (cpus, cpus_reason) = if cpus == 0 {
+        let n = facts.cpus.clamp(1, 4);
+        (n, format!("auto: {} host CPUs, at most 4", facts.cpus))
+    } else {
+        (cpus, "set by the profile".to_string())
+    };
+    Ok(Sizing {
+        memory_mib,
+        memory_reason,
+        cpus,
+        cpus_reason,
+    })
+}
+
+/// The disk bus: `auto` matches the host disk, so the installed system finds its disk under
+/// the kind of name (and with the serial) it will have on the real machine.
+fn choose_bus(requested: DiskBus, target: &Target) -> (DiskBus, String) {
+    if requested != DiskBus::Auto {
+        return (requested, "set by the profile".to_string());
+    }
+    let Some(info) = &target.info else {
+        return (
+            DiskBus::Virtio,
+            "auto: a disk image file → virtio-blk".to_string(),
+        );
+    };
+    match info.bus {
+        Bus::Nvme => (
+            DiskBus::Nvme,
+            format!(
+                "auto: {} is NVMe → emulated NVMe with its serial",
+                info.name
+            ),
+        ),
+        Bus::Sata => (
+            DiskBus::Sata,
+            format!(
+                "auto: {} is SATA → AHCI (/dev/sdX) with its model and serial",
+                info.name
+            ),
+        ),
+        Bus::Scsi | Bus::Usb => (
+            DiskBus::Scsi,
+            format!(
+                "auto: {} is SCSI → virtio-scsi (/dev/sdX) with its model and serial",
+                info.name
+            ),
+        ),
+        Bus::Virtio => (
+            DiskBus::Virtio,
+            format!("auto: {} is virtio → virtio-blk", info.name),
+        ),
+        Bus::Virtual | Bus::Other => (
+            DiskBus::Virtio,
+            format!(
+                "auto: {} has no hardware bus ({:?}) → virtio-blk",
+                info.name, info.bus
+            )
+            .to_lowercase(),
+        ),
+    }
+}
+
+/// `--efi-boot-entry` needs a UEFI install on a UEFI host, a block device and efibootmgr:
+/// checked before anything is written.
+fn check_efi_boot_entry(firmware: Firmware, facts: &Facts, target: &Target) -> Result<(), Error> {
+    let refuse = |why: &str| {
+        Err(PlanError::Input {
+            at: "--efi-boot-entry".into(),
+            message: why.into(),
+        }
+        .into())
+    };
+    if facts.firmware != BootFirmware::Uefi {
+        return refuse("this host did not boot through UEFI (no /sys/firmware/efi)");
+    }
+    if firmware != Firmware::Uefi {
+        return refuse("the install is not a UEFI install");
+    }
+    if target.kind != crate::host::disk::TargetKind::BlockDevice {
+        return refuse("the target is a disk image file, not a disk of this machine");
+    }
+    if crate::install::esp::efibootmgr().is_none() {
+        return refuse("efibootmgr not found on PATH (Debian: apt-get install efibootmgr)");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Accel, Memory};
+    use crate::qemu::AccelKind;
+
+    fn facts(available: u64, kvm: bool) -> Facts {
+        Facts {
+            hostname: "rescue".into(),
+            firmware: BootFirmware::Bios,
+            cpus: 8,
+            memory_total_mib: available * 2,
+            memory_available_mib: available,
+            kvm_openable: kvm,
+            ..Facts::default()
+        }
+    }
+
+    fn sized(memory: Memory, cpus: u32, available: u64) -> (u64, u32) {
+        let s = size_vm(memory, cpus, &facts(available, false)).unwrap();
+        (s.memory_mib, s.cpus)
+    }
+
+    #[test]
+    fn vm_sizing() {
+        assert_eq!(sized(Memory::Auto, 0, 16000), (4096, 4));
+        assert_eq!(sized(Memory::Auto, 2, 1400), (1016, 2));
+        assert_eq!(sized(Memory::Mib(700), 1, 100), (700, 1));
+        let s = size_vm(Memory::Auto, 0, &facts(1400, false)).unwrap();
+        assert_eq!(
+            s.memory_reason,
+            "auto: 1400 MiB available − 384 MiB kept for the host = 1016 MiB"
+        );
+        let e = size_vm(Memory::Auto, 0, &facts(600, false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("not enough memory for the VM: 600 MiB available − 384 MiB kept for the host = 216 MiB, at least 512 MiB needed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn accelerator_choice() {
+        let p = accel_plan(Accel::Auto, true);
+        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Kvm, true));
+        let p = accel_plan(Accel::Auto, false);
+        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Tcg, false));
+        assert_eq!(accel_plan(Accel::Kvm, false).first, AccelKind::Kvm);
+    }
+}
