@@ -35,7 +35,7 @@ pub enum Event {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(into = "&str", try_from = "String")]
 pub enum State {
     Running,
     Paused,
@@ -53,6 +53,32 @@ impl State {
             State::Failed => "failed",
             State::Interrupted => "interrupted",
         }
+    }
+}
+
+impl State {
+    const ALL: [State; 5] = [
+        State::Running,
+        State::Paused,
+        State::Finished,
+        State::Failed,
+        State::Interrupted,
+    ];
+}
+
+impl From<State> for &'static str {
+    fn from(state: State) -> &'static str {
+        state.as_str()
+    }
+}
+
+impl TryFrom<String> for State {
+    type Error = String;
+    fn try_from(text: String) -> Result<State, String> {
+        State::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| format!("unknown state {text:?}"))
     }
 }
 

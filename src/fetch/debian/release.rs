@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::openpgp::{days_from_civil, format_date};
+use super::openpgp::format_date;
 
 /// How far in the future a `Date:` may lie before the file is refused as "not valid yet"
 /// (a rescue system's clock may be slightly off).
@@ -220,7 +220,11 @@ pub fn parse_date(text: &str) -> Option<SystemTime> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s - offset;
+    let utc = humantime::parse_rfc3339(&format!(
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z"
+    ))
+    .ok()?;
+    let secs = utc.duration_since(UNIX_EPOCH).ok()?.as_secs() as i64 - offset;
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
 }
 
