@@ -6,11 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Live;
-use super::plan::Plan;
+use super::plan::{GuestFirmware, Plan};
 use crate::Error;
 use crate::console::{Console, transcript};
 use crate::image::Iso;
-use crate::profile::Firmware;
 use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, Qemu};
 use crate::run::{Record, RunDir, Stage};
 
@@ -139,7 +138,7 @@ pub fn start_vm(
 pub fn target_disk(plan: &Plan) -> Disk {
     Disk {
         path: plan.disk.target.path.clone(),
-        bus: plan.disk.bus,
+        bus: plan.disk.bus.into(),
         cache: plan.disk.cache,
         serial: plan.disk.serial.clone(),
         model: plan.disk.model.clone(),
@@ -192,13 +191,13 @@ fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, Vec<PathBuf>
 /// SeaBIOS needs nothing; OVMF gets its own copy of the variable store per VM.
 pub fn firmware_files(plan: &Plan, run_dir: &RunDir, vm: &str) -> Result<FirmwareFiles, Error> {
     match plan.firmware {
-        Firmware::Uefi => {
+        GuestFirmware::Uefi => {
             let (code, vars_template) = qemu::find_ovmf_in(plan.qemu()?.firmware_dir.as_deref())?;
             let vars = run_dir.efivars(vm);
             std::fs::copy(&vars_template, &vars)?;
             Ok(FirmwareFiles::Uefi { code, vars })
         }
-        Firmware::Bios | Firmware::Auto => Ok(FirmwareFiles::Bios),
+        GuestFirmware::Bios => Ok(FirmwareFiles::Bios),
     }
 }
 

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use super::boot::Booted;
 use super::esp;
-use super::plan::Plan;
+use super::plan::{GuestFirmware, Plan};
 use crate::Error;
-use crate::profile::Firmware;
 use crate::run::{Record, Stage};
 
 pub fn finish(plan: &Plan, booted: Booted, record: &Record) -> Result<(), Error> {
@@ -42,7 +41,7 @@ pub fn finish(plan: &Plan, booted: Booted, record: &Record) -> Result<(), Error>
 /// For UEFI installs: the removable loader, then the optional firmware entry, each said in a
 /// progress line. Nothing to do for BIOS installs.
 fn uefi(plan: &Plan, record: &Record) -> Result<(), Error> {
-    if plan.firmware != Firmware::Uefi {
+    if plan.firmware != GuestFirmware::Uefi {
         return Ok(());
     }
     let disk = &plan.disk.target.path;

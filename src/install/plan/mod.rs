@@ -20,11 +20,12 @@ use crate::fetch::Request;
 use crate::host::Facts;
 use crate::host::disk::Target;
 use crate::image::BootEntry;
-use crate::profile::{Accel, DiskBus, Firmware, Pattern, Profile, Renderer};
+use crate::profile::{Accel, Firmware, Pattern, Profile, Renderer};
 use crate::qemu::{AccelKind, CacheMode, QemuBinary};
 pub use context::{host_context, partition_prefix};
 pub use render::render;
 pub use source::{SERIAL_CONSOLE, compose_cmdline};
+pub use vm::{GuestBus, GuestFirmware};
 
 /// An install that cannot be planned as asked; each message names the profile field
 /// (`file:line:column`) or the option, and what to do.
@@ -124,7 +125,7 @@ pub struct Plan {
     pub mac_reason: String,
     /// Add a boot entry to the real firmware after the install (`--efi-boot-entry`).
     pub efi_boot_entry: bool,
-    pub firmware: Firmware,
+    pub firmware: GuestFirmware,
     pub firmware_reason: String,
     pub disk: DiskPlan,
     /// The base URL of the answer files as the guest sees it.
@@ -249,8 +250,7 @@ pub struct AccelPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskPlan {
     pub target: Target,
-    /// Resolved: never `auto`.
-    pub bus: DiskBus,
+    pub bus: GuestBus,
     pub bus_reason: String,
     pub guest_path: String,
     pub cache: CacheMode,

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
+use super::GuestFirmware;
 use super::{Plan, QemuPlan};
-use crate::profile::Firmware;
 
 /// An enum's name as the profile and plan.json spell it.
 fn name(value: &impl Serialize) -> String {
@@ -134,7 +134,7 @@ pub fn render(plan: &Plan) -> String {
             plan.finish.poweroff_timeout.as_secs()
         ),
     );
-    if plan.firmware == Firmware::Uefi {
+    if plan.firmware == GuestFirmware::Uefi {
         line(
             "esp",
             "ensure EFI/BOOT/BOOTX64.EFI on the ESP (copy the installed loader if missing)".into(),

@@ -5,12 +5,81 @@ use super::{AccelPlan, DiskPlan, Options, PlanError};
 use crate::Error;
 use crate::host::disk::{Target, TargetKind};
 use crate::host::{BootFirmware, Bus, Facts};
+use serde::Serialize;
+
 use crate::profile::{Accel, DiskBus, DiskCache, Firmware, Memory, ProfileSpec};
 use crate::qemu::{AccelKind, CacheMode};
 
+/// The firmware the VM boots: the profile's `auto` resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "&str")]
+pub enum GuestFirmware {
+    Bios,
+    Uefi,
+}
+
+impl GuestFirmware {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestFirmware::Bios => "bios",
+            GuestFirmware::Uefi => "uefi",
+        }
+    }
+}
+
+impl From<GuestFirmware> for &'static str {
+    fn from(firmware: GuestFirmware) -> &'static str {
+        firmware.as_str()
+    }
+}
+
+/// How the target disk is attached to the VM: the profile's `auto` resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "&str")]
+pub enum GuestBus {
+    Virtio,
+    Sata,
+    Scsi,
+    Nvme,
+}
+
+impl GuestBus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestBus::Virtio => "virtio",
+            GuestBus::Sata => "sata",
+            GuestBus::Scsi => "scsi",
+            GuestBus::Nvme => "nvme",
+        }
+    }
+
+    /// The whole-disk device node the guest's Linux kernel creates.
+    pub fn guest_path(self) -> &'static str {
+        DiskBus::from(self).guest_path()
+    }
+}
+
+impl From<GuestBus> for &'static str {
+    fn from(bus: GuestBus) -> &'static str {
+        bus.as_str()
+    }
+}
+
+/// QEMU's command line takes the profile's kind (never `auto` from here).
+impl From<GuestBus> for DiskBus {
+    fn from(bus: GuestBus) -> DiskBus {
+        match bus {
+            GuestBus::Virtio => DiskBus::Virtio,
+            GuestBus::Sata => DiskBus::Sata,
+            GuestBus::Scsi => DiskBus::Scsi,
+            GuestBus::Nvme => DiskBus::Nvme,
+        }
+    }
+}
+
 /// The VM-shaping decisions of a plan.
 pub(super) struct Shape {
-    pub firmware: Firmware,
+    pub firmware: GuestFirmware,
     pub firmware_reason: String,
     pub accel: AccelPlan,
     pub sizing: Sizing,
@@ -28,9 +97,9 @@ pub(super) fn shape(
     let (firmware, firmware_reason) = match opts.firmware.unwrap_or(spec.vm.firmware) {
         Firmware::Auto => {
             let fw = if facts.firmware == BootFirmware::Uefi {
-                Firmware::Uefi
+                GuestFirmware::Uefi
             } else {
-                Firmware::Bios
+                GuestFirmware::Bios
             };
             (
                 fw,
@@ -40,7 +109,14 @@ pub(super) fn shape(
                 ),
             )
         }
-        fw => (fw, "set by the profile or --firmware".to_string()),
+        Firmware::Bios => (
+            GuestFirmware::Bios,
+            "set by the profile or --firmware".to_string(),
+        ),
+        Firmware::Uefi => (
+            GuestFirmware::Uefi,
+            "set by the profile or --firmware".to_string(),
+        ),
     };
     let accel = accel_plan(opts.accel.unwrap_or(spec.vm.accel), facts.kvm_openable);
     // A download into a cache on tmpfs takes RAM: the install plans again after its fetch
@@ -48,7 +124,7 @@ pub(super) fn shape(
     let sizing = size_vm(spec.vm.memory, spec.vm.cpus, facts)?;
     let (bus, bus_reason) = choose_bus(spec.vm.disk_bus, &target);
     let (serial, model) = match (&target.info, bus) {
-        (Some(info), DiskBus::Nvme | DiskBus::Sata | DiskBus::Scsi) => {
+        (Some(info), GuestBus::Nvme | GuestBus::Sata | GuestBus::Scsi) => {
             (info.serial.clone(), info.model.clone())
         }
         _ => (None, None),
@@ -177,44 +253,49 @@ fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<Sizing, Error> {
 
 /// The disk bus: `auto` matches the host disk, so the installed system finds its disk under
 /// the kind of name (and with the serial) it will have on the real machine.
-fn choose_bus(requested: DiskBus, target: &Target) -> (DiskBus, String) {
-    if requested != DiskBus::Auto {
-        return (requested, "set by the profile".to_string());
+fn choose_bus(requested: DiskBus, target: &Target) -> (GuestBus, String) {
+    let set = |bus| (bus, "set by the profile".to_string());
+    match requested {
+        DiskBus::Virtio => return set(GuestBus::Virtio),
+        DiskBus::Sata => return set(GuestBus::Sata),
+        DiskBus::Scsi => return set(GuestBus::Scsi),
+        DiskBus::Nvme => return set(GuestBus::Nvme),
+        DiskBus::Auto => {}
     }
     let Some(info) = &target.info else {
         return (
-            DiskBus::Virtio,
+            GuestBus::Virtio,
             "auto: a disk image file → virtio-blk".to_string(),
         );
     };
     match info.bus {
         Bus::Nvme => (
-            DiskBus::Nvme,
+            GuestBus::Nvme,
             format!(
                 "auto: {} is NVMe → emulated NVMe with its serial",
                 info.name
             ),
         ),
         Bus::Sata => (
-            DiskBus::Sata,
+            GuestBus::Sata,
             format!(
                 "auto: {} is SATA → AHCI (/dev/sdX) with its model and serial",
                 info.name
             ),
         ),
         Bus::Scsi | Bus::Usb => (
-            DiskBus::Scsi,
+            GuestBus::Scsi,
             format!(
                 "auto: {} is SCSI → virtio-scsi (/dev/sdX) with its model and serial",
                 info.name
             ),
         ),
         Bus::Virtio => (
-            DiskBus::Virtio,
+            GuestBus::Virtio,
             format!("auto: {} is virtio → virtio-blk", info.name),
         ),
         Bus::Virtual | Bus::Other => (
-            DiskBus::Virtio,
+            GuestBus::Virtio,
             format!(
                 "auto: {} has no hardware bus ({:?}) → virtio-blk",
                 info.name, info.bus
@@ -226,7 +307,11 @@ fn choose_bus(requested: DiskBus, target: &Target) -> (DiskBus, String) {
 
 /// `--efi-boot-entry` needs a UEFI install on a UEFI host, a block device and efibootmgr:
 /// checked before anything is written.
-fn check_efi_boot_entry(firmware: Firmware, facts: &Facts, target: &Target) -> Result<(), Error> {
+fn check_efi_boot_entry(
+    firmware: GuestFirmware,
+    facts: &Facts,
+    target: &Target,
+) -> Result<(), Error> {
     let refuse = |why: &str| {
         Err(PlanError::Input {
             at: "--efi-boot-entry".into(),
@@ -237,7 +322,7 @@ fn check_efi_boot_entry(firmware: Firmware, facts: &Facts, target: &Target) -> R
     if facts.firmware != BootFirmware::Uefi {
         return refuse("this host did not boot through UEFI (no /sys/firmware/efi)");
     }
-    if firmware != Firmware::Uefi {
+    if firmware != GuestFirmware::Uefi {
         return refuse("the install is not a UEFI install");
     }
     if target.kind != crate::host::disk::TargetKind::BlockDevice {
