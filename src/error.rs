@@ -61,7 +61,7 @@ impl Error {
             Error::Usage(_) | Error::Profile(_) | Error::Template(_) | Error::Network(_) => 2,
             Error::Disk(e) => e.exit_code(),
             Error::Plan(e) => e.exit_code(),
-            Error::Esp(_) => 28,
+            Error::Esp(e) => e.exit_code(),
             Error::Image(_) | Error::Iso(_) | Error::Fetch(_) => 4,
             Error::Qemu(_) | Error::Process(_) => 5,
             Error::Step {

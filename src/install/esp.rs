@@ -43,6 +43,13 @@ pub enum EspError {
     Efibootmgr { status: String, output: String },
 }
 
+impl EspError {
+    /// The installed disk cannot boot under UEFI as it is (see README.md).
+    pub fn exit_code(&self) -> i32 {
+        28
+    }
+}
+
 /// What the check found or did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct EspReport {
