@@ -6,6 +6,7 @@
 //! ([`cli`]) and maps [`Error`] to an exit code. [`fetch`] downloads and verifies images.
 
 pub mod cli;
+pub mod clock;
 pub mod console;
 pub mod error;
 pub mod fetch;

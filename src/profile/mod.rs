@@ -491,6 +491,27 @@ verify = { expect = ["login:"], timeout = "2m" }
     }
 
     #[test]
+    fn overlong_timeouts_name_the_field_and_the_limit() {
+        let e = error(&format!(
+            "{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"x\"]\ntimeout = \"18446744073709551615s\"\n"
+        ));
+        assert_eq!(
+            e,
+            "p.toml:6:11: duration `18446744073709551615s` is too long: at most 7 days (`7d`)"
+        );
+        let e = error(&format!(
+            "{MINIMAL}[finish]\npoweroff_timeout = \"300000000000y\"\n"
+        ));
+        assert!(e.starts_with("p.toml:4:20: duration `300000000000y` is too long"), "{e}");
+        let e = error(&format!(
+            "{MINIMAL}[finish]\nverify = {{ timeout = \"8d\" }}\n"
+        ));
+        assert!(e.starts_with("p.toml:4:22: duration `8d` is too long"), "{e}");
+        let e = error(&format!("{MINIMAL}[defaults]\ntimeout = \"9999999h\"\n"));
+        assert!(e.starts_with("p.toml:4:11: duration `9999999h` is too long"), "{e}");
+    }
+
+    #[test]
     fn cross_field_errors_have_positions() {
         assert_eq!(
             error("[image]\n"),

@@ -124,14 +124,30 @@ impl Seconds {
     }
 }
 
+impl Seconds {
+    /// The longest timeout a profile may set. No install step waits a week; the bound also
+    /// keeps every deadline (`Instant::now() + timeout`) far from overflowing.
+    pub const MAX: Seconds = Seconds::from_secs(7 * 24 * 3600);
+}
+
+impl FromStr for Seconds {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let too_long = || format!("duration `{text}` is too long: at most 7 days (`7d`)");
+        match humantime::parse_duration(text) {
+            Ok(d) if d <= Seconds::MAX.0 => Ok(Seconds(d)),
+            Ok(_) | Err(humantime::DurationError::NumberOverflow) => Err(too_long()),
+            Err(_) => Err(format!(
+                "invalid duration `{text}`: expected e.g. `30s`, `5m` or `1h 30m`"
+            )),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map(Seconds).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "invalid duration `{text}`: expected e.g. `30s`, `5m` or `1h 30m`"
-            ))
-        })
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -255,6 +271,26 @@ mod tests {
         assert_eq!("1024".parse::<Memory>().unwrap(), Memory::Mib(1024));
         assert!("64M".parse::<Memory>().unwrap_err().contains("too small"));
         assert!("2T".parse::<Memory>().is_err());
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(
+            "7d".parse::<Seconds>().unwrap().as_duration().as_secs(),
+            604_800
+        );
+        for text in ["18446744073709551615s", "300000000000y", "8d", "168h 1s"] {
+            assert_eq!(
+                text.parse::<Seconds>().unwrap_err(),
+                format!("duration `{text}` is too long: at most 7 days (`7d`)")
+            );
+        }
+        assert!(
+            "soon"
+                .parse::<Seconds>()
+                .unwrap_err()
+                .starts_with("invalid duration")
+        );
     }
 
     #[test]
