@@ -20,6 +20,9 @@ const MAX_DIR_SIZE: u64 = 64 << 20;
 const MAX_CONTINUATIONS: usize = 32;
 /// How many directory levels a path may have (guards against loops through `CL` links).
 const MAX_DEPTH: usize = 64;
+/// The largest file [`Iso::read`] takes into memory: boot configs are kilobytes, and an
+/// image's record may claim up to 4 GiB.
+pub const MAX_READ: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IsoError {
@@ -39,6 +42,12 @@ pub enum IsoError {
     NotADirectory { image: PathBuf, path: String },
     #[error("{path} on ISO {image} is a directory, not a file")]
     IsADirectory { image: PathBuf, path: String },
+    #[error("{path} on ISO {image} is {size} bytes, more than the {} MiB ferry reads as a config", MAX_READ >> 20)]
+    TooLarge {
+        image: PathBuf,
+        path: String,
+        size: u64,
+    },
     #[error("{path} on ISO {image} is {what}, which ferry cannot read")]
     Unsupported {
         image: PathBuf,
@@ -191,9 +200,17 @@ impl Iso {
         &self.path
     }
 
-    /// Read a whole file into memory (meant for configs; use [`Iso::extract`] for big files).
+    /// Read a whole file of at most [`MAX_READ`] bytes into memory (meant for configs; use
+    /// [`Iso::extract`] for big files).
     pub fn read(&self, path: &str) -> Result<Vec<u8>, IsoError> {
         let rec = self.file_record(path)?;
+        if rec.size > MAX_READ {
+            return Err(IsoError::TooLarge {
+                image: self.path.clone(),
+                path: path.to_string(),
+                size: rec.size,
+            });
+        }
         let mut buf = vec![0u8; rec.size as usize];
         self.read_at(&mut buf, u64::from(rec.lba) * self.block_size)?;
         Ok(buf)

@@ -502,13 +502,22 @@ verify = { expect = ["login:"], timeout = "2m" }
         let e = error(&format!(
             "{MINIMAL}[finish]\npoweroff_timeout = \"300000000000y\"\n"
         ));
-        assert!(e.starts_with("p.toml:4:20: duration `300000000000y` is too long"), "{e}");
+        assert!(
+            e.starts_with("p.toml:4:20: duration `300000000000y` is too long"),
+            "{e}"
+        );
         let e = error(&format!(
             "{MINIMAL}[finish]\nverify = {{ timeout = \"8d\" }}\n"
         ));
-        assert!(e.starts_with("p.toml:4:22: duration `8d` is too long"), "{e}");
+        assert!(
+            e.starts_with("p.toml:4:22: duration `8d` is too long"),
+            "{e}"
+        );
         let e = error(&format!("{MINIMAL}[defaults]\ntimeout = \"9999999h\"\n"));
-        assert!(e.starts_with("p.toml:4:11: duration `9999999h` is too long"), "{e}");
+        assert!(
+            e.starts_with("p.toml:4:11: duration `9999999h` is too long"),
+            "{e}"
+        );
     }
 
     #[test]
