@@ -779,6 +779,52 @@ pub(crate) mod tests {
         );
     }
 
+    /// Offset of the directory record named `name` (plain ISO 9660 names) in `image`.
+    fn record_offset(image: &[u8], name: &[u8]) -> usize {
+        image
+            .windows(name.len() + 1)
+            .position(|w| w[0] == name.len() as u8 && &w[1..] == name)
+            .expect("record in the image")
+            - 32
+    }
+
+    #[test]
+    fn hostile_records_are_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = build_iso(dir.path(), &[], &[("/boot/grub/grub.cfg", b"menu")]);
+        let mut image = std::fs::read(&path).unwrap();
+        let orig = image.clone();
+        // A config claiming 4 GiB is not read into memory.
+        let cfg = record_offset(&image, b"GRUB.CFG;1");
+        image[cfg + 10..cfg + 14].copy_from_slice(&u32::MAX.to_le_bytes());
+        // A directory whose extent is the root directory: a loop.
+        let boot = record_offset(&image, b"BOOT");
+        let root_lba = Iso::open(&path).unwrap().root.lba;
+        image[boot + 2..boot + 6].copy_from_slice(&root_lba.to_le_bytes());
+        std::fs::write(&path, &image).unwrap();
+
+        let iso = Iso::open(&path).unwrap();
+        let e = iso.read("/BOOT/GRUB/GRUB.CFG").unwrap_err();
+        assert!(matches!(e, IsoError::NotFound { .. }), "{e}");
+        let looped = "/BOOT".repeat(200);
+        let e = iso.read_dir(&looped).unwrap_err();
+        assert!(matches!(e, IsoError::NotFound { .. }), "{e}");
+        assert!(iso.read_dir("/BOOT/BOOT/BOOT").is_ok(), "the loop resolves, bounded");
+
+        // The same claim, reached without the loop.
+        image[boot + 2..boot + 6].copy_from_slice(&orig[boot + 2..boot + 6]);
+        std::fs::write(&path, &image).unwrap();
+        let iso = Iso::open(&path).unwrap();
+        let e = iso.read("/boot/grub/grub.cfg").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "/boot/grub/grub.cfg on ISO {} is 4294967295 bytes, more than the 16 MiB ferry reads as a config",
+                path.display()
+            )
+        );
+    }
+
     #[test]
     fn joliet() {
         let dir = tempfile::tempdir().unwrap();
