@@ -809,7 +809,10 @@ pub(crate) mod tests {
         let looped = "/BOOT".repeat(200);
         let e = iso.read_dir(&looped).unwrap_err();
         assert!(matches!(e, IsoError::NotFound { .. }), "{e}");
-        assert!(iso.read_dir("/BOOT/BOOT/BOOT").is_ok(), "the loop resolves, bounded");
+        assert!(
+            iso.read_dir("/BOOT/BOOT/BOOT").is_ok(),
+            "the loop resolves, bounded"
+        );
 
         // The same claim, reached without the loop.
         image[boot + 2..boot + 6].copy_from_slice(&orig[boot + 2..boot + 6]);

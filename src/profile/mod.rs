@@ -4,6 +4,7 @@
 //! which answer files to serve, which steps drive the installer, and how to finish. Every
 //! value is checked while the file is parsed, so an error points at `file:line:column`.
 
+pub mod input;
 mod template;
 mod values;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+pub use input::{InputError, MAX_INPUT_BYTES, read_text};
 pub use template::{Renderer, TemplateError};
 pub use values::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds, checked_regex};
 
@@ -231,10 +233,7 @@ impl Default for VerifySpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error("cannot read profile {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: InputError },
     #[error("{location}: {message}")]
     Invalid { location: String, message: String },
     #[error(transparent)]
@@ -244,7 +243,7 @@ pub enum ProfileError {
 impl Profile {
     /// Reads and validates a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let source = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let source = read_text(path, MAX_INPUT_BYTES).map_err(|source| ProfileError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -289,8 +288,8 @@ impl Profile {
             };
         }
         let full = self.resolve(relative);
-        let text = std::fs::read_to_string(&full)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", full.display())))?;
+        let text = read_text(&full, MAX_INPUT_BYTES)
+            .map_err(|e| e.into_io(&full.display().to_string()))?;
         Ok((full.display().to_string(), text))
     }
 

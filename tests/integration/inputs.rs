@@ -55,3 +55,67 @@ fn overlong_timeouts_are_refused_at_their_position() {
         assert!(err.trim_end().ends_with(at), "{err}");
     }
 }
+
+/// Runs `cmd`, killing it after `secs` (on main, reading `/dev/zero` never ended).
+fn output_within(cmd: &mut std::process::Command, secs: u64) -> Output {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!(
+                "ferry still running after {secs}s: {:?}",
+                child.wait_with_output()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn device_files_are_refused_at_once_as_profile_or_template() {
+    let scratch = Scratch::new();
+    let mut cmd = ferry();
+    cmd.args(["plan", "/dev/zero", "--disk"])
+        .arg(scratch.disk())
+        .args(["--size", "2G"]);
+    let out = output_within(&mut cmd, 20);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "ferry: error: cannot read profile /dev/zero: not a regular file (a character device); name a file"
+    );
+
+    let iso = crate::support::fixture("build/tiny-isolinux.iso");
+    let profile = scratch.dir.path().join("t.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "[image]\npath = \"{}\"\n[[files]]\nname = \"answers\"\ntemplate = \"/dev/zero\"\n",
+            iso.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = ferry();
+    cmd.arg("plan")
+        .arg(&profile)
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G"]);
+    let out = output_within(&mut cmd, 20);
+    let err = stderr(&out);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("/dev/zero: not a regular file (a character device); name a file"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
