@@ -151,13 +151,11 @@ impl Target {
         if meta.file_type().is_block_device() {
             let devices = BlockDevices::read(root);
             // By device number, so a symlink or a device node outside /dev works too.
-            let name = devices
-                .name_of_dev(meta.rdev())
-                .ok_or_else(|| {
-                    io(std::io::Error::other(
-                        "block device not found in /sys/dev/block",
-                    ))
-                })?;
+            let name = devices.name_of_dev(meta.rdev()).ok_or_else(|| {
+                io(std::io::Error::other(
+                    "block device not found in /sys/dev/block",
+                ))
+            })?;
             let info = whole_disk_info(&devices, path, &name)?;
             check_unused(path, &info)?;
             let size_bytes = block_device_size(path).map_err(io)?;
@@ -471,7 +469,11 @@ mod tests {
         );
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "the image will hold the installed system");
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the image will hold the installed system"
+        );
         let e = Target::inspect(dir.path(), None).unwrap_err();
         assert!(
             e.to_string()
@@ -508,7 +510,10 @@ mod tests {
         let path = dir.path().join("disk.img");
         let t = Target::inspect(&path, Some(999 << 40)).unwrap();
         let e = t.create_if_needed().unwrap_err();
-        assert!(e.to_string().starts_with(&path.display().to_string()), "{e}");
+        assert!(
+            e.to_string().starts_with(&path.display().to_string()),
+            "{e}"
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 

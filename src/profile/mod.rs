@@ -83,7 +83,7 @@ pub struct VmSpec {
     #[serde(default)]
     pub memory: Memory,
     /// Number of virtual CPUs; 0 means one per host core.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::cpus")]
     pub cpus: u32,
     #[serde(default)]
     pub accel: Accel,
@@ -482,6 +482,16 @@ verify = { expect = ["login:"], timeout = "2m" }
             "{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"x\"]\ntimeout = \"soon\"\n"
         ));
         assert!(e.starts_with("p.toml:6:11: invalid duration `soon`"), "{e}");
+        let e = error(&format!("{MINIMAL}[vm]\ncpus = 4096\n"));
+        assert_eq!(
+            e,
+            "p.toml:4:8: cpus = 4096 is too many: at most 255 (0 means one per host CPU)"
+        );
+        let e = error(&format!("{MINIMAL}[vm]\nmemory = \"17179869184G\"\n"));
+        assert_eq!(
+            e,
+            "p.toml:4:10: memory `17179869184G` is too large: at most 1T (`1024G`)"
+        );
         let e = error(&format!("{MINIMAL}[vm]\nmemory = \"lots\"\n"));
         assert!(
             e.starts_with("p.toml:4:10: invalid memory size `lots`"),
