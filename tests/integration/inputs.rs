@@ -119,3 +119,51 @@ fn device_files_are_refused_at_once_as_profile_or_template() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn oversized_vm_and_undersized_images_are_refused() {
+    let scratch = Scratch::new();
+    for (rest, want) in [
+        (
+            "[vm]\nmemory = \"17179869184G\"\n",
+            "p.toml:4:10: memory `17179869184G` is too large: at most 1T (`1024G`)",
+        ),
+        (
+            "[vm]\ncpus = 4096\n",
+            "p.toml:4:8: cpus = 4096 is too many: at most 255 (0 means one per host CPU)",
+        ),
+    ] {
+        let p = profile(&scratch, rest);
+        let out = plan(&scratch, &p, &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.trim_end().ends_with(want), "{err}");
+    }
+    let iso = crate::support::fixture("build/tiny-isolinux.iso");
+    let p = scratch.dir.path().join("ok.toml");
+    std::fs::write(&p, format!("[image]\npath = \"{}\"\n", iso.display())).unwrap();
+    for size in ["1", "511"] {
+        let out = ferry()
+            .arg("plan")
+            .arg(&p)
+            .arg("--disk")
+            .arg(scratch.disk())
+            .args(["--size", size])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "ferry: error: --size {size} B: too small for a disk image; at least 1.0 GiB (no installer fits in less)"
+            )
+        );
+    }
+    // A 0-byte leftover is not silently installed onto.
+    std::fs::write(scratch.disk(), "").unwrap();
+    let out = plan(&scratch, &p, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(21), "{err}");
+    assert!(err.contains("is a disk image of only 0 B"), "{err}");
+}
