@@ -10,6 +10,8 @@ pub mod clock;
 pub mod console;
 pub mod error;
 pub mod fetch;
+#[cfg(test)]
+mod fuzz;
 pub mod host;
 pub mod image;
 pub mod install;
