@@ -246,6 +246,11 @@ fn escape_sequence_stripper() {
         }
         s.finish(&mut out);
         assert!(out.len() <= bytes.len() * 2 + 2, "output bounded by input");
+        assert_eq!(
+            out,
+            crate::console::ansi::strip(bytes),
+            "pieces or whole, the same"
+        );
     });
 }
 
