@@ -184,18 +184,18 @@ impl Target {
                 path: path.to_path_buf(),
             });
         }
-        if meta.len() < MIN_IMAGE_BYTES {
-            return Err(DiskError::ImageTooSmall {
-                path: path.to_path_buf(),
-                size: meta.len(),
-            });
-        }
         if let Some(swaps) = root.read("/proc/swaps")
             && swap_files(&swaps).any(|f| Path::new(f) == canonical)
         {
             return Err(DiskError::Swap {
                 path: path.to_path_buf(),
                 devices: canonical.display().to_string(),
+            });
+        }
+        if meta.len() < MIN_IMAGE_BYTES {
+            return Err(DiskError::ImageTooSmall {
+                path: path.to_path_buf(),
+                size: meta.len(),
             });
         }
         // An image file attached to a loop device that is in use is in use too.
