@@ -24,12 +24,11 @@ pub enum InputError {
 
 impl InputError {
     /// An `io::Error` of the same kind, for readers that speak `io`.
-    pub fn into_io(self, context: &str) -> std::io::Error {
-        let kind = match &self {
-            InputError::Io(e) => e.kind(),
-            _ => std::io::ErrorKind::InvalidInput,
-        };
-        std::io::Error::new(kind, format!("{context}: {self}"))
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            InputError::Io(e) => e,
+            other => std::io::Error::new(std::io::ErrorKind::InvalidInput, other.to_string()),
+        }
     }
 }
 

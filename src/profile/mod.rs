@@ -288,8 +288,10 @@ impl Profile {
             };
         }
         let full = self.resolve(relative);
-        let text = read_text(&full, MAX_INPUT_BYTES)
-            .map_err(|e| e.into_io(&full.display().to_string()))?;
+        let text = read_text(&full, MAX_INPUT_BYTES).map_err(|e| {
+            let e = e.into_io();
+            std::io::Error::new(e.kind(), format!("{}: {e}", full.display()))
+        })?;
         Ok((full.display().to_string(), text))
     }
 
