@@ -549,4 +549,36 @@ mod tests {
         assert_eq!(identity(&soft).unwrap(), id);
         assert_ne!(identity(&other).unwrap(), id);
     }
+
+    #[test]
+    fn a_loop_device_has_its_backing_files_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            println!(
+                "SKIPPED: loop devices unavailable: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let got = identity(Path::new(&dev));
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &dev])
+            .status();
+        assert_eq!(got.unwrap(), identity(&img).unwrap(), "{dev}");
+        assert!(matches!(
+            identity(Path::new("/dev/null")).unwrap(),
+            DiskIdentity::File { .. }
+        ));
+    }
 }
