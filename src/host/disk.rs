@@ -369,6 +369,20 @@ pub enum DiskIdentity {
     Device { rdev: u64 },
 }
 
+impl DiskIdentity {
+    /// A file name for the lock on these bytes.
+    pub fn lock_name(&self) -> String {
+        match self {
+            DiskIdentity::File { dev, ino } => format!("file-{dev:x}-{ino}.lock"),
+            DiskIdentity::Device { rdev } => format!(
+                "dev-{}-{}.lock",
+                nix::sys::stat::major(*rdev),
+                nix::sys::stat::minor(*rdev)
+            ),
+        }
+    }
+}
+
 /// The identity of `path` after symlinks: a hard link to an image and a loop device backed by
 /// it have the image's identity, so two installs onto the same bytes collide on one lock.
 pub fn identity(path: &Path) -> std::io::Result<DiskIdentity> {
@@ -547,6 +561,8 @@ mod tests {
         let id = identity(&img).unwrap();
         assert_eq!(identity(&hard).unwrap(), id);
         assert_eq!(identity(&soft).unwrap(), id);
+        assert_eq!(identity(&hard).unwrap().lock_name(), id.lock_name());
+        assert!(id.lock_name().starts_with("file-"), "{}", id.lock_name());
         assert_ne!(identity(&other).unwrap(), id);
     }
 
