@@ -6,10 +6,13 @@
 //! ([`cli`]) and maps [`Error`] to an exit code. [`fetch`] downloads and verifies images.
 
 pub mod cli;
+pub mod clock;
 pub mod console;
 pub mod doctor;
 pub mod error;
 pub mod fetch;
+#[cfg(test)]
+mod fuzz;
 pub mod host;
 pub mod image;
 pub mod install;

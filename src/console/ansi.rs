@@ -5,13 +5,16 @@
 //! front ends (newt, dialog, bsddialog, GNU screen) wrap around it. [`Stripper`] keeps its
 //! state between calls, so a sequence split across two reads is still removed whole.
 //!
-//! What it does, byte by byte:
+//! Text runs are copied by ferry itself (found with `memchr`, in bulk: the cost per byte is
+//! close to a `memcpy` when escape sequences and carriage returns are sparse, and bytes that
+//! are not UTF-8 pass unchanged). Escape sequences are parsed by the `vte` crate's parser (the
+//! one `vt100` renders the screen with); ferry decides what each one leaves behind:
 //!
 //! - CSI `ESC [ params final` is removed. Cursor positioning (`H`, `f`, `d`) and next/previous
 //!   line (`E`, `F`) become a `\n`, so text from different screen rows does not glue together;
 //!   cursor-forward (`C`, used by curses to skip over blanks) becomes one space.
 //! - OSC `ESC ] ... BEL` / `ESC ] ... ESC \` and the other string sequences (DCS `ESC P`, SOS
-//!   `ESC X`, PM `ESC ^`, APC `ESC _`) are removed. A string longer than 4 KiB is treated as
+//!   `ESC X`, PM `ESC ^`, APC `ESC _`) are removed. A sequence longer than 4 KiB is treated as
 //!   garbage: the stripper gives up on it and goes back to text.
 //! - `ESC intermediates final` (charset switches `ESC ( 0` / `ESC ( B`, `ESC # 8`, ...) and
 //!   2-byte sequences `ESC X` are removed (`ESC E`, next line, becomes a `\n`). While G0 is the
@@ -20,47 +23,94 @@
 //! - NUL is dropped; `\r\n` (and `\r\r\n`) become `\n`; a lone `\r` becomes `\n` too, so each
 //!   redraw of a progress line is a line of its own. A `\r` at the end of a chunk is held until
 //!   the next byte shows whether a `\n` follows.
-//! - A control byte (other than ESC) inside an escape sequence aborts the sequence and is then
-//!   handled as ordinary input; everything else (text, `\n`, `\t`, UTF-8) is copied unchanged.
-//!
-//! Text runs are found with `memchr` and copied in bulk: the cost per byte is close to a
-//! `memcpy` when escape sequences and carriage returns are sparse.
+//! - A control byte (other than ESC) or a non-ASCII byte inside a CSI or ESC sequence aborts
+//!   the sequence and is then handled as ordinary input (a terminal would execute it inside
+//!   the sequence; on a serial console it is far more often a sequence cut short). Inside a
+//!   string sequence, BEL ends it.
 
-use memchr::{memchr2, memchr3};
+use memchr::memchr3;
 
 const ESC: u8 = 0x1b;
 const CR: u8 = b'\r';
 const NUL: u8 = 0;
 const BEL: u8 = 0x07;
 
-/// Longest string sequence (OSC, DCS, ...) the stripper swallows before giving up on it.
+/// Longest escape sequence the stripper swallows before giving up on it.
 const MAX_STRING: usize = 4096;
 
+/// Which kind of escape sequence is open, as far as ferry's rules need to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Ground,
-    /// After ESC.
+enum Open {
+    /// After ESC, possibly with intermediates.
     Esc,
-    /// After ESC and one or more intermediate bytes (0x20..=0x2F); `inter` holds the first.
-    EscInter,
     /// Inside `ESC [`.
     Csi,
     /// Inside a string sequence (OSC, DCS, SOS, PM, APC).
     Str,
-    /// ESC seen inside a string sequence: `\` ends it.
-    StrEsc,
+}
+
+/// What the `vte` parser reported for the byte just fed.
+#[derive(Debug, Default)]
+struct Report {
+    /// The sequence is complete.
+    done: bool,
+    /// The parser was already back at text: the byte was not part of the sequence.
+    printed: bool,
+    newline: bool,
+    space: bool,
+    /// `ESC ( X`: G0 is now line drawing (`0`) or not.
+    graphics: Option<bool>,
+}
+
+impl vte::Perform for Report {
+    fn print(&mut self, _c: char) {
+        self.printed = true;
+    }
+
+    fn execute(&mut self, byte: u8) {
+        // CAN and SUB cancel a sequence.
+        if matches!(byte, 0x18 | 0x1a) {
+            self.done = true;
+        }
+    }
+
+    fn csi_dispatch(&mut self, _: &vte::Params, _: &[u8], _: bool, action: char) {
+        self.done = true;
+        match action {
+            'H' | 'f' | 'd' | 'E' | 'F' => self.newline = true,
+            'C' => self.space = true,
+            _ => {}
+        }
+    }
+
+    fn esc_dispatch(&mut self, intermediates: &[u8], _: bool, byte: u8) {
+        self.done = true;
+        match intermediates.first() {
+            None if byte == b'E' => self.newline = true,
+            Some(b'(') => self.graphics = Some(byte == b'0'),
+            _ => {}
+        }
+    }
+
+    fn osc_dispatch(&mut self, _: &[&[u8]], bell_terminated: bool) {
+        // Ended by ESC, the ESC starts the next sequence (`\` completes it as ST).
+        if bell_terminated {
+            self.done = true;
+        }
+    }
 }
 
 /// A streaming escape-sequence stripper; see the module documentation.
-#[derive(Debug, Clone)]
 pub struct Stripper {
-    state: State,
+    parser: vte::Parser,
+    /// The escape sequence being read, if any.
+    open: Option<Open>,
+    /// Bytes of the open sequence so far.
+    len: usize,
     /// A `\r` was seen and not yet resolved into a `\n`.
     cr: bool,
     /// G0 is the DEC special graphics (line drawing) set.
     graphics: bool,
-    inter: u8,
-    str_len: usize,
 }
 
 impl Default for Stripper {
@@ -72,11 +122,11 @@ impl Default for Stripper {
 impl Stripper {
     pub fn new() -> Stripper {
         Stripper {
-            state: State::Ground,
+            parser: vte::Parser::new(),
+            open: None,
+            len: 0,
             cr: false,
             graphics: false,
-            inter: 0,
-            str_len: 0,
         }
     }
 
@@ -85,128 +135,93 @@ impl Stripper {
         out.reserve(input.len() + 1);
         let mut i = 0;
         while i < input.len() {
-            match self.state {
-                State::Ground => {
-                    let rest = &input[i..];
-                    let n = memchr3(ESC, CR, NUL, rest).unwrap_or(rest.len());
-                    if n > 0 {
-                        self.text(&rest[..n], out);
-                        i += n;
-                        if i == input.len() {
-                            break;
-                        }
-                    }
-                    match input[i] {
-                        ESC => self.state = State::Esc,
-                        // The common `\r\n`, handled at once.
-                        CR if !self.cr && input.get(i + 1) == Some(&b'\n') => {
-                            out.push(b'\n');
-                            i += 1;
-                        }
-                        CR => self.cr = true,
-                        _ => {} // NUL
-                    }
-                    i += 1;
-                }
-                State::Esc => {
-                    let b = input[i];
-                    match b {
-                        b'[' => self.state = State::Csi,
-                        b']' | b'P' | b'X' | b'^' | b'_' => {
-                            self.state = State::Str;
-                            self.str_len = 0;
-                        }
-                        0x20..=0x2f => {
-                            self.inter = b;
-                            self.state = State::EscInter;
-                        }
-                        0x30..=0x7e => {
-                            if b == b'E' {
-                                self.newline(out);
-                            }
-                            self.state = State::Ground;
-                        }
-                        ESC => {}
-                        _ => {
-                            // A control byte (or a non-ASCII byte) aborts the sequence and is
-                            // handled as input.
-                            self.state = State::Ground;
-                            continue;
-                        }
-                    }
-                    i += 1;
-                }
-                State::EscInter => {
-                    let b = input[i];
-                    match b {
-                        0x20..=0x2f => {}
-                        0x30..=0x7e => {
-                            if self.inter == b'(' {
-                                self.graphics = b == b'0';
-                            }
-                            self.state = State::Ground;
-                        }
-                        _ => {
-                            self.state = State::Ground;
-                            continue;
-                        }
-                    }
-                    i += 1;
-                }
-                State::Csi => {
-                    let b = input[i];
-                    match b {
-                        0x20..=0x3f => {}
-                        0x40..=0x7e => {
-                            match b {
-                                b'H' | b'f' | b'd' | b'E' | b'F' => self.newline(out),
-                                b'C' => self.text(b" ", out),
-                                _ => {}
-                            }
-                            self.state = State::Ground;
-                        }
-                        _ => {
-                            self.state = State::Ground;
-                            continue;
-                        }
-                    }
-                    i += 1;
-                }
-                State::Str => {
-                    let rest = &input[i..];
-                    // Look no further than the cap (`str_len <= MAX_STRING` here).
-                    let limit = rest.len().min(MAX_STRING + 1 - self.str_len);
-                    match memchr2(BEL, ESC, &rest[..limit]) {
-                        Some(n) => {
-                            self.state = if rest[n] == BEL {
-                                State::Ground
-                            } else {
-                                State::StrEsc
-                            };
-                            i += n + 1;
-                        }
-                        None => {
-                            self.str_len += limit;
-                            i += limit;
-                            if self.str_len > MAX_STRING {
-                                // Not a real string sequence: stop swallowing (what was
-                                // swallowed is lost, the rest is text again).
-                                self.state = State::Ground;
-                            }
-                        }
+            let Some(open) = self.open else {
+                let rest = &input[i..];
+                let n = memchr3(ESC, CR, NUL, rest).unwrap_or(rest.len());
+                if n > 0 {
+                    self.text(&rest[..n], out);
+                    i += n;
+                    if i == input.len() {
+                        break;
                     }
                 }
-                State::StrEsc => {
-                    if input[i] == b'\\' {
-                        self.state = State::Ground;
+                match input[i] {
+                    ESC => {
+                        self.parser = vte::Parser::new();
+                        self.step(ESC, Open::Esc, out);
+                    }
+                    // The common `\r\n`, handled at once.
+                    CR if !self.cr && input.get(i + 1) == Some(&b'\n') => {
+                        out.push(b'\n');
                         i += 1;
-                    } else {
-                        // ESC not followed by `\` ends the string and starts a new sequence.
-                        self.state = State::Esc;
+                    }
+                    CR => self.cr = true,
+                    _ => {} // NUL
+                }
+                i += 1;
+                continue;
+            };
+            let b = input[i];
+            let foreign = (b < 0x20 && b != ESC) || b >= 0x7f;
+            match (open, b) {
+                (Open::Str, BEL) => self.open = None,
+                // A string's body is swallowed here; the parser sees only what ends it.
+                (Open::Str, _) if b != ESC => {
+                    self.len += 1;
+                    if self.len > MAX_STRING {
+                        // Not a real string: what was swallowed is lost, the rest is text.
+                        self.open = None;
+                    }
+                }
+                _ if foreign => {
+                    // Handled as input: not consumed here.
+                    self.open = None;
+                    continue;
+                }
+                _ => {
+                    let next = match (open, b) {
+                        (_, ESC) => Open::Esc,
+                        (Open::Esc, b'[') => Open::Csi,
+                        (Open::Esc, b']' | b'P' | b'X' | b'^' | b'_') => Open::Str,
+                        _ => open,
+                    };
+                    if self.step(b, next, out) {
+                        continue;
                     }
                 }
             }
+            i += 1;
         }
+    }
+
+    /// Feeds one byte of a sequence to the parser and applies what it completes. Returns
+    /// true when the byte was not part of the sequence (the parser had silently returned to
+    /// text): then it is to be handled as text.
+    fn step(&mut self, b: u8, next: Open, out: &mut Vec<u8>) -> bool {
+        let mut report = Report::default();
+        self.parser.advance(&mut report, &[b]);
+        if report.printed {
+            self.open = None;
+            return true;
+        }
+        if next != self.open.unwrap_or(Open::Esc) || b == ESC {
+            self.len = 0;
+        }
+        self.len += 1;
+        self.open = Some(next);
+        if report.done || self.len > MAX_STRING {
+            self.open = None;
+        }
+        if report.newline {
+            self.newline(out);
+        }
+        if report.space {
+            self.text(b" ", out);
+        }
+        if let Some(g) = report.graphics {
+            self.graphics = g;
+        }
+        false
     }
 
     /// Text that is output after the stripper is done with the stream: a held `\r`.
@@ -214,7 +229,7 @@ impl Stripper {
         if self.cr {
             self.newline(out);
         }
-        self.state = State::Ground;
+        self.open = None;
     }
 
     fn newline(&mut self, out: &mut Vec<u8>) {

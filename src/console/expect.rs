@@ -335,7 +335,7 @@ impl Console {
     pub fn expect(&mut self, e: &Expectation) -> Result<Matched, ExpectError> {
         let matcher = Matcher::new(e)?;
         let started = Instant::now();
-        let deadline = started + e.timeout;
+        let deadline = crate::clock::deadline_from(started, e.timeout);
         let mut from = self.base;
         loop {
             if let Some((id, range)) = matcher.find(&self.buf, from) {
@@ -487,7 +487,7 @@ impl Console {
     /// Drains the console until the stream ends (QEMU exited), for up to `timeout`. The output
     /// is still recorded by the sinks and kept in the window.
     pub fn wait_closed(&mut self, timeout: Duration) -> Result<(), ExpectError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::deadline(timeout);
         while !self.closed {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {

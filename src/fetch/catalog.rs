@@ -216,7 +216,8 @@ fn read_dir(dir: &Path) -> Result<Vec<(PathBuf, String)>, FetchError> {
     for entry in listing {
         let path = entry.map_err(|e| FetchError::io(dir, e))?.path();
         if path.extension().is_some_and(|x| x == "toml") {
-            let text = std::fs::read_to_string(&path).map_err(|e| FetchError::io(&path, e))?;
+            let text = crate::profile::read_text(&path, crate::profile::MAX_INPUT_BYTES)
+                .map_err(|e| FetchError::io(&path, e.into_io()))?;
             files.push((path, text));
         }
     }

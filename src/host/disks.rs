@@ -247,7 +247,7 @@ impl BlockDevices {
     }
 
     /// The kernel name of device number `dev` (from /sys/dev/block/MAJOR:MINOR).
-    fn name_of_dev(&self, dev: u64) -> Option<String> {
+    pub fn name_of_dev(&self, dev: u64) -> Option<String> {
         let (major, minor) = (
             (dev >> 8) & 0xfff | (dev >> 32) & !0xfff,
             dev & 0xff | (dev >> 12) & !0xff,

@@ -167,7 +167,7 @@ fn run_probe(qemu: &QemuBinary, accel: AccelKind, timeout: Duration) -> Result<(
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", qemu.program.display()))?;
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::clock::deadline(timeout);
     let outcome = loop {
         if read_probe_output(&serial)
             .windows(PROBE_LINE.len())

@@ -226,6 +226,49 @@ impl Facts {
     pub fn disk(&self, name: &str) -> Option<&DiskInfo> {
         self.disks.iter().find(|d| d.name == name)
     }
+
+    /// Whether this host can run a VM of this shape: memory a profile sets must leave
+    /// [`HOST_RESERVE_MIB`] of the host's total for the rescue system, and vCPUs may not
+    /// outnumber the CPUs ferry may use. (`auto` memory and `cpus = 0` are sized from these
+    /// facts, so they always fit.)
+    pub fn check_vm_shape(
+        &self,
+        memory: crate::profile::Memory,
+        cpus: u32,
+    ) -> Result<(), ShapeError> {
+        if let crate::profile::Memory::Mib(mib) = memory {
+            let usable = self.memory_total_mib.saturating_sub(HOST_RESERVE_MIB);
+            if mib > usable {
+                return Err(ShapeError::Memory {
+                    requested: mib,
+                    total: self.memory_total_mib,
+                });
+            }
+        }
+        if cpus > self.cpus {
+            return Err(ShapeError::Cpus {
+                requested: cpus,
+                host: self.cpus,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Memory the rescue system keeps for itself when a VM's memory is checked against the host.
+pub const HOST_RESERVE_MIB: u64 = 384;
+
+/// A VM shape this host cannot run.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    #[error(
+        "[vm] memory = {requested} MiB is more than this host can give: {total} MiB in all, {HOST_RESERVE_MIB} MiB kept for the host; lower it or use `auto`"
+    )]
+    Memory { requested: u64, total: u64 },
+    #[error(
+        "[vm] cpus = {requested} is more than the {host} CPUs of this host; lower it (0 means one per host CPU)"
+    )]
+    Cpus { requested: u32, host: u32 },
 }
 
 fn read_cpu(root: &Root) -> Cpu {
@@ -276,6 +319,32 @@ fn meminfo_kib(meminfo: &str, key: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vm_shape_against_the_host() {
+        use crate::profile::Memory;
+        let facts = Facts {
+            cpus: 24,
+            memory_total_mib: 24 * 1024,
+            ..Facts::default()
+        };
+        assert_eq!(
+            facts
+                .check_vm_shape(Memory::Mib(64 * 1024), 1)
+                .unwrap_err()
+                .to_string(),
+            "[vm] memory = 65536 MiB is more than this host can give: 24576 MiB in all, 384 MiB kept for the host; lower it or use `auto`"
+        );
+        assert_eq!(
+            facts
+                .check_vm_shape(Memory::Auto, 4096)
+                .unwrap_err()
+                .to_string(),
+            "[vm] cpus = 4096 is more than the 24 CPUs of this host; lower it (0 means one per host CPU)"
+        );
+        assert!(facts.check_vm_shape(Memory::Mib(16 * 1024), 24).is_ok());
+        assert!(facts.check_vm_shape(Memory::Auto, 0).is_ok());
+    }
 
     #[test]
     fn meminfo_parsing() {

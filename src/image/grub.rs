@@ -11,39 +11,50 @@
 
 use std::collections::HashMap;
 
-use super::{BootEntry, MenuKind, normalize_path, parent_dir, split_initrd_args};
+use super::{
+    BootEntry, MAX_EXPANDED_BYTES, MAX_MENU_DEPTH, MAX_MENU_ITEMS, MAX_VARIABLE_BYTES, MenuError,
+    MenuKind, ReadBudget, VARIABLE_OVERHEAD, normalize_path, parent_dir, split_initrd_args,
+};
 
 /// Nesting limit for `source`/`configfile`.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// Parse the GRUB config at `config_path`; `read` returns a file's text (the config itself
-/// and anything it sources), or `None` when it does not exist.
-pub fn parse(config_path: &str, read: &mut dyn FnMut(&str) -> Option<String>) -> Vec<BootEntry> {
+/// and anything it sources), or `None` when it does not exist. A config past the bounds of
+/// [`super`] (nesting, size, entries, variables) is an error.
+pub fn parse(
+    config_path: &str,
+    read: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<Vec<BootEntry>, MenuError> {
     let config_path = normalize_path("/", config_path);
     let mut p = Parser {
         read,
+        budget: ReadBudget::default(),
         entries: Vec::new(),
         depth: 0,
+        nesting: 0,
+        items: 0,
+        expand_left: MAX_EXPANDED_BYTES,
     };
-    let mut vars = HashMap::new();
+    let mut vars = Vars::default();
     let dir = parent_dir(&config_path);
-    vars.insert("prefix".to_string(), dir.clone());
-    vars.insert("config_directory".to_string(), dir);
+    vars.set("prefix", dir.clone(), &config_path)?;
+    vars.set("config_directory", dir, &config_path)?;
     let mut items = Vec::new();
     let mut target = Target::Menu {
         items: &mut items,
         path: Vec::new(),
     };
-    p.file(&config_path, &mut vars, &mut target);
+    p.file(&config_path, &mut vars, &mut target)?;
 
     // GRUB boots `default` (an index, title or id, `>`-separated through submenus), else
     // the first item.
-    let spec = vars.get("default").map(|s| s.trim()).unwrap_or("");
+    let spec = vars.get("default").trim();
     let chosen = resolve_default(&items, spec).or_else(|| resolve_default(&items, "0"));
     if let Some(i) = chosen {
         p.entries[i].is_default = true;
     }
-    p.entries
+    Ok(p.entries)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -229,25 +240,30 @@ struct Cmd {
     block: Option<Vec<Cmd>>,
 }
 
-fn parse_cmds(toks: &[Tok]) -> Vec<Cmd> {
+/// The commands of a file; `None` when its blocks nest deeper than [`MAX_MENU_DEPTH`].
+fn parse_cmds(toks: &[Tok]) -> Option<Vec<Cmd>> {
     let mut i = 0;
-    parse_block(toks, &mut i, false)
+    parse_block(toks, &mut i, 0)
 }
 
-fn parse_block(toks: &[Tok], i: &mut usize, nested: bool) -> Vec<Cmd> {
+/// The commands up to the `}` closing a block `depth` levels deep (0: the file).
+fn parse_block(toks: &[Tok], i: &mut usize, depth: usize) -> Option<Vec<Cmd>> {
+    if depth > MAX_MENU_DEPTH {
+        return None;
+    }
     let mut cmds = Vec::new();
     while *i < toks.len() {
         match &toks[*i] {
             Tok::Sep => *i += 1,
             Tok::Close => {
                 *i += 1;
-                if nested {
-                    return cmds;
+                if depth > 0 {
+                    return Some(cmds);
                 }
             }
             Tok::Open => {
                 *i += 1;
-                let block = parse_block(toks, i, true);
+                let block = parse_block(toks, i, depth + 1)?;
                 cmds.push(Cmd {
                     words: Vec::new(),
                     block: Some(block),
@@ -273,13 +289,13 @@ fn parse_block(toks: &[Tok], i: &mut usize, nested: bool) -> Vec<Cmd> {
                 }
                 if toks.get(j) == Some(&Tok::Open) {
                     *i = j + 1;
-                    block = Some(parse_block(toks, i, true));
+                    block = Some(parse_block(toks, i, depth + 1)?);
                 }
                 cmds.push(Cmd { words, block });
             }
         }
     }
-    cmds
+    Some(cmds)
 }
 
 /// The text of a word without variables, if it has none.
@@ -294,28 +310,75 @@ fn literal(word: &Word) -> Option<String> {
     Some(s)
 }
 
-type Vars = HashMap<String, String>;
+/// The variables of a scope, with their size against [`MAX_VARIABLE_BYTES`].
+#[derive(Debug, Clone, Default)]
+struct Vars {
+    map: HashMap<String, String>,
+    bytes: usize,
+}
+
+impl Vars {
+    /// A variable's value; unknown variables are empty.
+    fn get(&self, name: &str) -> &str {
+        self.map.get(name).map_or("", String::as_str)
+    }
+
+    fn set(&mut self, name: &str, value: String, config: &str) -> Result<(), MenuError> {
+        let old = self.map.get(name).map_or(0, |v| cost(name, v));
+        let bytes = self.bytes - old + cost(name, &value);
+        if bytes > MAX_VARIABLE_BYTES {
+            return Err(MenuError::VariablesTooLarge {
+                config: config.to_string(),
+                name: name.chars().take(64).collect(),
+            });
+        }
+        self.bytes = bytes;
+        self.map.insert(name.to_string(), value);
+        Ok(())
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some(value) = self.map.remove(name) {
+            self.bytes -= cost(name, &value);
+        }
+    }
+}
+
+fn cost(name: &str, value: &str) -> usize {
+    name.len() + value.len() + VARIABLE_OVERHEAD
+}
+
+/// Takes `n` bytes from what expansion may still produce; `None` once that is spent.
+fn spend(left: &mut usize, n: usize) -> Option<()> {
+    *left = left.checked_sub(n)?;
+    Some(())
+}
 
 /// Expand a word into fields: unquoted variables split on whitespace, like GRUB does.
-fn expand(word: &Word, vars: &Vars) -> Vec<String> {
+/// `None` when the text would exceed what is `left` of the expansion budget.
+fn expand(word: &Word, vars: &Vars, left: &mut usize) -> Option<Vec<String>> {
     let mut fields = Vec::new();
     let mut cur = String::new();
     let mut valid = false;
     for p in word {
         match p {
             Piece::Lit(l) => {
+                spend(left, l.len())?;
                 cur.push_str(l);
                 valid = true;
             }
             Piece::Var { name, quoted: true } => {
-                cur.push_str(vars.get(name).map_or("", String::as_str));
+                let value = vars.get(name);
+                spend(left, value.len())?;
+                cur.push_str(value);
                 valid = true;
             }
             Piece::Var {
                 name,
                 quoted: false,
             } => {
-                let value = vars.get(name).map_or("", String::as_str);
+                let value = vars.get(name);
+                spend(left, value.len())?;
                 if value.starts_with(char::is_whitespace) && valid {
                     fields.push(std::mem::take(&mut cur));
                     valid = false;
@@ -337,21 +400,21 @@ fn expand(word: &Word, vars: &Vars) -> Vec<String> {
     if valid {
         fields.push(cur);
     }
-    fields
-}
-
-fn expand_all(words: &[Word], vars: &Vars) -> Vec<String> {
-    words.iter().flat_map(|w| expand(w, vars)).collect()
+    Some(fields)
 }
 
 /// Expand a word without splitting (for `set`).
-fn expand_joined(word: &Word, vars: &Vars) -> String {
-    word.iter()
-        .map(|p| match p {
+fn expand_joined(word: &Word, vars: &Vars, left: &mut usize) -> Option<String> {
+    let mut out = String::new();
+    for p in word {
+        let text = match p {
             Piece::Lit(l) => l.as_str(),
-            Piece::Var { name, .. } => vars.get(name).map_or("", String::as_str),
-        })
-        .collect()
+            Piece::Var { name, .. } => vars.get(name),
+        };
+        spend(left, text.len())?;
+        out.push_str(text);
+    }
+    Some(out)
 }
 
 /// A path on the ISO: `($root)/x`, `(cd0)/x`, `(hd0,msdos1)/x` → `/x`, normalized.
@@ -475,28 +538,68 @@ enum Target<'a> {
 
 struct Parser<'r> {
     read: &'r mut dyn FnMut(&str) -> Option<String>,
+    budget: ReadBudget,
     entries: Vec<BootEntry>,
+    /// `source`/`configfile` nesting, against [`MAX_INCLUDE_DEPTH`].
     depth: usize,
+    /// Blocks and includes being executed, against [`MAX_MENU_DEPTH`].
+    nesting: usize,
+    /// Menu items so far, against [`MAX_MENU_ITEMS`].
+    items: usize,
+    /// What variable expansion may still produce ([`MAX_EXPANDED_BYTES`]).
+    expand_left: usize,
 }
 
 impl Parser<'_> {
-    fn file(&mut self, path: &str, vars: &mut Vars, target: &mut Target) {
+    fn file(&mut self, path: &str, vars: &mut Vars, target: &mut Target) -> Result<(), MenuError> {
         if self.depth >= MAX_INCLUDE_DEPTH {
-            return;
+            return Ok(());
         }
-        let Some(text) = (self.read)(path) else {
-            return;
+        let Some(text) = self.budget.read(self.read, path)? else {
+            return Ok(());
         };
-        let cmds = parse_cmds(&lex(&text));
+        let cmds = parse_cmds(&lex(&text)).ok_or_else(|| too_deep(path))?;
         self.depth += 1;
-        self.exec(&cmds, path, vars, target);
+        let done = self.exec(&cmds, path, vars, target);
         self.depth -= 1;
+        done
     }
 
-    fn exec(&mut self, cmds: &[Cmd], config: &str, vars: &mut Vars, target: &mut Target) {
-        for cmd in cmds {
-            self.exec_one(&cmd.words, cmd.block.as_deref(), config, vars, target);
+    /// Runs a file's commands or a block's, one nesting level deeper.
+    fn exec(
+        &mut self,
+        cmds: &[Cmd],
+        config: &str,
+        vars: &mut Vars,
+        target: &mut Target,
+    ) -> Result<(), MenuError> {
+        if self.nesting >= MAX_MENU_DEPTH {
+            return Err(too_deep(config));
         }
+        self.nesting += 1;
+        let done = cmds.iter().try_for_each(|cmd| {
+            self.exec_one(&cmd.words, cmd.block.as_deref(), config, vars, target)
+        });
+        self.nesting -= 1;
+        done
+    }
+
+    /// Expands words into arguments, within the expansion budget.
+    fn args(
+        &mut self,
+        words: &[Word],
+        vars: &Vars,
+        config: &str,
+    ) -> Result<Vec<String>, MenuError> {
+        let mut out = Vec::new();
+        for w in words {
+            out.extend(expand(w, vars, &mut self.expand_left).ok_or_else(|| too_much(config))?);
+        }
+        Ok(out)
+    }
+
+    fn joined(&mut self, word: &Word, vars: &Vars, config: &str) -> Result<String, MenuError> {
+        expand_joined(word, vars, &mut self.expand_left).ok_or_else(|| too_much(config))
     }
 
     fn exec_one(
@@ -506,47 +609,59 @@ impl Parser<'_> {
         config: &str,
         vars: &mut Vars,
         target: &mut Target,
-    ) {
-        let Some(first) = words.first() else {
-            if let Some(b) = block {
-                self.exec(b, config, vars, target);
+    ) -> Result<(), MenuError> {
+        // Conditions are not evaluated; what follows `then`/`else`/`do` is a command.
+        let mut words = words;
+        let name = loop {
+            let Some(first) = words.first() else {
+                return match block {
+                    Some(b) => self.exec(b, config, vars, target),
+                    None => Ok(()),
+                };
+            };
+            let name = self.joined(first, vars, config)?;
+            if !matches!(name.as_str(), "then" | "else" | "do") {
+                break name;
             }
-            return;
+            words = &words[1..];
         };
-        let name = expand_joined(first, vars);
-        let args = || expand_all(&words[1..], vars);
         match name.as_str() {
-            // Conditions are not evaluated; what follows `then`/`else`/`do` is a command.
-            "then" | "else" | "do" => self.exec_one(&words[1..], block, config, vars, target),
             "if" | "elif" | "while" | "until" | "for" | "fi" | "done" | "function"
             | "hiddenentry" => {}
             "set" => {
                 for w in &words[1..] {
-                    let s = expand_joined(w, vars);
+                    let s = self.joined(w, vars, config)?;
                     if let Some((k, v)) = s.split_once('=') {
-                        vars.insert(k.to_string(), v.to_string());
+                        vars.set(k, v.to_string(), config)?;
                     }
                 }
             }
             "unset" => {
-                for a in args() {
+                for a in self.args(&words[1..], vars, config)? {
                     vars.remove(&a);
                 }
             }
             "source" | "." | "configfile" => {
-                let Some(file) = args().first().map(|f| iso_path(f)) else {
-                    return;
+                let args = self.args(&words[1..], vars, config)?;
+                let Some(file) = args.first().map(|f| iso_path(f)) else {
+                    return Ok(());
                 };
                 match target {
                     Target::Entry(body) if name == "configfile" => body.configfile = Some(file),
-                    _ => self.file(&file, vars, target),
+                    _ => self.file(&file, vars, target)?,
                 }
             }
             "menuentry" | "submenu" => {
                 let Target::Menu { items, path } = target else {
-                    return;
+                    return Ok(());
                 };
-                let (title, id) = title_and_id(&args());
+                self.items += 1;
+                if self.items > MAX_MENU_ITEMS {
+                    return Err(MenuError::TooManyItems {
+                        config: config.to_string(),
+                    });
+                }
+                let (title, id) = title_and_id(&self.args(&words[1..], vars, config)?);
                 let block = block.unwrap_or(&[]);
                 let mut inner = vars.clone();
                 let mut sub_path = path.clone();
@@ -557,16 +672,16 @@ impl Parser<'_> {
                         items: &mut sub,
                         path: sub_path,
                     };
-                    self.exec(block, config, &mut inner, &mut t);
+                    self.exec(block, config, &mut inner, &mut t)?;
                     items.push(Item::Submenu {
                         title,
                         id,
                         items: sub,
                     });
-                    return;
+                    return Ok(());
                 }
                 let mut body = Body::default();
-                self.exec(block, config, &mut inner, &mut Target::Entry(&mut body));
+                self.exec(block, config, &mut inner, &mut Target::Entry(&mut body))?;
                 if let Some(file) = body.configfile.filter(|_| body.kernel.is_none()) {
                     // An entry that loads another config is a submenu of that config.
                     let mut sub = Vec::new();
@@ -574,13 +689,13 @@ impl Parser<'_> {
                         items: &mut sub,
                         path: sub_path,
                     };
-                    self.file(&file, &mut inner, &mut t);
+                    self.file(&file, &mut inner, &mut t)?;
                     items.push(Item::Submenu {
                         title,
                         id,
                         items: sub,
                     });
-                    return;
+                    return Ok(());
                 }
                 let entry = body.kernel.map(|kernel| {
                     let arg_refs = body.args.iter().map(String::as_str);
@@ -612,7 +727,7 @@ impl Parser<'_> {
             }
             "linux" | "linuxefi" | "linux16" => {
                 if let Target::Entry(body) = target {
-                    let mut a = args().into_iter();
+                    let mut a = self.args(&words[1..], vars, config)?.into_iter();
                     body.kernel = a.next();
                     body.args = a.collect();
                 }
@@ -620,7 +735,7 @@ impl Parser<'_> {
             "initrd" | "initrdefi" | "initrd16" => {
                 if let Target::Entry(body) = target {
                     body.initrd = Some(
-                        args()
+                        self.args(&words[1..], vars, config)?
                             .into_iter()
                             .filter(|a| !a.starts_with("--"))
                             .collect(),
@@ -634,10 +749,23 @@ impl Parser<'_> {
                     && !k.is_empty()
                     && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 {
-                    vars.insert(k.to_string(), v.to_string());
+                    vars.set(k, v.to_string(), config)?;
                 }
             }
         }
+        Ok(())
+    }
+}
+
+fn too_deep(config: &str) -> MenuError {
+    MenuError::TooDeep {
+        config: config.to_string(),
+    }
+}
+
+fn too_much(config: &str) -> MenuError {
+    MenuError::ExpansionTooLarge {
+        config: config.to_string(),
     }
 }
 
@@ -646,7 +774,7 @@ mod tests {
     use super::*;
 
     fn parse_files(main: &str, files: &[(&str, &str)]) -> Vec<BootEntry> {
-        crate::image::parse_in_memory(parse, main, files)
+        crate::image::parse_in_memory(parse, main, files).unwrap()
     }
 
     fn one(cfg: &str) -> Vec<BootEntry> {
@@ -979,6 +1107,84 @@ menuentry "Advanced" { configfile /boot/grub/adv.cfg }
                 Tok::Open,
                 Tok::Close,
             ]
+        );
+    }
+
+    fn limited(main: &str, files: &[(&str, &str)]) -> MenuError {
+        crate::image::parse_in_memory(parse, main, files).unwrap_err()
+    }
+
+    fn config_error(cfg: &str) -> MenuError {
+        limited("/boot/grub/grub.cfg", &[("/boot/grub/grub.cfg", cfg)])
+    }
+
+    const CFG: &str = "/boot/grub/grub.cfg";
+
+    #[test]
+    fn deeply_nested_submenus_are_an_error_not_a_stack_overflow() {
+        let cfg = "submenu x {\n".repeat(50_000) + &"}\n".repeat(50_000);
+        assert_eq!(
+            config_error(&cfg),
+            MenuError::TooDeep { config: CFG.into() }
+        );
+        assert_eq!(
+            config_error(&cfg).to_string(),
+            "/boot/grub/grub.cfg: menus, blocks and includes nest deeper than 64 levels"
+        );
+        // 60 levels of real menus still parse.
+        let cfg = "submenu x {\n".repeat(60) + "menuentry e { linux /k }\n" + &"}\n".repeat(60);
+        assert_eq!(one(&cfg).len(), 1);
+    }
+
+    #[test]
+    fn a_long_chain_of_then_words_is_no_recursion() {
+        let cfg = "then ".repeat(200_000) + "set a=1\nmenuentry e { linux /k a=$a }\n";
+        assert_eq!(one(&cfg)[0].cmdline, "a=1");
+    }
+
+    #[test]
+    fn doubling_variables_stop_at_the_variable_limit() {
+        let mut cfg = "set a0=xxxxxxxxxxxxxxxx\n".to_string();
+        for i in 1..64 {
+            cfg += &format!("set a{i}=\"${{a{p}}}${{a{p}}}\"\n", p = i - 1);
+        }
+        let e = config_error(&cfg);
+        assert!(
+            matches!(&e, MenuError::VariablesTooLarge { name, .. } if name == "a11"),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "/boot/grub/grub.cfg: GRUB variables grow past 64 KiB (at `a11`)"
+        );
+    }
+
+    #[test]
+    fn expansion_in_arguments_is_bounded_over_the_whole_menu() {
+        let big = "y".repeat(60_000);
+        let line = format!("set{}\n", " $b".repeat(1000));
+        let cfg = format!("set b={big}\n{}", line.repeat(10));
+        assert_eq!(
+            config_error(&cfg),
+            MenuError::ExpansionTooLarge { config: CFG.into() }
+        );
+    }
+
+    #[test]
+    fn sourcing_a_file_twice_per_level_is_bounded() {
+        let cfg = "source /boot/grub/grub.cfg\nsource /boot/grub/grub.cfg\n";
+        assert_eq!(
+            config_error(cfg),
+            MenuError::TooLarge { config: CFG.into() }
+        );
+    }
+
+    #[test]
+    fn too_many_entries_are_an_error() {
+        let cfg = "menuentry e { linux /k }\n".repeat(10_001);
+        assert_eq!(
+            config_error(&cfg),
+            MenuError::TooManyItems { config: CFG.into() }
         );
     }
 }

@@ -20,6 +20,9 @@ const MAX_DIR_SIZE: u64 = 64 << 20;
 const MAX_CONTINUATIONS: usize = 32;
 /// How many directory levels a path may have (guards against loops through `CL` links).
 const MAX_DEPTH: usize = 64;
+/// The largest file [`Iso::read`] takes into memory: boot configs are kilobytes, and an
+/// image's record may claim up to 4 GiB.
+pub const MAX_READ: u64 = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IsoError {
@@ -39,6 +42,12 @@ pub enum IsoError {
     NotADirectory { image: PathBuf, path: String },
     #[error("{path} on ISO {image} is a directory, not a file")]
     IsADirectory { image: PathBuf, path: String },
+    #[error("{path} on ISO {image} is {size} bytes, more than the {} MiB ferry reads as a config", MAX_READ >> 20)]
+    TooLarge {
+        image: PathBuf,
+        path: String,
+        size: u64,
+    },
     #[error("{path} on ISO {image} is {what}, which ferry cannot read")]
     Unsupported {
         image: PathBuf,
@@ -191,9 +200,17 @@ impl Iso {
         &self.path
     }
 
-    /// Read a whole file into memory (meant for configs; use [`Iso::extract`] for big files).
+    /// Read a whole file of at most [`MAX_READ`] bytes into memory (meant for configs; use
+    /// [`Iso::extract`] for big files).
     pub fn read(&self, path: &str) -> Result<Vec<u8>, IsoError> {
         let rec = self.file_record(path)?;
+        if rec.size > MAX_READ {
+            return Err(IsoError::TooLarge {
+                image: self.path.clone(),
+                path: path.to_string(),
+                size: rec.size,
+            });
+        }
         let mut buf = vec![0u8; rec.size as usize];
         self.read_at(&mut buf, u64::from(rec.lba) * self.block_size)?;
         Ok(buf)
@@ -759,6 +776,55 @@ pub(crate) mod tests {
                 .unwrap()
                 .iter()
                 .any(|e| e.name == "i" && e.is_dir)
+        );
+    }
+
+    /// Offset of the directory record named `name` (plain ISO 9660 names) in `image`.
+    fn record_offset(image: &[u8], name: &[u8]) -> usize {
+        image
+            .windows(name.len() + 1)
+            .position(|w| w[0] == name.len() as u8 && &w[1..] == name)
+            .expect("record in the image")
+            - 32
+    }
+
+    #[test]
+    fn hostile_records_are_refused_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = build_iso(dir.path(), &[], &[("/boot/grub/grub.cfg", b"menu")]);
+        let mut image = std::fs::read(&path).unwrap();
+        let orig = image.clone();
+        // A config claiming 4 GiB is not read into memory.
+        let cfg = record_offset(&image, b"GRUB.CFG;1");
+        image[cfg + 10..cfg + 14].copy_from_slice(&u32::MAX.to_le_bytes());
+        // A directory whose extent is the root directory: a loop.
+        let boot = record_offset(&image, b"BOOT");
+        let root_lba = Iso::open(&path).unwrap().root.lba;
+        image[boot + 2..boot + 6].copy_from_slice(&root_lba.to_le_bytes());
+        std::fs::write(&path, &image).unwrap();
+
+        let iso = Iso::open(&path).unwrap();
+        let e = iso.read("/BOOT/GRUB/GRUB.CFG").unwrap_err();
+        assert!(matches!(e, IsoError::NotFound { .. }), "{e}");
+        let looped = "/BOOT".repeat(200);
+        let e = iso.read_dir(&looped).unwrap_err();
+        assert!(matches!(e, IsoError::NotFound { .. }), "{e}");
+        assert!(
+            iso.read_dir("/BOOT/BOOT/BOOT").is_ok(),
+            "the loop resolves, bounded"
+        );
+
+        // The same claim, reached without the loop.
+        image[boot + 2..boot + 6].copy_from_slice(&orig[boot + 2..boot + 6]);
+        std::fs::write(&path, &image).unwrap();
+        let iso = Iso::open(&path).unwrap();
+        let e = iso.read("/boot/grub/grub.cfg").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "/boot/grub/grub.cfg on ISO {} is 4294967295 bytes, more than the 16 MiB ferry reads as a config",
+                path.display()
+            )
         );
     }
 

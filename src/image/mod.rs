@@ -74,6 +74,8 @@ impl BootEntry {
 pub enum ImageError {
     #[error(transparent)]
     Iso(#[from] IsoError),
+    #[error("boot menu of {image}: {source}")]
+    Menu { image: String, source: MenuError },
     #[error("no bootable Linux entry found in the boot menus of {image} (looked at: {looked})")]
     NoEntries { image: String, looked: String },
     #[error("no boot entry matches {selector:?}; available entries:\n{available}")]
@@ -86,6 +88,77 @@ pub enum ImageError {
         matches: String,
         available: String,
     },
+}
+
+// Bounds on reading one boot menu (a top-level config and all it includes). Real menus are a
+// few kilobytes in a handful of files, with tens of entries, a few levels deep and short
+// variables; these bounds are far above that, and keep a hostile image from exhausting the
+// stack, memory or time.
+/// Files read for one menu (a file read again counts again).
+pub const MAX_MENU_FILES: usize = 256;
+/// Bytes read for one menu, all its files together.
+pub const MAX_MENU_BYTES: usize = 4 << 20;
+/// Nesting of blocks, submenus and includes.
+pub const MAX_MENU_DEPTH: usize = 64;
+/// Menu items (entries and submenus) of one menu.
+pub const MAX_MENU_ITEMS: usize = 10_000;
+/// GRUB variables of one scope, names and values together (each variable also counts
+/// [`VARIABLE_OVERHEAD`] bytes, which bounds their number).
+pub const MAX_VARIABLE_BYTES: usize = 64 << 10;
+pub const VARIABLE_OVERHEAD: usize = 64;
+/// Text produced by expanding GRUB variables, over the whole menu.
+pub const MAX_EXPANDED_BYTES: usize = 64 << 20;
+
+/// A boot menu past one of the bounds above; `config` is the file being read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MenuError {
+    #[error("{config}: menus, blocks and includes nest deeper than {MAX_MENU_DEPTH} levels")]
+    TooDeep { config: String },
+    #[error(
+        "{config}: the menu reads more than {MAX_MENU_FILES} files or {} MiB in all",
+        MAX_MENU_BYTES >> 20
+    )]
+    TooLarge { config: String },
+    #[error("{config}: more than {MAX_MENU_ITEMS} menu entries")]
+    TooManyItems { config: String },
+    #[error(
+        "{config}: GRUB variables grow past {} KiB (at `{name}`)",
+        MAX_VARIABLE_BYTES >> 10
+    )]
+    VariablesTooLarge { config: String, name: String },
+    #[error(
+        "{config}: expanding GRUB variables makes more than {} MiB of text",
+        MAX_EXPANDED_BYTES >> 20
+    )]
+    ExpansionTooLarge { config: String },
+}
+
+/// What one menu has read so far, against [`MAX_MENU_FILES`] and [`MAX_MENU_BYTES`].
+#[derive(Default)]
+pub(crate) struct ReadBudget {
+    files: usize,
+    bytes: usize,
+}
+
+impl ReadBudget {
+    /// Reads `path` through `read`, counting it.
+    pub(crate) fn read(
+        &mut self,
+        read: &mut dyn FnMut(&str) -> Option<String>,
+        path: &str,
+    ) -> Result<Option<String>, MenuError> {
+        let Some(text) = read(path) else {
+            return Ok(None);
+        };
+        self.files += 1;
+        self.bytes = self.bytes.saturating_add(text.len());
+        if self.files > MAX_MENU_FILES || self.bytes > MAX_MENU_BYTES {
+            return Err(MenuError::TooLarge {
+                config: path.to_string(),
+            });
+        }
+        Ok(Some(text))
+    }
 }
 
 /// Syslinux configs, in the order they are tried.
@@ -165,7 +238,10 @@ pub fn boot_entries(iso: &Iso) -> Result<Vec<BootEntry>, ImageError> {
         if let Some(e) = io_error {
             return Err(e.into());
         }
-        entries.extend(found);
+        entries.extend(found.map_err(|source| ImageError::Menu {
+            image: iso.image_path().display().to_string(),
+            source,
+        })?);
     }
     if entries.is_empty() {
         return Err(ImageError::NoEntries {
@@ -354,7 +430,8 @@ pub(crate) fn split_initrd_args<'a>(
 
 /// `syslinux::parse` or `grub::parse`: a config path and a reader for the files it names.
 #[cfg(test)]
-type MenuParser = fn(&str, &mut dyn FnMut(&str) -> Option<String>) -> Vec<BootEntry>;
+type MenuParser =
+    fn(&str, &mut dyn FnMut(&str) -> Option<String>) -> Result<Vec<BootEntry>, MenuError>;
 
 /// A menu parser over in-memory config files, for the parsers' tests.
 #[cfg(test)]
@@ -362,7 +439,7 @@ pub(crate) fn parse_in_memory(
     parse: MenuParser,
     main: &str,
     files: &[(&str, &str)],
-) -> Vec<BootEntry> {
+) -> Result<Vec<BootEntry>, MenuError> {
     let find = |path: &str| {
         files
             .iter()

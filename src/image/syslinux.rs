@@ -7,18 +7,26 @@
 //! top-level config (syslinux's working directory). Entries whose kernel is a COM32 module,
 //! a boot sector or `LOCALBOOT` are not Linux entries and are left out.
 
-use super::{BootEntry, MenuKind, normalize_path, parent_dir, split_initrd_args};
+use super::{
+    BootEntry, MAX_MENU_DEPTH, MAX_MENU_ITEMS, MenuError, MenuKind, ReadBudget, normalize_path,
+    parent_dir, split_initrd_args,
+};
 
 /// Nesting limit for `INCLUDE`.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
 /// Parse the syslinux config at `config_path`; `read` returns a file's text (the config
-/// itself and anything it includes), or `None` when it does not exist.
-pub fn parse(config_path: &str, read: &mut dyn FnMut(&str) -> Option<String>) -> Vec<BootEntry> {
+/// itself and anything it includes), or `None` when it does not exist. A config past the
+/// bounds of [`super`] (nesting, size, entries) is an error.
+pub fn parse(
+    config_path: &str,
+    read: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<Vec<BootEntry>, MenuError> {
     let config_path = normalize_path("/", config_path);
     let mut p = Parser {
         base: parent_dir(&config_path),
         read,
+        budget: ReadBudget::default(),
         submenus: Vec::new(),
         stack: Vec::new(),
         labels: Vec::new(),
@@ -28,9 +36,9 @@ pub fn parse(config_path: &str, read: &mut dyn FnMut(&str) -> Option<String>) ->
         ontimeout: None,
         depth: 0,
     };
-    p.file(&config_path);
+    p.file(&config_path)?;
     p.finish_label();
-    p.into_entries()
+    Ok(p.into_entries())
 }
 
 struct Submenu {
@@ -67,6 +75,7 @@ struct Label {
 struct Parser<'r> {
     base: String,
     read: &'r mut dyn FnMut(&str) -> Option<String>,
+    budget: ReadBudget,
     submenus: Vec<Submenu>,
     stack: Vec<usize>,
     labels: Vec<Label>,
@@ -78,12 +87,12 @@ struct Parser<'r> {
 }
 
 impl Parser<'_> {
-    fn file(&mut self, path: &str) {
+    fn file(&mut self, path: &str) -> Result<(), MenuError> {
         if self.depth >= MAX_INCLUDE_DEPTH {
-            return;
+            return Ok(());
         }
-        let Some(text) = (self.read)(path) else {
-            return;
+        let Some(text) = self.budget.read(self.read, path)? else {
+            return Ok(());
         };
         self.depth += 1;
         let mut lines = text.lines();
@@ -95,7 +104,7 @@ impl Parser<'_> {
             let (keyword, rest) = split_word(line);
             let keyword = keyword.to_ascii_lowercase();
             match keyword.as_str() {
-                "menu" => self.menu(rest),
+                "menu" => self.menu(rest, path)?,
                 "text" => {
                     // TEXT HELP … ENDTEXT: free text, not commands.
                     for l in lines.by_ref() {
@@ -108,11 +117,12 @@ impl Parser<'_> {
                     let (file, _) = split_word(rest);
                     if !file.is_empty() {
                         let file = self.resolve(file);
-                        self.file(&file);
+                        self.file(&file)?;
                     }
                 }
                 "label" => {
                     self.finish_label();
+                    self.count_item(path)?;
                     self.current = Some(Label {
                         config: path.to_string(),
                         submenus: self.stack.clone(),
@@ -167,9 +177,10 @@ impl Parser<'_> {
             }
         }
         self.depth -= 1;
+        Ok(())
     }
 
-    fn menu(&mut self, rest: &str) {
+    fn menu(&mut self, rest: &str, config: &str) -> Result<(), MenuError> {
         let (sub, arg) = split_word(rest);
         match sub.to_ascii_lowercase().as_str() {
             "label" => {
@@ -197,7 +208,7 @@ impl Parser<'_> {
             }
             "begin" => {
                 self.finish_label();
-                self.push_submenu(arg.to_string());
+                self.push_submenu(arg.to_string(), config)?;
             }
             "end" => {
                 self.finish_label();
@@ -206,32 +217,51 @@ impl Parser<'_> {
             "include" => {
                 let (file, title) = split_word(arg);
                 if file.is_empty() {
-                    return;
+                    return Ok(());
                 }
                 let file = self.resolve(file);
                 if title.is_empty() {
-                    self.file(&file);
+                    self.file(&file)?;
                 } else {
                     self.finish_label();
-                    self.push_submenu(String::new());
+                    self.push_submenu(String::new(), config)?;
                     let i = *self.stack.last().expect("just pushed");
                     self.submenus[i].title = Some(title.to_string());
-                    self.file(&file);
+                    self.file(&file)?;
                     self.finish_label();
                     self.stack.pop();
                 }
             }
             _ => {}
         }
+        Ok(())
     }
 
-    fn push_submenu(&mut self, tag: String) {
+    /// Counts a label or submenu against [`MAX_MENU_ITEMS`].
+    fn count_item(&self, config: &str) -> Result<(), MenuError> {
+        if self.labels.len() + self.submenus.len() >= MAX_MENU_ITEMS {
+            return Err(MenuError::TooManyItems {
+                config: config.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Opens a submenu; every later label records the open ones, so their nesting is bounded.
+    fn push_submenu(&mut self, tag: String, config: &str) -> Result<(), MenuError> {
+        self.count_item(config)?;
+        if self.stack.len() >= MAX_MENU_DEPTH {
+            return Err(MenuError::TooDeep {
+                config: config.to_string(),
+            });
+        }
         self.submenus.push(Submenu {
             tag,
             title: None,
             label: None,
         });
         self.stack.push(self.submenus.len() - 1);
+        Ok(())
     }
 
     fn finish_label(&mut self) {
@@ -333,7 +363,7 @@ mod tests {
     use super::*;
 
     fn parse_files(main: &str, files: &[(&str, &str)]) -> Vec<BootEntry> {
-        crate::image::parse_in_memory(parse, main, files)
+        crate::image::parse_in_memory(parse, main, files).unwrap()
     }
 
     const NIXOS: &str = "\
@@ -631,5 +661,30 @@ LABEL after
         assert!(!e.is_empty());
         assert!(e.iter().all(|e| e.kernel == "/k"));
         assert!(parse_files("/nope.cfg", &[]).is_empty());
+    }
+
+    fn limited(cfg: &str) -> MenuError {
+        let files = [("/isolinux/isolinux.cfg", cfg)];
+        crate::image::parse_in_memory(parse, "/isolinux/isolinux.cfg", &files).unwrap_err()
+    }
+
+    #[test]
+    fn deeply_nested_menus_are_an_error() {
+        // Every label records the menus around it: unbounded, 50,000 levels and labels
+        // would take gigabytes.
+        let cfg = "menu begin m\nlabel l\nkernel /k\n".repeat(50_000);
+        let e = limited(&cfg);
+        assert_eq!(
+            e.to_string(),
+            "/isolinux/isolinux.cfg: menus, blocks and includes nest deeper than 64 levels"
+        );
+    }
+
+    #[test]
+    fn too_many_labels_and_self_includes_are_bounded() {
+        let cfg = "label l\nkernel /k\n".repeat(10_001);
+        assert!(matches!(limited(&cfg), MenuError::TooManyItems { .. }));
+        let cfg = "include isolinux.cfg\ninclude isolinux.cfg\n";
+        assert!(matches!(limited(cfg), MenuError::TooLarge { .. }));
     }
 }

@@ -4,6 +4,7 @@
 //! which answer files to serve, which steps drive the installer, and how to finish. Every
 //! value is checked while the file is parsed, so an error points at `file:line:column`.
 
+pub mod input;
 mod template;
 mod values;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 
+pub use input::{InputError, MAX_INPUT_BYTES, read_text};
 pub use template::{Renderer, TemplateError};
 pub use values::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds, checked_regex};
 
@@ -81,7 +83,7 @@ pub struct VmSpec {
     #[serde(default)]
     pub memory: Memory,
     /// Number of virtual CPUs; 0 means one per host core.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "values::cpus")]
     pub cpus: u32,
     #[serde(default)]
     pub accel: Accel,
@@ -231,10 +233,7 @@ impl Default for VerifySpec {
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error("cannot read profile {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: InputError },
     #[error("{location}: {message}")]
     Invalid { location: String, message: String },
     #[error(transparent)]
@@ -244,7 +243,7 @@ pub enum ProfileError {
 impl Profile {
     /// Reads and validates a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
-        let source = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        let source = read_text(path, MAX_INPUT_BYTES).map_err(|source| ProfileError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -289,8 +288,10 @@ impl Profile {
             };
         }
         let full = self.resolve(relative);
-        let text = std::fs::read_to_string(&full)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", full.display())))?;
+        let text = read_text(&full, MAX_INPUT_BYTES).map_err(|e| {
+            let e = e.into_io();
+            std::io::Error::new(e.kind(), format!("{}: {e}", full.display()))
+        })?;
         Ok((full.display().to_string(), text))
     }
 
@@ -483,9 +484,49 @@ verify = { expect = ["login:"], timeout = "2m" }
             "{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"x\"]\ntimeout = \"soon\"\n"
         ));
         assert!(e.starts_with("p.toml:6:11: invalid duration `soon`"), "{e}");
+        let e = error(&format!("{MINIMAL}[vm]\ncpus = 4096\n"));
+        assert_eq!(
+            e,
+            "p.toml:4:8: cpus = 4096 is too many: at most 255 (0 means one per host CPU)"
+        );
+        let e = error(&format!("{MINIMAL}[vm]\nmemory = \"17179869184G\"\n"));
+        assert_eq!(
+            e,
+            "p.toml:4:10: memory `17179869184G` is too large: at most 1T (`1024G`)"
+        );
         let e = error(&format!("{MINIMAL}[vm]\nmemory = \"lots\"\n"));
         assert!(
             e.starts_with("p.toml:4:10: invalid memory size `lots`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn overlong_timeouts_name_the_field_and_the_limit() {
+        let e = error(&format!(
+            "{MINIMAL}[[steps]]\nname = \"a\"\nexpect = [\"x\"]\ntimeout = \"18446744073709551615s\"\n"
+        ));
+        assert_eq!(
+            e,
+            "p.toml:6:11: duration `18446744073709551615s` is too long: at most 7 days (`7d`)"
+        );
+        let e = error(&format!(
+            "{MINIMAL}[finish]\npoweroff_timeout = \"300000000000y\"\n"
+        ));
+        assert!(
+            e.starts_with("p.toml:4:20: duration `300000000000y` is too long"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{MINIMAL}[finish]\nverify = {{ timeout = \"8d\" }}\n"
+        ));
+        assert!(
+            e.starts_with("p.toml:4:22: duration `8d` is too long"),
+            "{e}"
+        );
+        let e = error(&format!("{MINIMAL}[defaults]\ntimeout = \"9999999h\"\n"));
+        assert!(
+            e.starts_with("p.toml:4:11: duration `9999999h` is too long"),
             "{e}"
         );
     }

@@ -71,6 +71,25 @@ pub enum DiskCache {
     Unsafe,
 }
 
+/// The most memory a profile may give the VM; no installer needs more, and the host's own
+/// memory is checked later (`Facts::check_vm_shape`).
+pub const MAX_MEMORY_MIB: u64 = 1 << 20;
+/// The most vCPUs: QEMU's `pc` machine takes at most 255.
+pub const MAX_CPUS: u32 = 255;
+
+/// `[vm] cpus`: 0 (one per host CPU) up to [`MAX_CPUS`].
+pub fn cpus<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u64::deserialize(d)?;
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n <= MAX_CPUS)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "cpus = {n} is too many: at most {MAX_CPUS} (0 means one per host CPU)"
+            ))
+        })
+}
+
 /// VM memory: `auto` (sized from the host's available RAM) or a size such as `1G`, `768M`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum Memory {
@@ -91,10 +110,14 @@ impl FromStr for Memory {
         let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
         let n: u64 = digits.parse().map_err(|_| bad())?;
         let mib = match unit.trim().to_ascii_uppercase().as_str() {
-            "" | "M" | "MB" | "MIB" => n,
-            "G" | "GB" | "GIB" => n * 1024,
+            "" | "M" | "MB" | "MIB" => Some(n),
+            "G" | "GB" | "GIB" => n.checked_mul(1024),
             _ => return Err(bad()),
         };
+        if mib.is_none_or(|m| m > MAX_MEMORY_MIB) {
+            return Err(format!("memory `{s}` is too large: at most 1T (`1024G`)"));
+        }
+        let mib = mib.unwrap_or_default();
         if mib < 128 {
             return Err(format!(
                 "memory `{s}` is too small: a VM needs at least 128M"
@@ -124,14 +147,30 @@ impl Seconds {
     }
 }
 
+impl Seconds {
+    /// The longest timeout a profile may set. No install step waits a week; the bound also
+    /// keeps every deadline (`Instant::now() + timeout`) far from overflowing.
+    pub const MAX: Seconds = Seconds::from_secs(7 * 24 * 3600);
+}
+
+impl FromStr for Seconds {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let too_long = || format!("duration `{text}` is too long: at most 7 days (`7d`)");
+        match humantime::parse_duration(text) {
+            Ok(d) if d <= Seconds::MAX.0 => Ok(Seconds(d)),
+            Ok(_) | Err(humantime::DurationError::NumberOverflow) => Err(too_long()),
+            Err(_) => Err(format!(
+                "invalid duration `{text}`: expected e.g. `30s`, `5m` or `1h 30m`"
+            )),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map(Seconds).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "invalid duration `{text}`: expected e.g. `30s`, `5m` or `1h 30m`"
-            ))
-        })
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -255,6 +294,33 @@ mod tests {
         assert_eq!("1024".parse::<Memory>().unwrap(), Memory::Mib(1024));
         assert!("64M".parse::<Memory>().unwrap_err().contains("too small"));
         assert!("2T".parse::<Memory>().is_err());
+        for big in ["17179869184G", "18446744073709551615G", "1025G", "1048577"] {
+            assert_eq!(
+                big.parse::<Memory>().unwrap_err(),
+                format!("memory `{big}` is too large: at most 1T (`1024G`)")
+            );
+        }
+        assert_eq!("1024G".parse::<Memory>().unwrap(), Memory::Mib(1 << 20));
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(
+            "7d".parse::<Seconds>().unwrap().as_duration().as_secs(),
+            604_800
+        );
+        for text in ["18446744073709551615s", "300000000000y", "8d", "168h 1s"] {
+            assert_eq!(
+                text.parse::<Seconds>().unwrap_err(),
+                format!("duration `{text}` is too long: at most 7 days (`7d`)")
+            );
+        }
+        assert!(
+            "soon"
+                .parse::<Seconds>()
+                .unwrap_err()
+                .starts_with("invalid duration")
+        );
     }
 
     #[test]

@@ -143,7 +143,7 @@ impl Qemu {
 
     /// Waits up to `timeout` for QEMU to exit by itself.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, ProcessError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::deadline(timeout);
         loop {
             if let Some(status) = self.child.try_wait().map_err(ProcessError::Wait)? {
                 forget(self.child.id());
@@ -189,7 +189,7 @@ impl Partial {
     /// Connects to a unix socket QEMU creates, watching for QEMU exiting instead.
     fn connect(&mut self, path: &Path) -> Result<UnixStream, ProcessError> {
         let timeout = Duration::from_secs(10);
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::deadline(timeout);
         let child = self.child.as_mut().expect("child present while starting");
         loop {
             if let Ok(stream) = UnixStream::connect(path) {

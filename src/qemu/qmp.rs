@@ -148,7 +148,7 @@ impl Qmp {
 
     /// Waits for an event by name (e.g. `SHUTDOWN`), including ones already received.
     pub fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Option<Value>, QmpError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::clock::deadline(timeout);
         loop {
             if let Some(i) = self.events.iter().position(|e| e["event"] == name) {
                 return Ok(Some(self.events.remove(i)));

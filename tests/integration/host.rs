@@ -835,3 +835,73 @@ fn efi_boot_entry_is_refused_where_it_cannot_work() {
     assert!(stderr.contains("--efi-boot-entry: "), "{stderr}");
     assert!(!dir.path().join("d.img").exists());
 }
+
+#[test]
+fn a_symlink_or_a_device_node_outside_dev_names_the_same_disk() {
+    let lp = loop_or_skip!(64, false);
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("disk-link");
+    std::os::unix::fs::symlink(&lp.dev, &link).unwrap();
+    let node = dir.path().join("disk-node");
+    let rdev = std::os::unix::fs::MetadataExt::rdev(&std::fs::metadata(&lp.dev).unwrap());
+    nix::sys::stat::mknod(
+        &node,
+        nix::sys::stat::SFlag::S_IFBLK,
+        nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR,
+        rdev,
+    )
+    .unwrap();
+    for disk in [&link, &node] {
+        let output = plan_disk(disk.to_str().unwrap());
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{}: {stderr}", disk.display());
+        assert!(stdout.contains("block device"), "{stdout}");
+    }
+}
+
+#[test]
+fn an_empty_loop_device_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.img");
+    std::fs::write(&empty, "").unwrap();
+    let dev = match sh("losetup", &["-f", "--show", empty.to_str().unwrap()]) {
+        Ok(dev) => dev,
+        Err(e) => {
+            println!("SKIPPED: loop devices unavailable: {e}");
+            return;
+        }
+    };
+    let output = plan_disk(&dev);
+    let _ = sh("losetup", &["-d", &dev]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(21), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "ferry: error: {dev} is an empty block device (0 bytes; an unattached loop device?); name a disk"
+        )
+    );
+}
+
+#[test]
+fn an_active_swap_file_and_kernel_files_are_refused() {
+    assert_refused(
+        "/proc/self/mem",
+        21,
+        "/proc/self/mem: not a block device or a regular file",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let swap = dir.path().join("swap.img");
+    std::fs::write(&swap, vec![0u8; 16 << 20]).unwrap();
+    if let Err(e) = sh("mkswap", &[swap.to_str().unwrap()])
+        .and_then(|_| sh("swapon", &[swap.to_str().unwrap()]))
+    {
+        println!("SKIPPED: swapon not possible here: {e}");
+        return;
+    }
+    let output = plan_disk(swap.to_str().unwrap());
+    let _ = sh("swapoff", &[swap.to_str().unwrap()]);
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(23), "{stderr}");
+    assert!(stderr.contains("is in use: active swap on"), "{stderr}");
+}

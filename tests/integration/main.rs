@@ -5,6 +5,7 @@ mod bundle;
 mod debian;
 mod fetch;
 mod host;
+mod inputs;
 mod install;
 mod ops;
 mod recipes;
