@@ -14,6 +14,7 @@ packages=(
   python3                                     # scripts/bench
   tmux                                        # terminals for the operations tests
   cloud-init python3-jsonschema python3-yaml  # recipe tests: `cloud-init schema`, Subiquity's schema
+  netplan.io                                  # recipe tests: `netplan generate` checks the netplan rendering
   python3-venv                                # recipe tests: pykickstart's ksvalidator (below)
 )
 
