@@ -460,6 +460,187 @@ fn nixos_recipe_uefi_installs_the_removable_loader() {
     );
 }
 
+/// A routed /32 with an off-link gateway and IPv6 through fe80::1, as `--network` takes it.
+const ROUTED_32: &str = "name = \"eth0\"\npredicted_name = \"enp7s0\"\nmac = \"52:54:00:ab:cd:ef\"\n\
+    addresses = [[\"203.0.113.10\", 32], [\"2001:db8:1::2\", 64]]\n\
+    ipv4_gateway = { address = \"172.31.1.1\", onlink = true }\n\
+    ipv6_gateway = { address = \"fe80::1\" }\ndns = [\"185.12.64.1\"]\n";
+
+/// `ferry plan NAME --image LOOK-ALIKE --json`: the boot entry's title, kernel and command line.
+fn plan_look_alike(recipe: &str, iso: &str) -> (String, String, String) {
+    let scratch = Scratch::new();
+    let key = test_key(scratch.dir.path());
+    let out = ferry()
+        .args(["plan", recipe, "--image"])
+        .arg(fixture(&format!("build/{iso}")))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--json", "--ssh-key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{recipe}: {}", text(&out).1);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let boot = &plan["boot"];
+    let field = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    (
+        field(&boot["entry"]["title"]),
+        field(&boot["kernel"]),
+        field(&boot["cmdline"]),
+    )
+}
+
+/// The look-alikes' menus as the distributions build them: Ubuntu's casper entry, and lorax's
+/// "Install" entry rather than its default media check, for every RHEL-family recipe.
+#[test]
+fn distribution_recipes_plan_the_installer_entry_of_their_look_alikes() {
+    let (title, kernel, cmdline) = plan_look_alike("ubuntu-24.04", "tiny-ubuntu.iso");
+    assert_eq!(title, "Try or Install Ubuntu Server");
+    assert_eq!(kernel, "/casper/vmlinuz");
+    assert_eq!(
+        cmdline,
+        "autoinstall ds=nocloud;s=http://10.0.2.2:PORT/TOKEN/ --- console=ttyS0,115200n8"
+    );
+    for recipe in ["rocky-9", "rocky-10", "alma-9", "alma-10"] {
+        let (title, kernel, cmdline) = plan_look_alike(recipe, "tiny-el.iso");
+        assert_eq!(title, "Install Rocky Linux 9.6", "{recipe}");
+        assert_eq!(kernel, "/images/pxeboot/vmlinuz", "{recipe}");
+        assert_eq!(
+            cmdline,
+            "inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.2:PORT/TOKEN/ks.cfg inst.text console=ttyS0,115200n8",
+            "{recipe}"
+        );
+    }
+    // A catalog image's name plans with its recipe (and the catalog's download).
+    let scratch = Scratch::new();
+    let key = test_key(scratch.dir.path());
+    for (image, recipe) in [
+        ("ubuntu-24.04-server", "ubuntu-24.04"),
+        ("rocky-10-boot", "rocky-10"),
+        ("alma-9-boot", "alma-9"),
+        ("debian-12-netboot-package", "debian-12"),
+    ] {
+        let out = ferry()
+            .args(["plan", image, "--disk"])
+            .arg(scratch.disk())
+            .args(["--size", "2G", "--json", "--ssh-key"])
+            .arg(&key)
+            .arg("--cache-dir")
+            .arg(scratch.dir.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{image}: {}", text(&out).1);
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            plan["profile"].as_str().unwrap(),
+            format!("recipe:{recipe}/profile.toml"),
+            "{image}"
+        );
+    }
+}
+
+/// Installs a recipe from a look-alike ISO with the routed /32 network; returns the scratch
+/// directory (its disk holds the result), the QEMU arguments and the verify boot's log.
+fn install_look_alike(recipe: &str, iso: &str, firmware: &str) -> (Scratch, String, String) {
+    let scratch = Scratch::new();
+    let key = test_key(scratch.dir.path());
+    let network = scratch.dir.path().join("network.toml");
+    std::fs::write(&network, ROUTED_32).unwrap();
+    let out = ferry()
+        .args(["install", recipe, "--image"])
+        .arg(fixture(&format!("build/{iso}")))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args([
+            "--size",
+            "2G",
+            "--yes",
+            "--accel",
+            "tcg",
+            "--firmware",
+            firmware,
+        ])
+        .args(["--var", "hostname=ferrytest", "--ssh-key"])
+        .arg(&key)
+        .arg("--network")
+        .arg(&network)
+        .arg("--runs-dir")
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+    let run = scratch.run_dir();
+    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
+    let verify = std::fs::read_to_string(run.join("verify/serial.log")).unwrap();
+    assert!(verify.contains("ferrytest login:"), "{verify}");
+    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+    (scratch, args, verify)
+}
+
+/// ubuntu-24.04 against the Ubuntu look-alike (BIOS): its installer takes the NoCloud seed
+/// from the command line, fetches user-data and meta-data, installs to the disk the
+/// autoinstall names and runs the late-commands' downloads (root's key, netplan).
+#[test]
+fn ubuntu_recipe_installs_from_the_look_alike() {
+    let (scratch, args, _) = install_look_alike("ubuntu-24.04", "tiny-ubuntu.iso", "bios");
+    assert!(
+        args.contains("autoinstall ds=nocloud;s=http://10.0.2.2:"),
+        "{args}"
+    );
+    let parts = mbr_partitions(&scratch.disk());
+    let (_, _, start, sectors) = parts[0];
+    let read = |path: &str| read_from_partition(&scratch.disk(), start, sectors, path);
+    let autoinstall = read("/var/log/installer/autoinstall-user-data");
+    assert!(
+        autoinstall.contains("        path: /dev/vda\n")
+            && autoinstall.contains("  shutdown: poweroff\n"),
+        "{autoinstall}"
+    );
+    let keys = read("/root/.ssh/authorized_keys");
+    assert!(
+        keys.contains("FerryTestKeyFerryTestKeyFerryTestKey0"),
+        "{keys:?}"
+    );
+    let netplan = read("/etc/netplan/50-ferry.yaml");
+    for line in [
+        "macaddress: \"52:54:00:ab:cd:ef\"",
+        "set-name: enp7s0",
+        "- \"203.0.113.10/32\"",
+        "via: \"172.31.1.1\"\n          on-link: true",
+        "via: \"fe80::1\"",
+    ] {
+        assert!(netplan.contains(line), "{line:?} not in\n{netplan}");
+    }
+}
+
+/// rocky-9 against lorax's layout (UEFI): the "Install" entry, not the default media check;
+/// the look-alike's Anaconda needs inst.stage2, fetches inst.ks and leaves the kickstart in
+/// /root/anaconda-ks.cfg, as Anaconda does.
+#[test]
+fn rhel_recipe_installs_from_the_lorax_look_alike() {
+    let (scratch, args, _) = install_look_alike("rocky-9", "tiny-el.iso", "uefi");
+    assert!(
+        args.contains("inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.2:")
+            && !args.contains("rd.live.check"),
+        "{args}"
+    );
+    let parts = gpt_partitions(&scratch.disk());
+    let (start, sectors) = parts[1];
+    let ks = read_from_partition(&scratch.disk(), start, sectors, "/root/anaconda-ks.cfg");
+    for line in [
+        "ignoredisk --only-use=vda\n",
+        "network --bootproto=dhcp --device=link --activate --hostname=ferrytest\n",
+        "FerryTestKeyFerryTestKeyFerryTestKey0 test@ferry\nFERRY_EOF\n",
+        "[ethernet]\nmac-address=52:54:00:AB:CD:EF\n",
+        "route1=0.0.0.0/0,172.31.1.1\nroute1_options=onlink=true\n",
+        "\npoweroff\n",
+    ] {
+        assert!(ks.contains(line), "{line:?} not in\n{ks}");
+    }
+}
+
 /// `scripts/debian-supplement-mirror.py` running as the guest's HTTP proxy; killed (by its
 /// pid) when dropped, and by the kernel if the test process dies first.
 struct SupplementedMirror {
