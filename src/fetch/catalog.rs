@@ -38,6 +38,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../images/debian-12-netboot-package.toml"),
     ),
     (
+        "debian-13-netboot-package.toml",
+        include_str!("../../images/debian-13-netboot-package.toml"),
+    ),
+    (
         "freebsd-14.toml",
         include_str!("../../images/freebsd-14.toml"),
     ),

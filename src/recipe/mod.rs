@@ -37,7 +37,8 @@ macro_rules! recipe {
 
 /// Every built-in recipe.
 pub static RECIPES: &[Recipe] = &[
-    recipe!("debian-12", ["preseed.cfg.j2"]),
+    recipe!("debian-12", family "debian", ["preseed.cfg.j2"]),
+    recipe!("debian-13", family "debian", ["preseed.cfg.j2"]),
     recipe!("nixos", ["configuration.nix.j2"]),
     recipe!("ubuntu-24.04", ["user-data.j2"]),
     recipe!("rocky-9", family "el", ["kickstart.cfg.j2"]),
@@ -101,7 +102,7 @@ mod tests {
     fn context(firmware: &str, network: bool) -> serde_json::Value {
         let mut c = serde_json::json!({
             "vars": {
-                "hostname": "web1", "domain": "example.org", "mirror": "deb.debian.org",
+                "hostname": "web1", "domain": "example.org", "mirror": "deb.debian.org", "suite": "bookworm",
                 "mirror_dir": "/debian", "proxy": "", "mirror_key_url": "", "state_version": "24.11",
                 "ssh_key": "ssh-ed25519 AAAAkey1 a@b\nssh-ed25519 AAAAkey2 c@d",
             },
@@ -138,6 +139,7 @@ mod tests {
             "d-i partman-partitioning/choose_label select msdos\n",
             "d-i passwd/root-password-crypted password *\n",
             "d-i mirror/http/hostname string deb.debian.org\n",
+            "d-i mirror/suite string bookworm\n",
             "d-i pkgsel/include string openssh-server\n",
             "d-i debian-installer/exit/poweroff boolean true\n",
             "  wget -q -O /target/root/.ssh/authorized_keys http://10.0.2.2:1234/T/authorized_keys; \\\n",
@@ -191,6 +193,35 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    /// debian-13 is debian-12's recipe with its own image and suite, the preseed shared.
+    #[test]
+    fn debian_13_differs_from_debian_12_in_image_and_suite_only() {
+        let profile = |name| Profile::from_recipe(find(name).unwrap()).unwrap().spec;
+        let (twelve, thirteen) = (profile("debian-12"), profile("debian-13"));
+        assert_eq!(
+            thirteen.image.name.unwrap().get_ref(),
+            "debian-13-netboot-package"
+        );
+        assert_eq!(thirteen.vars["suite"].as_str(), Some("trixie"));
+        assert_eq!(twelve.vars["suite"].as_str(), Some("bookworm"));
+        let mut rest = thirteen.vars.clone();
+        rest.insert("suite".into(), "bookworm".into());
+        assert_eq!(rest, twelve.vars);
+        assert_eq!(
+            thirteen.boot.append.unwrap().get_ref(),
+            twelve.boot.append.unwrap().get_ref()
+        );
+        assert_eq!(thirteen.steps.len(), twelve.steps.len());
+        let mut c = context("uefi", true);
+        c["vars"]["suite"] = "trixie".into();
+        let text = render("debian-13", "preseed.cfg.j2", &c);
+        assert!(text.contains("d-i mirror/suite string trixie\n"), "{text}");
+        assert_eq!(
+            text.replace("string trixie", "string bookworm"),
+            render("debian-12", "preseed.cfg.j2", &context("uefi", true))
+        );
     }
 
     #[test]

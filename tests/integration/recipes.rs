@@ -25,19 +25,50 @@ fn recipes_are_listed_and_shown_as_shipped() {
         stdout.starts_with("debian-12    Debian 12 (bookworm)"),
         "{stdout}"
     );
-    assert!(stdout.contains("\nnixos        NixOS"), "{stdout}");
+    for line in [
+        "\ndebian-13    Debian 13 (trixie)",
+        "\nnixos        NixOS",
+        "\nubuntu-24.04 Ubuntu 24.04 LTS",
+        "\nrocky-9      Rocky Linux 9,",
+        "\nrocky-10     Rocky Linux 10,",
+        "\nalma-9       AlmaLinux 9,",
+        "\nalma-10      AlmaLinux 10,",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
 
+    // A family's profile is its own head followed by the family's common part.
     for (recipe, file, shipped) in [
-        ("debian-12", None, "scripts/recipes/debian-12/profile.toml"),
+        (
+            "debian-12",
+            None,
+            &["debian-12/profile.toml", "debian/common.toml"][..],
+        ),
         (
             "debian-12",
             Some("preseed.cfg.j2"),
-            "scripts/recipes/debian-12/preseed.cfg.j2",
+            &["debian/preseed.cfg.j2"],
+        ),
+        (
+            "debian-13",
+            Some("preseed.cfg.j2"),
+            &["debian/preseed.cfg.j2"],
+        ),
+        (
+            "rocky-10",
+            None,
+            &["rocky-10/profile.toml", "el/common.toml"],
+        ),
+        ("alma-9", Some("kickstart.cfg.j2"), &["el/kickstart.cfg.j2"]),
+        (
+            "ubuntu-24.04",
+            Some("user-data.j2"),
+            &["ubuntu-24.04/user-data.j2"],
         ),
         (
             "nixos",
             Some("configuration.nix.j2"),
-            "scripts/recipes/nixos/configuration.nix.j2",
+            &["nixos/configuration.nix.j2"],
         ),
     ] {
         let mut cmd = ferry();
@@ -47,10 +78,11 @@ fn recipes_are_listed_and_shown_as_shipped() {
         }
         let out = cmd.output().unwrap();
         assert!(out.status.success());
-        assert_eq!(
-            text(&out).0,
-            std::fs::read_to_string(repo().join(shipped)).unwrap()
-        );
+        let expected: String = shipped
+            .iter()
+            .map(|f| std::fs::read_to_string(repo().join("scripts/recipes").join(f)).unwrap())
+            .collect();
+        assert_eq!(text(&out).0, expected, "{recipe} {file:?}");
     }
     // Copied out next to each other, the files plan exactly like the built-in recipe.
     let scratch = Scratch::new();
@@ -203,11 +235,29 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
 /// ferry must fail on that screen within seconds, with the installer's message.
 #[test]
 fn debian_installer_error_screen_fails_the_install_fast() {
+    let stderr = debian_installer_fails_fast("12");
+    assert!(
+        stderr.contains("Download installer components"),
+        "the installer's own message is missing:\n{stderr}"
+    );
+}
+
+/// debian-13 the same way: trixie's installer components are incomplete here too (libc6-udeb,
+/// e2fsprogs-udeb and the kernel's modules are 404), so d-i stops on an error screen and
+/// ferry fails on it.
+#[test]
+fn debian_13_installer_error_screen_fails_the_install_fast() {
+    debian_installer_fails_fast("13");
+}
+
+/// `ferry install debian-RELEASE` against the real archive until the installer's first error
+/// screen; asserts ferry failed on it within seconds. Returns ferry's stderr.
+fn debian_installer_fails_fast(release: &str) -> String {
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
     let started = Instant::now();
     let out = ferry()
-        .args(["install", "debian-12", "--disk"])
+        .args(["install", &format!("debian-{release}"), "--disk"])
         .arg(scratch.disk())
         .arg("--cache-dir")
         .arg(scratch.dir.path().join("cache"))
@@ -222,23 +272,24 @@ fn debian_installer_error_screen_fails_the_install_fast() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(
-        stderr.contains("debian-installer-12-netboot-amd64_") && stderr.contains(" verified ("),
+        stderr.contains(&format!("debian-installer-{release}-netboot-amd64_"))
+            && stderr.contains(" verified ("),
         "the netboot package was not fetched and verified:\n{stderr}"
     );
     assert!(
         stderr.contains("unpacking the kernel and initrd"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("Download installer components"),
-        "the installer's own message is missing:\n{stderr}"
-    );
     assert!(stderr.contains("failure pattern"), "{stderr}");
     // About 3 minutes under TCG on 2 idle cores, more when other VMs share them; the
     // recipe's step timeouts are 10 minutes and more, so a run that waited for one fails here.
     assert!(took < Duration::from_secs(570), "took {took:?}");
 
-    // How long after the screen appeared did ferry give up? (The transcript's clock.)
+    // How long after the screen appeared did ferry give up? (The transcript's clock.) The
+    // screen is what the recipe's fail patterns describe: a question's prompt or an error note.
+    let screen =
+        regex::Regex::new(r"Prompt: '\?' for help|\[!+\] [A-Z][a-z]|\[Press enter to continue\]")
+            .unwrap();
     let run = scratch.run_dir();
     let cast = std::fs::read_to_string(run.join("transcript.cast")).unwrap();
     let mut lines = cast.lines();
@@ -250,7 +301,7 @@ fn debian_installer_error_screen_fails_the_install_fast() {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
         if event[1] == "o" {
             seen.push_str(event[2].as_str().unwrap());
-            if seen.contains("Download installer components") {
+            if screen.is_match(&seen) {
                 appeared = Some(start + event[0].as_f64().unwrap());
                 break;
             }
@@ -269,46 +320,17 @@ fn debian_installer_error_screen_fails_the_install_fast() {
         "the installer never fetched the preseed"
     );
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+    stderr
 }
 
 /// `ferry install nixos` with the NixOS look-alike fixture ISO, then the command lines its fake
 /// tools recorded onto the installed disk, and the installed configuration.nix.
 fn install_nixos_fixture(firmware: &str, network: Option<&str>) -> (Scratch, Vec<String>, String) {
-    let scratch = Scratch::new();
-    let key = test_key(scratch.dir.path());
-    let network_args: Vec<String> = match network {
-        Some(toml) => {
-            let path = scratch.dir.path().join("network.toml");
-            std::fs::write(&path, toml).unwrap();
-            vec!["--network".into(), path.display().to_string()]
-        }
-        None => Vec::new(),
-    };
-    let iso = fixture("build/tiny-nixos.iso");
-    let out = ferry()
-        .args(["install", "nixos", "--image"])
-        .arg(&iso)
-        .arg("--disk")
-        .arg(scratch.disk())
-        .args([
-            "--size",
-            "2G",
-            "--yes",
-            "--accel",
-            "tcg",
-            "--firmware",
-            firmware,
-        ])
-        .args(["--var", "hostname=ferrytest", "--ssh-key"])
-        .arg(&key)
-        .args(&network_args)
-        .arg("--runs-dir")
-        .arg(scratch.runs())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("boot check passed"), "{stdout}");
+    let (scratch, args) = install_fixture("nixos", "tiny-nixos.iso", firmware, network);
+    assert!(
+        args.contains("boot.shell_on_fail console=ttyS0,115200n8"),
+        "the serial entry was not booted: {args}"
+    );
 
     // The root file system: partition 1 in both layouts.
     let (start, sectors) = if firmware == "uefi" {
@@ -334,16 +356,54 @@ fn install_nixos_fixture(firmware: &str, network: Option<&str>) -> (Scratch, Vec
             && config.contains("\"console=ttyS0,115200n8\""),
         "{config}"
     );
+    (scratch, recorded, config)
+}
+
+/// `ferry install RECIPE --image build/ISO` under TCG as host `ferrytest`, with `--network`
+/// when given. Asserts that the install and the boot check passed; returns the scratch
+/// directory (its disk holds the result) and QEMU's arguments.
+fn install_fixture(
+    recipe: &str,
+    iso: &str,
+    firmware: &str,
+    network: Option<&str>,
+) -> (Scratch, String) {
+    let scratch = Scratch::new();
+    let key = test_key(scratch.dir.path());
+    let mut command = ferry();
+    command
+        .args(["install", recipe, "--image"])
+        .arg(fixture(&format!("build/{iso}")))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args([
+            "--size",
+            "2G",
+            "--yes",
+            "--accel",
+            "tcg",
+            "--firmware",
+            firmware,
+        ])
+        .args(["--var", "hostname=ferrytest", "--ssh-key"])
+        .arg(&key)
+        .arg("--runs-dir")
+        .arg(scratch.runs());
+    if let Some(toml) = network {
+        let path = scratch.dir.path().join("network.toml");
+        std::fs::write(&path, toml).unwrap();
+        command.arg("--network").arg(path);
+    }
+    let out = command.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("boot check passed"), "{stdout}");
     let run = scratch.run_dir();
     let verify = std::fs::read_to_string(run.join("verify/serial.log")).unwrap();
     assert!(verify.contains("ferrytest login:"), "{verify}");
-    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
-    assert!(
-        args.contains("boot.shell_on_fail console=ttyS0,115200n8"),
-        "the serial entry was not booted: {args}"
-    );
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
-    (scratch, recorded, config)
+    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
+    (scratch, args)
 }
 
 /// (first sector, sectors) of each GPT partition.
@@ -430,11 +490,7 @@ fn nixos_recipe_drives_the_live_system_and_the_disk_boots() {
 /// network from --network lands in configuration.nix.
 #[test]
 fn nixos_recipe_uefi_installs_the_removable_loader() {
-    let network = "name = \"eth0\"\npredicted_name = \"enp7s0\"\nmac = \"52:54:00:ab:cd:ef\"\n\
-        addresses = [[\"203.0.113.10\", 32], [\"2001:db8:1::2\", 64]]\n\
-        ipv4_gateway = { address = \"172.31.1.1\", onlink = true }\n\
-        ipv6_gateway = { address = \"fe80::1\" }\ndns = [\"185.12.64.1\"]\n";
-    let (_scratch, recorded, config) = install_nixos_fixture("uefi", Some(network));
+    let (_scratch, recorded, config) = install_nixos_fixture("uefi", Some(ROUTED_32));
     let curl = curl_line(&recorded);
     assert_eq!(
         recorded,
@@ -539,52 +595,13 @@ fn distribution_recipes_plan_the_installer_entry_of_their_look_alikes() {
     }
 }
 
-/// Installs a recipe from a look-alike ISO with the routed /32 network; returns the scratch
-/// directory (its disk holds the result), the QEMU arguments and the verify boot's log.
-fn install_look_alike(recipe: &str, iso: &str, firmware: &str) -> (Scratch, String, String) {
-    let scratch = Scratch::new();
-    let key = test_key(scratch.dir.path());
-    let network = scratch.dir.path().join("network.toml");
-    std::fs::write(&network, ROUTED_32).unwrap();
-    let out = ferry()
-        .args(["install", recipe, "--image"])
-        .arg(fixture(&format!("build/{iso}")))
-        .arg("--disk")
-        .arg(scratch.disk())
-        .args([
-            "--size",
-            "2G",
-            "--yes",
-            "--accel",
-            "tcg",
-            "--firmware",
-            firmware,
-        ])
-        .args(["--var", "hostname=ferrytest", "--ssh-key"])
-        .arg(&key)
-        .arg("--network")
-        .arg(&network)
-        .arg("--runs-dir")
-        .arg(scratch.runs())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("boot check passed"), "{stdout}");
-    let run = scratch.run_dir();
-    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
-    let verify = std::fs::read_to_string(run.join("verify/serial.log")).unwrap();
-    assert!(verify.contains("ferrytest login:"), "{verify}");
-    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
-    (scratch, args, verify)
-}
-
 /// ubuntu-24.04 against the Ubuntu look-alike (BIOS): its installer takes the NoCloud seed
 /// from the command line, fetches user-data and meta-data, installs to the disk the
 /// autoinstall names and runs the late-commands' downloads (root's key, netplan).
 #[test]
 fn ubuntu_recipe_installs_from_the_look_alike() {
-    let (scratch, args, _) = install_look_alike("ubuntu-24.04", "tiny-ubuntu.iso", "bios");
+    let (scratch, args) =
+        install_fixture("ubuntu-24.04", "tiny-ubuntu.iso", "bios", Some(ROUTED_32));
     assert!(
         args.contains("autoinstall ds=nocloud;s=http://10.0.2.2:"),
         "{args}"
@@ -620,7 +637,7 @@ fn ubuntu_recipe_installs_from_the_look_alike() {
 /// /root/anaconda-ks.cfg, as Anaconda does.
 #[test]
 fn rhel_recipe_installs_from_the_lorax_look_alike() {
-    let (scratch, args, _) = install_look_alike("rocky-9", "tiny-el.iso", "uefi");
+    let (scratch, args) = install_fixture("rocky-9", "tiny-el.iso", "uefi", Some(ROUTED_32));
     assert!(
         args.contains("inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.2:")
             && !args.contains("rd.live.check"),
@@ -730,14 +747,7 @@ fn debian_full_install_with_supplemented_mirror() {
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
     let network = scratch.dir.path().join("network.toml");
-    std::fs::write(
-        &network,
-        "name = \"eth0\"\npredicted_name = \"enp7s0\"\nmac = \"52:54:00:ab:cd:ef\"\n\
-         addresses = [[\"203.0.113.10\", 32], [\"2001:db8:1::2\", 64]]\n\
-         ipv4_gateway = { address = \"172.31.1.1\", onlink = true }\n\
-         ipv6_gateway = { address = \"fe80::1\" }\ndns = [\"185.12.64.1\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&network, ROUTED_32).unwrap();
     let runs = cache.join("runs");
     let before: Vec<_> = std::fs::read_dir(&runs)
         .map(|d| d.flatten().map(|e| e.path()).collect())
