@@ -47,13 +47,11 @@ pub static RECIPES: &[Recipe] = &[
     recipe!("alma-10", family "el", ["kickstart.cfg.j2"]),
 ];
 
-/// The built-in recipe called `name`, or the one the built-in catalog names for the image
-/// called `name` (`ferry plan ubuntu-24.04-server` plans with recipe ubuntu-24.04).
+/// The built-in recipe called `name`, or the one that installs the catalog image called
+/// `name` (`ferry plan ubuntu-24.04-server` plans with recipe ubuntu-24.04). A test checks
+/// that the catalog's `recipe` fields say the same.
 pub fn find(name: &str) -> Option<&'static Recipe> {
-    by_name(name).or_else(|| {
-        let catalog = crate::fetch::catalog::Catalog::load(None).ok()?;
-        by_name(catalog.get(name).ok()?.recipe.as_deref()?)
-    })
+    by_name(name).or_else(|| RECIPES.iter().find(|r| r.image().as_deref() == Some(name)))
 }
 
 fn by_name(name: &str) -> Option<&'static Recipe> {
@@ -67,6 +65,12 @@ impl Recipe {
             .ok()
             .and_then(|t| t.get("description")?.as_str().map(String::from))
             .unwrap_or_default()
+    }
+
+    /// The catalog image the profile installs (`[image] name`), if it names one.
+    pub fn image(&self) -> Option<String> {
+        let profile = toml::from_str::<toml::Table>(self.profile).ok()?;
+        Some(profile.get("image")?.get("name")?.as_str()?.to_string())
     }
 
     /// One of the recipe's templates.

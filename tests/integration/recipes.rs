@@ -213,14 +213,14 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     assert_eq!(planned["description"], "local file");
 
     let out = ferry()
-        .args(["plan", "debian-13", "--disk"])
+        .args(["plan", "debian-11", "--disk"])
         .arg(scratch.disk())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).1.contains(
-            "debian-13 is neither a profile file nor a built-in recipe (recipes: debian-12, nixos, ubuntu-24.04, rocky-9, rocky-10, alma-9, alma-10)"
+            "debian-11 is neither a profile file nor a built-in recipe (recipes: debian-12, debian-13, nixos, ubuntu-24.04, rocky-9, rocky-10, alma-9, alma-10)"
         ),
         "{}",
         text(&out).1
