@@ -13,7 +13,31 @@ packages=(
   iproute2                                    # `ss`, to check what ferry listens on
   python3                                     # scripts/bench
   tmux                                        # terminals for the operations tests
+  cloud-init python3-jsonschema python3-yaml  # recipe tests: `cloud-init schema`, Subiquity's schema
+  netplan.io                                  # recipe tests: `netplan generate` checks the netplan rendering
+  python3-venv                                # recipe tests: pykickstart's ksvalidator (below)
 )
+
+# pykickstart is not packaged in Debian 12: its ksvalidator comes from PyPI into a venv,
+# linked onto PATH. The tests need its RHEL9 and RHEL10 syntax versions (3.78 has both).
+KICKSTART_VENV=/opt/ferry-validators
+install_ksvalidator() {
+  if command -v ksvalidator >/dev/null && ksvalidator -l | grep -qx RHEL10; then
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: ksvalidator (pykickstart) missing; run as root: sudo $0" >&2
+    exit 1
+  fi
+  echo "install-deps: installing pykickstart into $KICKSTART_VENV"
+  python3 -m venv "$KICKSTART_VENV"
+  "$KICKSTART_VENV/bin/pip" install -q --upgrade pykickstart
+  ln -sf "$KICKSTART_VENV/bin/ksvalidator" /usr/local/bin/ksvalidator
+  ksvalidator -l | grep -qx RHEL10 || {
+    echo "install-deps: the installed pykickstart has no RHEL10 syntax" >&2
+    exit 1
+  }
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -21,6 +45,7 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
+  install_ksvalidator
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -30,3 +55,4 @@ fi
 echo "install-deps: installing ${missing[*]}"
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+install_ksvalidator

@@ -9,7 +9,10 @@
 #   tiny-nixos.iso     NixOS minimal ISO look-alike: its menu layouts and store paths, a live
 #                      system that auto-logs in on ttyS0 with fake NixOS tools that record
 #                      their command lines and install the tiny OS
-#   vmlinuz, installer.gz   the kernel and installer initramfs both ISOs carry
+#   tiny-ubuntu.iso    Ubuntu 24.04 live-server look-alike: its GRUB menu and casper paths
+#   tiny-el.iso        Rocky Linux 9 boot ISO look-alike: lorax's GRUB and isolinux menus
+#                      (both boot the tiny installer, which then plays Subiquity or Anaconda)
+#   vmlinuz, installer.gz   the kernel and installer initramfs all ISOs carry
 #   sercon-port.bin    fw_cfg blob making SeaBIOS mirror VGA text to COM1
 #   stamp              cache key; a rebuild happens only when it changes
 #
@@ -242,6 +245,34 @@ build_nixos_iso() { # OUT
 		"$tree"
 }
 
+# xorriso ISO9660 + Rock Ridge + Joliet of TREE with volume id VOLID; ferry boots the kernels
+# directly, so the look-alikes need no El Torito boot image.
+plain_iso() { # TREE VOLID OUT
+	run_logged xorriso -as mkisofs -o "$3" -V "$2" -R -J "$1"
+}
+
+build_ubuntu_iso() { # OUT
+	local tree=$WORK/ubuntu-tree
+	mkdir -p "$tree/boot/grub" "$tree/casper"
+	cp "$OUT/vmlinuz" "$tree/casper/vmlinuz"
+	cp "$OUT/installer.gz" "$tree/casper/initrd"
+	cp "$GUEST/ubuntu-grub.cfg" "$tree/boot/grub/grub.cfg"
+	plain_iso "$tree" "Ubuntu-Server 24.04.3 LTS amd64" "$1"
+}
+
+build_el_iso() { # OUT
+	local tree=$WORK/el-tree
+	mkdir -p "$tree/EFI/BOOT" "$tree/isolinux" "$tree/images/pxeboot"
+	cp "$OUT/vmlinuz" "$tree/images/pxeboot/vmlinuz"
+	cp "$OUT/installer.gz" "$tree/images/pxeboot/initrd.img"
+	# isolinux's copies (lorax installs the kernel twice); hard links keep one copy of the data.
+	ln "$tree/images/pxeboot/vmlinuz" "$tree/isolinux/vmlinuz"
+	ln "$tree/images/pxeboot/initrd.img" "$tree/isolinux/initrd.img"
+	cp "$GUEST/el-grub.cfg" "$tree/EFI/BOOT/grub.cfg"
+	cp "$GUEST/el-isolinux.cfg" "$tree/isolinux/isolinux.cfg"
+	plain_iso "$tree" Rocky-9-6-x86_64-dvd "$1"
+}
+
 build_isolinux_iso() { # OUT
 	local tree=$WORK/isolinux-tree
 	mkdir -p "$tree/isolinux" "$tree/boot"
@@ -274,7 +305,8 @@ main() {
 	local key
 	key=$(stamp)
 	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$key" ] &&
-		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ] && [ -f "$OUT/tiny-nixos.iso" ]; then
+		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ] && [ -f "$OUT/tiny-nixos.iso" ] &&
+		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ]; then
 		echo "make-fixtures: $OUT is up to date (kernel $KVER)"
 		return
 	fi
@@ -290,6 +322,8 @@ main() {
 	build_isolinux_iso "$OUT/tiny-isolinux.iso"
 	build_grub_iso "$OUT/tiny-grub.iso"
 	build_nixos_iso "$OUT/tiny-nixos.iso"
+	build_ubuntu_iso "$OUT/tiny-ubuntu.iso"
+	build_el_iso "$OUT/tiny-el.iso"
 	printf '\xf8\x03' >"$OUT/sercon-port.bin"
 	echo "$key" >"$OUT/stamp"
 	echo "make-fixtures: done"

@@ -14,6 +14,14 @@ use super::error::FetchError;
 /// The catalog files compiled into ferry. A unit test checks this list against `images/`.
 const EMBEDDED: &[(&str, &str)] = &[
     (
+        "alma-9-boot.toml",
+        include_str!("../../images/alma-9-boot.toml"),
+    ),
+    (
+        "alma-10-boot.toml",
+        include_str!("../../images/alma-10-boot.toml"),
+    ),
+    (
         "alpine-virt.toml",
         include_str!("../../images/alpine-virt.toml"),
     ),
@@ -30,6 +38,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../images/debian-12-netboot-package.toml"),
     ),
     (
+        "debian-13-netboot-package.toml",
+        include_str!("../../images/debian-13-netboot-package.toml"),
+    ),
+    (
         "freebsd-14.toml",
         include_str!("../../images/freebsd-14.toml"),
     ),
@@ -38,6 +50,14 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../images/nixos-minimal.toml"),
     ),
     ("openbsd.toml", include_str!("../../images/openbsd.toml")),
+    (
+        "rocky-9-boot.toml",
+        include_str!("../../images/rocky-9-boot.toml"),
+    ),
+    (
+        "rocky-10-boot.toml",
+        include_str!("../../images/rocky-10-boot.toml"),
+    ),
     (
         "ubuntu-24.04-server.toml",
         include_str!("../../images/ubuntu-24.04-server.toml"),

@@ -88,6 +88,8 @@ pub enum ImageError {
         matches: String,
         available: String,
     },
+    #[error("boot entry selector {selector:?} is not a valid regex: {reason}")]
+    BadRegex { selector: String, reason: String },
 }
 
 // Bounds on reading one boot menu (a top-level config and all it includes). Real menus are a
@@ -276,6 +278,19 @@ pub fn select<'a>(entries: &'a [BootEntry], selector: &str) -> Result<&'a BootEn
         available: list_entries(entries),
     };
 
+    // `/REGEX/` matches titles that carry a version, such as lorax's "Install Rocky Linux 9.6"
+    // next to "Test this media & install Rocky Linux 9.6".
+    if let Some(pattern) = sel.strip_prefix('/').and_then(|s| s.strip_suffix('/'))
+        && !pattern.is_empty()
+    {
+        let re = regex::Regex::new(pattern).map_err(|e| ImageError::BadRegex {
+            selector: selector.to_string(),
+            reason: e.to_string().lines().last().unwrap_or_default().to_string(),
+        })?;
+        return the_one(&candidates, |e| re.is_match(&e.title), selector, entries)
+            .unwrap_or_else(|| Err(unknown()));
+    }
+
     if sel == "default" {
         return candidates
             .iter()
@@ -305,20 +320,31 @@ pub fn select<'a>(entries: &'a [BootEntry], selector: &str) -> Result<&'a BootEn
             .any(|n| n.to_lowercase() == sel.to_lowercase())
     };
     for matcher in [&exact as &dyn Fn(&BootEntry) -> bool, &folded] {
-        let matches: Vec<&BootEntry> = candidates.iter().copied().filter(|e| matcher(e)).collect();
-        match matches.as_slice() {
-            [] => continue,
-            [first, rest @ ..] if rest.iter().all(|e| e.boots_like(first)) => return Ok(first),
-            _ => {
-                return Err(ImageError::AmbiguousEntry {
-                    selector: selector.to_string(),
-                    matches: list_entries(matches.iter().copied()),
-                    available: list_entries(entries),
-                });
-            }
+        if let Some(found) = the_one(&candidates, matcher, selector, entries) {
+            return found;
         }
     }
     Err(unknown())
+}
+
+/// The candidate `matches` picks: `None` when it picks none, ambiguous when it picks several
+/// that boot differently (the same entry in both menus is one).
+fn the_one<'a>(
+    candidates: &[&'a BootEntry],
+    matches: impl Fn(&BootEntry) -> bool,
+    selector: &str,
+    entries: &[BootEntry],
+) -> Option<Result<&'a BootEntry, ImageError>> {
+    let found: Vec<&BootEntry> = candidates.iter().copied().filter(|e| matches(e)).collect();
+    match found.as_slice() {
+        [] => None,
+        [first, rest @ ..] if rest.iter().all(|e| e.boots_like(first)) => Some(Ok(first)),
+        _ => Some(Err(ImageError::AmbiguousEntry {
+            selector: selector.to_string(),
+            matches: list_entries(found),
+            available: list_entries(entries),
+        })),
+    }
 }
 
 /// One line per entry: `  path > title [label]`, with the menu it came from.
@@ -577,6 +603,56 @@ mod tests {
         assert_eq!(
             select(&e, "grub:NixOS Installer").unwrap().menu,
             MenuKind::Grub
+        );
+    }
+
+    /// Lorax's menus: the version in every title, the media check the default.
+    #[test]
+    fn select_by_title_regex() {
+        use MenuKind::*;
+        let mut e = vec![
+            entry(
+                Syslinux,
+                &[],
+                Some("linux"),
+                "Install Rocky Linux 9.6",
+                "/v",
+            ),
+            entry(
+                Syslinux,
+                &[],
+                Some("check"),
+                "Test this media & install Rocky Linux 9.6",
+                "/v",
+            ),
+            entry(
+                Grub,
+                &[],
+                None,
+                "Install Rocky Linux 9.6",
+                "/images/pxeboot/vmlinuz",
+            ),
+        ];
+        e[1].is_default = true;
+        e[1].cmdline = "rd.live.check".into();
+        assert_eq!(
+            select(&e, "syslinux:/^Install /").unwrap().label.as_deref(),
+            Some("linux")
+        );
+        assert_eq!(select(&e, "grub:/^Install /").unwrap().menu, Grub);
+        // isolinux's kernel path differs from GRUB's: two different boots.
+        assert!(matches!(
+            select(&e, "/^Install /"),
+            Err(ImageError::AmbiguousEntry { .. })
+        ));
+        assert!(matches!(
+            select(&e, "/^Boot/"),
+            Err(ImageError::UnknownEntry { .. })
+        ));
+        let bad = select(&e, "/(/").unwrap_err().to_string();
+        assert!(
+            bad.starts_with("boot entry selector \"/(/\" is not a valid regex: "),
+            "{bad}"
         );
     }
 

@@ -21,16 +21,40 @@ macro_rules! recipe {
             files: &[$(($file, include_str!(concat!("../../scripts/recipes/", $name, "/", $file)))),*],
         }
     };
+    // One of a family of recipes that differ only in their image and variables: its own
+    // profile head, then the family's shared `common.toml`; templates from the family.
+    ($name:literal, family $family:literal, [$($file:literal),* $(,)?]) => {
+        Recipe {
+            name: $name,
+            profile: concat!(
+                include_str!(concat!("../../scripts/recipes/", $name, "/profile.toml")),
+                include_str!(concat!("../../scripts/recipes/", $family, "/common.toml")),
+            ),
+            files: &[$(($file, include_str!(concat!("../../scripts/recipes/", $family, "/", $file)))),*],
+        }
+    };
 }
 
 /// Every built-in recipe.
 pub static RECIPES: &[Recipe] = &[
-    recipe!("debian-12", ["preseed.cfg.j2"]),
+    recipe!("debian-12", family "debian", ["preseed.cfg.j2"]),
+    recipe!("debian-13", family "debian", ["preseed.cfg.j2"]),
     recipe!("nixos", ["configuration.nix.j2"]),
+    recipe!("ubuntu-24.04", ["user-data.j2"]),
+    recipe!("rocky-9", family "el", ["kickstart.cfg.j2"]),
+    recipe!("rocky-10", family "el", ["kickstart.cfg.j2"]),
+    recipe!("alma-9", family "el", ["kickstart.cfg.j2"]),
+    recipe!("alma-10", family "el", ["kickstart.cfg.j2"]),
 ];
 
-/// The built-in recipe called `name`.
+/// The built-in recipe called `name`, or the one that installs the catalog image called
+/// `name` (`ferry plan ubuntu-24.04-server` plans with recipe ubuntu-24.04). A test checks
+/// that the catalog's `recipe` fields say the same.
 pub fn find(name: &str) -> Option<&'static Recipe> {
+    by_name(name).or_else(|| RECIPES.iter().find(|r| r.image().as_deref() == Some(name)))
+}
+
+fn by_name(name: &str) -> Option<&'static Recipe> {
     RECIPES.iter().find(|r| r.name == name)
 }
 
@@ -74,6 +98,12 @@ impl Recipe {
             .unwrap_or_default()
     }
 
+    /// The catalog image the profile installs (`[image] name`), if it names one.
+    pub fn image(&self) -> Option<String> {
+        let profile = toml::from_str::<toml::Table>(self.profile).ok()?;
+        Some(profile.get("image")?.get("name")?.as_str()?.to_string())
+    }
+
     /// One of the recipe's templates.
     pub fn file(&self, name: &str) -> Option<&'static str> {
         self.files.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
@@ -107,7 +137,7 @@ mod tests {
     fn context(firmware: &str, network: bool) -> serde_json::Value {
         let mut c = serde_json::json!({
             "vars": {
-                "hostname": "web1", "domain": "example.org", "mirror": "deb.debian.org",
+                "hostname": "web1", "domain": "example.org", "mirror": "deb.debian.org", "suite": "bookworm",
                 "mirror_dir": "/debian", "proxy": "", "mirror_key_url": "", "state_version": "24.11",
                 "ssh_key": "ssh-ed25519 AAAAkey1 a@b\nssh-ed25519 AAAAkey2 c@d",
             },
@@ -144,6 +174,7 @@ mod tests {
             "d-i partman-partitioning/choose_label select msdos\n",
             "d-i passwd/root-password-crypted password *\n",
             "d-i mirror/http/hostname string deb.debian.org\n",
+            "d-i mirror/suite string bookworm\n",
             "d-i pkgsel/include string openssh-server\n",
             "d-i debian-installer/exit/poweroff boolean true\n",
             "  wget -q -O /target/root/.ssh/authorized_keys http://10.0.2.2:1234/T/authorized_keys; \\\n",
@@ -199,6 +230,35 @@ mod tests {
         }
     }
 
+    /// debian-13 is debian-12's recipe with its own image and suite, the preseed shared.
+    #[test]
+    fn debian_13_differs_from_debian_12_in_image_and_suite_only() {
+        let profile = |name| Profile::from_recipe(find(name).unwrap()).unwrap().spec;
+        let (twelve, thirteen) = (profile("debian-12"), profile("debian-13"));
+        assert_eq!(
+            thirteen.image.name.unwrap().get_ref(),
+            "debian-13-netboot-package"
+        );
+        assert_eq!(thirteen.vars["suite"].as_str(), Some("trixie"));
+        assert_eq!(twelve.vars["suite"].as_str(), Some("bookworm"));
+        let mut rest = thirteen.vars.clone();
+        rest.insert("suite".into(), "bookworm".into());
+        assert_eq!(rest, twelve.vars);
+        assert_eq!(
+            thirteen.boot.append.unwrap().get_ref(),
+            twelve.boot.append.unwrap().get_ref()
+        );
+        assert_eq!(thirteen.steps.len(), twelve.steps.len());
+        let mut c = context("uefi", true);
+        c["vars"]["suite"] = "trixie".into();
+        let text = render("debian-13", "preseed.cfg.j2", &c);
+        assert!(text.contains("d-i mirror/suite string trixie\n"), "{text}");
+        assert_eq!(
+            text.replace("string trixie", "string bookworm"),
+            render("debian-12", "preseed.cfg.j2", &context("uefi", true))
+        );
+    }
+
     #[test]
     fn nixos_configuration_renders() {
         let bios = render("nixos", "configuration.nix.j2", &context("bios", false));
@@ -246,5 +306,166 @@ mod tests {
     fn unknown_recipe() {
         assert!(find("debian-12").is_some());
         assert!(find("windows").is_none());
+    }
+
+    /// A catalog image that names a recipe plans with it, and that recipe installs that image.
+    #[test]
+    fn catalog_images_name_existing_recipes_that_use_them() {
+        let catalog = crate::fetch::catalog::Catalog::load(None).unwrap();
+        let mut named = 0;
+        for entry in &catalog.entries {
+            let Some(recipe) = &entry.recipe else {
+                continue;
+            };
+            let found = by_name(recipe)
+                .unwrap_or_else(|| panic!("{}: recipe {recipe} does not exist", entry.name));
+            assert_eq!(find(&entry.name).map(|r| r.name), Some(found.name));
+            let profile = Profile::from_recipe(found).unwrap();
+            assert_eq!(
+                profile
+                    .spec
+                    .image
+                    .name
+                    .as_ref()
+                    .map(|n| n.get_ref().as_str()),
+                Some(entry.name.as_str()),
+                "recipe {recipe} installs another image than {}",
+                entry.name
+            );
+            named += 1;
+        }
+        assert!(named >= 7, "{named}");
+        // Every recipe that takes a catalog image is named back by it.
+        for recipe in RECIPES {
+            let profile = Profile::from_recipe(recipe).unwrap();
+            if let Some(image) = &profile.spec.image.name {
+                let entry = catalog.get(image.get_ref()).unwrap();
+                assert_eq!(entry.recipe.as_deref(), Some(recipe.name));
+            }
+        }
+    }
+
+    /// Runs a validator on `text` written to a temporary file; panics with its output.
+    fn validate(text: &str, program: &str, args: &[&str]) {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        let out = std::process::Command::new(program)
+            .args(args)
+            .arg(file.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{program} (scripts/install-deps.sh installs it): {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn ubuntu_autoinstall_renders_and_passes_subiquity_schema_and_cloud_init() {
+        let validator = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/validators/autoinstall.py"
+        );
+        for (firmware, network) in [("bios", false), ("uefi", true)] {
+            let mut c = context(firmware, network);
+            if network {
+                c["vars"]["root_password"] = "it's \"a\" pass".into();
+            }
+            let text = render("ubuntu-24.04", "user-data.j2", &c);
+            validate(&text, "python3", &[validator]);
+            for line in [
+                "      match:\n        path: /dev/nvme0n1\n",
+                "    - curl -fsS -o /target/root/.ssh/authorized_keys http://10.0.2.2:1234/T/authorized_keys\n",
+                "  shutdown: poweroff\n",
+            ] {
+                assert!(text.contains(line), "{line:?} not in\n{text}");
+            }
+            assert_eq!(text.contains("netplan.yaml"), network, "{text}");
+            assert_eq!(text.contains("--removable --no-nvram"), firmware == "uefi");
+            assert_eq!(
+                text.contains("password: 'it''s \"a\" pass'\n"),
+                network,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn ubuntu_boots_the_casper_kernel_with_a_nocloud_seed() {
+        let profile = Profile::from_recipe(find("ubuntu-24.04").unwrap()).unwrap();
+        let append = profile.spec.boot.append.unwrap();
+        let text = crate::profile::Renderer::new(&context("bios", false))
+            .render("append", append.get_ref())
+            .unwrap();
+        assert_eq!(text, "autoinstall ds=nocloud;s=http://10.0.2.2:1234/T/");
+        let names: Vec<&str> = profile
+            .spec
+            .files
+            .iter()
+            .map(|f| f.name.get_ref().as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["user-data", "meta-data", "authorized_keys", "netplan.yaml"]
+        );
+    }
+
+    #[test]
+    fn rhel_family_kickstart_passes_ksvalidator() {
+        for (recipe, version) in [
+            ("rocky-9", "RHEL9"),
+            ("alma-9", "RHEL9"),
+            ("rocky-10", "RHEL10"),
+            ("alma-10", "RHEL10"),
+        ] {
+            let profile = Profile::from_recipe(find(recipe).unwrap()).unwrap();
+            let mirror = profile.spec.vars["mirror"].as_str().unwrap().to_string();
+            for (firmware, network) in [("bios", false), ("uefi", true)] {
+                let mut c = context(firmware, network);
+                c["vars"]["mirror"] = mirror.clone().into();
+                let text = render(recipe, "kickstart.cfg.j2", &c);
+                validate(&text, "ksvalidator", &["-e", "-v", version]);
+                for line in [
+                    format!("url --url={mirror}/BaseOS/x86_64/os/\n"),
+                    "ignoredisk --only-use=nvme0n1\n".into(),
+                    "cat > /root/.ssh/authorized_keys <<'FERRY_EOF'\nssh-ed25519 AAAAkey1 a@b\nssh-ed25519 AAAAkey2 c@d\nFERRY_EOF\n".into(),
+                    "rootpw --lock\n".into(),
+                    "\npoweroff\n".into(),
+                ] {
+                    assert!(text.contains(&line), "{recipe}: {line:?} not in\n{text}");
+                }
+                assert_eq!(
+                    text.contains("cat > /etc/NetworkManager/system-connections/ferry-enp1s0.nmconnection <<'FERRY_EOF'\n# Written by ferry for the NIC with MAC 52:54:00:12:34:56.\n"),
+                    network,
+                    "{text}"
+                );
+                assert_eq!(
+                    text.matches("\nFERRY_EOF\n").count(),
+                    1 + usize::from(network)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rhel_family_boots_the_install_entry_with_the_served_kickstart() {
+        for recipe in ["rocky-9", "rocky-10", "alma-9", "alma-10"] {
+            let profile = Profile::from_recipe(find(recipe).unwrap()).unwrap();
+            assert_eq!(
+                profile.spec.boot.entry.get_ref(),
+                "grub:/^Install .* [0-9][0-9.]*$/"
+            );
+            let append = profile.spec.boot.append.unwrap();
+            let text = crate::profile::Renderer::new(&context("bios", false))
+                .render("append", append.get_ref())
+                .unwrap();
+            assert_eq!(text, "inst.ks=http://10.0.2.2:1234/T/ks.cfg inst.text");
+            assert_eq!(
+                profile.spec.image.name.unwrap().get_ref(),
+                &format!("{recipe}-boot")
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The installed system's network, translated from one plain description of the host's NIC
 //! into each OS's own configuration: Debian's ifupdown `/etc/network/interfaces`, a systemd
-//! `.link` file that pins the interface name to the MAC, `/etc/resolv.conf`, and NixOS options.
+//! `.link` file that pins the interface name to the MAC, `/etc/resolv.conf`, NixOS options,
+//! Ubuntu's netplan and a NetworkManager keyfile (RHEL family).
 //!
 //! The input, [`Network`], says nothing about where it came from (a `--network` file today,
 //! the host's facts later), and every output is a pure function of it.
@@ -81,6 +82,8 @@ pub struct Rendered {
     pub systemd_link: String,
     pub resolv_conf: String,
     pub nixos: String,
+    pub netplan: String,
+    pub networkmanager: String,
 }
 
 /// How a gateway is reached.
@@ -135,6 +138,8 @@ impl Network {
             systemd_link: self.systemd_link(),
             resolv_conf: self.resolv_conf(),
             nixos: self.nixos(),
+            netplan: self.netplan(),
+            networkmanager: self.networkmanager(),
         })
     }
 
@@ -371,6 +376,114 @@ impl Network {
         if !self.dns.is_empty() {
             let servers: Vec<String> = self.dns.iter().map(|d| format!("\"{d}\"")).collect();
             let _ = writeln!(out, "networking.nameservers = [ {} ];", servers.join(" "));
+        }
+        out
+    }
+
+    /// A netplan file (`/etc/netplan/NAME.yaml`): the NIC matched by its MAC and given its
+    /// name with `set-name`, its addresses, default routes (`on-link` for a gateway outside
+    /// every subnet) and name servers. IPv6 router advertisements stay on (netplan's default).
+    pub fn netplan(&self) -> String {
+        let ifname = self.interface();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# Written by ferry for the NIC with MAC {mac}.\nnetwork:\n  version: 2\n  ethernets:\n    {ifname}:\n      match:\n        macaddress: \"{mac}\"\n      set-name: {ifname}\n      dhcp4: {dhcp}",
+            mac = self.mac.to_lowercase(),
+            dhcp = self.dhcp,
+        );
+        if !self.addresses.is_empty() {
+            out.push_str("      addresses:\n");
+            for (address, prefix) in self.v4().chain(self.v6()) {
+                let _ = writeln!(out, "        - \"{address}/{prefix}\"");
+            }
+        }
+        let gateways: Vec<&Gateway> = [&self.ipv4_gateway, &self.ipv6_gateway]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !gateways.is_empty() {
+            out.push_str("      routes:\n");
+            for gw in gateways {
+                let _ = writeln!(
+                    out,
+                    "        - to: default\n          via: \"{}\"",
+                    gw.address
+                );
+                if self.reach(gw) == Reach::OnLinkRoute {
+                    out.push_str("          on-link: true\n");
+                }
+            }
+        }
+        if !self.dns.is_empty() {
+            let servers: Vec<String> = self.dns.iter().map(|d| format!("\"{d}\"")).collect();
+            let _ = writeln!(
+                out,
+                "      nameservers:\n        addresses: [{}]",
+                servers.join(", ")
+            );
+        }
+        out
+    }
+
+    /// A NetworkManager keyfile (`/etc/NetworkManager/system-connections/NAME.nmconnection`,
+    /// mode 600) bound to the NIC by its MAC, whatever the interface is called. A gateway
+    /// outside every subnet becomes a default route with `onlink=true`.
+    pub fn networkmanager(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# Written by ferry for the NIC with MAC {mac}.\n[connection]\nid=ferry-{ifname}\ntype=ethernet\nautoconnect=true\n\n[ethernet]\nmac-address={mac}",
+            mac = self.mac.to_uppercase(),
+            ifname = self.interface(),
+        );
+        for (family, addrs, gw, default_net) in [
+            (
+                "ipv4",
+                self.v4().collect::<Vec<_>>(),
+                &self.ipv4_gateway,
+                "0.0.0.0/0",
+            ),
+            (
+                "ipv6",
+                self.v6().collect::<Vec<_>>(),
+                &self.ipv6_gateway,
+                "::/0",
+            ),
+        ] {
+            let method = match (family, addrs.is_empty(), self.dhcp) {
+                ("ipv4", _, true) => "auto",
+                ("ipv4", true, false) => "disabled",
+                ("ipv6", true, _) => "auto", // router advertisements
+                _ => "manual",
+            };
+            let _ = writeln!(out, "\n[{family}]\nmethod={method}");
+            for (i, (address, prefix)) in addrs.iter().enumerate() {
+                let _ = writeln!(out, "address{}={address}/{prefix}", i + 1);
+            }
+            if let Some(gw) = gw {
+                match self.reach(gw) {
+                    Reach::Subnet => {
+                        let _ = writeln!(out, "gateway={}", gw.address);
+                    }
+                    Reach::OnLinkRoute => {
+                        let _ = writeln!(
+                            out,
+                            "route1={default_net},{}\nroute1_options=onlink=true",
+                            gw.address
+                        );
+                    }
+                }
+            }
+            let servers: Vec<String> = self
+                .dns
+                .iter()
+                .filter(|d| d.is_ipv4() == (family == "ipv4"))
+                .map(|d| format!("{d};"))
+                .collect();
+            if !servers.is_empty() {
+                let _ = writeln!(out, "dns={}", servers.concat());
+            }
         }
         out
     }

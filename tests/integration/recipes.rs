@@ -25,19 +25,50 @@ fn recipes_are_listed_and_shown_as_shipped() {
         stdout.starts_with("debian-12    Debian 12 (bookworm)"),
         "{stdout}"
     );
-    assert!(stdout.contains("\nnixos        NixOS"), "{stdout}");
+    for line in [
+        "\ndebian-13    Debian 13 (trixie)",
+        "\nnixos        NixOS",
+        "\nubuntu-24.04 Ubuntu 24.04 LTS",
+        "\nrocky-9      Rocky Linux 9,",
+        "\nrocky-10     Rocky Linux 10,",
+        "\nalma-9       AlmaLinux 9,",
+        "\nalma-10      AlmaLinux 10,",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
 
+    // A family's profile is its own head followed by the family's common part.
     for (recipe, file, shipped) in [
-        ("debian-12", None, "scripts/recipes/debian-12/profile.toml"),
+        (
+            "debian-12",
+            None,
+            &["debian-12/profile.toml", "debian/common.toml"][..],
+        ),
         (
             "debian-12",
             Some("preseed.cfg.j2"),
-            "scripts/recipes/debian-12/preseed.cfg.j2",
+            &["debian/preseed.cfg.j2"],
+        ),
+        (
+            "debian-13",
+            Some("preseed.cfg.j2"),
+            &["debian/preseed.cfg.j2"],
+        ),
+        (
+            "rocky-10",
+            None,
+            &["rocky-10/profile.toml", "el/common.toml"],
+        ),
+        ("alma-9", Some("kickstart.cfg.j2"), &["el/kickstart.cfg.j2"]),
+        (
+            "ubuntu-24.04",
+            Some("user-data.j2"),
+            &["ubuntu-24.04/user-data.j2"],
         ),
         (
             "nixos",
             Some("configuration.nix.j2"),
-            "scripts/recipes/nixos/configuration.nix.j2",
+            &["nixos/configuration.nix.j2"],
         ),
     ] {
         let mut cmd = ferry();
@@ -47,10 +78,11 @@ fn recipes_are_listed_and_shown_as_shipped() {
         }
         let out = cmd.output().unwrap();
         assert!(out.status.success());
-        assert_eq!(
-            text(&out).0,
-            std::fs::read_to_string(repo().join(shipped)).unwrap()
-        );
+        let expected: String = shipped
+            .iter()
+            .map(|f| std::fs::read_to_string(repo().join("scripts/recipes").join(f)).unwrap())
+            .collect();
+        assert_eq!(text(&out).0, expected, "{recipe} {file:?}");
     }
     // Copied out next to each other, the files plan exactly like the built-in recipe.
     let scratch = Scratch::new();
@@ -181,14 +213,14 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     assert_eq!(planned["description"], "local file");
 
     let out = ferry()
-        .args(["plan", "debian-13", "--disk"])
+        .args(["plan", "debian-11", "--disk"])
         .arg(scratch.disk())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).1.contains(
-            "debian-13 is neither a profile file nor a built-in recipe (recipes: debian-12, nixos)"
+            "debian-11 is neither a profile file nor a built-in recipe (recipes: debian-12, debian-13, nixos, ubuntu-24.04, rocky-9, rocky-10, alma-9, alma-10)"
         ),
         "{}",
         text(&out).1
@@ -203,11 +235,29 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
 /// ferry must fail on that screen within seconds, with the installer's message.
 #[test]
 fn debian_installer_error_screen_fails_the_install_fast() {
+    let stderr = debian_installer_fails_fast("12");
+    assert!(
+        stderr.contains("Download installer components"),
+        "the installer's own message is missing:\n{stderr}"
+    );
+}
+
+/// debian-13 the same way: trixie's installer components are incomplete here too (libc6-udeb,
+/// e2fsprogs-udeb and the kernel's modules are 404), so d-i stops on an error screen and
+/// ferry fails on it.
+#[test]
+fn debian_13_installer_error_screen_fails_the_install_fast() {
+    debian_installer_fails_fast("13");
+}
+
+/// `ferry install debian-RELEASE` against the real archive until the installer's first error
+/// screen; asserts ferry failed on it within seconds. Returns ferry's stderr.
+fn debian_installer_fails_fast(release: &str) -> String {
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
     let started = Instant::now();
     let out = ferry()
-        .args(["install", "debian-12", "--disk"])
+        .args(["install", &format!("debian-{release}"), "--disk"])
         .arg(scratch.disk())
         .arg("--cache-dir")
         .arg(scratch.dir.path().join("cache"))
@@ -222,23 +272,24 @@ fn debian_installer_error_screen_fails_the_install_fast() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(
-        stderr.contains("debian-installer-12-netboot-amd64_") && stderr.contains(" verified ("),
+        stderr.contains(&format!("debian-installer-{release}-netboot-amd64_"))
+            && stderr.contains(" verified ("),
         "the netboot package was not fetched and verified:\n{stderr}"
     );
     assert!(
         stderr.contains("unpacking the kernel and initrd"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("Download installer components"),
-        "the installer's own message is missing:\n{stderr}"
-    );
     assert!(stderr.contains("failure pattern"), "{stderr}");
     // About 3 minutes under TCG on 2 idle cores, more when other VMs share them; the
     // recipe's step timeouts are 10 minutes and more, so a run that waited for one fails here.
     assert!(took < Duration::from_secs(570), "took {took:?}");
 
-    // How long after the screen appeared did ferry give up? (The transcript's clock.)
+    // How long after the screen appeared did ferry give up? (The transcript's clock.) The
+    // screen is what the recipe's fail patterns describe: a question's prompt or an error note.
+    let screen =
+        regex::Regex::new(r"Prompt: '\?' for help|\[!+\] [A-Z][a-z]|\[Press enter to continue\]")
+            .unwrap();
     let run = scratch.run_dir();
     let cast = std::fs::read_to_string(run.join("transcript.cast")).unwrap();
     let mut lines = cast.lines();
@@ -250,7 +301,7 @@ fn debian_installer_error_screen_fails_the_install_fast() {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
         if event[1] == "o" {
             seen.push_str(event[2].as_str().unwrap());
-            if seen.contains("Download installer components") {
+            if screen.is_match(&seen) {
                 appeared = Some(start + event[0].as_f64().unwrap());
                 break;
             }
@@ -269,46 +320,17 @@ fn debian_installer_error_screen_fails_the_install_fast() {
         "the installer never fetched the preseed"
     );
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+    stderr
 }
 
 /// `ferry install nixos` with the NixOS look-alike fixture ISO, then the command lines its fake
 /// tools recorded onto the installed disk, and the installed configuration.nix.
 fn install_nixos_fixture(firmware: &str, network: Option<&str>) -> (Scratch, Vec<String>, String) {
-    let scratch = Scratch::new();
-    let key = test_key(scratch.dir.path());
-    let network_args: Vec<String> = match network {
-        Some(toml) => {
-            let path = scratch.dir.path().join("network.toml");
-            std::fs::write(&path, toml).unwrap();
-            vec!["--network".into(), path.display().to_string()]
-        }
-        None => Vec::new(),
-    };
-    let iso = fixture("build/tiny-nixos.iso");
-    let out = ferry()
-        .args(["install", "nixos", "--image"])
-        .arg(&iso)
-        .arg("--disk")
-        .arg(scratch.disk())
-        .args([
-            "--size",
-            "2G",
-            "--yes",
-            "--accel",
-            "tcg",
-            "--firmware",
-            firmware,
-        ])
-        .args(["--var", "hostname=ferrytest", "--ssh-key"])
-        .arg(&key)
-        .args(&network_args)
-        .arg("--runs-dir")
-        .arg(scratch.runs())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("boot check passed"), "{stdout}");
+    let (scratch, args) = install_fixture("nixos", "tiny-nixos.iso", firmware, network);
+    assert!(
+        args.contains("boot.shell_on_fail console=ttyS0,115200n8"),
+        "the serial entry was not booted: {args}"
+    );
 
     // The root file system: partition 1 in both layouts.
     let (start, sectors) = if firmware == "uefi" {
@@ -334,16 +356,54 @@ fn install_nixos_fixture(firmware: &str, network: Option<&str>) -> (Scratch, Vec
             && config.contains("\"console=ttyS0,115200n8\""),
         "{config}"
     );
+    (scratch, recorded, config)
+}
+
+/// `ferry install RECIPE --image build/ISO` under TCG as host `ferrytest`, with `--network`
+/// when given. Asserts that the install and the boot check passed; returns the scratch
+/// directory (its disk holds the result) and QEMU's arguments.
+fn install_fixture(
+    recipe: &str,
+    iso: &str,
+    firmware: &str,
+    network: Option<&str>,
+) -> (Scratch, String) {
+    let scratch = Scratch::new();
+    let key = test_key(scratch.dir.path());
+    let mut command = ferry();
+    command
+        .args(["install", recipe, "--image"])
+        .arg(fixture(&format!("build/{iso}")))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args([
+            "--size",
+            "2G",
+            "--yes",
+            "--accel",
+            "tcg",
+            "--firmware",
+            firmware,
+        ])
+        .args(["--var", "hostname=ferrytest", "--ssh-key"])
+        .arg(&key)
+        .arg("--runs-dir")
+        .arg(scratch.runs());
+    if let Some(toml) = network {
+        let path = scratch.dir.path().join("network.toml");
+        std::fs::write(&path, toml).unwrap();
+        command.arg("--network").arg(path);
+    }
+    let out = command.output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("boot check passed"), "{stdout}");
     let run = scratch.run_dir();
     let verify = std::fs::read_to_string(run.join("verify/serial.log")).unwrap();
     assert!(verify.contains("ferrytest login:"), "{verify}");
-    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
-    assert!(
-        args.contains("boot.shell_on_fail console=ttyS0,115200n8"),
-        "the serial entry was not booted: {args}"
-    );
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
-    (scratch, recorded, config)
+    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
+    (scratch, args)
 }
 
 /// (first sector, sectors) of each GPT partition.
@@ -430,11 +490,7 @@ fn nixos_recipe_drives_the_live_system_and_the_disk_boots() {
 /// network from --network lands in configuration.nix.
 #[test]
 fn nixos_recipe_uefi_installs_the_removable_loader() {
-    let network = "name = \"eth0\"\npredicted_name = \"enp7s0\"\nmac = \"52:54:00:ab:cd:ef\"\n\
-        addresses = [[\"203.0.113.10\", 32], [\"2001:db8:1::2\", 64]]\n\
-        ipv4_gateway = { address = \"172.31.1.1\", onlink = true }\n\
-        ipv6_gateway = { address = \"fe80::1\" }\ndns = [\"185.12.64.1\"]\n";
-    let (_scratch, recorded, config) = install_nixos_fixture("uefi", Some(network));
+    let (_scratch, recorded, config) = install_nixos_fixture("uefi", Some(ROUTED_32));
     let curl = curl_line(&recorded);
     assert_eq!(
         recorded,
@@ -458,6 +514,148 @@ fn nixos_recipe_uefi_installs_the_removable_loader() {
             && config.contains("device = \"nodev\";"),
         "{config}"
     );
+}
+
+/// A routed /32 with an off-link gateway and IPv6 through fe80::1, as `--network` takes it.
+const ROUTED_32: &str = "name = \"eth0\"\npredicted_name = \"enp7s0\"\nmac = \"52:54:00:ab:cd:ef\"\n\
+    addresses = [[\"203.0.113.10\", 32], [\"2001:db8:1::2\", 64]]\n\
+    ipv4_gateway = { address = \"172.31.1.1\", onlink = true }\n\
+    ipv6_gateway = { address = \"fe80::1\" }\ndns = [\"185.12.64.1\"]\n";
+
+/// `ferry plan NAME --image LOOK-ALIKE --json`: the boot entry's title, kernel and command line.
+fn plan_look_alike(recipe: &str, iso: &str) -> (String, String, String) {
+    let scratch = Scratch::new();
+    let key = test_key(scratch.dir.path());
+    let out = ferry()
+        .args(["plan", recipe, "--image"])
+        .arg(fixture(&format!("build/{iso}")))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--json", "--ssh-key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{recipe}: {}", text(&out).1);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let boot = &plan["boot"];
+    let field = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    (
+        field(&boot["entry"]["title"]),
+        field(&boot["kernel"]),
+        field(&boot["cmdline"]),
+    )
+}
+
+/// The look-alikes' menus as the distributions build them: Ubuntu's casper entry, and lorax's
+/// "Install" entry rather than its default media check, for every RHEL-family recipe.
+#[test]
+fn distribution_recipes_plan_the_installer_entry_of_their_look_alikes() {
+    let (title, kernel, cmdline) = plan_look_alike("ubuntu-24.04", "tiny-ubuntu.iso");
+    assert_eq!(title, "Try or Install Ubuntu Server");
+    assert_eq!(kernel, "/casper/vmlinuz");
+    assert_eq!(
+        cmdline,
+        "autoinstall ds=nocloud;s=http://10.0.2.2:PORT/TOKEN/ --- console=ttyS0,115200n8"
+    );
+    for recipe in ["rocky-9", "rocky-10", "alma-9", "alma-10"] {
+        let (title, kernel, cmdline) = plan_look_alike(recipe, "tiny-el.iso");
+        assert_eq!(title, "Install Rocky Linux 9.6", "{recipe}");
+        assert_eq!(kernel, "/images/pxeboot/vmlinuz", "{recipe}");
+        assert_eq!(
+            cmdline,
+            "inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.2:PORT/TOKEN/ks.cfg inst.text console=ttyS0,115200n8",
+            "{recipe}"
+        );
+    }
+    // A catalog image's name plans with its recipe (and the catalog's download).
+    let scratch = Scratch::new();
+    let key = test_key(scratch.dir.path());
+    for (image, recipe) in [
+        ("ubuntu-24.04-server", "ubuntu-24.04"),
+        ("rocky-10-boot", "rocky-10"),
+        ("alma-9-boot", "alma-9"),
+        ("debian-12-netboot-package", "debian-12"),
+    ] {
+        let out = ferry()
+            .args(["plan", image, "--disk"])
+            .arg(scratch.disk())
+            .args(["--size", "2G", "--json", "--ssh-key"])
+            .arg(&key)
+            .arg("--cache-dir")
+            .arg(scratch.dir.path().join("cache"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{image}: {}", text(&out).1);
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            plan["profile"].as_str().unwrap(),
+            format!("recipe:{recipe}/profile.toml"),
+            "{image}"
+        );
+    }
+}
+
+/// ubuntu-24.04 against the Ubuntu look-alike (BIOS): its installer takes the NoCloud seed
+/// from the command line, fetches user-data and meta-data, installs to the disk the
+/// autoinstall names and runs the late-commands' downloads (root's key, netplan).
+#[test]
+fn ubuntu_recipe_installs_from_the_look_alike() {
+    let (scratch, args) =
+        install_fixture("ubuntu-24.04", "tiny-ubuntu.iso", "bios", Some(ROUTED_32));
+    assert!(
+        args.contains("autoinstall ds=nocloud;s=http://10.0.2.2:"),
+        "{args}"
+    );
+    let parts = mbr_partitions(&scratch.disk());
+    let (_, _, start, sectors) = parts[0];
+    let read = |path: &str| read_from_partition(&scratch.disk(), start, sectors, path);
+    let autoinstall = read("/var/log/installer/autoinstall-user-data");
+    assert!(
+        autoinstall.contains("        path: /dev/vda\n")
+            && autoinstall.contains("  shutdown: poweroff\n"),
+        "{autoinstall}"
+    );
+    let keys = read("/root/.ssh/authorized_keys");
+    assert!(
+        keys.contains("FerryTestKeyFerryTestKeyFerryTestKey0"),
+        "{keys:?}"
+    );
+    let netplan = read("/etc/netplan/50-ferry.yaml");
+    for line in [
+        "macaddress: \"52:54:00:ab:cd:ef\"",
+        "set-name: enp7s0",
+        "- \"203.0.113.10/32\"",
+        "via: \"172.31.1.1\"\n          on-link: true",
+        "via: \"fe80::1\"",
+    ] {
+        assert!(netplan.contains(line), "{line:?} not in\n{netplan}");
+    }
+}
+
+/// rocky-9 against lorax's layout (UEFI): the "Install" entry, not the default media check;
+/// the look-alike's Anaconda needs inst.stage2, fetches inst.ks and leaves the kickstart in
+/// /root/anaconda-ks.cfg, as Anaconda does.
+#[test]
+fn rhel_recipe_installs_from_the_lorax_look_alike() {
+    let (scratch, args) = install_fixture("rocky-9", "tiny-el.iso", "uefi", Some(ROUTED_32));
+    assert!(
+        args.contains("inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.2:")
+            && !args.contains("rd.live.check"),
+        "{args}"
+    );
+    let parts = gpt_partitions(&scratch.disk());
+    let (start, sectors) = parts[1];
+    let ks = read_from_partition(&scratch.disk(), start, sectors, "/root/anaconda-ks.cfg");
+    for line in [
+        "ignoredisk --only-use=vda\n",
+        "network --bootproto=dhcp --device=link --activate --hostname=ferrytest\n",
+        "FerryTestKeyFerryTestKeyFerryTestKey0 test@ferry\nFERRY_EOF\n",
+        "[ethernet]\nmac-address=52:54:00:AB:CD:EF\n",
+        "route1=0.0.0.0/0,172.31.1.1\nroute1_options=onlink=true\n",
+        "\npoweroff\n",
+    ] {
+        assert!(ks.contains(line), "{line:?} not in\n{ks}");
+    }
 }
 
 /// `scripts/debian-supplement-mirror.py` running as the guest's HTTP proxy; killed (by its
@@ -549,14 +747,7 @@ fn debian_full_install_with_supplemented_mirror() {
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
     let network = scratch.dir.path().join("network.toml");
-    std::fs::write(
-        &network,
-        "name = \"eth0\"\npredicted_name = \"enp7s0\"\nmac = \"52:54:00:ab:cd:ef\"\n\
-         addresses = [[\"203.0.113.10\", 32], [\"2001:db8:1::2\", 64]]\n\
-         ipv4_gateway = { address = \"172.31.1.1\", onlink = true }\n\
-         ipv6_gateway = { address = \"fe80::1\" }\ndns = [\"185.12.64.1\"]\n",
-    )
-    .unwrap();
+    std::fs::write(&network, ROUTED_32).unwrap();
     let runs = cache.join("runs");
     let before: Vec<_> = std::fs::read_dir(&runs)
         .map(|d| d.flatten().map(|e| e.path()).collect())

@@ -300,4 +300,142 @@ fn from_host_facts_of_a_routed_32_server() {
         rendered.ifupdown
     );
     assert!(rendered.resolv_conf.contains("nameserver 185.12.64.1"));
+    // Ubuntu and the RHEL family get the same facts: the MAC, the on-link route, fe80::1.
+    let mac = network.mac.to_lowercase();
+    for (os, text, lines) in [
+        (
+            "netplan",
+            &rendered.netplan,
+            [
+                format!("macaddress: \"{mac}\""),
+                "via: \"172.31.1.1\"\n          on-link: true".into(),
+                "via: \"fe80::1\"".into(),
+            ],
+        ),
+        (
+            "NetworkManager",
+            &rendered.networkmanager,
+            [
+                format!("mac-address={}", mac.to_uppercase()),
+                "route1=0.0.0.0/0,172.31.1.1\nroute1_options=onlink=true".into(),
+                "gateway=fe80::1".into(),
+            ],
+        ),
+    ] {
+        for line in lines {
+            assert!(text.contains(&line), "{os}: {line:?} not in\n{text}");
+        }
+    }
+}
+
+/// A routed /32 with an off-link IPv4 gateway and IPv6 through fe80::1, as Hetzner gives them.
+fn routed_32() -> Network {
+    Network {
+        addresses: vec![(ip("203.0.113.10"), 32), (ip("2001:db8:1::2"), 64)],
+        ipv4_gateway: gw("172.31.1.1", true),
+        ipv6_gateway: gw("fe80::1", false),
+        dns: vec![ip("185.12.64.1"), ip("2a01:4ff:ff00::add:1")],
+        ..nic()
+    }
+}
+
+#[test]
+fn netplan_matches_the_mac_and_routes_on_link() {
+    assert_eq!(
+        routed_32().render().unwrap().netplan,
+        "# Written by ferry for the NIC with MAC 90:1b:0e:aa:bb:cc.\n\
+         network:\n  version: 2\n  ethernets:\n    enp0s31f6:\n\
+         \x20     match:\n        macaddress: \"90:1b:0e:aa:bb:cc\"\n\
+         \x20     set-name: enp0s31f6\n      dhcp4: false\n\
+         \x20     addresses:\n        - \"203.0.113.10/32\"\n        - \"2001:db8:1::2/64\"\n\
+         \x20     routes:\n\
+         \x20       - to: default\n          via: \"172.31.1.1\"\n          on-link: true\n\
+         \x20       - to: default\n          via: \"fe80::1\"\n\
+         \x20     nameservers:\n        addresses: [\"185.12.64.1\", \"2a01:4ff:ff00::add:1\"]\n"
+    );
+    let dhcp = Network {
+        dhcp: true,
+        ..nic()
+    };
+    let text = dhcp.netplan();
+    assert!(text.ends_with("      dhcp4: true\n"), "{text}");
+}
+
+#[test]
+fn networkmanager_keyfile_binds_the_mac() {
+    assert_eq!(
+        routed_32().render().unwrap().networkmanager,
+        "# Written by ferry for the NIC with MAC 90:1B:0E:AA:BB:CC.\n\
+         [connection]\nid=ferry-enp0s31f6\ntype=ethernet\nautoconnect=true\n\n\
+         [ethernet]\nmac-address=90:1B:0E:AA:BB:CC\n\n\
+         [ipv4]\nmethod=manual\naddress1=203.0.113.10/32\n\
+         route1=0.0.0.0/0,172.31.1.1\nroute1_options=onlink=true\ndns=185.12.64.1;\n\n\
+         [ipv6]\nmethod=manual\naddress1=2001:db8:1::2/64\ngateway=fe80::1\ndns=2a01:4ff:ff00::add:1;\n"
+    );
+    let subnet = Network {
+        addresses: vec![(ip("198.51.100.7"), 24)],
+        ipv4_gateway: gw("198.51.100.1", false),
+        ..nic()
+    };
+    let text = subnet.networkmanager();
+    assert!(
+        text.contains("[ipv4]\nmethod=manual\naddress1=198.51.100.7/24\ngateway=198.51.100.1\n\n[ipv6]\nmethod=auto\n"),
+        "{text}"
+    );
+    let dhcp = Network {
+        dhcp: true,
+        ..nic()
+    };
+    assert!(dhcp.networkmanager().contains("[ipv4]\nmethod=auto\n"));
+}
+
+/// netplan's own parser (`netplan generate`, Debian's netplan.io) accepts the rendering and
+/// turns it into networkd files with the MAC match and the on-link route.
+#[test]
+fn netplan_generate_accepts_the_rendering() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("etc/netplan");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, network) in [
+        ("routed", routed_32()),
+        (
+            "dhcp",
+            Network {
+                dhcp: true,
+                name: "eth1".into(),
+                predicted_name: None,
+                mac: "52:54:00:00:00:01".into(),
+                ..nic()
+            },
+        ),
+    ] {
+        std::fs::write(dir.join(format!("50-{name}.yaml")), network.netplan()).unwrap();
+    }
+    let out = std::process::Command::new("netplan")
+        .arg("generate")
+        .arg("--root-dir")
+        .arg(root.path())
+        .output()
+        .expect("netplan (Debian's netplan.io, scripts/install-deps.sh) runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let networkd = root.path().join("run/systemd/network");
+    let read = |f: &str| std::fs::read_to_string(networkd.join(f)).unwrap_or_default();
+    let network = read("10-netplan-enp0s31f6.network");
+    for line in [
+        "Address=203.0.113.10/32",
+        "Gateway=172.31.1.1\nGatewayOnLink=true",
+        "Gateway=fe80::1",
+        "DNS=185.12.64.1",
+    ] {
+        assert!(network.contains(line), "{line:?} not in\n{network}");
+    }
+    let link = read("10-netplan-enp0s31f6.link");
+    assert!(
+        link.contains("MACAddress=90:1b:0e:aa:bb:cc") && link.contains("Name=enp0s31f6"),
+        "{link}"
+    );
 }
