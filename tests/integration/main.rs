@@ -8,4 +8,5 @@ mod host;
 mod install;
 mod ops;
 mod recipes;
+mod stream;
 mod support;
