@@ -69,10 +69,6 @@ impl StreamError {
     pub fn exit_code(&self) -> i32 {
         4
     }
-
-    pub(crate) fn is_out_of_range(&self) -> bool {
-        matches!(self, StreamError::OutOfRange { .. })
-    }
 }
 
 /// The verified image behind `request`, ready to serve: the record from `DEST.chunks` if one

@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 
 use super::StreamError;
 use super::image::StreamedImage;
+use crate::image::Source;
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
@@ -63,13 +64,16 @@ pub const MAX_READ: u32 = 4 << 20;
 /// Connections served at once; QEMU opens one.
 const MAX_CONNECTIONS: usize = 4;
 
+/// The live connections: a handle to shut each down, and its thread.
+type Connections = Mutex<Vec<(UnixStream, JoinHandle<()>)>>;
+
 /// A running server; [`NbdServer::stop`] (or dropping it) closes the socket and every
 /// connection and removes the socket file.
 pub struct NbdServer {
     socket: PathBuf,
     stopping: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
-    connections: Arc<Mutex<Vec<(UnixStream, JoinHandle<()>)>>>,
+    connections: Arc<Connections>,
 }
 
 impl NbdServer {
@@ -149,8 +153,6 @@ impl Drop for NbdServer {
     }
 }
 
-type Connections = Mutex<Vec<(UnixStream, JoinHandle<()>)>>;
-
 fn accept_loop(
     listener: UnixListener,
     export: &str,
@@ -182,7 +184,7 @@ fn accept_loop(
         let thread = std::thread::Builder::new()
             .name("nbd-conn".into())
             .spawn(move || {
-                if let Err(e) = serve(stream, &export, &image) {
+                if let Err(e) = serve(stream, &export, &*image, image.len()) {
                     tracing::debug!("nbd: connection ended: {e}");
                 }
             });
@@ -194,10 +196,11 @@ fn accept_loop(
 }
 
 /// One client: the handshake, then requests until NBD_CMD_DISC or the connection closes.
-fn serve(stream: UnixStream, export: &str, image: &StreamedImage) -> io::Result<()> {
+/// `image` is `size` bytes; any [`Source`] serves (the unit tests use a file).
+fn serve(stream: UnixStream, export: &str, image: &dyn Source, size: u64) -> io::Result<()> {
     let mut input = BufReader::new(stream.try_clone()?);
     let mut output = BufWriter::with_capacity(256 << 10, stream);
-    if !handshake(&mut input, &mut output, export, image.len())? {
+    if !handshake(&mut input, &mut output, export, size)? {
         return Ok(());
     }
     transmission(&mut input, &mut output, image)
@@ -300,7 +303,7 @@ fn reply(output: &mut impl Write, option: u32, kind: u32, data: &[u8]) -> io::Re
 fn transmission(
     input: &mut impl Read,
     output: &mut impl Write,
-    image: &StreamedImage,
+    image: &dyn Source,
 ) -> io::Result<()> {
     let mut buf = Vec::new();
     loop {
@@ -321,11 +324,12 @@ fn transmission(
                     continue;
                 }
                 buf.resize(len as usize, 0);
-                match image.read_at(&mut buf, offset) {
+                match image.read_exact_at(&mut buf, offset) {
                     Ok(()) => simple_reply(output, cookie, 0, &buf)?,
                     Err(e) => {
                         tracing::warn!("nbd: read of {len} bytes at {offset}: {e}");
-                        let code = if e.is_out_of_range() { EINVAL } else { EIO };
+                        let past_end = e.kind() == io::ErrorKind::UnexpectedEof;
+                        let code = if past_end { EINVAL } else { EIO };
                         simple_reply(output, cookie, code, &[])?;
                     }
                 }
@@ -373,4 +377,79 @@ fn read_u64(input: &mut impl Read) -> io::Result<u64> {
 
 fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("nbd: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A raw client: handshake with NBD_OPT_GO, a read, a write, a read past the end, then
+    /// NBD_CMD_DISC, against an export backed by a file.
+    #[test]
+    fn go_read_refused_write_and_disconnect() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 253) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&data).unwrap();
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let size = data.len() as u64;
+        let thread = std::thread::spawn(move || serve(server, "installer", &file, size));
+
+        let mut greeting = [0u8; 18];
+        client.read_exact(&mut greeting).unwrap();
+        assert_eq!(greeting[..8], NBDMAGIC.to_be_bytes());
+        client.write_all(&3u32.to_be_bytes()).unwrap();
+        let mut go = Vec::new();
+        go.extend_from_slice(&IHAVEOPT.to_be_bytes());
+        go.extend_from_slice(&OPT_GO.to_be_bytes());
+        go.extend_from_slice(&(4 + 9 + 2u32).to_be_bytes());
+        go.extend_from_slice(&9u32.to_be_bytes());
+        go.extend_from_slice(b"installer");
+        go.extend_from_slice(&0u16.to_be_bytes());
+        client.write_all(&go).unwrap();
+        let mut replies = Vec::new();
+        loop {
+            let mut head = [0u8; 20];
+            client.read_exact(&mut head).unwrap();
+            let kind = u32::from_be_bytes(head[12..16].try_into().unwrap());
+            let len = u32::from_be_bytes(head[16..20].try_into().unwrap());
+            let mut body = vec![0u8; len as usize];
+            client.read_exact(&mut body).unwrap();
+            replies.push((kind, body));
+            if kind == REP_ACK {
+                break;
+            }
+        }
+        let export = &replies[0];
+        assert_eq!(export.0, REP_INFO);
+        assert_eq!(export.1[2..10], size.to_be_bytes());
+        let flags = u16::from_be_bytes(export.1[10..12].try_into().unwrap());
+        assert_ne!(flags & TRANS_READ_ONLY, 0, "the export is read-only");
+
+        let request = |client: &mut UnixStream, kind: u16, offset: u64, len: u32| {
+            let mut r = REQUEST_MAGIC.to_be_bytes().to_vec();
+            r.extend_from_slice(&0u16.to_be_bytes());
+            r.extend_from_slice(&kind.to_be_bytes());
+            r.extend_from_slice(&u64::from(kind).to_be_bytes());
+            r.extend_from_slice(&offset.to_be_bytes());
+            r.extend_from_slice(&len.to_be_bytes());
+            client.write_all(&r).unwrap();
+        };
+        let reply = |client: &mut UnixStream| {
+            let mut head = [0u8; 16];
+            client.read_exact(&mut head).unwrap();
+            u32::from_be_bytes(head[4..8].try_into().unwrap())
+        };
+        request(&mut client, CMD_READ, 1000, 3000);
+        assert_eq!(reply(&mut client), 0);
+        let mut got = vec![0u8; 3000];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, data[1000..4000]);
+        request(&mut client, CMD_WRITE, 0, 512);
+        client.write_all(&[0x55; 512]).unwrap();
+        assert_eq!(reply(&mut client), EPERM);
+        request(&mut client, CMD_READ, 4900, 200);
+        assert_eq!(reply(&mut client), EINVAL);
+        request(&mut client, CMD_DISC, 0, 0);
+        thread.join().unwrap().unwrap();
+    }
 }
