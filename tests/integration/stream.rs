@@ -279,7 +279,9 @@ fn a_wrong_expected_sha256_fails_the_first_pass() {
 
 #[test]
 fn a_saved_record_skips_the_first_pass_and_writes_are_refused() {
-    let data = Arc::new(body(2 * MIB + 100));
+    // A whole number of 512-byte sectors: QEMU 7.2's qemu-img hung reading an export that ends
+    // mid-sector (unresolved; ISO images are whole 2048-byte sectors).
+    let data = Arc::new(body(2 * MIB + 4096));
     let gets = Arc::new(AtomicUsize::new(0));
     let server = Server::start({
         let (data, gets) = (data.clone(), gets.clone());
