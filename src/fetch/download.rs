@@ -1,10 +1,10 @@
 //! The downloader: HTTP(S) GETs with resume, retries with backoff, mirrors in order, and the
-//! SHA-256 computed while the bytes are written.
+//! SHA-256 computed while the bytes are written, on another thread than the one receiving them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
@@ -18,6 +18,12 @@ use super::cache::partial_path;
 use super::checksum::{ChecksumSource, DebianPackage, Sha256Digest, find_in_sums};
 use super::error::FetchError;
 use super::progress::Progress;
+
+/// The receiving thread hands the body on in buffers of this size...
+const PIPE_BUFFER: usize = 1 << 20;
+/// ...with at most this many waiting for the hashing and writing thread: the pipeline holds
+/// at most `PIPE_DEPTH + 2` buffers (8 MiB with one being filled and one being written).
+const PIPE_DEPTH: usize = 6;
 
 /// Timeouts and retry policy. [`FetchOptions::default`] suits real networks;
 /// [`FetchOptions::from_env`] lets tests shorten them.
@@ -125,7 +131,9 @@ pub fn parse_url(text: &str) -> Result<Url, FetchError> {
     }
 }
 
-/// Downloads files. One `Fetcher` holds one HTTP client (and its connection pool).
+/// Downloads files. One `Fetcher` holds one HTTP client (and its connection pool); clones
+/// share it.
+#[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::blocking::Client,
     opts: FetchOptions,
@@ -137,6 +145,16 @@ enum Failed {
     Transient(String),
     /// Not worth retrying this mirror.
     Final(FetchError),
+}
+
+/// Where a download's bytes go, in order: a partial file, or (streaming) a hasher that keeps
+/// nothing. Runs on the pipeline's second thread.
+pub(crate) trait Sink: Send {
+    /// Bytes taken so far: a retry resumes after them.
+    fn len(&self) -> u64;
+    fn write(&mut self, bytes: &[u8]) -> Result<(), FetchError>;
+    /// Starts over from byte 0 (the server could not resume).
+    fn truncate(&mut self) -> Result<(), FetchError>;
 }
 
 impl Fetcher {
@@ -167,19 +185,7 @@ impl Fetcher {
         request: &Request,
         progress: &mut dyn Progress,
     ) -> Result<Fetched, FetchError> {
-        let (expected, urls) = match &request.checksum {
-            // The chain of trust also names the package's current file in the pool.
-            ChecksumSource::Debian(package) => {
-                let (url, digest) = self.debian_package(package)?;
-                let others = request.urls.iter().filter(|u| **u != url).cloned();
-                let urls: Vec<Url> = std::iter::once(url.clone()).chain(others).collect();
-                (Some(digest), urls)
-            }
-            _ => (
-                self.expected_digest(request, progress)?,
-                request.urls.clone(),
-            ),
-        };
+        let (expected, urls) = self.resolve(request, progress)?;
         let dest = &request.dest;
         if dest.is_file() {
             progress.message(&format!("verifying cached {}", dest.display()));
@@ -209,23 +215,114 @@ impl Fetcher {
             std::fs::create_dir_all(dir).map_err(|e| FetchError::io(dir, e))?;
         }
         let mut partial = Partial::open(&partial_path(dest), progress)?;
+        match self.receive(&urls, &mut partial, progress) {
+            Ok(url) => partial.finish(dest, expected, &url),
+            Err(e) => Err(partial.abandon(e)),
+        }
+    }
+
+    /// The digest `request` must match (`None` when unverified) and its mirrors in order.
+    pub(crate) fn resolve(
+        &self,
+        request: &Request,
+        progress: &mut dyn Progress,
+    ) -> Result<(Option<Sha256Digest>, Vec<Url>), FetchError> {
+        match &request.checksum {
+            // The chain of trust also names the package's current file in the pool.
+            ChecksumSource::Debian(package) => {
+                let (url, digest) = self.debian_package(package)?;
+                let others = request.urls.iter().filter(|u| **u != url).cloned();
+                let urls: Vec<Url> = std::iter::once(url.clone()).chain(others).collect();
+                Ok((Some(digest), urls))
+            }
+            _ => Ok((
+                self.expected_digest(request, progress)?,
+                request.urls.clone(),
+            )),
+        }
+    }
+
+    /// Receives the whole file into `sink`, from the first mirror that delivers it (resuming
+    /// after what `sink` already holds); returns that mirror.
+    pub(crate) fn receive(
+        &self,
+        urls: &[Url],
+        sink: &mut dyn Sink,
+        progress: &mut dyn Progress,
+    ) -> Result<Url, FetchError> {
         let mut failures = Vec::new();
         for (i, url) in urls.iter().enumerate() {
-            match self.download_from(url, &mut partial, progress) {
-                Ok(()) => return partial.finish(dest, expected, url),
+            match self.download_from(url, sink, progress) {
+                Ok(()) => return Ok(url.clone()),
                 Err(e) if e.mirror_specific() && urls.len() > 1 => {
                     if i + 1 < urls.len() {
                         progress.message(&format!("{e}; trying the next mirror"));
                     }
                     failures.push((url.to_string(), e));
                 }
-                Err(e) => return Err(partial.abandon(e)),
+                Err(e) => return Err(e),
             }
         }
-        Err(partial.abandon(match failures.len() {
+        Err(match failures.len() {
             1 => failures.pop().expect("one failure").1,
             _ => FetchError::Mirrors(failures),
-        }))
+        })
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of the file at `url` (of `total` bytes) with one
+    /// range request, retrying transient failures. A server that ignores `Range`, or whose file
+    /// is no longer `total` bytes long, fails at once.
+    pub(crate) fn read_range(
+        &self,
+        url: &Url,
+        offset: u64,
+        total: u64,
+        buf: &mut [u8],
+    ) -> Result<(), FetchError> {
+        let end = offset + (buf.len() as u64).max(1) - 1;
+        self.with_retries(url, &mut Traced, |fetcher, _| {
+            let mut response = fetcher.send(url, Some((offset, Some(end))))?;
+            let status = response.status();
+            if status != StatusCode::PARTIAL_CONTENT {
+                return Err(match status {
+                    StatusCode::OK | StatusCode::RANGE_NOT_SATISFIABLE => {
+                        Failed::Final(FetchError::Setup(format!(
+                            "{url}: the server answered a range request with HTTP {}: streaming \
+                             needs range requests (download the image instead)",
+                            status.as_u16()
+                        )))
+                    }
+                    _ => status_failure(url, status),
+                });
+            }
+            let range = response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_content_range);
+            if range != Some((offset, Some(total))) {
+                return Err(Failed::Final(FetchError::Setup(format!(
+                    "{url}: asked for bytes {offset}-{end} of {total}, the server answered {range:?}: \
+                     the file changed since it was verified"
+                ))));
+            }
+            let mut filled = 0;
+            while filled < buf.len() {
+                match response.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Failed::Transient(describe_io(&e))),
+                }
+            }
+            if filled < buf.len() {
+                return Err(Failed::Transient(format!(
+                    "the connection closed after {filled} of {} bytes at {offset}",
+                    buf.len()
+                )));
+            }
+            Ok(())
+        })
     }
 
     /// The digest `request` must match, or `None` when it is [`ChecksumSource::Unverified`].
@@ -350,7 +447,7 @@ impl Fetcher {
     pub fn get_bytes(&self, url: &Url, progress: &mut dyn Progress) -> Result<Vec<u8>, FetchError> {
         const LIMIT: u64 = 64 << 20;
         self.with_retries(url, progress, |fetcher, _| {
-            let response = fetcher.send(url, 0)?;
+            let response = fetcher.send(url, None)?;
             let status = response.status();
             if status != StatusCode::OK {
                 return Err(status_failure(url, status));
@@ -369,15 +466,15 @@ impl Fetcher {
         })
     }
 
-    /// Downloads from one mirror into `partial`, retrying transient failures.
+    /// Downloads from one mirror into `sink`, retrying transient failures.
     fn download_from(
         &self,
         url: &Url,
-        partial: &mut Partial,
+        sink: &mut dyn Sink,
         progress: &mut dyn Progress,
     ) -> Result<(), FetchError> {
         self.with_retries(url, progress, |fetcher, progress| {
-            let result = fetcher.attempt(url, partial, progress);
+            let result = fetcher.attempt(url, sink, progress);
             progress.finish();
             result
         })
@@ -416,26 +513,32 @@ impl Fetcher {
         }
     }
 
-    fn send(&self, url: &Url, offset: u64) -> Result<reqwest::blocking::Response, Failed> {
+    /// A GET, of `range` (first byte, last byte or the end) if given.
+    fn send(
+        &self,
+        url: &Url,
+        range: Option<(u64, Option<u64>)>,
+    ) -> Result<reqwest::blocking::Response, Failed> {
         let mut request = self
             .client
             .get(url.clone())
             .header(ACCEPT_ENCODING, "identity");
-        if offset > 0 {
-            request = request.header(RANGE, format!("bytes={offset}-"));
+        if let Some((first, last)) = range {
+            let last = last.map(|n| n.to_string()).unwrap_or_default();
+            request = request.header(RANGE, format!("bytes={first}-{last}"));
         }
         request.send().map_err(|e| classify(url, &e))
     }
 
-    /// One GET: resumes from the partial's length, appends, hashes.
+    /// One GET: resumes after what `sink` holds, and feeds it the rest.
     fn attempt(
         &self,
         url: &Url,
-        partial: &mut Partial,
+        sink: &mut dyn Sink,
         progress: &mut dyn Progress,
     ) -> Result<(), Failed> {
-        let offset = partial.len;
-        let mut response = self.send(url, offset)?;
+        let offset = sink.len();
+        let mut response = self.send(url, (offset > 0).then_some((offset, None)))?;
         let status = response.status();
         let total = match status {
             StatusCode::PARTIAL_CONTENT if offset > 0 => {
@@ -449,7 +552,7 @@ impl Fetcher {
                         total.or(response.content_length().map(|n| n + offset))
                     }
                     _ => {
-                        partial.truncate().map_err(Failed::Final)?;
+                        sink.truncate().map_err(Failed::Final)?;
                         return Err(Failed::Transient(format!(
                             "the server answered the resume at byte {offset} with another range; starting over"
                         )));
@@ -461,43 +564,101 @@ impl Fetcher {
                     progress.message(&format!(
                         "{url}: the server ignored the resume request (HTTP 200); starting over"
                     ));
-                    partial.truncate().map_err(Failed::Final)?;
+                    sink.truncate().map_err(Failed::Final)?;
                 }
                 response.content_length()
             }
             StatusCode::RANGE_NOT_SATISFIABLE if offset > 0 => {
-                partial.truncate().map_err(Failed::Final)?;
+                sink.truncate().map_err(Failed::Final)?;
                 return Err(Failed::Transient(format!(
                     "the partial download ({offset} bytes) is not a prefix of the file; starting over"
                 )));
             }
             _ => return Err(status_failure(url, status)),
         };
-        progress.start(url.as_str(), partial.len, total);
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = match response.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Failed::Transient(describe_io(&e))),
-            };
-            partial.write(&buf[..n]).map_err(Failed::Final)?;
-            progress.advance(partial.len);
-        }
+        progress.start(url.as_str(), sink.len(), total);
+        pipe(&mut response, sink, progress)?;
+        let len = sink.len();
         match total {
-            Some(total) if partial.len < total => Err(Failed::Transient(format!(
-                "the connection closed after {} of {total} bytes",
-                partial.len
+            Some(total) if len < total => Err(Failed::Transient(format!(
+                "the connection closed after {len} of {total} bytes"
             ))),
-            Some(total) if partial.len > total => {
-                partial.truncate().map_err(Failed::Final)?;
+            Some(total) if len > total => {
+                sink.truncate().map_err(Failed::Final)?;
                 Err(Failed::Transient(format!(
                     "the server sent more than the {total} bytes it announced; starting over"
                 )))
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// Receives `body` on this thread while another feeds `sink` (hashing, writing): a bounded
+/// pipeline of large buffers, so the network, the hash and the disk overlap. Every byte
+/// received before an error reaches `sink`, so a retry resumes after it.
+fn pipe(
+    body: &mut impl Read,
+    sink: &mut dyn Sink,
+    progress: &mut dyn Progress,
+) -> Result<(), Failed> {
+    let mut received = sink.len();
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPE_DEPTH);
+        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+        let writer = scope.spawn(move || -> Result<(), FetchError> {
+            for (buf, n) in full_rx {
+                sink.write(&buf[..n])?;
+                // The receiver may be gone already; the buffer is then simply dropped.
+                let _ = empty_tx.send(buf);
+            }
+            Ok(())
+        });
+        let ended = loop {
+            let mut buf = empty_rx
+                .try_recv()
+                .unwrap_or_else(|_| vec![0u8; PIPE_BUFFER]);
+            let mut n = 0;
+            let mut ended = None;
+            while n < buf.len() {
+                match body.read(&mut buf[n..]) {
+                    Ok(0) => {
+                        ended = Some(Ok(()));
+                        break;
+                    }
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        ended = Some(Err(Failed::Transient(describe_io(&e))));
+                        break;
+                    }
+                }
+            }
+            // A send fails only when the writer stopped on an error, which `join` returns.
+            if n > 0 && full_tx.send((buf, n)).is_err() {
+                break Ok(());
+            }
+            received += n as u64;
+            progress.advance(received);
+            if let Some(ended) = ended {
+                break ended;
+            }
+        };
+        drop(full_tx);
+        match writer.join() {
+            Ok(Ok(())) => ended,
+            Ok(Err(e)) => Err(Failed::Final(e)),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Retry messages of range reads, which have no progress display: to the log.
+struct Traced;
+
+impl Progress for Traced {
+    fn message(&mut self, text: &str) {
+        tracing::warn!("{text}");
     }
 }
 
@@ -646,7 +807,7 @@ fn hash_into(reader: &mut impl Read, hasher: &mut Sha256) -> std::io::Result<u64
 /// `DEST.partial`, locked against a second ferry, with the hash of the bytes in it.
 struct Partial {
     path: PathBuf,
-    file: BufWriter<File>,
+    file: File,
     /// Held while the partial is open: a second ferry fetching the same file is refused.
     _lock: Flock<File>,
     hasher: Sha256,
@@ -680,41 +841,18 @@ impl Partial {
             .map_err(|e| FetchError::io(path, e))?;
         Ok(Partial {
             path: path.into(),
-            file: BufWriter::with_capacity(1 << 20, file),
+            file,
             _lock: lock,
             hasher,
             len,
         })
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), FetchError> {
-        self.hasher.update(bytes);
-        self.file
-            .write_all(bytes)
-            .map_err(|e| FetchError::io(&self.path, e))?;
-        self.len += bytes.len() as u64;
-        Ok(())
-    }
-
-    /// Starts over from byte 0.
-    fn truncate(&mut self) -> Result<(), FetchError> {
-        let io = |e| FetchError::io(&self.path, e);
-        self.file.flush().map_err(io)?;
-        let file = self.file.get_mut();
-        file.set_len(0).map_err(io)?;
-        file.seek(SeekFrom::Start(0)).map_err(io)?;
-        self.hasher = Sha256::new();
-        self.len = 0;
-        Ok(())
-    }
-
     /// Gives up on this fetch: bytes already received stay in the partial for the next run to
-    /// resume (flushed); an empty partial is removed.
-    fn abandon(mut self, error: FetchError) -> FetchError {
+    /// resume; an empty partial is removed.
+    fn abandon(self, error: FetchError) -> FetchError {
         if self.len == 0 {
             let _ = std::fs::remove_file(&self.path);
-        } else if let Err(e) = self.file.flush() {
-            tracing::warn!("{}: {e}", self.path.display());
         }
         error
     }
@@ -722,17 +860,13 @@ impl Partial {
     /// Syncs the bytes to disk, compares the digest, and renames the partial to `dest` only if
     /// it matched; a mismatch deletes the partial.
     fn finish(
-        mut self,
+        self,
         dest: &Path,
         expected: Option<Sha256Digest>,
         url: &Url,
     ) -> Result<Fetched, FetchError> {
         let io = |path: &Path, e| FetchError::io(path, e);
-        self.file.flush().map_err(|e| io(&self.path, e))?;
-        self.file
-            .get_ref()
-            .sync_all()
-            .map_err(|e| io(&self.path, e))?;
+        self.file.sync_all().map_err(|e| io(&self.path, e))?;
         let actual = Sha256Digest(self.hasher.finalize().into());
         if let Some(expected) = expected
             && expected != actual
@@ -758,6 +892,30 @@ impl Partial {
             cached: false,
             url: Some(url.to_string()),
         })
+    }
+}
+
+impl Sink for Partial {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), FetchError> {
+        self.hasher.update(bytes);
+        self.file
+            .write_all(bytes)
+            .map_err(|e| FetchError::io(&self.path, e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn truncate(&mut self) -> Result<(), FetchError> {
+        let io = |e| FetchError::io(&self.path, e);
+        self.file.set_len(0).map_err(io)?;
+        self.file.seek(SeekFrom::Start(0)).map_err(io)?;
+        self.hasher = Sha256::new();
+        self.len = 0;
+        Ok(())
     }
 }
 

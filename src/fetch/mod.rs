@@ -3,7 +3,9 @@
 //! A [`Request`] names mirrors, a [`ChecksumSource`] and a destination; a [`Fetcher`] makes it
 //! so, reporting to a [`Progress`]:
 //!
-//! - the file is written to `DEST.partial` while its SHA-256 is computed; after the body
+//! - the body is received on one thread and hashed and written to `DEST.partial` on another
+//!   (a bounded pipeline of 1 MiB buffers, so the network, the hash and the disk overlap);
+//!   after the body
 //!   ended, the partial is fsynced, its digest compared, and only a match is renamed to
 //!   `DEST`. `DEST` never holds unverified bytes (unless the checksum source is
 //!   [`ChecksumSource::Unverified`], which the operator asked for loudly);
@@ -16,7 +18,8 @@
 //!   (`Accept-Encoding: identity`: the hash is of the bytes on the server), trusting the
 //!   system CA store and the bundled Mozilla roots.
 //!
-//! The [`catalog`] says what can be fetched by name; [`cache`] where files go.
+//! The [`catalog`] says what can be fetched by name; [`cache`] where files go; [`stream`]
+//! serves an image too large to store, verified chunk by chunk, to QEMU over NBD.
 //!
 //! ```no_run
 //! use ferry::fetch::{Fetcher, FetchOptions, catalog::Catalog, progress};
@@ -34,6 +37,7 @@ pub mod debian;
 mod download;
 mod error;
 pub mod progress;
+pub mod stream;
 
 pub use checksum::{ChecksumSource, DebianPackage, Sha256Digest, find_in_sums};
 pub use download::{FetchOptions, Fetched, Fetcher, Request, hash_file, parse_url};

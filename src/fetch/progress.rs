@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 /// Receives a download's events. All methods have empty defaults.
 pub trait Progress {
-    /// Bytes start flowing from `url`: `done` bytes are already on disk (a resume), `total`
+    /// Bytes start flowing from `url`: `done` bytes are already received (a resume), `total`
     /// if the server said how many there are.
     fn start(&mut self, _url: &str, _done: u64, _total: Option<u64>) {}
-    /// `done` bytes are on disk now.
+    /// `done` bytes are received now (written, or queued to be).
     fn advance(&mut self, _done: u64) {}
     /// Something worth a line: a retry, a mirror switch, a restart, verification.
     fn message(&mut self, _text: &str) {}

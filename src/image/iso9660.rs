@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -98,10 +98,37 @@ struct Record {
     relocated: bool,
 }
 
+/// Where an image's bytes come from: a file, or a verified stream
+/// (`crate::fetch::stream::StreamedImage`) when the image is not stored here.
+pub trait Source: Send + Sync {
+    /// Fills `buf` from `offset`; fewer bytes than asked for is an `UnexpectedEof` error.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+}
+
+impl<T: Source + ?Sized> Source for std::sync::Arc<T> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        (**self).read_exact_at(buf, offset)
+    }
+}
+
+impl Source for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl std::fmt::Debug for Iso {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iso")
+            .field("path", &self.path)
+            .field("volume_id", &self.volume_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An open ISO 9660 image.
-#[derive(Debug)]
 pub struct Iso {
-    file: File,
+    file: Box<dyn Source>,
     path: PathBuf,
     block_size: u64,
     volume_id: String,
@@ -112,11 +139,20 @@ pub struct Iso {
 impl Iso {
     /// Open an image and read its volume descriptors.
     pub fn open(path: &Path) -> Result<Iso, IsoError> {
+        let file = File::open(path).map_err(|source| IsoError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Iso::from_source(Box::new(file), path)
+    }
+
+    /// Reads the image from `source`; `path` names it in messages (for a stream: the cache
+    /// path it would have, or its URL).
+    pub fn from_source(file: Box<dyn Source>, path: &Path) -> Result<Iso, IsoError> {
         let io_err = |source| IsoError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(io_err)?;
         let mut iso = Iso {
             file,
             path: path.to_path_buf(),
@@ -230,26 +266,29 @@ impl Iso {
                 source,
             }
         };
-        let io_err = |source| IsoError::Io {
-            path: self.path.clone(),
-            source,
-        };
         let mut out = File::create(dest).map_err(write_err(&paths.join(" + ")))?;
-        // A second handle with its own offset, so `&self` stays shareable; File-to-File
-        // io::copy lets the kernel copy (copy_file_range) without passing through here.
-        let mut src = File::open(&self.path).map_err(io_err)?;
+        // Positional reads through the source (a file, or a stream that verifies each chunk).
+        let mut buf = vec![0u8; 1 << 20];
         let mut total = 0;
         for path in paths {
             let rec = self.file_record(path)?;
-            src.seek(SeekFrom::Start(u64::from(rec.lba) * self.block_size))
-                .map_err(io_err)?;
-            let done =
-                std::io::copy(&mut (&mut src).take(rec.size), &mut out).map_err(write_err(path))?;
-            if done != rec.size {
-                return Err(IsoError::Malformed {
-                    image: self.path.clone(),
-                    what: format!("{path} extends past the end of the image"),
-                });
+            let start = u64::from(rec.lba) * self.block_size;
+            let mut done = 0;
+            while done < rec.size {
+                let n = (rec.size - done).min(buf.len() as u64) as usize;
+                match self.file.read_exact_at(&mut buf[..n], start + done) {
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Err(
+                            self.malformed(format!("{path} extends past the end of the image"))
+                        );
+                    }
+                    other => other.map_err(|source| IsoError::Io {
+                        path: self.path.clone(),
+                        source,
+                    })?,
+                }
+                out.write_all(&buf[..n]).map_err(write_err(path))?;
+                done += n as u64;
             }
             total += done;
         }

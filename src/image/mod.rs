@@ -12,7 +12,7 @@ pub mod syslinux;
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-pub use iso9660::{DirEntry, Iso, IsoError};
+pub use iso9660::{DirEntry, Iso, IsoError, Source};
 
 /// Which boot loader's menu an entry came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

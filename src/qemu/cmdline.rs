@@ -45,6 +45,33 @@ pub struct Disk {
     pub model: Option<String>,
 }
 
+/// Where the installer image is read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Media {
+    /// A local (verified) file.
+    File { path: PathBuf },
+    /// ferry's verified stream: an NBD export on a unix socket in the run directory
+    /// (`crate::fetch::stream::NbdServer`), for an image too large to store.
+    Nbd { socket: PathBuf, export: String },
+}
+
+impl Media {
+    /// The `-drive` value attaching this image as drive `id`: a raw, read-only CD-ROM.
+    pub fn drive(&self, id: &str) -> String {
+        let source = match self {
+            Media::File { path } => format!("file={}", escape(path)),
+            // QEMU 7.2's nbd block driver; -drive takes its options as `file.*`.
+            Media::Nbd { socket, export } => format!(
+                "file.driver=nbd,file.server.type=unix,file.server.path={},file.export={}",
+                escape(socket),
+                escape_str(export)
+            ),
+        };
+        format!("if=none,id={id},media=cdrom,readonly=on,format=raw,{source}")
+    }
+}
+
 /// Direct kernel boot: the installer's kernel taken from its own boot menu.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KernelBoot {
@@ -101,13 +128,8 @@ pub fn command_line(machine: &Machine) -> Vec<String> {
     }
     disk_args(&mut args, &machine.disk);
     if let Some(iso) = &machine.cdrom {
-        args.push([
-            "-drive".to_string(),
-            format!(
-                "if=none,id=installer,media=cdrom,readonly=on,format=raw,file={}",
-                escape(iso)
-            ),
-        ]);
+        let media = Media::File { path: iso.clone() };
+        args.push(["-drive".to_string(), media.drive("installer")]);
         // The secondary IDE channel: the guest sees /dev/sr0.
         args.push(["-device", "ide-cd,drive=installer,bus=ide.1"]);
     }
@@ -292,6 +314,19 @@ mod tests {
              -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56 \
              -chardev socket,id=serial0,path=/run/serial.sock,server=on,wait=on -serial chardev:serial0 \
              -qmp unix:/run/qmp.sock,server=on,wait=off -vga std -display none"
+        );
+    }
+
+    #[test]
+    fn streamed_media_is_a_read_only_nbd_drive() {
+        let media = Media::Nbd {
+            socket: "/run/ferry/a,b/installer.nbd".into(),
+            export: "installer".into(),
+        };
+        assert_eq!(
+            media.drive("installer"),
+            "if=none,id=installer,media=cdrom,readonly=on,format=raw,file.driver=nbd,\
+             file.server.type=unix,file.server.path=/run/ferry/a,,b/installer.nbd,file.export=installer"
         );
     }
 

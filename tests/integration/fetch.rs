@@ -19,7 +19,7 @@ use crate::support::*;
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub path: String,
-    range: Option<String>,
+    pub range: Option<String>,
     accept_encoding: Option<String>,
 }
 
@@ -27,10 +27,12 @@ pub struct Seen {
 pub enum Reply {
     /// Serve `body`, honouring `Range` with 206.
     File(Vec<u8>),
+    /// The same, without copying a large body for each request.
+    Shared(Arc<Vec<u8>>),
     /// Serve `body` as 200 whatever `Range` says.
     IgnoreRange(Vec<u8>),
-    /// Announce `body` in full, send `upto` bytes of it (from the requested offset), then close
-    /// (`reset`: with a TCP reset) or stall for `stall` first.
+    /// Announce `body` in full (or the requested range of it), send it up to byte `upto`, then
+    /// close (`reset`: with a TCP reset) or stall for `stall` first.
     Cut {
         body: Vec<u8>,
         upto: usize,
@@ -124,26 +126,32 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
         log.push(request.clone());
         log.len() - 1
     };
-    let offset = |len: usize| -> Option<usize> {
-        let start = request
+    // `bytes=START-` or `bytes=START-END` → START..END (exclusive), within the body.
+    let span = |len: usize| -> Option<(usize, usize)> {
+        let (start, end) = request
             .range
             .as_deref()?
             .strip_prefix("bytes=")?
-            .strip_suffix('-')?
-            .parse()
-            .ok()?;
-        (start <= len).then_some(start)
+            .split_once('-')?;
+        let start: usize = start.parse().ok()?;
+        let end = match end {
+            "" => len,
+            end => end.parse::<usize>().ok()?.saturating_add(1).min(len),
+        };
+        (start <= end).then_some((start, end))
+    };
+    let ranged = |stream: &mut TcpStream, body: &[u8]| match span(body.len()) {
+        Some((start, end)) => respond(
+            stream,
+            206,
+            &[range_header(start, end, body.len())],
+            &body[start..end],
+        ),
+        None => respond(stream, 200, &[], body),
     };
     let _ = match handler(&request, index) {
-        Reply::File(body) => match offset(body.len()) {
-            Some(start) => respond(
-                &mut stream,
-                206,
-                &[range_header(start, body.len())],
-                &body[start..],
-            ),
-            None => respond(&mut stream, 200, &[], &body),
-        },
+        Reply::File(body) => ranged(&mut stream, &body),
+        Reply::Shared(body) => ranged(&mut stream, &body),
         Reply::IgnoreRange(body) => respond(&mut stream, 200, &[], &body),
         Reply::Cut {
             body,
@@ -151,21 +159,21 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
             reset,
             stall,
         } => {
-            let start = offset(body.len()).unwrap_or(0);
-            let head = if start > 0 {
+            let (start, end) = span(body.len()).unwrap_or((0, body.len()));
+            let head = if request.range.is_some() {
                 format!(
                     "HTTP/1.1 206 Partial Content\r\n{}\r\n",
-                    range_header(start, body.len())
+                    range_header(start, end, body.len())
                 )
             } else {
                 "HTTP/1.1 200 OK\r\n".to_string()
             };
             let head = format!(
                 "{head}Content-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len() - start
+                end - start
             );
             let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&body[start..upto.max(start)]);
+            let _ = stream.write_all(&body[start..upto.clamp(start, end)]);
             let _ = stream.flush();
             if let Some(stall) = stall {
                 std::thread::sleep(stall);
@@ -185,8 +193,8 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
     };
 }
 
-fn range_header(start: usize, len: usize) -> String {
-    format!("Content-Range: bytes {start}-{}/{len}", len - 1)
+fn range_header(start: usize, end: usize, len: usize) -> String {
+    format!("Content-Range: bytes {start}-{}/{len}", end.max(1) - 1)
 }
 
 fn respond(
@@ -225,7 +233,7 @@ impl Progress for Recorder {
     }
 }
 
-fn body(len: usize) -> Vec<u8> {
+pub fn body(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
@@ -233,7 +241,7 @@ pub fn digest(bytes: &[u8]) -> Sha256Digest {
     Sha256Digest(Sha256::digest(bytes).into())
 }
 
-fn options() -> FetchOptions {
+pub fn options() -> FetchOptions {
     FetchOptions {
         connect_timeout: Duration::from_secs(2),
         read_timeout: Duration::from_millis(700),

@@ -9,4 +9,5 @@ mod inputs;
 mod install;
 mod ops;
 mod recipes;
+mod stream;
 mod support;
