@@ -1,5 +1,6 @@
 //! QEMU: finding a binary and its firmware, the command line, the process, and QMP.
 
+pub mod archive;
 pub mod bundle;
 pub mod cmdline;
 pub mod process;
@@ -28,6 +29,8 @@ pub enum QemuError {
     NotFound,
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
     #[error(
         "no OVMF firmware found (looked for {looked}); install it (Debian: apt-get install ovmf)"
     )]

@@ -16,6 +16,13 @@ pub struct Package {
     pub size: u64,
     /// Lower-case hex.
     pub sha256: String,
+    /// `Pre-Depends` and `Depends` as written (comma-separated, `|` between alternatives);
+    /// [`super::resolve::parse_relations`] reads them.
+    pub depends: String,
+    /// `Provides` as written: the virtual packages this one stands for.
+    pub provides: String,
+    /// `Essential: yes`: dpkg's own tools, on every Debian system.
+    pub essential: bool,
 }
 
 /// The newest version of each wanted package found in a `Packages` index. Paragraphs that name
@@ -25,6 +32,14 @@ pub fn find_packages(
     index: impl BufRead,
     wanted: &[&str],
 ) -> io::Result<BTreeMap<String, Package>> {
+    read_index(index, |name| wanted.contains(&name))
+}
+
+/// The newest version of every package in a `Packages` index whose name `keep` accepts.
+pub fn read_index(
+    index: impl BufRead,
+    mut keep: impl FnMut(&str) -> bool,
+) -> io::Result<BTreeMap<String, Package>> {
     let mut found: BTreeMap<String, Package> = BTreeMap::new();
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut lines = index.split(b'\n');
@@ -32,7 +47,7 @@ pub fn find_packages(
         let line = lines.next().transpose()?;
         let end_of_paragraph = line.as_ref().is_none_or(|l| l.trim_ascii().is_empty());
         if end_of_paragraph {
-            if let Some(p) = package_from(&fields).filter(|p| wanted.contains(&p.name.as_str())) {
+            if let Some(p) = package_from(&fields).filter(|p| keep(&p.name)) {
                 let newer = found
                     .get(&p.name)
                     .is_none_or(|old| compare_versions(&p.version, &old.version).is_gt());
@@ -54,7 +69,16 @@ pub fn find_packages(
         if let Some((name, value)) = line.split_once(':')
             && matches!(
                 name,
-                "Package" | "Version" | "Architecture" | "Filename" | "Size" | "SHA256"
+                "Package"
+                    | "Version"
+                    | "Architecture"
+                    | "Filename"
+                    | "Size"
+                    | "SHA256"
+                    | "Depends"
+                    | "Pre-Depends"
+                    | "Provides"
+                    | "Essential"
             )
         {
             fields.insert(name.to_string(), value.trim().to_string());
@@ -74,6 +98,14 @@ fn package_from(fields: &BTreeMap<String, String>) -> Option<Package> {
         filename: fields.get("Filename")?.clone(),
         size: fields.get("Size")?.parse().ok()?,
         sha256: sha256.to_ascii_lowercase(),
+        depends: [fields.get("Pre-Depends"), fields.get("Depends")]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        provides: fields.get("Provides").cloned().unwrap_or_default(),
+        essential: fields.get("Essential").is_some_and(|e| e == "yes"),
     })
 }
 
