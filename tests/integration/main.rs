@@ -7,5 +7,6 @@ mod fetch;
 mod host;
 mod install;
 mod ops;
+mod qemu_archive;
 mod recipes;
 mod support;
