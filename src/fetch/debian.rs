@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 pub use deb::DebError;
 pub use openpgp::{Keyring, OpenPgpError, Signer};
-pub use packages::Package;
+pub use packages::{Package, Pin};
 pub use release::{IndexEntry, Release, ReleaseError};
 
 /// Debian's CDN; the only archive ferry's build machines can reach.

@@ -16,9 +16,10 @@ use sha2::{Digest, Sha256};
 use super::bundle::Bundle;
 use super::{QemuBinary, QemuError};
 use crate::arch::Arch;
+use crate::fetch::catalog::{Entry, Kind};
 use crate::fetch::debian::deb::{self, Link};
 use crate::fetch::debian::resolve::ResolveError;
-use crate::fetch::debian::{Archive, DebianError, Package, Transport};
+use crate::fetch::debian::{Archive, DebianError, Pin, Transport};
 
 /// The Debian release ferry's QEMU comes from: its QEMU is the one ferry is tested with.
 pub const SUITE: &str = "bookworm";
@@ -28,27 +29,48 @@ pub const SUITE: &str = "bookworm";
 pub struct Source {
     pub suite: String,
     pub arch: Arch,
+    /// The QEMU package; the set is it, the architecture's UEFI firmware, and their closure.
+    pub package: String,
     /// The exact set, from a catalog entry: no index is read, each `.deb` is checked against
     /// its pinned SHA-256.
     pub pinned: Option<Vec<Pin>>,
 }
 
 impl Source {
-    /// Debian 12's QEMU for this machine.
+    /// Debian 12's QEMU for `arch`.
     pub fn default_for(arch: Arch) -> Source {
+        let package = match arch {
+            Arch::X86_64 => "qemu-system-x86",
+            Arch::Aarch64 => "qemu-system-arm",
+        };
         Source {
             suite: SUITE.to_string(),
             arch,
+            package: package.to_string(),
             pinned: None,
         }
     }
 
-    /// The packages asked for; the rest is their `Depends` closure.
-    pub fn roots(&self) -> &'static [&'static str] {
-        match self.arch {
-            Arch::X86_64 => &["qemu-system-x86", "ovmf"],
-            Arch::Aarch64 => &["qemu-system-arm", "qemu-efi-aarch64"],
-        }
+    /// What a catalog `qemu` entry with `[debian]` names, and the archive's URL.
+    pub fn from_catalog(entry: &Entry) -> Option<(Source, String)> {
+        let debian = entry.debian.as_ref().filter(|_| entry.kind == Kind::Qemu)?;
+        let source = Source {
+            suite: debian.suite.clone(),
+            arch: entry.arch,
+            package: debian.package.clone(),
+            pinned: (!entry.pins.is_empty()).then(|| entry.pins.clone()),
+        };
+        Some((source, debian.archive.clone()))
+    }
+
+    /// The packages asked for; the rest is their `Depends` closure. SeaBIOS and iPXE come
+    /// through `qemu-system-x86`'s `Depends`; UEFI firmware is only recommended, so named here.
+    pub fn roots(&self) -> Vec<&str> {
+        let firmware = match self.arch {
+            Arch::X86_64 => "ovmf",
+            Arch::Aarch64 => "qemu-efi-aarch64",
+        };
+        vec![self.package.as_str(), firmware]
     }
 
     fn record_path(&self, cache_dir: &Path) -> PathBuf {
@@ -84,46 +106,6 @@ impl Source {
 
 fn base(cache_dir: &Path) -> PathBuf {
     cache_dir.join("qemu-debian")
-}
-
-/// One package of the set, as the `Packages` index listed it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pin {
-    pub name: String,
-    pub version: String,
-    /// Path in the archive, `pool/main/...`.
-    pub filename: String,
-    pub size: u64,
-    pub sha256: String,
-}
-
-impl From<&Package> for Pin {
-    fn from(p: &Package) -> Pin {
-        Pin {
-            name: p.name.clone(),
-            version: p.version.clone(),
-            filename: p.filename.clone(),
-            size: p.size,
-            sha256: p.sha256.clone(),
-        }
-    }
-}
-
-impl Pin {
-    fn package(&self) -> Package {
-        Package {
-            name: self.name.clone(),
-            version: self.version.clone(),
-            architecture: String::new(),
-            filename: self.filename.clone(),
-            size: self.size,
-            sha256: self.sha256.clone(),
-            depends: String::new(),
-            provides: String::new(),
-            essential: false,
-        }
-    }
 }
 
 /// The resolved set as written in the cache.
@@ -311,7 +293,7 @@ fn resolve<T: Transport>(
     let suite = archive.suite(&source.suite)?;
     let index = archive.index_of(&suite, "main", source.arch.debian())?;
     let set = index
-        .closure(source.roots())
+        .closure(&source.roots())
         .map_err(|e| ArchiveError::Resolve {
             roots: source.roots().join(", "),
             suite: source.suite.clone(),
@@ -525,6 +507,45 @@ mod tests {
         assert_eq!(
             Origin::of(&source, dir.path()).describe(),
             "Debian's QEMU: 1 packages (13 MB) to download, each checked against its recorded SHA-256"
+        );
+    }
+
+    #[test]
+    fn a_catalog_entry_names_the_archive_and_may_pin_the_set() {
+        use crate::fetch::catalog::Catalog;
+        let catalog = Catalog::load(None).unwrap();
+        let (source, mirror) =
+            Source::from_catalog(catalog.qemu_archive(Arch::Aarch64).unwrap()).unwrap();
+        assert_eq!(source, Source::default_for(Arch::Aarch64));
+        assert_eq!(source.roots(), ["qemu-system-arm", "qemu-efi-aarch64"]);
+        assert_eq!(mirror, "https://deb.debian.org/debian");
+
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |sha256: &str| {
+            format!(
+                "name = \"q\"\ndescription = \"d\"\nos = \"debian\"\nversion = \"12\"\narch = \"x86_64\"\n\
+                 kind = \"qemu\"\nurls = [\"http://m/debian\"]\n\
+                 [debian]\narchive = \"http://m/debian\"\nsuite = \"bookworm\"\narch = \"amd64\"\npackage = \"qemu-system-x86\"\n\
+                 [[pin]]\nname = \"seabios\"\nversion = \"1.16.2-1\"\nfilename = \"pool/main/s/seabios/seabios_1.16.2-1_all.deb\"\n\
+                 size = 170000\nsha256 = \"{sha256}\"\n"
+            )
+        };
+        std::fs::write(dir.path().join("q.toml"), entry(&"ab".repeat(32))).unwrap();
+        let catalog = Catalog::load(Some(dir.path())).unwrap();
+        let (source, mirror) =
+            Source::from_catalog(catalog.qemu_archive(Arch::X86_64).unwrap()).unwrap();
+        assert_eq!(mirror, "http://m/debian");
+        let pinned = source.pinned.unwrap();
+        assert_eq!(pinned.len(), 1);
+        assert_eq!(pinned[0].name, "seabios");
+        assert!(catalog.qemu_archive(Arch::Aarch64).is_none());
+
+        std::fs::write(dir.path().join("q.toml"), entry("12")).unwrap();
+        let e = Catalog::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            e.contains("q.toml:18:")
+                && e.ends_with("`pin` seabios: `sha256` must be 64 hexadecimal digits"),
+            "{e}"
         );
     }
 }

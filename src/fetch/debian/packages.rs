@@ -5,6 +5,8 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead};
 
+use serde::{Deserialize, Serialize};
+
 /// A binary package as the index describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
@@ -23,6 +25,48 @@ pub struct Package {
     pub provides: String,
     /// `Essential: yes`: dpkg's own tools, on every Debian system.
     pub essential: bool,
+}
+
+/// A package pinned by name, version, pool path, size and SHA-256, as a `Packages` index lists
+/// it: what a resolved set records, and what a catalog entry can name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pub name: String,
+    pub version: String,
+    /// Path in the archive, `pool/main/...`.
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl From<&Package> for Pin {
+    fn from(p: &Package) -> Pin {
+        Pin {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            filename: p.filename.clone(),
+            size: p.size,
+            sha256: p.sha256.clone(),
+        }
+    }
+}
+
+impl Pin {
+    /// The package as [`super::Archive::download_package`] takes it.
+    pub fn package(&self) -> Package {
+        Package {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            architecture: String::new(),
+            filename: self.filename.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+            depends: String::new(),
+            provides: String::new(),
+            essential: false,
+        }
+    }
 }
 
 /// The newest version of each wanted package found in a `Packages` index. Paragraphs that name
