@@ -298,7 +298,8 @@ fn parse_entry(path: &Path, text: &str) -> Result<Entry, FetchError> {
             format!("`pin` {}: `sha256` must be 64 hexadecimal digits", pin.name),
         ));
     }
-    if !entry.pins.is_empty() && !(entry.kind == Kind::Qemu && entry.debian.is_some()) {
+    let pinnable = entry.kind == Kind::Qemu && entry.debian.is_some();
+    if !entry.pins.is_empty() && !pinnable {
         return Err(invalid(
             text.find("[[pin]]").unwrap_or(0),
             "`pin` pins the packages of a `qemu` entry with `debian`; remove it here".into(),

@@ -120,14 +120,11 @@ struct Record {
 pub enum ArchiveError {
     #[error("QEMU from Debian's archive: {0}")]
     Chain(#[from] DebianError),
-    #[error(
-        "QEMU from Debian's archive: resolving {roots} in dists/{suite}/main/binary-{arch}: {source}"
-    )]
+    #[error("QEMU from Debian's archive: resolving {roots} in {index}: {source}")]
     Resolve {
         roots: String,
-        suite: String,
-        arch: &'static str,
-        source: ResolveError,
+        index: String,
+        source: Box<ResolveError>,
     },
     #[error("QEMU from Debian's archive: {}: {source}", path.display())]
     Io {
@@ -296,9 +293,12 @@ fn resolve<T: Transport>(
         .closure(&source.roots())
         .map_err(|e| ArchiveError::Resolve {
             roots: source.roots().join(", "),
-            suite: source.suite.clone(),
-            arch: source.arch.debian(),
-            source: e,
+            index: format!(
+                "dists/{}/main/binary-{}",
+                source.suite,
+                source.arch.debian()
+            ),
+            source: Box::new(e),
         })?;
     Ok(set.iter().map(Pin::from).collect())
 }

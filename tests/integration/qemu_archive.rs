@@ -18,6 +18,8 @@ use crate::support::*;
 const UPSTREAM: &str = "http://deb.debian.org/debian";
 
 type Tamper = dyn Fn(&str, &mut Vec<u8>) + Send + Sync;
+/// What is tampered with, how, and the start of the refusal.
+type Case = (&'static str, fn(&str, &mut Vec<u8>), &'static str);
 
 /// A loopback mirror at `/debian/`; `tamper(path, body)` may change what it serves.
 struct Mirror {
@@ -216,7 +218,7 @@ fn network_qemu_from_debian_archive_refuses_a_tampered_link() {
     if !archive_available() {
         return;
     }
-    let cases: [(&str, fn(&str, &mut Vec<u8>), &str); 3] = [
+    let cases: [Case; 3] = [
         (
             "InRelease",
             |path, body| {
@@ -255,6 +257,7 @@ fn network_qemu_from_debian_archive_refuses_a_tampered_link() {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
         let e = ensure(&mirror, &Source::default_for(Arch::X86_64), &cache).unwrap_err();
+        eprintln!("tampered {what}: {e}");
         assert!(e.starts_with(said), "tampered {what}: {e}");
         if what == ".deb" {
             assert!(e.contains("checksum mismatch"), "{e}");
