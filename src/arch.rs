@@ -63,6 +63,15 @@ impl Arch {
         }
     }
 
+    /// The guest kernel's name for the serial port QEMU's `-serial` attaches: the 16550 of
+    /// `pc`, the PL011 of `virt`.
+    pub fn serial_console(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "ttyS0",
+            Arch::Aarch64 => "ttyAMA0",
+        }
+    }
+
     /// The QEMU that emulates a machine of this architecture.
     pub fn qemu_system(self) -> &'static str {
         match self {

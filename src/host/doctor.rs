@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::disks::human_list;
 use super::kvm::{self, KvmFacts, Probe};
 use super::net::Network;
-use super::{Cpu, DiskInfo, Facts, MemoryFacts, Root};
+use super::{Cpu, DiskInfo, Facts, HardwareDescription, MemoryFacts, Platform, Root};
+use crate::arch::Arch;
 use crate::host::disk::human_bytes;
 use crate::qemu::{AccelKind, QemuBinary};
 
@@ -29,6 +30,7 @@ pub struct Report {
     pub hostname: String,
     /// `uefi` or `bios`.
     pub firmware: &'static str,
+    pub platform: Platform,
     pub cpu: Cpu,
     pub memory: MemoryFacts,
     pub kvm: KvmReport,
@@ -108,6 +110,7 @@ pub fn report(opts: &Options) -> Report {
         root: root.dir().display().to_string(),
         hostname: facts.hostname,
         firmware: facts.firmware,
+        platform: facts.platform,
         cpu: facts.cpu,
         memory: facts.memory,
         kvm: KvmReport {
@@ -131,7 +134,27 @@ pub fn render(r: &Report) -> String {
     }
     line("hostname", r.hostname.clone());
     line("firmware", r.firmware.to_uppercase());
-    let virt = if r.cpu.virtualization.is_empty() {
+    let description = match r.platform.description {
+        HardwareDescription::Acpi => "ACPI",
+        HardwareDescription::DeviceTree => "device tree",
+        HardwareDescription::Unknown => "no ACPI or device tree found",
+    };
+    line(
+        "platform",
+        format!(
+            "{}, {description}{}",
+            r.platform.arch,
+            r.platform
+                .model
+                .as_deref()
+                .map(|m| format!(", {m}"))
+                .unwrap_or_default()
+        ),
+    );
+    // arm64 has no CPU flag for virtualization: only /dev/kvm (below) tells.
+    let virt = if r.platform.arch == Arch::Aarch64 {
+        "virtualization: see kvm".to_string()
+    } else if r.cpu.virtualization.is_empty() {
         "no vmx/svm".to_string()
     } else {
         r.cpu.virtualization.join(",")
