@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::arch::Arch;
 use crate::host::disk::human_bytes;
 use crate::host::disks::human_list;
 use crate::host::kvm::{self, KvmFacts, Probe};
 use crate::host::net::Network;
-use crate::host::{BootFirmware, Cpu, DiskInfo, Facts, MemoryFacts, Root};
+use crate::host::{
+    BootFirmware, Cpu, DiskInfo, Facts, HardwareDescription, MemoryFacts, Platform, Root,
+};
 use crate::qemu::{AccelKind, QemuBinary};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -29,6 +32,7 @@ pub struct Report {
     pub hostname: String,
     /// `uefi` or `bios`.
     pub firmware: BootFirmware,
+    pub platform: Platform,
     pub cpu: Cpu,
     pub memory: MemoryFacts,
     pub kvm: KvmReport,
@@ -108,6 +112,7 @@ pub fn report(opts: &Options) -> Report {
         root: root.dir().display().to_string(),
         hostname: facts.hostname,
         firmware: facts.firmware,
+        platform: facts.platform,
         cpu: facts.cpu,
         memory: facts.memory,
         kvm: KvmReport {
@@ -131,7 +136,27 @@ pub fn render(r: &Report) -> String {
     }
     line("hostname", r.hostname.clone());
     line("firmware", r.firmware.as_str().to_uppercase());
-    let virt = if r.cpu.virtualization.is_empty() {
+    let description = match r.platform.description {
+        HardwareDescription::Acpi => "ACPI",
+        HardwareDescription::DeviceTree => "device tree",
+        HardwareDescription::Unknown => "no ACPI or device tree found",
+    };
+    line(
+        "platform",
+        format!(
+            "{}, {description}{}",
+            r.platform.arch,
+            r.platform
+                .model
+                .as_deref()
+                .map(|m| format!(", {m}"))
+                .unwrap_or_default()
+        ),
+    );
+    // arm64 has no CPU flag for virtualization: only /dev/kvm (below) tells.
+    let virt = if r.platform.arch == Arch::Aarch64 {
+        "virtualization: see kvm".to_string()
+    } else if r.cpu.virtualization.is_empty() {
         "no vmx/svm".to_string()
     } else {
         r.cpu.virtualization.join(",")

@@ -5,6 +5,7 @@
 //! → drive ([`console`]) → finish → verify → report. `main.rs` only parses the command line
 //! ([`cli`]) and maps [`Error`] to an exit code. [`fetch`] downloads and verifies images.
 
+pub mod arch;
 pub mod cli;
 pub mod clock;
 pub mod console;

@@ -8,8 +8,10 @@ use url::Url;
 
 use super::cache;
 use super::checksum::{ChecksumSource, DebianPackage, Sha256Digest};
+use super::debian::Pin;
 use super::download::{Request, parse_url};
 use super::error::FetchError;
+use crate::arch::Arch;
 
 /// The catalog files compiled into ferry. A unit test checks this list against `images/`.
 const EMBEDDED: &[(&str, &str)] = &[
@@ -59,6 +61,14 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../images/rocky-10-boot.toml"),
     ),
     (
+        "qemu-debian-12.toml",
+        include_str!("../../images/qemu-debian-12.toml"),
+    ),
+    (
+        "qemu-debian-12-arm64.toml",
+        include_str!("../../images/qemu-debian-12-arm64.toml"),
+    ),
+    (
         "ubuntu-24.04-server.toml",
         include_str!("../../images/ubuntu-24.04-server.toml"),
     ),
@@ -73,7 +83,7 @@ pub struct Entry {
     pub description: String,
     pub os: String,
     pub version: String,
-    pub arch: String,
+    pub arch: Arch,
     pub kind: Kind,
     /// Mirrors, tried in order.
     pub urls: Vec<String>,
@@ -81,8 +91,14 @@ pub struct Entry {
     pub sha256: Option<Sha256Digest>,
     /// A checksum file: a URL, or relative to each mirror URL (`"SHA256SUMS"`, `"../SHA256SUMS"`).
     pub sha256sums: Option<String>,
-    /// Verified through the Debian archive's signed indexes instead.
+    /// Verified through the Debian archive's signed indexes instead. For a `qemu` entry: the
+    /// QEMU package (`qemu-system-x86`, `qemu-system-arm`) assembled with its `Depends` closure
+    /// and firmware from that archive.
     pub debian: Option<DebianPackage>,
+    /// A `qemu` entry with `debian`: the exact package set, instead of resolving it from the
+    /// archive's indexes (each `.deb` is checked against its `sha256` here).
+    #[serde(default, rename = "pin", skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<Pin>,
     #[serde(default)]
     pub boot: BootHints,
     /// The built-in install recipe (profile) for this image, if there is one.
@@ -96,8 +112,9 @@ pub enum Kind {
     Iso,
     /// Netboot files (a kernel and an initrd, or an archive holding them).
     Netboot,
-    /// ferry's portable QEMU (`scripts/build-qemu-bundle.sh`), used when the machine has no
-    /// usable `qemu-system-x86_64`.
+    /// ferry's portable QEMU, used when the machine has no usable `qemu-system-*`: a tarball
+    /// built by `scripts/build-qemu-bundle.sh` (pinned by `sha256`), or assembled from Debian's
+    /// archive (`debian`).
     Qemu,
 }
 
@@ -190,9 +207,18 @@ impl Catalog {
         Ok(Catalog { source, entries })
     }
 
-    /// The portable QEMU bundle, if the catalog names one.
+    /// The portable QEMU bundle (a tarball), if the catalog names one.
     pub fn qemu_bundle(&self) -> Option<&Entry> {
-        self.entries.iter().find(|e| e.kind == Kind::Qemu)
+        self.entries
+            .iter()
+            .find(|e| e.kind == Kind::Qemu && e.sha256.is_some())
+    }
+
+    /// The QEMU for `arch` assembled from Debian's archive, if the catalog names one.
+    pub fn qemu_archive(&self, arch: Arch) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.kind == Kind::Qemu && e.debian.is_some() && e.arch == arch)
     }
 
     pub fn get(&self, name: &str) -> Result<&Entry, FetchError> {
@@ -273,11 +299,31 @@ fn parse_entry(path: &Path, text: &str) -> Result<Entry, FetchError> {
             "an entry needs exactly one of `sha256`, `sha256sums` or `debian`".into(),
         ));
     }
-    if entry.kind == Kind::Qemu && entry.sha256.is_none() {
+    if entry.kind == Kind::Qemu && entry.sha256sums.is_some() {
         return Err(invalid(
             text.find("kind").unwrap_or(0),
-            "a `qemu` bundle is pinned by its `sha256` (scripts/build-qemu-bundle.sh prints it)"
+            "a `qemu` bundle is pinned by its `sha256` (scripts/build-qemu-bundle.sh prints it), or assembled from a `debian` archive"
                 .into(),
+        ));
+    }
+    if let Some(pin) = entry
+        .pins
+        .iter()
+        .find(|p| Sha256Digest::parse(&p.sha256).is_none())
+    {
+        return Err(invalid(
+            // The pin's own `sha256`: the first after its name.
+            text.find(&format!("\"{}\"", pin.name))
+                .and_then(|at| text[at..].find(&pin.sha256).map(|i| at + i))
+                .unwrap_or(0),
+            format!("`pin` {}: `sha256` must be 64 hexadecimal digits", pin.name),
+        ));
+    }
+    let pinnable = entry.kind == Kind::Qemu && entry.debian.is_some();
+    if !entry.pins.is_empty() && !pinnable {
+        return Err(invalid(
+            text.find("[[pin]]").unwrap_or(0),
+            "`pin` pins the packages of a `qemu` entry with `debian`; remove it here".into(),
         ));
     }
     if entry.urls.is_empty() {
@@ -339,6 +385,15 @@ mod tests {
                 .dest
                 .starts_with("/c/deb.debian.org/debian/dists/bookworm")
         );
+        assert!(
+            catalog.qemu_bundle().is_none(),
+            "no release host for a tarball"
+        );
+        for arch in Arch::ALL {
+            let qemu = catalog.qemu_archive(arch).unwrap();
+            assert_eq!(qemu.arch, arch);
+            assert_eq!(qemu.debian.as_ref().unwrap().arch, arch.debian());
+        }
         let package = catalog.get("debian-12-netboot-package").unwrap();
         assert!(
             matches!(package.checksum(), ChecksumSource::Debian(ref p) if p.suite == "bookworm")
@@ -417,7 +472,8 @@ mod tests {
         );
         let e = Catalog::load(Some(dir.path())).unwrap_err().to_string();
         assert!(
-            e.contains("q.toml:6:1: a `qemu` bundle is pinned by its `sha256`"),
+            e.contains("q.toml:6:1: a `qemu` bundle is pinned by its `sha256`")
+                && e.contains("or assembled from a `debian` archive"),
             "{e}"
         );
         let digest = "ab".repeat(32);

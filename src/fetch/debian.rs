@@ -11,6 +11,7 @@ pub mod deb;
 pub mod openpgp;
 pub mod packages;
 pub mod release;
+pub mod resolve;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -22,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 pub use deb::DebError;
 pub use openpgp::{Keyring, OpenPgpError, Signer};
-pub use packages::Package;
+pub use packages::{Package, Pin};
 pub use release::{IndexEntry, Release, ReleaseError};
 
 /// Debian's CDN; the only archive ferry's build machines can reach.
@@ -220,6 +221,31 @@ impl<T: Transport> Archive<T> {
         arch: &str,
         names: &[&str],
     ) -> Result<BTreeMap<String, Package>, DebianError> {
+        self.read_packages(suite, component, arch, |name| names.contains(&name))
+    }
+
+    /// The whole `COMPONENT/binary-ARCH/Packages` index, for resolving dependencies.
+    pub fn index_of(
+        &self,
+        suite: &Suite,
+        component: &str,
+        arch: &str,
+    ) -> Result<resolve::Index, DebianError> {
+        Ok(resolve::Index::new(self.read_packages(
+            suite,
+            component,
+            arch,
+            |_| true,
+        )?))
+    }
+
+    fn read_packages(
+        &self,
+        suite: &Suite,
+        component: &str,
+        arch: &str,
+        keep: impl FnMut(&str) -> bool,
+    ) -> Result<BTreeMap<String, Package>, DebianError> {
         let base = format!("{component}/binary-{arch}/Packages");
         let mut last_error = None;
         for ext in [".xz", ".gz", ""] {
@@ -241,11 +267,12 @@ impl<T: Transport> Archive<T> {
                 ".gz" => Box::new(flate2::read::MultiGzDecoder::new(&data[..])),
                 _ => Box::new(&data[..]),
             };
-            return packages::find_packages(BufReader::with_capacity(1 << 16, reader), names)
-                .map_err(|e| DebianError::Content {
+            return packages::read_index(BufReader::with_capacity(1 << 16, reader), keep).map_err(
+                |e| DebianError::Content {
                     what: format!("dists/{}/{path}", suite.name),
                     reason: e.to_string(),
-                });
+                },
+            );
         }
         Err(last_error.unwrap_or_else(|| DebianError::NotListed {
             what: format!("dists/{}/{base}", suite.name),

@@ -15,6 +15,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::arch::Arch;
+
 pub use disks::{BlockDevices, Bus, DiskInfo};
 pub use net::Network;
 
@@ -153,11 +155,41 @@ pub struct Facts {
     pub kvm_openable: bool,
     /// The tree the facts were read from (`/` normally).
     pub root: PathBuf,
+    pub platform: Platform,
     pub cpu: Cpu,
     pub memory: MemoryFacts,
     pub kvm: kvm::KvmFacts,
     pub disks: Vec<DiskInfo>,
     pub network: Network,
+}
+
+/// The machine itself: architecture, how its hardware is described to the kernel, its model.
+#[derive(Debug, Clone, Serialize)]
+pub struct Platform {
+    pub arch: Arch,
+    pub description: HardwareDescription,
+    /// DMI's vendor and product (x86 and ACPI arm64 servers), else the device tree's `model`.
+    pub model: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Platform {
+        Platform {
+            arch: Arch::host(),
+            description: HardwareDescription::Unknown,
+            model: None,
+        }
+    }
+}
+
+/// How the firmware describes the hardware: ACPI tables (PCs, arm64 servers: Ampere, Graviton,
+/// Hetzner's CAX) or a device tree (arm64 boards and some clouds' VMs), which have no DMI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HardwareDescription {
+    Acpi,
+    DeviceTree,
+    Unknown,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -189,7 +221,9 @@ impl Facts {
     /// The facts of the system under `root`.
     pub fn read_at(root: &Root) -> Facts {
         let meminfo = root.read("/proc/meminfo").unwrap_or_default();
-        let cpu = read_cpu(root);
+        let cpuinfo = root.read("/proc/cpuinfo").unwrap_or_default();
+        let platform = read_platform(root, &cpuinfo);
+        let cpu = read_cpu(&cpuinfo);
         let mut cpus = cpu.count.max(1);
         if root.is_system() {
             cpus = cpus.min(std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
@@ -215,6 +249,7 @@ impl Facts {
             memory_available_mib: memory.available_bytes >> 20,
             kvm_openable: kvm.openable,
             root: root.dir().to_path_buf(),
+            platform,
             cpu,
             memory,
             kvm,
@@ -271,24 +306,85 @@ pub enum ShapeError {
     Cpus { requested: u32, host: u32 },
 }
 
-fn read_cpu(root: &Root) -> Cpu {
-    let cpuinfo = root.read("/proc/cpuinfo").unwrap_or_default();
-    let value = |line: &str, key: &str| -> Option<String> {
+/// The value of the first `key : value` line of /proc/cpuinfo with that key.
+fn cpuinfo_value(cpuinfo: &str, key: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|line| {
         let (k, v) = line.split_once(':')?;
         (k.trim() == key).then(|| v.trim().to_string())
+    })
+}
+
+fn read_platform(root: &Root, cpuinfo: &str) -> Platform {
+    // arm64's /proc/cpuinfo names the implementer; x86's has a vendor and flags.
+    let arch = if cpuinfo_value(cpuinfo, "CPU implementer").is_some() {
+        Arch::Aarch64
+    } else if cpuinfo_value(cpuinfo, "vendor_id").is_some() {
+        Arch::X86_64
+    } else {
+        Arch::host()
     };
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| value(l, "model name"))
+    let description = if root.exists("/sys/firmware/acpi/tables") {
+        HardwareDescription::Acpi
+    } else if root.exists("/sys/firmware/devicetree/base") || root.exists("/proc/device-tree") {
+        HardwareDescription::DeviceTree
+    } else {
+        HardwareDescription::Unknown
+    };
+    let dmi = root.read("/sys/class/dmi/id/product_name").map(|product| {
+        match root.read("/sys/class/dmi/id/sys_vendor") {
+            Some(vendor) if !product.starts_with(&vendor) => format!("{vendor} {product}"),
+            _ => product,
+        }
+    });
+    // Device-tree strings end in a NUL.
+    let tree = || {
+        [
+            "/sys/firmware/devicetree/base/model",
+            "/proc/device-tree/model",
+        ]
+        .iter()
+        .find_map(|p| root.read(p))
+        .map(|m| m.trim_end_matches('\0').to_string())
+        .filter(|m| !m.is_empty())
+    };
+    Platform {
+        arch,
+        description,
+        model: dmi.or_else(tree),
+    }
+}
+
+/// An arm64 core's name from its MIDR implementer and part numbers (the server cores).
+fn arm_core(implementer: &str, part: &str) -> Option<&'static str> {
+    Some(match (implementer, part) {
+        ("0x41", "0xd08") => "Cortex-A72",
+        ("0x41", "0xd0b") => "Cortex-A76",
+        ("0x41", "0xd0c") => "Neoverse-N1",
+        ("0x41", "0xd40") => "Neoverse-V1",
+        ("0x41", "0xd49") => "Neoverse-N2",
+        ("0x41", "0xd4f") => "Neoverse-V2",
+        ("0xc0", "0xac3") => "AmpereOne",
+        _ => return None,
+    })
+}
+
+fn read_cpu(cpuinfo: &str) -> Cpu {
+    let arm_model = || {
+        let implementer = cpuinfo_value(cpuinfo, "CPU implementer")?;
+        let part = cpuinfo_value(cpuinfo, "CPU part")?;
+        Some(match arm_core(&implementer, &part) {
+            Some(name) => format!("ARM {name}"),
+            None => format!("ARM implementer {implementer} part {part}"),
+        })
+    };
+    let model = cpuinfo_value(cpuinfo, "model name")
+        .or_else(arm_model)
         .unwrap_or_default();
     let count = cpuinfo
         .lines()
-        .filter(|l| value(l, "processor").is_some())
+        .filter(|l| cpuinfo_value(l, "processor").is_some())
         .count() as u32;
-    let flags = cpuinfo
-        .lines()
-        .find_map(|l| value(l, "flags"))
-        .unwrap_or_default();
+    let flags = cpuinfo_value(cpuinfo, "flags").unwrap_or_default();
     let flags: Vec<&str> = flags.split_whitespace().collect();
     Cpu {
         model,
@@ -351,6 +447,66 @@ mod tests {
         let text = "MemTotal:       24000000 kB\nMemFree: 1 kB\nMemAvailable:   20480000 kB\n";
         assert_eq!(meminfo_kib(text, "MemAvailable"), 20480000);
         assert_eq!(meminfo_kib(text, "Missing"), 0);
+    }
+
+    #[test]
+    fn arm64_facts_without_dmi() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        // An arm64 board: a device tree, no DMI, no ACPI; /proc/cpuinfo as arm64 writes it.
+        let core = "processor\t: {n}\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\n\
+                    CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n";
+        write(
+            "proc/cpuinfo",
+            &(core.replace("{n}", "0") + &core.replace("{n}", "1")),
+        );
+        write(
+            "sys/firmware/devicetree/base/model",
+            "Raspberry Pi 4 Model B Rev 1.4\0",
+        );
+        let facts = Facts::read_at(&Root::at(dir.path()));
+        assert_eq!(facts.platform.arch, Arch::Aarch64);
+        assert_eq!(facts.platform.description, HardwareDescription::DeviceTree);
+        assert_eq!(
+            facts.platform.model.as_deref(),
+            Some("Raspberry Pi 4 Model B Rev 1.4")
+        );
+        assert_eq!(facts.cpu.model, "ARM Neoverse-N1");
+        assert_eq!(facts.cpu.count, 2);
+        assert!(facts.cpu.virtualization.is_empty() && !facts.cpu.hypervisor);
+
+        // An ACPI arm64 server has DMI: it wins over the device tree.
+        write("sys/firmware/acpi/tables/DSDT", "");
+        write("sys/class/dmi/id/sys_vendor", "Hetzner\n");
+        write("sys/class/dmi/id/product_name", "vServer\n");
+        write(
+            "proc/cpuinfo",
+            &core.replace("0xd0c", "0xfff").replace("{n}", "0"),
+        );
+        let facts = Facts::read_at(&Root::at(dir.path()));
+        assert_eq!(facts.platform.description, HardwareDescription::Acpi);
+        assert_eq!(facts.platform.model.as_deref(), Some("Hetzner vServer"));
+        assert_eq!(facts.cpu.model, "ARM implementer 0x41 part 0xfff");
+    }
+
+    #[test]
+    fn x86_facts_keep_their_model_and_flags() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) E-2276G\n\
+                       flags\t\t: fpu vmx sse hypervisor\n";
+        let cpu = read_cpu(cpuinfo);
+        assert_eq!(cpu.model, "Intel(R) Xeon(R) E-2276G");
+        assert_eq!(cpu.count, 1);
+        assert_eq!(cpu.virtualization, ["vmx"]);
+        assert!(cpu.hypervisor);
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            read_platform(&Root::at(dir.path()), cpuinfo).arch,
+            Arch::X86_64
+        );
     }
 
     #[test]

@@ -1,27 +1,41 @@
 //! ferry's portable QEMU: a tarball built by `scripts/build-qemu-bundle.sh` from Debian's
-//! packages, holding the binary, its whole shared-library closure down to glibc's loader, the
-//! TCG module and the firmware. Unpacked into the cache, it runs on any x86-64 Linux as
+//! packages, or the same layout assembled from Debian's archive ([`super::archive`]), holding
+//! the binary, its whole shared-library closure down to glibc's loader, the TCG module and the
+//! firmware. Unpacked into the cache, it runs on any Linux of its architecture as
 //! `QEMU_MODULE_DIR=B/lib/qemu B/lib/ld-linux-x86-64.so.2 --library-path B/lib
-//! B/bin/qemu-system-x86_64 -L B/share/qemu ...`.
+//! B/bin/qemu-system-x86_64 -L B/share/qemu ...` (the aarch64 loader and binary on arm64).
 
 use std::fs::File;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use super::{QemuBinary, QemuError, checked_version};
+use crate::arch::Arch;
+
+/// Files without which a bundle of `arch` cannot run a guest.
+fn required(arch: Arch) -> Vec<String> {
+    let mut files = vec![
+        binary(arch),
+        loader(arch),
+        "lib/libc.so.6".to_string(),
+        format!("lib/qemu/accel-tcg-{}.so", arch.name()),
+    ];
+    let firmware: &[&str] = match arch {
+        Arch::X86_64 => &["bios-256k.bin", "linuxboot_dma.bin"],
+        Arch::Aarch64 => &["AAVMF_CODE.fd", "AAVMF_VARS.fd"],
+    };
+    files.extend(firmware.iter().map(|f| format!("share/qemu/{f}")));
+    files
+}
 
 /// glibc's dynamic loader, run directly so the bundle never depends on the host's.
-pub const LOADER: &str = "lib/ld-linux-x86-64.so.2";
-pub const BINARY: &str = "bin/qemu-system-x86_64";
-/// Files without which the bundle cannot run a guest.
-const REQUIRED: &[&str] = &[
-    BINARY,
-    LOADER,
-    "lib/libc.so.6",
-    "lib/qemu/accel-tcg-x86_64.so",
-    "share/qemu/bios-256k.bin",
-    "share/qemu/linuxboot_dma.bin",
-];
+pub fn loader(arch: Arch) -> String {
+    format!("lib/{}", arch.loader())
+}
+
+pub fn binary(arch: Arch) -> String {
+    format!("bin/{}", arch.qemu_system())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -30,16 +44,15 @@ pub enum BundleError {
     #[error("{}: cannot unpack the QEMU bundle: {source}", tarball.display())]
     Unpack { tarball: PathBuf, source: io::Error },
     #[error("{}: not a QEMU bundle: {missing} is missing", path.display())]
-    Incomplete {
-        path: PathBuf,
-        missing: &'static str,
-    },
+    Incomplete { path: PathBuf, missing: String },
 }
 
 /// An unpacked bundle.
 #[derive(Debug, Clone)]
 pub struct Bundle {
     pub root: PathBuf,
+    /// The architecture its QEMU runs on (and emulates).
+    pub arch: Arch,
 }
 
 impl Bundle {
@@ -54,50 +67,62 @@ impl Bundle {
         sha256_hex: &str,
         cache_dir: &Path,
     ) -> Result<Bundle, BundleError> {
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| BundleError::Io { path, source }
-        };
         let dest = Bundle::dir_for(cache_dir, sha256_hex);
-        let hash = &sha256_hex[..16];
-        if let Ok(bundle) = Bundle::open(&dest) {
-            return Ok(bundle);
-        }
-
-        std::fs::create_dir_all(cache_dir).map_err(io_err(cache_dir))?;
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".qemu-{hash}-"))
-            .suffix(".partial")
-            .tempdir_in(cache_dir)
-            .map_err(io_err(cache_dir))?;
-        let file = File::open(tarball).map_err(io_err(tarball))?;
-        let xz = lzma_rust2::XzReader::new(BufReader::with_capacity(1 << 16, file), true);
-        let mut archive = tar::Archive::new(xz);
-        archive.set_preserve_permissions(true);
-        archive
-            .unpack(temp.path())
-            .map_err(|source| BundleError::Unpack {
-                tarball: tarball.to_path_buf(),
+        Bundle::assemble(&dest, |temp| {
+            let file = File::open(tarball).map_err(|source| BundleError::Io {
+                path: tarball.to_path_buf(),
                 source,
             })?;
-        Bundle::open(temp.path()).map_err(|e| match e {
+            let xz = lzma_rust2::XzReader::new(BufReader::with_capacity(1 << 16, file), true);
+            let mut archive = tar::Archive::new(xz);
+            archive.set_preserve_permissions(true);
+            archive.unpack(temp).map_err(|source| BundleError::Unpack {
+                tarball: tarball.to_path_buf(),
+                source,
+            })
+        })
+        .map_err(|e| match e {
             BundleError::Incomplete { missing, .. } => BundleError::Incomplete {
                 path: tarball.to_path_buf(),
                 missing,
             },
             e => e,
-        })?;
+        })
+    }
+
+    /// The bundle at `dest`, made by `fill` (which writes the bundle's files into the
+    /// directory it is given) unless `dest` already holds a complete one. `fill` works in a
+    /// temporary directory beside `dest`, renamed into place only once complete, so an
+    /// interrupted or failed fill never leaves a half bundle under the final name.
+    pub(crate) fn assemble<E: From<BundleError>>(
+        dest: &Path,
+        fill: impl FnOnce(&Path) -> Result<(), E>,
+    ) -> Result<Bundle, E> {
+        if let Ok(bundle) = Bundle::open(dest) {
+            return Ok(bundle);
+        }
+        let parent = dest.parent().unwrap_or(Path::new("."));
+        let io_err = |path: &Path, source| BundleError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+        let name = dest.file_name().unwrap_or_default().to_string_lossy();
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}-"))
+            .suffix(".partial")
+            .tempdir_in(parent)
+            .map_err(|e| io_err(parent, e))?;
+        fill(temp.path())?;
+        Bundle::open(temp.path())?;
 
         let unpacked = temp.keep();
-        match std::fs::rename(&unpacked, &dest) {
-            Ok(()) => Bundle::open(&dest),
+        match std::fs::rename(&unpacked, dest) {
+            Ok(()) => Ok(Bundle::open(dest)?),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&unpacked);
-                // Another ferry unpacked the same tarball first: use theirs.
-                Bundle::open(&dest).map_err(|_| BundleError::Io {
-                    path: dest.clone(),
-                    source: e,
-                })
+                // Another ferry made the same bundle first: use theirs.
+                Ok(Bundle::open(dest).map_err(|_| io_err(dest, e))?)
             }
         }
     }
@@ -113,10 +138,14 @@ impl Bundle {
         Bundle::open(&Bundle::dir_for(cache_dir, sha256_hex)).ok()
     }
 
-    /// A bundle already unpacked at `root`.
+    /// A bundle already unpacked at `root`, of the architecture whose QEMU binary it holds.
     pub fn open(root: &Path) -> Result<Bundle, BundleError> {
-        for &file in REQUIRED {
-            if !root.join(file).is_file() {
+        let arch = Arch::ALL
+            .into_iter()
+            .find(|a| root.join(binary(*a)).is_file())
+            .unwrap_or_else(Arch::host);
+        for file in required(arch) {
+            if !root.join(&file).is_file() {
                 return Err(BundleError::Incomplete {
                     path: root.to_path_buf(),
                     missing: file,
@@ -125,6 +154,7 @@ impl Bundle {
         }
         Ok(Bundle {
             root: root.to_path_buf(),
+            arch,
         })
     }
 
@@ -134,11 +164,11 @@ impl Bundle {
     }
 
     /// How to run this QEMU: its own loader as the program, then `--library-path B/lib
-    /// B/bin/qemu-system-x86_64 -L B/share/qemu` ahead of ferry's arguments, and
+    /// B/bin/qemu-system-ARCH -L B/share/qemu` ahead of ferry's arguments, and
     /// `QEMU_MODULE_DIR` (without it TCG is missing: "could not load module for type
     /// 'tcg-accel-ops'"). Checks its version (see [`checked_version`]).
     pub fn qemu_binary(&self) -> Result<QemuBinary, QemuError> {
-        let program = self.root.join(LOADER);
+        let program = self.root.join(loader(self.arch));
         let unusable = |reason: String| QemuError::Unusable {
             path: program.clone(),
             reason,
@@ -151,7 +181,7 @@ impl Bundle {
         let pre_args = vec![
             "--library-path".to_string(),
             text(self.root.join("lib"))?,
-            text(self.root.join(BINARY))?,
+            text(self.root.join(binary(self.arch)))?,
             "-L".to_string(),
             text(self.share_dir())?,
         ];
@@ -200,7 +230,11 @@ mod tests {
     #[test]
     fn unpacks_atomically_and_reuses_the_result() {
         let dir = tempfile::tempdir().unwrap();
-        let files: Vec<(&str, &[u8])> = REQUIRED.iter().map(|f| (*f, b"x".as_slice())).collect();
+        let required = required(Arch::X86_64);
+        let files: Vec<(&str, &[u8])> = required
+            .iter()
+            .map(|f| (f.as_str(), b"x".as_slice()))
+            .collect();
         let tarball = dir.path().join("qemu.tar.xz");
         std::fs::write(&tarball, tar_xz(&files)).unwrap();
         let cache = dir.path().join("cache");
@@ -214,7 +248,11 @@ mod tests {
                 .unwrap()
                 .starts_with("qemu-")
         );
-        assert_eq!(std::fs::read(bundle.root.join(BINARY)).unwrap(), b"x");
+        assert_eq!(bundle.arch, Arch::X86_64);
+        assert_eq!(
+            std::fs::read(bundle.root.join(binary(Arch::X86_64))).unwrap(),
+            b"x"
+        );
         let entries: Vec<_> = std::fs::read_dir(&cache)
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -232,12 +270,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
         let tarball = dir.path().join("qemu.tar.xz");
-        std::fs::write(&tarball, tar_xz(&[(BINARY, b"x")])).unwrap();
+        std::fs::write(&tarball, tar_xz(&[(&binary(Arch::X86_64), b"x")])).unwrap();
         let e = Bundle::unpack(&tarball, &sha256_hex(&tarball), &cache).unwrap_err();
         assert_eq!(
             e.to_string(),
             format!(
-                "{}: not a QEMU bundle: {LOADER} is missing",
+                "{}: not a QEMU bundle: lib/ld-linux-x86-64.so.2 is missing",
                 tarball.display()
             )
         );

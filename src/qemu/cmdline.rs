@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::arch::Arch;
 use crate::profile::DiskBus;
 
 /// The accelerator one QEMU process runs with (`auto` is resolved before this point).
@@ -97,14 +98,29 @@ pub struct Machine {
     pub qmp_socket: PathBuf,
 }
 
-/// The arguments (without the program) that run `machine`.
+/// The arguments (without the program) that run `machine` on x86-64.
 pub fn command_line(machine: &Machine) -> Vec<String> {
+    command_line_for(Arch::X86_64, machine)
+}
+
+/// The arguments (without the program) that run `machine` as an `arch` guest
+/// (`qemu-system-x86_64` or `qemu-system-aarch64`).
+///
+/// aarch64 is QEMU's `virt` board with a GICv3: UEFI (AAVMF in the pflash pair) is its only
+/// firmware, so [`FirmwareFiles::Bios`] there means none (direct kernel boot only); it has no
+/// IDE, so the CD-ROM is a SCSI CD on its own virtio-scsi controller and a SATA disk sits on
+/// an AHCI controller; the serial port is a PL011, `ttyAMA0` in the guest
+/// ([`Arch::serial_console`]).
+pub fn command_line_for(arch: Arch, machine: &Machine) -> Vec<String> {
     let mut args = Args::default();
     // No default devices: every device below is one ferry chose and can name.
     args.push(["-nodefaults", "-no-user-config", "-no-reboot"]);
-    // i440fx: its IDE controller (ata_piix) is in every Linux kernel, AHCI is not (Debian's
-    // cloud kernel lacks it), so the CD-ROM and a SATA-style disk are seen everywhere.
-    args.push(["-machine", "pc"]);
+    match arch {
+        // i440fx: its IDE controller (ata_piix) is in every Linux kernel, AHCI is not (Debian's
+        // cloud kernel lacks it), so the CD-ROM and a SATA-style disk are seen everywhere.
+        Arch::X86_64 => args.push(["-machine", "pc"]),
+        Arch::Aarch64 => args.push(["-machine", "virt,gic-version=3"]),
+    }
     match machine.accel {
         AccelKind::Kvm => args.push(["-accel", "kvm"]),
         AccelKind::Tcg => args.push(["-accel", "tcg"]),
@@ -126,12 +142,20 @@ pub fn command_line(machine: &Machine) -> Vec<String> {
             format!("if=pflash,format=raw,unit=1,file={}", escape(vars)),
         ]);
     }
-    disk_args(&mut args, &machine.disk);
+    disk_args(&mut args, arch, &machine.disk);
     if let Some(iso) = &machine.cdrom {
         let media = Media::File { path: iso.clone() };
         args.push(["-drive".to_string(), media.drive("installer")]);
-        // The secondary IDE channel: the guest sees /dev/sr0.
-        args.push(["-device", "ide-cd,drive=installer,bus=ide.1"]);
+        match arch {
+            // The secondary IDE channel: the guest sees /dev/sr0.
+            Arch::X86_64 => args.push(["-device", "ide-cd,drive=installer,bus=ide.1"]),
+            Arch::Aarch64 => args.push([
+                "-device",
+                "virtio-scsi-pci,id=cdscsi",
+                "-device",
+                "scsi-cd,drive=installer,bus=cdscsi.0",
+            ]),
+        }
     }
     if let Some(boot) = &machine.kernel {
         args.push(["-kernel".to_string(), boot.kernel.display().to_string()]);
@@ -159,12 +183,16 @@ pub fn command_line(machine: &Machine) -> Vec<String> {
         "-qmp".to_string(),
         format!("unix:{},server=on,wait=off", escape(&machine.qmp_socket)),
     ]);
-    // A VGA device, not shown anywhere, so QMP screendump can capture graphical installers.
-    args.push(["-vga", "std", "-display", "none"]);
+    // A display device, not shown anywhere, so QMP screendump can capture graphical
+    // installers (`virt` has no VGA).
+    match arch {
+        Arch::X86_64 => args.push(["-vga", "std", "-display", "none"]),
+        Arch::Aarch64 => args.push(["-device", "virtio-gpu-pci", "-display", "none"]),
+    }
     args.0
 }
 
-fn disk_args(args: &mut Args, disk: &Disk) {
+fn disk_args(args: &mut Args, arch: Arch, disk: &Disk) {
     let cache = match disk.cache {
         // aio=native needs O_DIRECT, which cache=none gives.
         CacheMode::None => "cache=none,aio=native",
@@ -204,9 +232,17 @@ fn disk_args(args: &mut Args, disk: &Disk) {
                 .as_deref()
                 .map(|m| format!(",model={}", clip(m, 40)))
                 .unwrap_or_default();
+            // `pc` has IDE built in; `virt` needs an AHCI controller for the disk.
+            let bus = match arch {
+                Arch::X86_64 => "ide.0",
+                Arch::Aarch64 => {
+                    args.push(["-device", "ich9-ahci,id=ahci"]);
+                    "ahci.0"
+                }
+            };
             args.push([
                 "-device".to_string(),
-                format!("ide-hd,drive=target,bus=ide.0,bootindex=1{serial}{model}"),
+                format!("ide-hd,drive=target,bus={bus},bootindex=1{serial}{model}"),
             ])
         }
         DiskBus::Scsi => {
@@ -404,6 +440,35 @@ mod tests {
         let line = joined(&m);
         assert!(line.contains("-accel kvm"));
         assert!(line.contains("file=/tmp/a,,b.img,"));
+    }
+
+    #[test]
+    fn aarch64_virt_machine() {
+        let mut m = machine();
+        m.firmware = FirmwareFiles::Uefi {
+            code: "/b/share/qemu/AAVMF_CODE.fd".into(),
+            vars: "/run/vars.fd".into(),
+        };
+        m.kernel.as_mut().unwrap().append = "console=ttyAMA0".into();
+        assert_eq!(
+            command_line_for(Arch::Aarch64, &m).join(" "),
+            "-nodefaults -no-user-config -no-reboot -machine virt,gic-version=3 -accel tcg -cpu max -m 1024 -smp 2 \
+             -drive if=pflash,format=raw,unit=0,readonly=on,file=/b/share/qemu/AAVMF_CODE.fd \
+             -drive if=pflash,format=raw,unit=1,file=/run/vars.fd \
+             -drive if=none,id=target,format=raw,file=/tmp/disk.img,cache=writeback,discard=unmap \
+             -device virtio-blk-pci,drive=target,bootindex=1 \
+             -drive if=none,id=installer,media=cdrom,readonly=on,format=raw,file=/isos/tiny.iso \
+             -device virtio-scsi-pci,id=cdscsi -device scsi-cd,drive=installer,bus=cdscsi.0 \
+             -kernel /run/k -initrd /run/i -append console=ttyAMA0 \
+             -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56 \
+             -chardev socket,id=serial0,path=/run/serial.sock,server=on,wait=on -serial chardev:serial0 \
+             -qmp unix:/run/qmp.sock,server=on,wait=off -device virtio-gpu-pci -display none"
+        );
+        m.disk.bus = DiskBus::Sata;
+        assert!(command_line_for(Arch::Aarch64, &m).join(" ").contains(
+            "-device ich9-ahci,id=ahci -device ide-hd,drive=target,bus=ahci.0,bootindex=1"
+        ));
+        assert_eq!(command_line(&m), command_line_for(Arch::X86_64, &m));
     }
 
     #[test]

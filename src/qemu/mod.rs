@@ -1,5 +1,6 @@
 //! QEMU: finding a binary and its firmware, the command line, the process, and QMP.
 
+pub mod archive;
 pub mod bundle;
 pub mod cmdline;
 pub mod process;
@@ -28,10 +29,19 @@ pub enum QemuError {
     NotFound,
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
+    /// Boxed: the chain's errors are large, and every `Result` carrying a `QemuError` pays.
+    #[error(transparent)]
+    Archive(Box<archive::ArchiveError>),
     #[error(
         "no OVMF firmware found (looked for {looked}); install it (Debian: apt-get install ovmf)"
     )]
     NoOvmf { looked: String },
+}
+
+impl From<archive::ArchiveError> for QemuError {
+    fn from(e: archive::ArchiveError) -> QemuError {
+        QemuError::Archive(Box::new(e))
+    }
 }
 
 /// How to run QEMU: the program, arguments that precede ferry's own (a bundled loader), and

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+use ferry::qemu::QemuBinary;
 use ferry::qemu::bundle::Bundle;
 
 use crate::fetch::{Reply, Server, digest};
@@ -39,7 +40,6 @@ fn built_bundle() -> &'static Path {
 
 #[test]
 fn bundle_from_debian_packages_boots_the_fixture_kernel_with_an_empty_path() {
-    let kernel = fixture("build/vmlinuz");
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let sha256 = digest(&std::fs::read(built_bundle()).unwrap()).to_hex();
@@ -63,6 +63,13 @@ fn bundle_from_debian_packages_boots_the_fixture_kernel_with_an_empty_path() {
         "{code:?} {vars:?}"
     );
 
+    boots_the_fixture_kernel_alone(&qemu, &bundle.root);
+}
+
+/// Boots the fixture kernel with `qemu` under TCG, with an empty environment but its own, and
+/// checks that glibc and QEMU's libraries were mapped from `root`, not from the host.
+pub fn boots_the_fixture_kernel_alone(qemu: &QemuBinary, root: &Path) {
+    let kernel = fixture("build/vmlinuz");
     let mut child = Command::new(&qemu.program)
         .args(&qemu.pre_args)
         .args([
@@ -126,14 +133,11 @@ fn bundle_from_debian_packages_boots_the_fixture_kernel_with_an_empty_path() {
     // glibc and QEMU's libraries came from the bundle, not from the host.
     let libc: Vec<&str> = maps.lines().filter(|l| l.contains("libc.so.6")).collect();
     assert!(
-        !libc.is_empty()
-            && libc
-                .iter()
-                .all(|l| l.contains(bundle.root.to_str().unwrap())),
+        !libc.is_empty() && libc.iter().all(|l| l.contains(root.to_str().unwrap())),
         "{libc:?}"
     );
     assert!(
-        maps.contains(&format!("{}/lib/libslirp.so.0", bundle.root.display())),
+        maps.contains(&format!("{}/lib/libslirp.so.0", root.display())),
         "slirp not from the bundle"
     );
 }

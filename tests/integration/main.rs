@@ -8,6 +8,7 @@ mod host;
 mod inputs;
 mod install;
 mod ops;
+mod qemu_archive;
 mod recipes;
 mod stream;
 mod support;

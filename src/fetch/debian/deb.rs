@@ -23,6 +23,86 @@ pub enum DebError {
 /// (`usr/lib/...`, with or without a leading `./`) with a destination. Each destination is
 /// written to `DEST.partial` and renamed into place once complete.
 pub fn extract(deb: &Path, wanted: &[(&str, &Path)]) -> Result<(), DebError> {
+    with_data_tar(deb, |tar| extract_from_tar(deb, tar, wanted))
+}
+
+/// A symbolic link found by [`unpack_mapped`]: made once everything it may point to is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Where `map` put it.
+    pub dest: PathBuf,
+    /// What it points to, as an absolute path inside the package (`usr/share/seabios/bios.bin`).
+    pub target: String,
+}
+
+/// Unpacks every regular file of the data archive for which `map` (given the path inside the
+/// package, without `./`) names a destination, with the archive's permission bits; returns the
+/// symbolic links `map` placed, unmade (their targets may come from another package).
+pub fn unpack_mapped(
+    deb: &Path,
+    map: impl Fn(&str) -> Option<PathBuf>,
+) -> Result<Vec<Link>, DebError> {
+    with_data_tar(deb, |tar| {
+        let io_err = |source: io::Error| DebError::Io {
+            deb: deb.to_path_buf(),
+            source,
+        };
+        let mut links = Vec::new();
+        let mut archive = tar::Archive::new(tar);
+        for entry in archive.entries().map_err(io_err)? {
+            let mut entry = entry.map_err(io_err)?;
+            let path = normalize(&entry.path().map_err(io_err)?.to_string_lossy());
+            let Some(dest) = map(&path) else { continue };
+            let kind = entry.header().entry_type();
+            if kind.is_file() {
+                if let Some(dir) = dest.parent() {
+                    std::fs::create_dir_all(dir).map_err(io_err)?;
+                }
+                entry.set_preserve_permissions(true);
+                entry.unpack(&dest).map_err(io_err)?;
+            } else if kind.is_symlink() {
+                let target = entry.link_name().map_err(io_err)?.unwrap_or_default();
+                let target = target.to_string_lossy();
+                let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                links.push(Link {
+                    dest,
+                    target: resolve_link(dir, &target),
+                });
+            }
+        }
+        Ok(links)
+    })
+}
+
+/// `target` of a link in directory `dir`, as a normalized absolute path without the leading `/`.
+fn resolve_link(dir: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = match target.starts_with('/') {
+        true => Vec::new(),
+        false => dir.split('/').filter(|p| !p.is_empty()).collect(),
+    };
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
+fn normalize(path: &str) -> String {
+    path.trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// Runs `f` on the decompressed data archive of `deb`.
+fn with_data_tar<R>(
+    deb: &Path,
+    f: impl FnOnce(Box<dyn Read + '_>) -> Result<R, DebError>,
+) -> Result<R, DebError> {
     let io_err = |source: io::Error| DebError::Io {
         deb: deb.to_path_buf(),
         source,
@@ -72,7 +152,7 @@ pub fn extract(deb: &Path, wanted: &[(&str, &Path)]) -> Result<(), DebError> {
                 });
             }
         };
-        return extract_from_tar(deb, decompressed, wanted);
+        return f(decompressed);
     }
 }
 
@@ -80,11 +160,6 @@ fn extract_from_tar(deb: &Path, tar: impl Read, wanted: &[(&str, &Path)]) -> Res
     let io_err = |source: io::Error| DebError::Io {
         deb: deb.to_path_buf(),
         source,
-    };
-    let normalize = |p: &str| {
-        p.trim_start_matches("./")
-            .trim_start_matches('/')
-            .to_string()
     };
     let mut pending: Vec<(String, &Path)> =
         wanted.iter().map(|(p, d)| (normalize(p), *d)).collect();

@@ -5,6 +5,8 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead};
 
+use serde::{Deserialize, Serialize};
+
 /// A binary package as the index describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Package {
@@ -16,6 +18,55 @@ pub struct Package {
     pub size: u64,
     /// Lower-case hex.
     pub sha256: String,
+    /// `Pre-Depends` and `Depends` as written (comma-separated, `|` between alternatives);
+    /// [`super::resolve::parse_relations`] reads them.
+    pub depends: String,
+    /// `Provides` as written: the virtual packages this one stands for.
+    pub provides: String,
+    /// `Essential: yes`: dpkg's own tools, on every Debian system.
+    pub essential: bool,
+}
+
+/// A package pinned by name, version, pool path, size and SHA-256, as a `Packages` index lists
+/// it: what a resolved set records, and what a catalog entry can name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pin {
+    pub name: String,
+    pub version: String,
+    /// Path in the archive, `pool/main/...`.
+    pub filename: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+impl From<&Package> for Pin {
+    fn from(p: &Package) -> Pin {
+        Pin {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            filename: p.filename.clone(),
+            size: p.size,
+            sha256: p.sha256.clone(),
+        }
+    }
+}
+
+impl Pin {
+    /// The package as [`super::Archive::download_package`] takes it.
+    pub fn package(&self) -> Package {
+        Package {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            architecture: String::new(),
+            filename: self.filename.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+            depends: String::new(),
+            provides: String::new(),
+            essential: false,
+        }
+    }
 }
 
 /// The newest version of each wanted package found in a `Packages` index. Paragraphs that name
@@ -25,6 +76,14 @@ pub fn find_packages(
     index: impl BufRead,
     wanted: &[&str],
 ) -> io::Result<BTreeMap<String, Package>> {
+    read_index(index, |name| wanted.contains(&name))
+}
+
+/// The newest version of every package in a `Packages` index whose name `keep` accepts.
+pub fn read_index(
+    index: impl BufRead,
+    mut keep: impl FnMut(&str) -> bool,
+) -> io::Result<BTreeMap<String, Package>> {
     let mut found: BTreeMap<String, Package> = BTreeMap::new();
     let mut fields: BTreeMap<String, String> = BTreeMap::new();
     let mut lines = index.split(b'\n');
@@ -32,7 +91,7 @@ pub fn find_packages(
         let line = lines.next().transpose()?;
         let end_of_paragraph = line.as_ref().is_none_or(|l| l.trim_ascii().is_empty());
         if end_of_paragraph {
-            if let Some(p) = package_from(&fields).filter(|p| wanted.contains(&p.name.as_str())) {
+            if let Some(p) = package_from(&fields).filter(|p| keep(&p.name)) {
                 let newer = found
                     .get(&p.name)
                     .is_none_or(|old| compare_versions(&p.version, &old.version).is_gt());
@@ -54,7 +113,16 @@ pub fn find_packages(
         if let Some((name, value)) = line.split_once(':')
             && matches!(
                 name,
-                "Package" | "Version" | "Architecture" | "Filename" | "Size" | "SHA256"
+                "Package"
+                    | "Version"
+                    | "Architecture"
+                    | "Filename"
+                    | "Size"
+                    | "SHA256"
+                    | "Depends"
+                    | "Pre-Depends"
+                    | "Provides"
+                    | "Essential"
             )
         {
             fields.insert(name.to_string(), value.trim().to_string());
@@ -74,6 +142,14 @@ fn package_from(fields: &BTreeMap<String, String>) -> Option<Package> {
         filename: fields.get("Filename")?.clone(),
         size: fields.get("Size")?.parse().ok()?,
         sha256: sha256.to_ascii_lowercase(),
+        depends: [fields.get("Pre-Depends"), fields.get("Depends")]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        provides: fields.get("Provides").cloned().unwrap_or_default(),
+        essential: fields.get("Essential").is_some_and(|e| e == "yes"),
     })
 }
 
