@@ -250,7 +250,7 @@ fn feed(
     let mut reads = 0u32;
     while !state.stop.load(Ordering::Relaxed) {
         let mut capture = decode(&reader.text_buffer()?);
-        if capture != Capture::Graphics && reads % RESOLUTION_EVERY == 0 {
+        if capture != Capture::Graphics && reads.is_multiple_of(RESOLUTION_EVERY) {
             let (w, h) = reader.resolution()?;
             if !is_text_resolution(w, h) {
                 capture = Capture::Graphics;

@@ -9,3 +9,4 @@ mod install;
 mod ops;
 mod recipes;
 mod support;
+mod vga;
