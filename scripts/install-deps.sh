@@ -13,6 +13,7 @@ packages=(
   iproute2                                    # `ss`, to check what ferry listens on
   python3                                     # scripts/bench
   tmux                                        # terminals for the operations tests
+  mksh                                        # OpenBSD install.sub's answer matching (recipe tests)
 )
 
 missing=()
