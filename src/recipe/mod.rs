@@ -27,7 +27,7 @@ macro_rules! recipe {
 pub static RECIPES: &[Recipe] = &[
     recipe!("debian-12", ["preseed.cfg.j2"]),
     recipe!("nixos", ["configuration.nix.j2"]),
-    recipe!("openbsd-autoinstall", ["install.conf.j2"]),
+    recipe!("openbsd", ["install.conf.j2"]),
 ];
 
 /// The built-in recipe called `name`.
@@ -363,7 +363,7 @@ mod tests {
     ];
 
     fn openbsd_conf(network: bool) -> String {
-        render("openbsd-autoinstall", "install.conf.j2", &{
+        render("openbsd", "install.conf.j2", &{
             let mut c = context("bios", network);
             c["vars"]["timezone"] = "UTC".into();
             c["vars"]["root_disk"] = "sd0".into();
