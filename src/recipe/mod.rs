@@ -27,6 +27,7 @@ macro_rules! recipe {
 pub static RECIPES: &[Recipe] = &[
     recipe!("debian-12", ["preseed.cfg.j2"]),
     recipe!("nixos", ["configuration.nix.j2"]),
+    recipe!("freebsd", ["installerconfig.j2"]),
     recipe!("openbsd", ["install.conf.j2"]),
 ];
 
@@ -210,6 +211,45 @@ mod tests {
             )
             .unwrap();
         assert!(text.contains("initialPassword = \"secret\";"));
+    }
+
+    #[test]
+    fn freebsd_installerconfig_renders() {
+        let mut c = context("bios", true);
+        c["vars"]["disk"] = "vtbd0".into();
+        c["vars"]["zfs"] = false.into();
+        c["network"]["freebsd_rc_conf"] = "ifconfig_em0=\"inet 203.0.113.10/32\"\n".into();
+        let text = render("freebsd", "installerconfig.j2", &c);
+        for part in [
+            "PARTITIONS=vtbd0\n",
+            "\n#!/bin/sh\nsysrc hostname=web1\n",
+            "console=\"comconsole\"\n",
+            "cat >> /etc/rc.conf <<'FERRY_EOF'\nifconfig_em0=\"inet 203.0.113.10/32\"\nFERRY_EOF\n",
+            "nameserver 185.12.64.1\n",
+            "ssh-ed25519 AAAAkey1 a@b\nssh-ed25519 AAAAkey2 c@d\nFERRY_EOF\n",
+        ] {
+            assert!(text.contains(part), "missing {part:?} in:\n{text}");
+        }
+        assert!(!text.contains("ZFSBOOT"));
+        // The preamble ends where the script starts: bsdinstall splits at the #! line.
+        assert_eq!(text.matches("#!/bin/sh").count(), 1);
+
+        c["vars"]["zfs"] = true.into();
+        c["network"]["freebsd_rc_conf"] = serde_json::Value::Null;
+        let e = crate::profile::Renderer::new(&c)
+            .render(
+                "installerconfig.j2",
+                find("freebsd").unwrap().file("installerconfig.j2").unwrap(),
+            )
+            .unwrap_err();
+        assert!(e.message.contains("`vars.nic`"), "{}", e.message);
+        c["vars"]["nic"] = "igb0".into();
+        let text = render("freebsd", "installerconfig.j2", &c);
+        assert!(text.contains("export ZFSBOOT_DISKS=vtbd0\n"), "{text}");
+        assert!(text.contains("sysrc ifconfig_igb0=SYNCDHCP\n"), "{text}");
+        c.as_object_mut().unwrap().remove("network");
+        let text = render("freebsd", "installerconfig.j2", &c);
+        assert!(text.contains("sysrc ifconfig_DEFAULT=SYNCDHCP\n"), "{text}");
     }
 
     /// The OpenBSD questions ferry's VM gets (serial console, one virtio NIC, sets on the
