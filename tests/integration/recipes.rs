@@ -188,7 +188,7 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).1.contains(
-            "debian-13 is neither a profile file nor a built-in recipe (recipes: debian-12, nixos)"
+            "debian-13 is neither a profile file nor a built-in recipe (recipes: debian-12, nixos, freebsd, openbsd)"
         ),
         "{}",
         text(&out).1
