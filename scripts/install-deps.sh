@@ -16,6 +16,7 @@ packages=(
   cloud-init python3-jsonschema python3-yaml  # recipe tests: `cloud-init schema`, Subiquity's schema
   netplan.io                                  # recipe tests: `netplan generate` checks the netplan rendering
   python3-venv                                # recipe tests: pykickstart's ksvalidator (below)
+  mksh                                        # OpenBSD install.sub's answer matching (recipe tests)
 )
 
 # pykickstart is not packaged in Debian 12: its ksvalidator comes from PyPI into a venv,

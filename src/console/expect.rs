@@ -464,6 +464,13 @@ impl Console {
         Ok(())
     }
 
+    /// Records `text` as input in the transcript without writing it to the stream: keys typed
+    /// by other means (QMP, for the VGA screen), as they were written.
+    pub fn record_input(&self, text: &str) {
+        let at = self.start.elapsed();
+        each_sink(&self.shared, |s| s.input(at, text.as_bytes()));
+    }
+
     /// Whether any byte has arrived since the start, waiting up to `timeout` for one (a guest
     /// that prints nothing at all is likely hung).
     pub fn wait_for_output(&mut self, timeout: Duration) -> bool {

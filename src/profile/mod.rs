@@ -16,7 +16,9 @@ use serde_spanned::Spanned;
 
 pub use input::{InputError, MAX_INPUT_BYTES, read_text};
 pub use template::{Renderer, TemplateError};
-pub use values::{Accel, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds, checked_regex};
+pub use values::{
+    Accel, ConsoleSource, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds, checked_regex,
+};
 
 /// A parsed, validated profile, with the file it came from.
 #[derive(Debug, Clone)]
@@ -161,8 +163,14 @@ pub struct StepSpec {
     /// What to wait for: literal text, or `/a regex/`. Several: any of them.
     #[serde(default, deserialize_with = "values::one_or_many")]
     pub expect: Vec<Pattern>,
-    /// Text (a template) to type once the pattern matched.
+    /// Where `expect` waits: `serial` (the default) or `screen` (the VGA text screen).
+    #[serde(default)]
+    pub console: ConsoleSource,
+    /// Text (a template) to send on the serial console once the pattern matched.
     pub send: Option<Spanned<String>>,
+    /// Keys (a template, Packer's boot-command syntax: `set tty com0<enter>`) to type on the
+    /// VM's keyboard once the pattern matched, after `send`.
+    pub keys: Option<Spanned<String>>,
     pub timeout: Option<Seconds>,
     /// Patterns that fail this step, on top of `[defaults].fail`.
     #[serde(default, deserialize_with = "values::one_or_many")]
@@ -344,9 +352,22 @@ impl Profile {
             }
         }
         for step in &self.spec.steps {
-            if step.expect.is_empty() && step.send.is_none() {
+            if step.expect.is_empty() && step.send.is_none() && step.keys.is_none() {
                 let at = self.source.find(&step.name).unwrap_or(0);
-                return Err(self.invalid(at, "a step needs `expect`, `send`, or both"));
+                return Err(self.invalid(at, "a step needs `expect`, `send` or `keys`"));
+            }
+            if let (ConsoleSource::Screen, Some(send)) = (step.console, &step.send) {
+                return Err(self.invalid(
+                    send.span().start,
+                    "`send` writes to the serial console; on the screen, type with `keys` (`text<enter>`)",
+                ));
+            }
+            // Checked as written: template expressions (`{{ serve.url }}`) are typable text,
+            // so a bad key name is caught here, with its position.
+            if let Some(keys) = &step.keys
+                && let Err(e) = crate::console::keys::Keys::parse(keys.get_ref())
+            {
+                return Err(self.invalid(keys.span().start, &format!("`keys`: {e}")));
             }
         }
         Ok(())
@@ -554,6 +575,45 @@ verify = { expect = ["login:"], timeout = "2m" }
                 "{MINIMAL}[[files]]\nname = \"../etc\"\ncontent = \"\"\n"
             )),
             "p.toml:4:8: a file `name` is a plain file name (no `/`, not starting with `.`)"
+        );
+    }
+
+    #[test]
+    fn screen_steps_and_keys() {
+        let p = parse(&format!(
+            "{MINIMAL}[[steps]]\nname = \"loader\"\nconsole = \"screen\"\nexpect = \"/boot>$/\"\nkeys = \"set tty com0<enter>\"\n"
+        ))
+        .unwrap();
+        let step = &p.spec.steps[0];
+        assert_eq!(step.console, ConsoleSource::Screen);
+        assert_eq!(step.keys.as_ref().unwrap().get_ref(), "set tty com0<enter>");
+        assert_eq!(
+            parse(&format!(
+                "{MINIMAL}[[steps]]\nname = \"k\"\nkeys = \"<esc>\"\n"
+            ))
+            .unwrap()
+            .spec
+            .steps[0]
+                .console,
+            ConsoleSource::Serial
+        );
+        assert_eq!(
+            error(&format!(
+                "{MINIMAL}[[steps]]\nname = \"a\"\nkeys = \"boot<entr>\"\n"
+            )),
+            "p.toml:5:8: `keys`: unknown key <entr> at character 4; special keys are <enter>, <esc>, <tab>, <bs>, <del>, <spacebar>, <up>, <down>, <left>, <right>, <f1>…<f12>, <home>, <end>, <pageUp>, <pageDown>, <insert>, <leftCtrlOn>…, <wait>, <wait5>, <wait1m30s>"
+        );
+        assert_eq!(
+            error(&format!(
+                "{MINIMAL}[[steps]]\nname = \"a\"\nconsole = \"screen\"\nsend = \"x\"\n"
+            )),
+            "p.toml:6:8: `send` writes to the serial console; on the screen, type with `keys` (`text<enter>`)"
+        );
+        assert!(
+            error(&format!(
+                "{MINIMAL}[[steps]]\nname = \"a\"\nconsole = \"vga\"\nexpect = \"x\"\n"
+            ))
+            .starts_with("p.toml:5:11: unknown variant `vga`, expected `serial` or `screen`")
         );
     }
 

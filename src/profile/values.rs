@@ -57,6 +57,17 @@ impl DiskBus {
     }
 }
 
+/// Where a step waits for its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsoleSource {
+    /// The serial console (what installers and kernels with `console=ttyS0` use).
+    #[default]
+    Serial,
+    /// The VGA text screen, for boot loaders that only draw there (`boot>`, loader menus).
+    Screen,
+}
+
 /// QEMU's cache mode for the target disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -192,6 +192,15 @@ pub fn command_line_for(arch: Arch, machine: &Machine) -> Vec<String> {
     args.0
 }
 
+/// A second QMP monitor, for the VGA screen reader (`super::vga`): its reads every quarter
+/// second then never wait behind the run's own commands, nor they behind its reads.
+pub fn screen_monitor_args(socket: &Path) -> [String; 2] {
+    [
+        "-qmp".to_string(),
+        format!("unix:{},server=on,wait=off", escape(socket)),
+    ]
+}
+
 fn disk_args(args: &mut Args, arch: Arch, disk: &Disk) {
     let cache = match disk.cache {
         // aio=native needs O_DIRECT, which cache=none gives.

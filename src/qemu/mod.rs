@@ -5,6 +5,7 @@ pub mod bundle;
 pub mod cmdline;
 pub mod process;
 pub mod qmp;
+pub mod vga;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +13,8 @@ use std::process::Command;
 use serde::Serialize;
 
 pub use cmdline::{
-    AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, command_line, shell_quote,
+    AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, command_line,
+    screen_monitor_args, shell_quote,
 };
 pub use process::{ProcessError, Qemu};
 

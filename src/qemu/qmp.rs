@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::console::keys::{KeyAction, Keys};
+
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
     #[error("{0}")]
@@ -144,6 +146,34 @@ impl Qmp {
             .collect();
         self.execute("send-key", Some(json!({ "keys": keys })))
             .map(drop)
+    }
+
+    /// Writes `size` bytes of guest physical memory from `address` into `path` (a file QEMU
+    /// creates). Reads device memory too, such as the VGA text buffer.
+    pub fn pmemsave(&mut self, address: u64, size: usize, path: &Path) -> Result<(), QmpError> {
+        let args = json!({ "val": address, "size": size, "filename": path.display().to_string() });
+        self.execute("pmemsave", Some(args)).map(drop)
+    }
+
+    /// Types `actions` ([`Keys`]): every press and release is its own `input-send-event`,
+    /// `interval` apart, because the guest's PS/2 keyboard queue is short (QEMU drops what
+    /// overflows it) and a firmware polling under TCG is slow; `send-key` would release its keys
+    /// only after a hold time, out of order with held modifiers.
+    pub fn type_keys(&mut self, keys: &Keys, interval: Duration) -> Result<(), QmpError> {
+        for action in &keys.actions {
+            match *action {
+                KeyAction::Key { qcode, down } => {
+                    let event = json!({
+                        "type": "key",
+                        "data": { "down": down, "key": { "type": "qcode", "data": qcode } },
+                    });
+                    self.execute("input-send-event", Some(json!({ "events": [event] })))?;
+                    std::thread::sleep(interval);
+                }
+                KeyAction::Wait(pause) => std::thread::sleep(pause),
+            }
+        }
+        Ok(())
     }
 
     /// Waits for an event by name (e.g. `SHUTDOWN`), including ones already received.

@@ -36,6 +36,10 @@ pub struct Network {
     /// IPv4 from DHCP (static IPv4 addresses, if any, are added on top).
     #[serde(default)]
     pub dhcp: bool,
+    /// The NIC's name under FreeBSD (`em0`, `igb1`, `vtnet0`): FreeBSD names NICs by its
+    /// driver and a unit, not by MAC. [`Network::from_host`] derives it ([`freebsd_name`]).
+    #[serde(default)]
+    pub freebsd_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +88,8 @@ pub struct Rendered {
     pub nixos: String,
     pub netplan: String,
     pub networkmanager: String,
+    /// FreeBSD's `rc.conf` lines, when the FreeBSD name is known.
+    pub freebsd_rc_conf: Option<String>,
 }
 
 /// How a gateway is reached.
@@ -125,6 +131,7 @@ impl Network {
             ipv6_gateway: gateway("ipv6"),
             dns: net.dns.iter().filter_map(|d| d.parse().ok()).collect(),
             dhcp,
+            freebsd_name: freebsd_name(net, nic),
         })
     }
 
@@ -140,6 +147,7 @@ impl Network {
             nixos: self.nixos(),
             netplan: self.netplan(),
             networkmanager: self.networkmanager(),
+            freebsd_rc_conf: self.freebsd_rc_conf(),
         })
     }
 
@@ -313,6 +321,67 @@ impl Network {
             .iter()
             .map(|d| format!("nameserver {d}\n"))
             .collect()
+    }
+
+    /// FreeBSD `rc.conf` lines for the NIC (`None` without [`Network::freebsd_name`]): its
+    /// addresses, gateways (a gateway outside every subnet gets a host route on the interface
+    /// first, as `static_routes`), and DHCP.
+    pub fn freebsd_rc_conf(&self) -> Option<String> {
+        let ifname = self.freebsd_name.as_deref()?;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# The NIC with MAC {} (FreeBSD names NICs by driver).",
+            self.mac
+        );
+        let mut v4 = self.v4();
+        match (self.dhcp, v4.next()) {
+            (true, _) => {
+                let _ = writeln!(out, "ifconfig_{ifname}=\"SYNCDHCP\"");
+            }
+            (false, Some((a, p))) => {
+                let _ = writeln!(out, "ifconfig_{ifname}=\"inet {a}/{p}\"");
+            }
+            (false, None) => {}
+        }
+        for (i, (a, p)) in v4.enumerate() {
+            let _ = writeln!(out, "ifconfig_{ifname}_alias{i}=\"inet {a}/{p}\"");
+        }
+        for (i, (a, p)) in self.v6().enumerate() {
+            let key = if i == 0 {
+                format!("ifconfig_{ifname}_ipv6")
+            } else {
+                format!("ifconfig_{ifname}_alias{}", i + self.v4().count())
+            };
+            let _ = writeln!(out, "{key}=\"inet6 {a}/{p}\"");
+        }
+        if let Some(gw) = &self.ipv4_gateway {
+            if self.reach(gw) == Reach::OnLinkRoute {
+                let _ = writeln!(
+                    out,
+                    "static_routes=\"ferrygw\"\nroute_ferrygw=\"-host {} -iface {ifname}\"",
+                    gw.address
+                );
+            }
+            let _ = writeln!(out, "defaultrouter=\"{}\"", gw.address);
+        }
+        if let Some(gw) = &self.ipv6_gateway {
+            let address = match gw.address {
+                IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => {
+                    format!("{}%{ifname}", gw.address)
+                }
+                _ => gw.address.to_string(),
+            };
+            if self.reach(gw) == Reach::OnLinkRoute {
+                let _ = writeln!(
+                    out,
+                    "ipv6_static_routes=\"ferrygw6\"\nipv6_route_ferrygw6=\"-host {} -iface {ifname}\"",
+                    gw.address
+                );
+            }
+            let _ = writeln!(out, "ipv6_defaultrouter=\"{address}\"");
+        }
+        Some(out)
     }
 
     /// NixOS options (a fragment for inside `{ ... }` of configuration.nix): the interface
@@ -528,6 +597,42 @@ fn same_subnet(a: IpAddr, b: IpAddr, prefix: u8) -> bool {
     }
     let mask = u128::MAX << (128 - prefix);
     a & mask == b & mask
+}
+
+/// FreeBSD's name for the host's `nic`: FreeBSD's driver for the hardware the Linux driver
+/// runs ([`freebsd_driver`]), and as unit the NIC's rank among the host's NICs of that driver
+/// in PCI order (FreeBSD numbers a driver's devices from 0 as the bus attaches them). `None`
+/// for hardware the table does not know: the recipe then says so.
+pub fn freebsd_name(net: &crate::host::Network, nic: &crate::host::net::Nic) -> Option<String> {
+    let driver = freebsd_driver(nic.driver.as_deref()?)?;
+    let unit = net
+        .nics
+        .iter()
+        .filter(|n| n.driver == nic.driver && n.pci_path < nic.pci_path)
+        .count();
+    Some(format!("{driver}{unit}"))
+}
+
+/// FreeBSD's driver for the NICs a Linux driver runs (the common server NICs).
+pub fn freebsd_driver(linux: &str) -> Option<&'static str> {
+    Some(match linux {
+        // Intel: 8254x/8257x/I217-I219 desktop and older server parts; I210/I350/82575/82576;
+        // I225/I226; 82599/X520/X540/X550; X710/XL710; E810.
+        "e1000" | "e1000e" => "em",
+        "igb" => "igb",
+        "igc" => "igc",
+        "ixgbe" => "ix",
+        "i40e" => "ixl",
+        "ice" => "ice",
+        "virtio_net" => "vtnet",
+        "vmxnet3" => "vmx",
+        "r8169" => "re",
+        "tg3" => "bge",
+        "bnxt_en" => "bnxt",
+        "mlx4_core" | "mlx4_en" => "mlxen",
+        "mlx5_core" => "mce",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

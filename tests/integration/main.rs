@@ -12,3 +12,4 @@ mod qemu_archive;
 mod recipes;
 mod stream;
 mod support;
+mod vga;

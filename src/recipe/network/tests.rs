@@ -14,6 +14,7 @@ fn nic() -> Network {
         ipv6_gateway: None,
         dns: Vec::new(),
         dhcp: false,
+        freebsd_name: Some("em0".into()),
     }
 }
 
@@ -437,5 +438,68 @@ fn netplan_generate_accepts_the_rendering() {
     assert!(
         link.contains("MACAddress=90:1b:0e:aa:bb:cc") && link.contains("Name=enp0s31f6"),
         "{link}"
+    );
+}
+
+#[test]
+fn freebsd_rc_conf_for_a_routed_32_server() {
+    let n = Network {
+        addresses: vec![(ip("203.0.113.10"), 32), (ip("2a01:4f8::2"), 64)],
+        ipv4_gateway: gw("172.31.1.1", true),
+        ipv6_gateway: gw("fe80::1", false),
+        dns: vec![ip("185.12.64.1")],
+        ..nic()
+    };
+    assert_eq!(
+        n.render().unwrap().freebsd_rc_conf.unwrap(),
+        "# The NIC with MAC 90:1B:0E:AA:BB:CC (FreeBSD names NICs by driver).\n\
+         ifconfig_em0=\"inet 203.0.113.10/32\"\n\
+         ifconfig_em0_ipv6=\"inet6 2a01:4f8::2/64\"\n\
+         static_routes=\"ferrygw\"\nroute_ferrygw=\"-host 172.31.1.1 -iface em0\"\n\
+         defaultrouter=\"172.31.1.1\"\n\
+         ipv6_defaultrouter=\"fe80::1%em0\"\n"
+    );
+    let dhcp = Network {
+        dhcp: true,
+        ..nic()
+    };
+    assert!(
+        dhcp.freebsd_rc_conf()
+            .unwrap()
+            .ends_with("ifconfig_em0=\"SYNCDHCP\"\n")
+    );
+    let unknown = Network {
+        freebsd_name: None,
+        ..dhcp
+    };
+    assert_eq!(unknown.freebsd_rc_conf(), None);
+}
+
+#[test]
+fn freebsd_names_nics_by_driver_and_pci_order() {
+    assert_eq!(freebsd_driver("e1000e"), Some("em"));
+    assert_eq!(freebsd_driver("igb"), Some("igb"));
+    assert_eq!(freebsd_driver("ixgbe"), Some("ix"));
+    assert_eq!(freebsd_driver("virtio_net"), Some("vtnet"));
+    assert_eq!(freebsd_driver("r8169"), Some("re"));
+    assert_eq!(freebsd_driver("some_new_nic"), None);
+    let nic = |name: &str, driver: &str, pci: &str| crate::host::net::Nic {
+        name: name.into(),
+        driver: Some(driver.into()),
+        pci_path: Some(pci.into()),
+        ..Default::default()
+    };
+    let net = crate::host::Network {
+        nics: vec![
+            nic("eth1", "igb", "0000:03:00.1"),
+            nic("eth0", "igb", "0000:03:00.0"),
+            nic("eth2", "e1000e", "0000:00:1f.6"),
+        ],
+        ..Default::default()
+    };
+    let names: Vec<_> = net.nics.iter().map(|n| freebsd_name(&net, n)).collect();
+    assert_eq!(
+        names,
+        [Some("igb1".into()), Some("igb0".into()), Some("em0".into())]
     );
 }
