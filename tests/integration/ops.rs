@@ -273,7 +273,11 @@ timeout = "2m"
         !scratch.qemu_pids().is_empty(),
         "the VM keeps running while paused"
     );
-    assert!(serial_contains(&run, "[yes/no]: "));
+    // The VM goes on while paused: the question comes whenever the guest gets there (under a
+    // loaded host that can be after the step's 20 s).
+    wait_for("the installer's question", Duration::from_secs(120), || {
+        serial_contains(&run, "[yes/no]: ").then_some(())
+    });
     // Resuming needs the run to be paused; a second `abort` later would be refused.
     let attach = format!(
         "{} attach {id} --runs-dir {}; echo attach-ended-$?; sleep 120",
