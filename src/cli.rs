@@ -346,6 +346,7 @@ impl TargetArgs {
 
 /// Runs a parsed command line; returns the exit code (errors are printed on stderr).
 pub fn run(cli: Cli) -> i32 {
+    crate::run::private_files();
     match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {

@@ -193,7 +193,6 @@ pub fn install(
     live: &dyn Live,
 ) -> Result<Outcome, Error> {
     let started = Instant::now();
-    record.secrets.write_fingerprints(&record.dir)?;
     let facts = Facts::read();
     let listener = serve::Listener::bind()?;
     let guest_url = listener.guest_url()?;

@@ -297,6 +297,8 @@ pub fn supervise(run_dir: &RunDir) -> i32 {
         events = Events::start(run_dir, request.profile.path(), &request.options.disk)?;
         let profile = request.profile.load()?;
         secrets = Secrets::new(profile.spec.secrets.values().cloned());
+        crate::logging::redact(&secrets);
+        events.redact(&secrets);
         let record = Record {
             dir: run_dir.clone(),
             events: events.clone(),
@@ -318,7 +320,7 @@ pub fn supervise(run_dir: &RunDir) -> i32 {
                 State::Failed
             },
             String::new(),
-            Some(secrets.redact(&e.to_string())),
+            Some(e.to_string()),
         ),
     };
     events.emit(&Event::End {
