@@ -417,3 +417,45 @@ fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
         Err(refused())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_from_values_files_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let got = secret_inputs(
+            &["a=from-arg".into()],
+            &[format!("b={}", file.display())],
+            [
+                ("FERRY_SECRET_C".to_string(), "from-env".to_string()),
+                ("PATH".to_string(), "/bin".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got["a"], "from-arg");
+        assert_eq!(got["b"], "from-file");
+        assert_eq!(got["c"], "from-env");
+        assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn bad_secret_inputs_are_refused_without_echoing_the_value() {
+        let e = secret_inputs(&["no-equals-hunter2".into()], &[], []).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = secret_inputs(&[], &["x=/dev/zero".into()], []).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = secret_inputs(&["bad name=v".into()], &[], []).unwrap_err();
+        assert!(e.to_string().contains("letters, digits and _"), "{e}");
+    }
+
+    #[test]
+    fn password_variables_are_secret() {
+        assert!(is_secret_var("root_password"));
+        assert!(is_secret_var("luks_passphrase"));
+        assert!(!is_secret_var("hostname"));
+    }
+}
