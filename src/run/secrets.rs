@@ -88,9 +88,7 @@ impl Secrets {
     pub fn redact(&self, text: &str) -> String {
         match &self.0 {
             None => text.to_string(),
-            Some(m) => {
-                String::from_utf8_lossy(&m.replace(text.as_bytes(), text.len()).0).into_owned()
-            }
+            Some(m) => String::from_utf8_lossy(&m.replace(text.as_bytes())).into_owned(),
         }
     }
 
@@ -98,7 +96,7 @@ impl Secrets {
     pub fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
         match &self.0 {
             None => bytes.to_vec(),
-            Some(m) => m.replace(bytes, bytes.len()).0,
+            Some(m) => m.replace(bytes),
         }
     }
 
@@ -136,22 +134,11 @@ impl Secrets {
 }
 
 impl Matcher {
-    /// Replaces the matches in `buf` that begin before `upto`; returns the text and how much
-    /// of `buf` it covers (at least `upto`, more when a match runs past it).
-    fn replace(&self, buf: &[u8], upto: usize) -> (Vec<u8>, usize) {
-        let mut out = Vec::with_capacity(buf.len());
-        let mut cursor = 0;
-        for m in self.regex.find_iter(buf) {
-            if m.start() >= upto {
-                break;
-            }
-            out.extend_from_slice(&buf[cursor..m.start()]);
-            out.extend_from_slice(REDACTED.as_bytes());
-            cursor = m.end();
-        }
-        let end = cursor.max(upto);
-        out.extend_from_slice(&buf[cursor..end]);
-        (out, end)
+    /// `buf` with every match replaced.
+    fn replace(&self, buf: &[u8]) -> Vec<u8> {
+        self.regex
+            .replace_all(buf, REDACTED.as_bytes())
+            .into_owned()
     }
 
     /// Whether a value (or a longer one) may begin at the start of `tail` and go on in later
