@@ -290,6 +290,13 @@ pub struct TargetArgs {
     /// Set a template variable (repeatable): --var hostname=web1
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
+    /// Set a secret (repeatable): redacted everywhere ferry writes. Visible in this
+    /// command's own argv: prefer --secret-file or FERRY_SECRET_NAME.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    pub secrets: Vec<String>,
+    /// Set a secret from a file (repeatable; one trailing newline dropped).
+    #[arg(long = "secret-file", value_name = "NAME=PATH")]
+    pub secret_files: Vec<String>,
     /// Public SSH keys for the installed system's root (sets vars.ssh_key).
     #[arg(long, value_name = "FILE")]
     pub ssh_key: Option<PathBuf>,
@@ -317,7 +324,15 @@ impl TargetArgs {
                 Some((k, val)) if !k.is_empty() => Ok((k.to_string(), val.to_string())),
                 _ => Err(Error::Usage(format!("--var {v}: expected NAME=VALUE"))),
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<(String, String)>, _>>()?;
+        for (name, _) in vars.iter().filter(|(k, _)| install::is_secret_var(k)) {
+            eprintln!(
+                "ferry: warning: --var {name} holds a password: it is redacted like a secret, but \
+                 this command line shows it to `ps`; use --secret-file {name}=PATH or \
+                 FERRY_SECRET_{}",
+                name.to_uppercase()
+            );
+        }
         Ok(Request {
             profile: ProfileSource::Named(self.profile.clone()),
             options: Options {
@@ -340,12 +355,19 @@ impl TargetArgs {
             runs_dir,
             yes,
             quiet,
+            secrets: install::secret_inputs(
+                &self.secrets,
+                &self.secret_files,
+                std::env::vars_os()
+                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+            )?,
         })
     }
 }
 
 /// Runs a parsed command line; returns the exit code (errors are printed on stderr).
 pub fn run(cli: Cli) -> i32 {
+    crate::run::private_files();
     match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -425,6 +447,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
                 accel,
                 firmware,
                 vars: Vec::new(),
+                secrets: Vec::new(),
+                secret_files: Vec::new(),
                 ssh_key: None,
                 network: None,
                 image: None,

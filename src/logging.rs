@@ -1,4 +1,5 @@
-//! `ferry.log`: a detailed log of each run, written through `tracing` into the run directory.
+//! `ferry.log`: a detailed log of each run, written through `tracing` into the run directory,
+//! the run's secret values redacted from each line as it is written.
 
 use std::fs::File;
 use std::io::Write;
@@ -7,8 +8,11 @@ use std::sync::Mutex;
 
 use tracing_subscriber::fmt::MakeWriter;
 
-/// The current run's log file; events before a run directory exists are dropped.
-static LOG_FILE: Mutex<Option<File>> = Mutex::new(None);
+use crate::run::Secrets;
+
+/// The current run's log file and the values to redact from it; events before a run
+/// directory exists are dropped. (A static: the tracing subscriber is process-wide.)
+static LOG_FILE: Mutex<Option<(File, Secrets)>> = Mutex::new(None);
 
 /// Installs the global subscriber once (later calls do nothing).
 pub fn init() {
@@ -23,8 +27,15 @@ pub fn init() {
 pub fn log_to(path: &Path) -> std::io::Result<()> {
     init();
     let file = File::options().create(true).append(true).open(path)?;
-    *LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some(file);
+    *LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()) = Some((file, Secrets::default()));
     Ok(())
+}
+
+/// Redacts `secrets` from every later line (they are known once the profile is loaded).
+pub fn redact(secrets: &Secrets) {
+    if let Some((_, current)) = LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        *current = secrets.clone();
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -32,8 +43,9 @@ struct RunLog;
 
 impl Write for RunLog {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(file) = LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            file.write_all(buf)?;
+        // The formatter writes each event whole: one line, redacted alone.
+        if let Some((file, secrets)) = LOG_FILE.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            file.write_all(&secrets.redact_bytes(buf))?;
         }
         Ok(buf.len())
     }

@@ -8,10 +8,11 @@ use std::time::Duration;
 use super::Live;
 use super::plan::{GuestFirmware, Plan};
 use crate::Error;
-use crate::console::{Console, transcript};
+use crate::console::{Console, Sink, transcript};
 use crate::image::Iso;
 use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, Qemu};
-use crate::run::{Record, RunDir, Stage};
+use crate::run::secrets::Redacting;
+use crate::run::{Record, RunDir, Secrets, Stage};
 
 /// How long a guest under KVM may stay silent before ferry concludes KVM hangs guests here.
 /// A kernel prints within a second under KVM; TCG needs a few seconds.
@@ -71,7 +72,7 @@ fn boot_with_fallback(
     live: &dyn Live,
 ) -> Result<(Qemu, Console, AccelKind), Error> {
     let accel = plan.accel.first;
-    let attempt = start_vm(plan, &machine(accel), &record.dir, live);
+    let attempt = start_vm(plan, &machine(accel), &record.dir, &record.secrets, live);
     if accel != AccelKind::Kvm || !plan.accel.fallback_to_tcg {
         let (vm, console) = attempt?;
         return Ok((vm, console, accel));
@@ -97,16 +98,23 @@ fn boot_with_fallback(
     );
     tracing::warn!("{why}");
     record.progress(Stage::Boot, &why);
-    let (vm, console) = start_vm(plan, &machine(AccelKind::Tcg), &record.dir, live)?;
+    let (vm, console) = start_vm(
+        plan,
+        &machine(AccelKind::Tcg),
+        &record.dir,
+        &record.secrets,
+        live,
+    )?;
     Ok((vm, console, AccelKind::Tcg))
 }
 
-/// Starts QEMU for `machine`, recording its arguments, stderr and serial console into `dir`;
-/// attached viewers see the console and may type into it.
+/// Starts QEMU for `machine`, recording its arguments, stderr and serial console into `dir`
+/// (`secrets` redacted); attached viewers see the console and may type into it.
 pub fn start_vm(
     plan: &Plan,
     machine: &Machine,
     dir: &RunDir,
+    secrets: &Secrets,
     live: &dyn Live,
 ) -> Result<(Qemu, Console), Error> {
     let binary = plan.qemu()?;
@@ -115,7 +123,7 @@ pub fn start_vm(
     program_and_args.extend(args.iter().cloned());
     std::fs::write(
         dir.qemu_args(),
-        qemu::shell_quote(&binary.program, &program_and_args) + "\n",
+        secrets.redact(&qemu::shell_quote(&binary.program, &program_and_args)) + "\n",
     )?;
     tracing::info!(accel = ?machine.accel, "starting QEMU");
     let vm = Qemu::start(
@@ -126,7 +134,10 @@ pub fn start_vm(
         &dir.qemu_stderr(),
     )?;
     let title = format!("ferry: {}", plan.profile.display());
-    let mut sinks = transcript::create(dir.path(), &title)?;
+    let mut sinks: Vec<Box<dyn Sink>> = transcript::create(dir.path(), &title)?
+        .into_iter()
+        .map(|sink| Box::new(Redacting::new(sink, secrets)) as Box<dyn Sink>)
+        .collect();
     sinks.push(live.console_sink());
     let stream = vm.serial.try_clone()?;
     let console = Console::start(stream, sinks)?;

@@ -66,6 +66,109 @@ pub struct Request {
     /// Skip the typed confirmation.
     pub yes: bool,
     pub quiet: bool,
+    /// Secret values from `--secret`, `--secret-file` and `FERRY_SECRET_NAME`, over the
+    /// profile's `[secrets]`. Never serialized: the supervisor gets them on its stdin.
+    #[serde(skip)]
+    pub secrets: std::collections::BTreeMap<String, String>,
+}
+
+/// `FERRY_SECRET_NAME=VALUE` in the environment sets the secret `name`.
+pub const SECRET_ENV_PREFIX: &str = "FERRY_SECRET_";
+/// A secret file holds a password or a key: kilobytes.
+const MAX_SECRET_FILE: u64 = 64 << 10;
+
+/// The secret values given outside the profile: `--secret NAME=VALUE`, `--secret-file
+/// NAME=PATH` (a regular file of at most 64 KiB, one trailing newline dropped) and the
+/// environment's `FERRY_SECRET_NAME` (lower-cased name). Later sources win: environment, then
+/// files, then values.
+pub fn secret_inputs(
+    values: &[String],
+    files: &[String],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<std::collections::BTreeMap<String, String>, Error> {
+    let mut secrets = std::collections::BTreeMap::new();
+    for (name, value) in env {
+        if let Some(name) = name.strip_prefix(SECRET_ENV_PREFIX) {
+            secrets.insert(
+                secret_name(&name.to_lowercase(), &format!("${name}"))?,
+                value,
+            );
+        }
+    }
+    for arg in files {
+        let (name, path) = arg
+            .split_once('=')
+            .ok_or_else(|| Error::Usage(format!("--secret-file {arg}: expected NAME=PATH")))?;
+        let name = secret_name(name, "--secret-file")?;
+        let mut text = crate::profile::input::read_text(Path::new(path), MAX_SECRET_FILE)
+            .map_err(|e| Error::Usage(format!("--secret-file {name}={path}: {e}")))?;
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        secrets.insert(name, text);
+    }
+    for arg in values {
+        let Some((name, value)) = arg.split_once('=') else {
+            // The argument may be the value itself: not repeated in the error.
+            return Err(Error::Usage("--secret: expected NAME=VALUE".into()));
+        };
+        secrets.insert(secret_name(name, "--secret")?, value.to_string());
+    }
+    Ok(secrets)
+}
+
+/// A secret's name as templates use it (`{{ secrets.NAME }}`).
+fn secret_name(name: &str, source: &str) -> Result<String, Error> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(name.to_string())
+    } else {
+        Err(Error::Usage(format!(
+            "{source}: secret name {name:?} must be letters, digits and _"
+        )))
+    }
+}
+
+/// A variable that holds a password (a recipe's `root_password`, `luks_passphrase`): its value
+/// is secret wherever it comes from (the profile's `[vars]`, `--var`), and a secret of the same
+/// name (`--secret-file root_password=PATH`) sets it.
+pub fn is_secret_var(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.contains("password") || name.contains("passphrase")
+}
+
+impl Request {
+    /// The profile, with the secret values given outside it.
+    pub fn load_profile(&self) -> Result<Profile, Error> {
+        let mut profile = self.profile.load()?;
+        for (name, value) in &self.secrets {
+            if is_secret_var(name) {
+                profile
+                    .spec
+                    .vars
+                    .insert(name.clone(), toml::Value::String(value.clone()));
+            }
+        }
+        profile.spec.secrets.extend(self.secrets.clone());
+        Ok(profile)
+    }
+
+    /// The values to redact: the profile's secrets and its and `--var`'s password variables.
+    pub fn secret_values(&self, profile: &Profile) -> crate::run::Secrets {
+        let vars = profile.spec.vars.iter().filter_map(|(k, v)| match v {
+            toml::Value::String(s) if is_secret_var(k) => Some(s.clone()),
+            _ => None,
+        });
+        let options = self.options.vars.iter().filter(|(k, _)| is_secret_var(k));
+        crate::run::Secrets::new(
+            profile
+                .spec
+                .secrets
+                .values()
+                .cloned()
+                .chain(vars)
+                .chain(options.map(|(_, v)| v.clone())),
+        )
+    }
 }
 
 /// The answer files' URL before an install starts: the real port and token are chosen then.
@@ -73,7 +176,7 @@ const PREVIEW_URL: &str = "http://10.0.2.2:PORT/TOKEN";
 
 /// Builds the plan without running anything (`ferry plan`).
 pub fn plan(request: &Request) -> Result<Plan, Error> {
-    preview(&request.profile.load()?, request)
+    preview(&request.load_profile()?, request)
 }
 
 fn preview(profile: &Profile, request: &Request) -> Result<Plan, Error> {
@@ -178,7 +281,7 @@ pub fn prepare(request: &Request) -> Result<(Plan, String), Error> {
             "--host-root (recorded host facts) is for `ferry plan` only".into(),
         ));
     }
-    let profile = request.profile.load()?;
+    let profile = request.load_profile()?;
     let plan = preview(&profile, request)?;
     confirm(&plan, request.yes)?;
     Ok((plan, profile.name()))
@@ -193,7 +296,6 @@ pub fn install(
     live: &dyn Live,
 ) -> Result<Outcome, Error> {
     let started = Instant::now();
-    record.secrets.write_fingerprints(&record.dir)?;
     let facts = Facts::read();
     let listener = serve::Listener::bind()?;
     let guest_url = listener.guest_url()?;
@@ -313,5 +415,47 @@ fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
         Ok(())
     } else {
         Err(refused())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_from_values_files_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let got = secret_inputs(
+            &["a=from-arg".into()],
+            &[format!("b={}", file.display())],
+            [
+                ("FERRY_SECRET_C".to_string(), "from-env".to_string()),
+                ("PATH".to_string(), "/bin".to_string()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(got["a"], "from-arg");
+        assert_eq!(got["b"], "from-file");
+        assert_eq!(got["c"], "from-env");
+        assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn bad_secret_inputs_are_refused_without_echoing_the_value() {
+        let e = secret_inputs(&["no-equals-hunter2".into()], &[], []).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = secret_inputs(&[], &["x=/dev/zero".into()], []).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = secret_inputs(&["bad name=v".into()], &[], []).unwrap_err();
+        assert!(e.to_string().contains("letters, digits and _"), "{e}");
+    }
+
+    #[test]
+    fn password_variables_are_secret() {
+        assert!(is_secret_var("root_password"));
+        assert!(is_secret_var("luks_passphrase"));
+        assert!(!is_secret_var("hostname"));
     }
 }

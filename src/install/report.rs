@@ -138,10 +138,7 @@ pub fn summarize(
             Err(Error::Interrupted) => State::Interrupted,
             Err(_) => State::Failed,
         },
-        error: result
-            .as_ref()
-            .err()
-            .map(|e| record.secrets.redact(&e.to_string())),
+        error: result.as_ref().err().map(ToString::to_string),
         plan_seconds: planned,
         outcome: result.as_ref().ok(),
         run_dir: record.dir.path(),
@@ -149,7 +146,7 @@ pub fn summarize(
     record.write_json(&record.dir.summary(), &summary)?;
     match result {
         Ok(_) => tracing::info!("install finished and verified"),
-        Err(e) => tracing::error!("install failed: {}", record.secrets.redact(&e.to_string())),
+        Err(e) => tracing::error!("install failed: {e}"),
     }
     Ok(())
 }

@@ -45,7 +45,7 @@ pub fn verify(
         qmp_socket: dir.qmp_socket(),
     };
     let started = Instant::now();
-    let (mut vm, mut console) = start_vm(plan, &machine, &dir, live)?;
+    let (mut vm, mut console) = start_vm(plan, &machine, &dir, &record.secrets, live)?;
     let expectation = Expectation::new("boot check", verify.expect.clone(), verify.timeout)
         .failing_on(verify.fail.clone());
     let result = console.expect(&expectation);

@@ -2,10 +2,11 @@
 //!
 //! Holds the run directory's records (plan, host facts, QEMU arguments and stderr, serial log,
 //! transcript, ferry log, events, status, summary, screenshots, the boot check's records) and
-//! `versions.txt` (ferry's and QEMU's versions). Text files pass through
-//! [`secrets::scrub`] (the profile's secret values) and
-//! [`secrets::scrub_lines`] (password- and key-looking lines); screenshots are copied
-//! as they are. Sockets, disk-sized scratch files and `secrets.json` stay out.
+//! `versions.txt` (ferry's and QEMU's versions). The secret values were redacted when the
+//! records were written; text files pass through [`secrets::scrub_lines`] too (password- and
+//! key-looking lines), screenshots are copied as they are. Only regular files are read, never
+//! through a link: a record that is a link (`serial.log -> /etc/shadow`) or not a regular
+//! file is left out and named in `skipped.txt`. Sockets and disk-sized scratch files stay out.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use flate2::write::GzEncoder;
 use super::OpsError;
 use crate::Error;
 use crate::run::RunDir;
-use crate::run::secrets::{self, Fingerprints};
+use crate::run::secrets;
 
 /// Writes the bundle of `run_dir` to `out` (default `RUN.tar.gz` in the current directory);
 /// returns its path.
@@ -26,18 +27,22 @@ pub fn write(run_dir: &RunDir, out: Option<&Path>) -> Result<PathBuf, Error> {
         || PathBuf::from(format!("ferry-{run}.tar.gz")),
         Path::to_path_buf,
     );
-    let fp = secrets::read_fingerprints(run_dir);
     let file = std::fs::File::create(&out)?;
     let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::default()));
     let mut added = 0;
+    let mut skipped = String::new();
     for (sub, dir) in [("", run_dir.clone()), ("verify", run_dir.verify())] {
         for path in dir.text_records() {
-            if let Ok(bytes) = std::fs::read(&path) {
-                let name = Path::new(&run)
-                    .join(sub)
-                    .join(path.file_name().unwrap_or_default());
-                append(&mut tar, &name, &clean(&bytes, &fp))?;
-                added += 1;
+            let name = Path::new(&run)
+                .join(sub)
+                .join(path.file_name().unwrap_or_default());
+            match read_regular(&path) {
+                Ok(Some(bytes)) => {
+                    append(&mut tar, &name, &clean(&bytes))?;
+                    added += 1;
+                }
+                Ok(None) => {}
+                Err(why) => skipped.push_str(&format!("{}: {why}\n", name.display())),
             }
         }
         let mut pngs: Vec<PathBuf> = std::fs::read_dir(dir.path())
@@ -49,11 +54,14 @@ pub fn write(run_dir: &RunDir, out: Option<&Path>) -> Result<PathBuf, Error> {
             .collect();
         pngs.sort();
         for png in pngs {
-            let bytes = std::fs::read(&png)?;
             let name = Path::new(&run)
                 .join(sub)
                 .join(png.file_name().unwrap_or_default());
-            append(&mut tar, &name, &bytes)?;
+            match read_regular(&png) {
+                Ok(Some(bytes)) => append(&mut tar, &name, &bytes)?,
+                Ok(None) => {}
+                Err(why) => skipped.push_str(&format!("{}: {why}\n", name.display())),
+            }
         }
     }
     if added == 0 {
@@ -66,17 +74,47 @@ pub fn write(run_dir: &RunDir, out: Option<&Path>) -> Result<PathBuf, Error> {
         &Path::new(&run).join("versions.txt"),
         versions(run_dir).as_bytes(),
     )?;
+    if !skipped.is_empty() {
+        append(
+            &mut tar,
+            &Path::new(&run).join("skipped.txt"),
+            skipped.as_bytes(),
+        )?;
+    }
     let gz = tar.into_inner()?;
     gz.finish()?.sync_all()?;
     Ok(out)
 }
 
-fn clean(bytes: &[u8], fp: &Fingerprints) -> Vec<u8> {
-    let scrubbed = secrets::scrub(bytes, fp);
-    match std::str::from_utf8(&scrubbed) {
-        Ok(text) => secrets::scrub_lines(text).into_bytes(),
-        Err(_) => secrets::scrub_lines(&String::from_utf8_lossy(&scrubbed)).into_bytes(),
+/// The contents of `path` if it is a regular file (opened without following a link);
+/// `None` if it does not exist; else why it was left out.
+fn read_regular(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    let mut file = match file {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            let target = std::fs::read_link(path).unwrap_or_default();
+            return Err(format!("a link to {}, not followed", target.display()));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
     }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    Ok(Some(bytes))
+}
+
+fn clean(bytes: &[u8]) -> Vec<u8> {
+    secrets::scrub_lines(&String::from_utf8_lossy(bytes)).into_bytes()
 }
 
 fn append<W: Write>(tar: &mut tar::Builder<W>, name: &Path, bytes: &[u8]) -> std::io::Result<()> {

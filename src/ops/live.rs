@@ -165,9 +165,8 @@ impl crate::install::Live for Live {
             "step '{step}' failed; the VM keeps running. Take over with `ferry attach {run}`, \
              then `ferry resume {run}` (continue with the next step) or `ferry abort {run}`"
         );
-        let error = record.secrets.redact(error);
         tracing::warn!("{error}");
-        self.progress(stage, &error);
+        self.progress(stage, error);
         record.events.emit(&Event::Paused {
             step: step.to_string(),
             message: message.clone(),

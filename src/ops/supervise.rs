@@ -96,10 +96,20 @@ fn spawn(
     if let Some(qemu) = qemu {
         command.env(crate::qemu::PROBED_ENV, qemu.probed_env());
     }
+    // The secret values go through a pipe on its stdin: never in a file, an argv or its
+    // environment.
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_string_lossy()
+            .starts_with(install::SECRET_ENV_PREFIX)
+        {
+            command.env_remove(name);
+        }
+    }
     command
         .arg("supervise")
         .arg(run_dir.path())
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(log);
     // SAFETY: setsid and fcntl are async-signal-safe.
@@ -113,8 +123,12 @@ fn spawn(
             Ok(())
         });
     }
-    let child = command.spawn()?;
+    let mut child = command.spawn()?;
     disk_lock.record(child.id(), run_dir.path())?;
+    let secrets = serde_json::to_vec(&handover.request.secrets).map_err(std::io::Error::other)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&secrets)?;
+    }
     Ok(child)
 }
 
@@ -255,6 +269,19 @@ fn follow(
     }
 }
 
+/// The secret values the foreground writes on the supervisor's stdin (a JSON object).
+fn read_secrets() -> Result<std::collections::BTreeMap<String, String>, Error> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    std::io::stdin()
+        .take(crate::profile::input::MAX_INPUT_BYTES)
+        .read_to_end(&mut text)?;
+    if text.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(serde_json::from_slice(&text).map_err(std::io::Error::other)?)
+}
+
 /// Ctrl-C on the foreground reaches only the foreground (the supervisor has its own session):
 /// pass SIGINT and SIGTERM on.
 fn forward_interrupts(pid: u32) {
@@ -279,6 +306,10 @@ pub fn supervise(run_dir: &RunDir) -> i32 {
     let handover: Result<Handover, Error> = std::fs::read_to_string(run_dir.request())
         .map_err(Error::from)
         .and_then(|text| serde_json::from_str(&text).map_err(|e| std::io::Error::other(e).into()));
+    let handover = handover.and_then(|mut handover| {
+        handover.request.secrets = read_secrets()?;
+        Ok(handover)
+    });
     let handover = match handover {
         Ok(handover) => handover,
         Err(e) => {
@@ -295,8 +326,10 @@ pub fn supervise(run_dir: &RunDir) -> i32 {
     let result = (|| -> Result<install::Outcome, Error> {
         crate::logging::log_to(&run_dir.ferry_log())?;
         events = Events::start(run_dir, request.profile.path(), &request.options.disk)?;
-        let profile = request.profile.load()?;
-        secrets = Secrets::new(profile.spec.secrets.values().cloned());
+        let profile = request.load_profile()?;
+        secrets = request.secret_values(&profile);
+        crate::logging::redact(&secrets);
+        events.redact(&secrets);
         let record = Record {
             dir: run_dir.clone(),
             events: events.clone(),
@@ -318,7 +351,7 @@ pub fn supervise(run_dir: &RunDir) -> i32 {
                 State::Failed
             },
             String::new(),
-            Some(secrets.redact(&e.to_string())),
+            Some(e.to_string()),
         ),
     };
     events.emit(&Event::End {

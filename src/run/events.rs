@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{RunDir, Stage};
+use super::{RunDir, Secrets, Stage};
 
 /// One line of `events.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,6 +114,7 @@ struct Recorder {
     file: File,
     dir: PathBuf,
     status: Status,
+    secrets: Secrets,
 }
 
 pub fn now() -> u64 {
@@ -151,12 +152,21 @@ impl Events {
             file,
             dir: run_dir.path().to_path_buf(),
             status,
+            secrets: Secrets::default(),
         }))));
         events.emit(&Event::Started { pid });
         Ok(events)
     }
 
-    /// Appends `event` and updates `status.json`.
+    /// Redacts `secrets` from every later event and status (they are known once the profile
+    /// is loaded, after the first event).
+    pub fn redact(&self, secrets: &Secrets) {
+        if let Some(recorder) = &self.0 {
+            recorder.lock().unwrap_or_else(|e| e.into_inner()).secrets = secrets.clone();
+        }
+    }
+
+    /// Appends `event` and updates `status.json`, secret values redacted.
     pub fn emit(&self, event: &Event) {
         let Some(recorder) = &self.0 else {
             return;
@@ -179,22 +189,22 @@ impl Events {
             }
         }
         rec.status.updated = now();
-        if let Ok(mut line) = serde_json::to_string(event) {
+        if let Ok(mut line) = rec.secrets.to_json(event, false) {
             line.push('\n');
             if let Err(e) = rec.file.write_all(line.as_bytes()) {
                 tracing::warn!("events.jsonl: {e}");
             }
         }
-        if let Err(e) = write_status(&RunDir::at(&rec.dir), &rec.status) {
+        if let Err(e) = write_status(&RunDir::at(&rec.dir), &rec.status, &rec.secrets) {
             tracing::warn!("status.json: {e}");
         }
     }
 }
 
-fn write_status(dir: &RunDir, status: &Status) -> std::io::Result<()> {
+fn write_status(dir: &RunDir, status: &Status, secrets: &Secrets) -> std::io::Result<()> {
     let path = dir.status();
     let tmp = path.with_file_name(".status.json.tmp");
-    let text = serde_json::to_string_pretty(status).map_err(std::io::Error::other)?;
+    let text = secrets.to_json(status, true)?;
     std::fs::write(&tmp, text + "\n")?;
     std::fs::rename(&tmp, path)
 }

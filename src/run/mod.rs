@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! RUNS/20261124-213012-tiny/
-//!   request.json (0600)  supervisor.log  ferry.log  events.jsonl  status.json  secrets.json
+//!   request.json (0600)  supervisor.log  ferry.log  events.jsonl  status.json
 //!   facts.json  plan.json  qemu.args  qemu.stderr  serial.log  transcript.cast  control.sock
 //!   install-efivars.fd  verify-efivars.fd  screen-STAGE.png  summary.json
 //!   verify/ (qemu.args, qemu.stderr, serial.log, transcript.cast of the boot check)
@@ -106,9 +106,14 @@ impl RunDir {
         RunDir(path.into())
     }
 
-    /// Creates a fresh, uniquely named run directory under `root`: `YYYYMMDD-HHMMSS-NAME` (UTC).
+    /// Creates a fresh, uniquely named run directory under `root`: `YYYYMMDD-HHMMSS-NAME` (UTC),
+    /// mode 0700 (and `root` too if it is created here).
     pub fn create(root: &Path, name: &str) -> std::io::Result<RunDir> {
-        std::fs::create_dir_all(root)?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)?;
         let stamp = timestamp();
         for n in 0.. {
             let suffix = if n == 0 {
@@ -117,7 +122,7 @@ impl RunDir {
                 format!("-{n}")
             };
             let dir = root.join(format!("{stamp}-{name}{suffix}"));
-            match std::fs::create_dir(&dir) {
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => return Ok(RunDir(dir)),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -162,9 +167,6 @@ impl RunDir {
     }
     pub fn status(&self) -> PathBuf {
         self.file("status.json")
-    }
-    pub fn secrets(&self) -> PathBuf {
-        self.file("secrets.json")
     }
     pub fn facts(&self) -> PathBuf {
         self.file("facts.json")
@@ -236,6 +238,13 @@ impl AsRef<Path> for RunDir {
     }
 }
 
+/// Makes everything this process and its children (QEMU, qemu-img) create private to its
+/// owner: run directories 0700, their files 0600, disk images, bundles. The file mode
+/// creation mask is the process's own, as the OS keeps it.
+pub fn private_files() {
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+}
+
 /// Where runs go: `--runs-dir`, `$FERRY_RUNS`, `/var/lib/ferry/runs` for root, else the XDG
 /// state directory.
 pub fn runs_root(explicit: Option<&Path>) -> PathBuf {
@@ -274,18 +283,19 @@ pub struct Record {
 }
 
 impl Record {
-    /// A progress line: logged, and recorded in `events.jsonl` (which the foreground prints),
-    /// secret values redacted.
+    /// A progress line: logged, and recorded in `events.jsonl` (which the foreground prints);
+    /// both writers redact.
     pub fn progress(&self, stage: Stage, message: &str) {
-        let message = self.secrets.redact(message);
         tracing::info!(stage = stage.as_str(), "{message}");
-        self.events.emit(&Event::Progress { stage, message });
+        self.events.emit(&Event::Progress {
+            stage,
+            message: message.to_string(),
+        });
     }
 
     /// Writes `value` as JSON to `path`, with the secret values redacted.
     pub fn write_json(&self, path: &Path, value: &impl Serialize) -> std::io::Result<()> {
-        let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
-        std::fs::write(path, self.secrets.redact(&text) + "\n")
+        std::fs::write(path, self.secrets.to_json(value, true)? + "\n")
     }
 }
 
@@ -302,12 +312,15 @@ mod tests {
     }
 
     #[test]
-    fn run_directories_are_unique() {
+    fn run_directories_are_unique_and_private() {
+        use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
         let a = RunDir::create(root.path(), "tiny").unwrap();
         let b = RunDir::create(root.path(), "tiny").unwrap();
         assert_ne!(a, b);
         assert!(a.path().is_dir() && b.path().is_dir());
+        let mode = std::fs::metadata(a.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]
