@@ -112,6 +112,8 @@ pub struct Plan {
     /// `None` only while a downloaded image is not in the cache yet: its boot menu is read
     /// once it is (`install` plans again after the fetch).
     pub boot: Option<BootPlan>,
+    /// How it boots (the profile's `[boot] mode`), known before the image is downloaded.
+    pub boot_mode: BootMode,
     pub qemu: QemuPlan,
     pub accel: AccelPlan,
     pub memory_mib: u64,
@@ -439,6 +441,7 @@ fn plan_with(
         description: spec.description.clone(),
         fetch,
         boot,
+        boot_mode: *spec.boot.mode.get_ref(),
         qemu,
         accel: vm.accel,
         memory_mib: vm.sizing.memory_mib,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::GuestFirmware;
-use super::{Plan, QemuPlan};
+use super::{LOADER_TITLE, Plan, QemuPlan};
 use crate::profile::{BootMode, ConsoleSource};
 
 /// An enum's name as the profile and plan.json spell it.
@@ -60,7 +60,10 @@ pub fn render(plan: &Plan) -> String {
                     "the package's kernel and initrd, unpacked into {} once downloaded",
                     unpack.dir.display()
                 ),
-                None => "from the image's boot menu, once downloaded".into(),
+                None => match plan.boot_mode {
+                    BootMode::Kernel => "from the image's boot menu, once downloaded".into(),
+                    BootMode::Loader => format!("through {LOADER_TITLE}, once downloaded"),
+                },
             };
             line("boot", boot);
         }
