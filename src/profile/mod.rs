@@ -657,6 +657,25 @@ verify = { expect = ["login:"], timeout = "2m" }
     }
 
     #[test]
+    fn loader_boot_takes_no_entry_append_or_kernel() {
+        let p = parse(&format!("{MINIMAL}[boot]\nmode = \"loader\"\n")).unwrap();
+        assert_eq!(*p.spec.boot.mode.get_ref(), BootMode::Loader);
+        assert_eq!(*parse(MINIMAL).unwrap().spec.boot.mode.get_ref(), BootMode::Kernel);
+        assert_eq!(
+            error(&format!("{MINIMAL}[boot]\nmode = \"loader\"\nappend = \"x\"\n")),
+            "p.toml:5:10: `append` is for mode = \"kernel\"; the ISO's own loader takes kernel arguments typed at its prompt (a step's `keys`)"
+        );
+        assert_eq!(
+            error(&format!("{MINIMAL}[boot]\nmode = \"loader\"\nentry = \"rescue\"\n")),
+            "p.toml:5:9: `entry` is for mode = \"kernel\"; under the ISO's own loader, pick the entry with a step's `keys` (`<down><enter>`)"
+        );
+        assert_eq!(
+            error("[image]\nkernel = \"vmlinuz\"\n[boot]\nmode = \"loader\"\n"),
+            "p.toml:4:8: `mode = \"loader\"` boots an ISO's own boot loader; this image is a kernel (use `path`, `url` or `name` of an ISO, or mode = \"kernel\")"
+        );
+    }
+
+    #[test]
     fn syntax_error_has_position() {
         let e = error("[image\npath = 1\n");
         assert!(e.starts_with("p.toml:1:"), "{e}");
