@@ -660,13 +660,20 @@ verify = { expect = ["login:"], timeout = "2m" }
     fn loader_boot_takes_no_entry_append_or_kernel() {
         let p = parse(&format!("{MINIMAL}[boot]\nmode = \"loader\"\n")).unwrap();
         assert_eq!(*p.spec.boot.mode.get_ref(), BootMode::Loader);
-        assert_eq!(*parse(MINIMAL).unwrap().spec.boot.mode.get_ref(), BootMode::Kernel);
         assert_eq!(
-            error(&format!("{MINIMAL}[boot]\nmode = \"loader\"\nappend = \"x\"\n")),
+            *parse(MINIMAL).unwrap().spec.boot.mode.get_ref(),
+            BootMode::Kernel
+        );
+        assert_eq!(
+            error(&format!(
+                "{MINIMAL}[boot]\nmode = \"loader\"\nappend = \"x\"\n"
+            )),
             "p.toml:5:10: `append` is for mode = \"kernel\"; the ISO's own loader takes kernel arguments typed at its prompt (a step's `keys`)"
         );
         assert_eq!(
-            error(&format!("{MINIMAL}[boot]\nmode = \"loader\"\nentry = \"rescue\"\n")),
+            error(&format!(
+                "{MINIMAL}[boot]\nmode = \"loader\"\nentry = \"rescue\"\n"
+            )),
             "p.toml:5:9: `entry` is for mode = \"kernel\"; under the ISO's own loader, pick the entry with a step's `keys` (`<down><enter>`)"
         );
         assert_eq!(
