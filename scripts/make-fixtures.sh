@@ -6,6 +6,7 @@
 # Outputs (see tests/fixtures/README.md for the guest contract):
 #   tiny-isolinux.iso  NixOS-style isolinux layout, BIOS-bootable, isohybrid
 #   tiny-grub.iso      GRUB-only layout (BIOS + EFI, grub-mkrescue)
+#   tiny-screen.iso    isolinux on the VGA screen only, waiting at `boot:` for a typed entry
 #   tiny-nixos.iso     NixOS minimal ISO look-alike: its menu layouts and store paths, a live
 #                      system that auto-logs in on ttyS0 with fake NixOS tools that record
 #                      their command lines and install the tiny OS
@@ -289,6 +290,19 @@ build_isolinux_iso() { # OUT
 		"$tree"
 }
 
+build_screen_iso() { # OUT
+	local tree=$WORK/screen-tree
+	mkdir -p "$tree/isolinux" "$tree/boot"
+	ln "$OUT/vmlinuz" "$tree/boot/vmlinuz" 2>/dev/null || cp "$OUT/vmlinuz" "$tree/boot/vmlinuz"
+	cp "$OUT/installer.gz" "$tree/boot/installer.gz"
+	cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$tree/isolinux/"
+	cp "$GUEST/screen-isolinux.cfg" "$tree/isolinux/isolinux.cfg"
+	run_logged xorriso -as mkisofs -o "$1" -V "$VOLID" -R -J \
+		-b isolinux/isolinux.bin -c isolinux/boot.cat \
+		-no-emul-boot -boot-load-size 4 -boot-info-table \
+		"$tree"
+}
+
 build_grub_iso() { # OUT
 	local tree=$WORK/grub-tree
 	mkdir -p "$tree/boot/grub"
@@ -306,7 +320,7 @@ main() {
 	key=$(stamp)
 	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$key" ] &&
 		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ] && [ -f "$OUT/tiny-nixos.iso" ] &&
-		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ]; then
+		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ] && [ -f "$OUT/tiny-screen.iso" ]; then
 		echo "make-fixtures: $OUT is up to date (kernel $KVER)"
 		return
 	fi
@@ -324,6 +338,7 @@ main() {
 	build_nixos_iso "$OUT/tiny-nixos.iso"
 	build_ubuntu_iso "$OUT/tiny-ubuntu.iso"
 	build_el_iso "$OUT/tiny-el.iso"
+	build_screen_iso "$OUT/tiny-screen.iso"
 	printf '\xf8\x03' >"$OUT/sercon-port.bin"
 	echo "$key" >"$OUT/stamp"
 	echo "make-fixtures: done"

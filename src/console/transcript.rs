@@ -18,11 +18,31 @@ pub const SERIAL_LOG: &str = "serial.log";
 /// File name of the asciicast transcript in the run directory.
 pub const TRANSCRIPT_CAST: &str = "transcript.cast";
 
+/// File names of the VGA screen's stream (`super::vga`) and its cast, beside the serial ones.
+pub const SCREEN_LOG: &str = "screen.log";
+pub const SCREEN_CAST: &str = "screen.cast";
+
 /// Creates `serial.log` and `transcript.cast` in `dir` and returns them as sinks.
 pub fn create(dir: &Path, title: &str) -> io::Result<Vec<Box<dyn Sink>>> {
+    pair(dir, SERIAL_LOG, TRANSCRIPT_CAST, title, 24)
+}
+
+/// Creates `screen.log` and `screen.cast` in `dir` (the screen's 25 rows) and returns them as
+/// sinks.
+pub fn create_screen(dir: &Path, title: &str) -> io::Result<Vec<Box<dyn Sink>>> {
+    pair(dir, SCREEN_LOG, SCREEN_CAST, title, 25)
+}
+
+fn pair(
+    dir: &Path,
+    log: &str,
+    cast: &str,
+    title: &str,
+    height: u16,
+) -> io::Result<Vec<Box<dyn Sink>>> {
     Ok(vec![
-        Box::new(RawLog::create(&dir.join(SERIAL_LOG))?),
-        Box::new(Cast::create(&dir.join(TRANSCRIPT_CAST), title, 80, 24)?),
+        Box::new(RawLog::create(&dir.join(log))?),
+        Box::new(Cast::create(&dir.join(cast), title, 80, height)?),
     ])
 }
 

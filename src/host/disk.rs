@@ -435,6 +435,7 @@ pub fn parse_size(text: &str) -> Result<u64, DiskError> {
         .ok_or_else(bad)
 }
 
+/// `1.5 GiB`, `12.0 MiB`, `512 B`: disk sizes and download progress alike.
 pub fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;

@@ -2,15 +2,18 @@
 //! the disk attached and its serial console recorded — under KVM, or TCG when KVM turns out
 //! not to run guests here. The boot check boots through [`start_vm`] too.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Live;
 use super::plan::{GuestFirmware, Plan};
 use crate::Error;
+use crate::console::vga::{self, ScreenFeed};
 use crate::console::{Console, Sink, transcript};
 use crate::image::Iso;
-use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, Qemu};
+use crate::profile::BootMode;
+use crate::qemu::vga::VgaMonitor;
+use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, ProcessError, Qemu};
 use crate::run::secrets::Redacting;
 use crate::run::{Record, RunDir, Secrets, Stage};
 
@@ -18,10 +21,23 @@ use crate::run::{Record, RunDir, Secrets, Stage};
 /// A kernel prints within a second under KVM; TCG needs a few seconds.
 pub const KVM_SILENCE_LIMIT: Duration = Duration::from_secs(8);
 
+/// How often the VGA screen is read: a boot loader's prompt is seen within a quarter second,
+/// at about 4 ms of QEMU's time a read (see `console::vga`).
+pub const SCREEN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// The VGA text screen as a second console (steps with `console = "screen"`).
+pub struct Screen {
+    pub console: Console,
+    /// The reading thread; the last screen, for errors and status.
+    pub feed: ScreenFeed,
+}
+
 /// The installer VM, running.
 pub struct Booted {
     pub vm: Qemu,
     pub console: Console,
+    /// The screen console, when a step reads the screen.
+    pub screen: Option<Screen>,
     /// The accelerator it runs under (the boot check uses the same).
     pub accel: AccelKind,
     /// Files copied out of the ISO, removed once the installer has run.
@@ -30,7 +46,13 @@ pub struct Booted {
 
 /// Boots the installer.
 pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Error> {
-    let (kernel, scratch) = boot_files(plan, &record.dir)?;
+    let (kernel, scratch) = match plan.boot()?.mode {
+        BootMode::Kernel => {
+            let (kernel, scratch) = boot_files(plan, &record.dir)?;
+            (Some(kernel), scratch)
+        }
+        BootMode::Loader => (None, Vec::new()),
+    };
     let firmware = firmware_files(plan, &record.dir, "install")?;
     record.progress(
         Stage::Boot,
@@ -49,38 +71,57 @@ pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Err
         firmware: firmware.clone(),
         disk: target_disk(plan),
         cdrom: plan.boot.as_ref().and_then(|b| b.iso.clone()),
-        kernel: Some(kernel.clone()),
+        kernel: kernel.clone(),
         mac: plan.mac.clone(),
         serial_socket: record.dir.serial_socket(),
         qmp_socket: record.dir.qmp_socket(),
+        screen_socket: plan.reads_screen().then(|| record.dir.screen_socket()),
     };
-    let (vm, console, accel) = boot_with_fallback(plan, &machine, record, live)?;
+    let (started, accel) = boot_with_fallback(plan, &machine, record, live)?;
+    let (vm, console, screen) = started;
     Ok(Booted {
         vm,
         console,
+        screen,
         accel,
         scratch,
     })
 }
 
+/// A started VM, its serial console and its screen console (if the machine has one).
+type Started = (Qemu, Console, Option<Screen>);
+
 /// Starts the VM. Under `auto`, KVM that crashes QEMU or leaves the guest silent is given up
-/// for TCG: /dev/kvm can open and still not run guests (nested or paravirtual KVM).
+/// for TCG: /dev/kvm can open and still not run guests (nested or paravirtual KVM). A guest
+/// booting through its own loader speaks on the screen first, so that is where silence counts.
 fn boot_with_fallback(
     plan: &Plan,
     machine: &dyn Fn(AccelKind) -> Machine,
     record: &Record,
     live: &dyn Live,
-) -> Result<(Qemu, Console, AccelKind), Error> {
+) -> Result<(Started, AccelKind), Error> {
+    let start = |accel| -> Result<Started, Error> {
+        let machine = machine(accel);
+        let (vm, console) = start_vm(plan, &machine, &record.dir, &record.secrets, live)?;
+        let screen = match &machine.screen_socket {
+            Some(socket) => Some(start_screen(plan, socket, &record.dir)?),
+            None => None,
+        };
+        Ok((vm, console, screen))
+    };
     let accel = plan.accel.first;
-    let attempt = start_vm(plan, &machine(accel), &record.dir, &record.secrets, live);
+    let attempt = start(accel);
     if accel != AccelKind::Kvm || !plan.accel.fallback_to_tcg {
-        let (vm, console) = attempt?;
-        return Ok((vm, console, accel));
+        return Ok((attempt?, accel));
     }
     let why = match attempt {
-        Ok((vm, mut console)) => {
-            if console.wait_for_output(KVM_SILENCE_LIMIT) {
-                return Ok((vm, console, accel));
+        Ok((vm, mut console, mut screen)) => {
+            let watched = match (&mut screen, plan.boot()?.mode) {
+                (Some(screen), BootMode::Loader) => &mut screen.console,
+                _ => &mut console,
+            };
+            if watched.wait_for_output(KVM_SILENCE_LIMIT) {
+                return Ok(((vm, console, screen), accel));
             }
             format!(
                 "no output from the guest under KVM within {}s",
@@ -98,14 +139,7 @@ fn boot_with_fallback(
     );
     tracing::warn!("{why}");
     record.progress(Stage::Boot, &why);
-    let (vm, console) = start_vm(
-        plan,
-        &machine(AccelKind::Tcg),
-        &record.dir,
-        &record.secrets,
-        live,
-    )?;
-    Ok((vm, console, AccelKind::Tcg))
+    Ok((start(AccelKind::Tcg)?, AccelKind::Tcg))
 }
 
 /// Starts QEMU for `machine`, recording its arguments, stderr and serial console into `dir`
@@ -143,6 +177,16 @@ pub fn start_vm(
     let console = Console::start(stream, sinks)?;
     live.console_started(console.input_handle().ok());
     Ok((vm, console))
+}
+
+/// Reads the VGA screen through QEMU's second monitor at `socket` into a console recorded as
+/// `screen.log` and `screen.cast`.
+fn start_screen(plan: &Plan, socket: &Path, dir: &RunDir) -> Result<Screen, Error> {
+    let monitor = VgaMonitor::connect(socket, dir.path()).map_err(ProcessError::from)?;
+    let (stream, feed) = vga::start(monitor, SCREEN_INTERVAL)?;
+    let title = format!("ferry: {} (VGA screen)", plan.profile.display());
+    let console = Console::start(stream, transcript::create_screen(dir.path(), &title)?)?;
+    Ok(Screen { console, feed })
 }
 
 /// The plan's disk as QEMU attaches it.

@@ -1,30 +1,44 @@
-//! The drive stage: the profile's steps over the serial console — wait for what the installer
-//! prints, then type the answer. A failed step may pause the run for the operator
-//! ([`super::Live::after_failure`]) and go on with the next step.
+//! The drive stage: the profile's steps — wait for what the installer (or a boot loader on the
+//! VGA screen) shows, then type the answer: `keys` on the keyboard, `send` on the serial
+//! console. A failed step may pause the run for the operator ([`super::Live::after_failure`])
+//! and go on with the next step.
 
-use super::plan::Plan;
+use std::time::Duration;
+
+use super::boot::Booted;
+use super::plan::{Plan, Step};
 use super::{Decision, Live};
 use crate::Error;
+use crate::console::keys::Keys;
 use crate::console::{Console, Expectation};
-use crate::qemu::Qemu;
+use crate::profile::ConsoleSource;
 use crate::run::{Record, Stage};
+
+/// Between two key events: the guest's PS/2 queue is short and a boot loader under TCG on a
+/// busy host may not run for a while (see `Qmp::type_keys`). 20 ms lost a key of a 95-key
+/// line under load here; 100 ms is Packer's default `boot_key_interval` too.
+pub const KEY_INTERVAL: Duration = Duration::from_millis(100);
 
 pub fn drive(
     plan: &Plan,
-    vm: &mut Qemu,
-    console: &mut Console,
+    booted: &mut Booted,
     record: &Record,
     live: &dyn Live,
 ) -> Result<(), Error> {
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         super::check_stop(record)?;
+        let console = step_console(booted, step);
         if !step.expect.is_empty() {
             let waiting: Vec<String> = step.expect.iter().map(ToString::to_string).collect();
+            let place = match step.console {
+                ConsoleSource::Serial => "",
+                ConsoleSource::Screen => " on the screen",
+            };
             record.progress(
                 Stage::Drive,
                 &format!(
-                    "[{}/{total}] {}: waiting for {}",
+                    "[{}/{total}] {}: waiting{place} for {}",
                     i + 1,
                     step.name,
                     waiting.join(" or ")
@@ -37,7 +51,7 @@ pub fn drive(
                 Err(e) => {
                     let error = super::stage_error(Stage::Drive, e, record);
                     if matches!(error, Error::Step { .. }) {
-                        super::screenshot(vm, Stage::Drive, record);
+                        super::screenshot(&mut booted.vm, Stage::Drive, record);
                         if !record.stop.is_raised()
                             && live.after_failure(Stage::Drive, &step.name, &error.to_string())
                                 == Decision::Resume
@@ -50,13 +64,52 @@ pub fn drive(
             };
             tracing::info!(step = %step.name, after = ?matched.elapsed, text = %matched.text, "matched");
         }
+        if let Some(text) = &step.keys {
+            record.progress(
+                Stage::Drive,
+                &format!("[{}/{total}] {}: typing {:?}", i + 1, step.name, text),
+            );
+            type_keys(booted, step, text, record)?;
+        }
         if let Some(text) = &step.send {
             record.progress(
                 Stage::Drive,
                 &format!("[{}/{total}] {}: sending {:?}", i + 1, step.name, text),
             );
-            console.send(text.as_bytes())?;
+            booted.console.send(text.as_bytes())?;
         }
+    }
+    Ok(())
+}
+
+/// The console a step waits on.
+fn step_console<'a>(booted: &'a mut Booted, step: &Step) -> &'a mut Console {
+    match (step.console, &mut booted.screen) {
+        (ConsoleSource::Screen, Some(screen)) => &mut screen.console,
+        (ConsoleSource::Screen, None) => {
+            unreachable!("a plan with a screen step boots QEMU with a screen monitor")
+        }
+        (ConsoleSource::Serial, _) => &mut booted.console,
+    }
+}
+
+/// Types the step's rendered keys on the guest's keyboard, recorded as input in the step's
+/// console transcript; nothing more is typed once the run is stopped.
+fn type_keys(booted: &mut Booted, step: &Step, text: &str, record: &Record) -> Result<(), Error> {
+    // Checked as written when the profile was parsed; a template value can still hold a `<`.
+    let keys = Keys::parse(text).map_err(|e| crate::install::plan::PlanError::Input {
+        at: format!("step {:?}", step.name),
+        message: format!("`keys` as rendered ({text:?}): {e}"),
+    })?;
+    let stop = &record.stop;
+    let typed = booted
+        .vm
+        .qmp
+        .type_keys(&keys, KEY_INTERVAL, &|| stop.is_raised())
+        .map_err(crate::qemu::ProcessError::from)?;
+    step_console(booted, step).record_input(text);
+    if !typed {
+        return Err(Error::Interrupted);
     }
     Ok(())
 }

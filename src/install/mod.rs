@@ -249,7 +249,7 @@ fn manual_profile(image: &Path, entry: &str) -> Profile {
         vm: Default::default(),
         boot: BootSpec {
             entry: Spanned::new(0..0, entry.to_string()),
-            append: None,
+            ..BootSpec::default()
         },
         vars: Default::default(),
         secrets: Default::default(),
@@ -328,7 +328,7 @@ pub fn install(
 
         let mut booted = boot::boot(&plan, record, live)?;
         laps.lap(Stage::Boot);
-        drive::drive(&plan, &mut booted.vm, &mut booted.console, record, live)?;
+        drive::drive(&plan, &mut booted, record, live)?;
         laps.lap(Stage::Drive);
         let accel = booted.accel;
         finish::finish(&plan, booted, record)?;

@@ -43,6 +43,7 @@ pub fn verify(
         mac: plan.mac.clone(),
         serial_socket: dir.serial_socket(),
         qmp_socket: dir.qmp_socket(),
+        screen_socket: None,
     };
     let started = Instant::now();
     let (mut vm, mut console) = start_vm(plan, &machine, &dir, &record.secrets, live)?;

@@ -103,6 +103,9 @@ pub struct Report {
     pub status: Status,
     pub elapsed_seconds: u64,
     pub console: Vec<String>,
+    /// The VGA screen's last lines, when the run reads it (steps with `console = "screen"`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub screen: Vec<String>,
 }
 
 pub fn report(dir: &RunDir, lines: usize) -> Result<Report, Error> {
@@ -117,15 +120,20 @@ pub fn report(dir: &RunDir, lines: usize) -> Result<Report, Error> {
         run,
         elapsed_seconds: end.saturating_sub(status.started),
         console: console_lines(dir, lines),
+        screen: last_lines(&dir.screen_log(), lines),
         status,
     })
 }
 
 /// The last lines of the console, rendered (escape sequences applied), from `serial.log`.
 pub fn console_lines(dir: &RunDir, n: usize) -> Vec<String> {
-    let serial = dir.serial_log();
+    last_lines(&dir.serial_log(), n)
+}
+
+/// The last `n` lines of a console record (`serial.log`, `screen.log`), rendered.
+fn last_lines(path: &Path, n: usize) -> Vec<String> {
     let mut screen = Screen::new();
-    if let Ok(mut f) = std::fs::File::open(&serial) {
+    if let Ok(mut f) = std::fs::File::open(path) {
         let len = f.metadata().map_or(0, |m| m.len());
         let _ = f.seek(SeekFrom::Start(len.saturating_sub(Screen::CAPACITY as u64)));
         let mut bytes = Vec::new();
@@ -152,6 +160,12 @@ pub fn print_report(r: &Report) {
     println!("console:");
     for line in &r.console {
         println!("  | {line}");
+    }
+    if !r.screen.is_empty() {
+        println!("screen:");
+        for line in &r.screen {
+            println!("  | {line}");
+        }
     }
 }
 

@@ -17,7 +17,8 @@ use serde_spanned::Spanned;
 pub use input::{InputError, MAX_INPUT_BYTES, read_text};
 pub use template::{Renderer, TemplateError};
 pub use values::{
-    Accel, ConsoleSource, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds, checked_regex,
+    Accel, BootMode, ConsoleSource, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds,
+    checked_regex,
 };
 
 /// A parsed, validated profile, with the file it came from.
@@ -119,6 +120,13 @@ pub struct BootSpec {
     /// Extra kernel arguments (a template), added before `console=ttyS0,115200n8`.
     #[serde(default)]
     pub append: Option<Spanned<String>>,
+    /// `kernel` (ferry boots the entry's kernel) or `loader` (the ISO's own boot loader).
+    #[serde(default = "default_mode")]
+    pub mode: Spanned<BootMode>,
+}
+
+fn default_mode() -> Spanned<BootMode> {
+    Spanned::new(0..0, BootMode::Kernel)
 }
 
 fn default_entry() -> Spanned<String> {
@@ -130,6 +138,7 @@ impl Default for BootSpec {
         BootSpec {
             entry: default_entry(),
             append: None,
+            mode: default_mode(),
         }
     }
 }
@@ -351,6 +360,7 @@ impl Profile {
                 _ => {}
             }
         }
+        self.check_boot_mode()?;
         for step in &self.spec.steps {
             if step.expect.is_empty() && step.send.is_none() && step.keys.is_none() {
                 let at = self.source.find(&step.name).unwrap_or(0);
@@ -369,6 +379,35 @@ impl Profile {
             {
                 return Err(self.invalid(keys.span().start, &format!("`keys`: {e}")));
             }
+        }
+        Ok(())
+    }
+
+    /// The loader boots whatever its menu says: no entry or kernel arguments of ferry's, and
+    /// an ISO to boot.
+    fn check_boot_mode(&self) -> Result<(), ProfileError> {
+        let boot = &self.spec.boot;
+        if *boot.mode.get_ref() != BootMode::Loader {
+            return Ok(());
+        }
+        let at = boot.mode.span().start;
+        if self.spec.image.kernel.is_some() {
+            return Err(self.invalid(
+                at,
+                "`mode = \"loader\"` boots an ISO's own boot loader; this image is a kernel (use `path`, `url` or `name` of an ISO, or mode = \"kernel\")",
+            ));
+        }
+        if let Some(append) = &boot.append {
+            return Err(self.invalid(
+                append.span().start,
+                "`append` is for mode = \"kernel\"; the ISO's own loader takes kernel arguments typed at its prompt (a step's `keys`)",
+            ));
+        }
+        if boot.entry.get_ref() != "default" {
+            return Err(self.invalid(
+                boot.entry.span().start,
+                "`entry` is for mode = \"kernel\"; under the ISO's own loader, pick the entry with a step's `keys` (`<down><enter>`)",
+            ));
         }
         Ok(())
     }
@@ -614,6 +653,32 @@ verify = { expect = ["login:"], timeout = "2m" }
                 "{MINIMAL}[[steps]]\nname = \"a\"\nconsole = \"vga\"\nexpect = \"x\"\n"
             ))
             .starts_with("p.toml:5:11: unknown variant `vga`, expected `serial` or `screen`")
+        );
+    }
+
+    #[test]
+    fn loader_boot_takes_no_entry_append_or_kernel() {
+        let p = parse(&format!("{MINIMAL}[boot]\nmode = \"loader\"\n")).unwrap();
+        assert_eq!(*p.spec.boot.mode.get_ref(), BootMode::Loader);
+        assert_eq!(
+            *parse(MINIMAL).unwrap().spec.boot.mode.get_ref(),
+            BootMode::Kernel
+        );
+        assert_eq!(
+            error(&format!(
+                "{MINIMAL}[boot]\nmode = \"loader\"\nappend = \"x\"\n"
+            )),
+            "p.toml:5:10: `append` is for mode = \"kernel\"; the ISO's own loader takes kernel arguments typed at its prompt (a step's `keys`)"
+        );
+        assert_eq!(
+            error(&format!(
+                "{MINIMAL}[boot]\nmode = \"loader\"\nentry = \"rescue\"\n"
+            )),
+            "p.toml:5:9: `entry` is for mode = \"kernel\"; under the ISO's own loader, pick the entry with a step's `keys` (`<down><enter>`)"
+        );
+        assert_eq!(
+            error("[image]\nkernel = \"vmlinuz\"\n[boot]\nmode = \"loader\"\n"),
+            "p.toml:4:8: `mode = \"loader\"` boots an ISO's own boot loader; this image is a kernel (use `path`, `url` or `name` of an ISO, or mode = \"kernel\")"
         );
     }
 

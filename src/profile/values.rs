@@ -68,6 +68,18 @@ pub enum ConsoleSource {
     Screen,
 }
 
+/// How the installer boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootMode {
+    /// ferry boots the chosen menu entry's kernel itself, with a serial console.
+    #[default]
+    Kernel,
+    /// The ISO boots through its own boot loader (El Torito under BIOS, its EFI loader under
+    /// UEFI): for systems QEMU cannot boot directly; steps drive the loader on the screen.
+    Loader,
+}
+
 /// QEMU's cache mode for the target disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]

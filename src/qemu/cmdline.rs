@@ -96,6 +96,8 @@ pub struct Machine {
     pub mac: Option<String>,
     pub serial_socket: PathBuf,
     pub qmp_socket: PathBuf,
+    /// A second QMP monitor for reading the VGA screen ([`screen_monitor_args`]).
+    pub screen_socket: Option<PathBuf>,
 }
 
 /// The arguments (without the program) that run `machine` on x86-64.
@@ -146,14 +148,24 @@ pub fn command_line_for(arch: Arch, machine: &Machine) -> Vec<String> {
     if let Some(iso) = &machine.cdrom {
         let media = Media::File { path: iso.clone() };
         args.push(["-drive".to_string(), media.drive("installer")]);
+        // Without a kernel to boot, the CD boots through its own loader: before the disk,
+        // which may hold the system being replaced.
+        let first = if machine.kernel.is_none() {
+            ",bootindex=0"
+        } else {
+            ""
+        };
         match arch {
             // The secondary IDE channel: the guest sees /dev/sr0.
-            Arch::X86_64 => args.push(["-device", "ide-cd,drive=installer,bus=ide.1"]),
+            Arch::X86_64 => args.push([
+                "-device".to_string(),
+                format!("ide-cd,drive=installer,bus=ide.1{first}"),
+            ]),
             Arch::Aarch64 => args.push([
-                "-device",
-                "virtio-scsi-pci,id=cdscsi",
-                "-device",
-                "scsi-cd,drive=installer,bus=cdscsi.0",
+                "-device".to_string(),
+                "virtio-scsi-pci,id=cdscsi".to_string(),
+                "-device".to_string(),
+                format!("scsi-cd,drive=installer,bus=cdscsi.0{first}"),
             ]),
         }
     }
@@ -183,6 +195,9 @@ pub fn command_line_for(arch: Arch, machine: &Machine) -> Vec<String> {
         "-qmp".to_string(),
         format!("unix:{},server=on,wait=off", escape(&machine.qmp_socket)),
     ]);
+    if let Some(socket) = &machine.screen_socket {
+        args.push(screen_monitor_args(socket));
+    }
     // A display device, not shown anywhere, so QMP screendump can capture graphical
     // installers (`virt` has no VGA).
     match arch {
@@ -339,6 +354,7 @@ mod tests {
             mac: Some("52:54:00:12:34:56".into()),
             serial_socket: "/run/serial.sock".into(),
             qmp_socket: "/run/qmp.sock".into(),
+            screen_socket: None,
         }
     }
 
@@ -392,6 +408,28 @@ mod tests {
             !line.contains("-kernel") && !line.contains("installer") && !line.contains("-append")
         );
         assert!(line.contains("virtio-blk-pci,drive=target,bootindex=1"));
+    }
+
+    #[test]
+    fn loader_boot_puts_the_cd_first_and_reads_the_screen() {
+        let mut m = machine();
+        m.kernel = None;
+        m.screen_socket = Some("/run/screen.sock".into());
+        let line = joined(&m);
+        assert!(!line.contains("-kernel"), "{line}");
+        assert!(
+            line.contains("-device ide-cd,drive=installer,bus=ide.1,bootindex=0"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-qmp unix:/run/screen.sock,server=on,wait=off -vga std"),
+            "{line}"
+        );
+        let arm = command_line_for(Arch::Aarch64, &m).join(" ");
+        assert!(
+            arm.contains("scsi-cd,drive=installer,bus=cdscsi.0,bootindex=0"),
+            "{arm}"
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Qmp {
 }
 
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a `<wait>` in typed keys checks whether the run was stopped.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 impl Qmp {
     /// Reads the greeting and negotiates capabilities.
@@ -159,8 +161,20 @@ impl Qmp {
     /// `interval` apart, because the guest's PS/2 keyboard queue is short (QEMU drops what
     /// overflows it) and a firmware polling under TCG is slow; `send-key` would release its keys
     /// only after a hold time, out of order with held modifiers.
-    pub fn type_keys(&mut self, keys: &Keys, interval: Duration) -> Result<(), QmpError> {
+    ///
+    /// `stopped` is asked before each key and during waits: once it says yes, nothing more is
+    /// typed (an interrupted run types nothing into the guest). Returns whether every key was
+    /// typed. A held modifier stays held then, as the guest is about to be stopped anyway.
+    pub fn type_keys(
+        &mut self,
+        keys: &Keys,
+        interval: Duration,
+        stopped: &dyn Fn() -> bool,
+    ) -> Result<bool, QmpError> {
         for action in &keys.actions {
+            if stopped() {
+                return Ok(false);
+            }
             match *action {
                 KeyAction::Key { qcode, down } => {
                     let event = json!({
@@ -170,10 +184,19 @@ impl Qmp {
                     self.execute("input-send-event", Some(json!({ "events": [event] })))?;
                     std::thread::sleep(interval);
                 }
-                KeyAction::Wait(pause) => std::thread::sleep(pause),
+                KeyAction::Wait(pause) => {
+                    // `<wait1m>` must not outlast an interrupt by a minute.
+                    let deadline = crate::clock::deadline(pause);
+                    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                        if stopped() {
+                            return Ok(false);
+                        }
+                        std::thread::sleep(left.min(WAIT_SLICE));
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(!stopped())
     }
 
     /// Waits for an event by name (e.g. `SHUTDOWN`), including ones already received.

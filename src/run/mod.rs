@@ -189,6 +189,16 @@ impl RunDir {
     pub fn transcript(&self) -> PathBuf {
         self.file(crate::console::transcript::TRANSCRIPT_CAST)
     }
+    pub fn screen_log(&self) -> PathBuf {
+        self.file(crate::console::transcript::SCREEN_LOG)
+    }
+    pub fn screen_cast(&self) -> PathBuf {
+        self.file(crate::console::transcript::SCREEN_CAST)
+    }
+    /// QEMU's second QMP monitor, the VGA screen reader's.
+    pub fn screen_socket(&self) -> PathBuf {
+        self.file("screen.sock")
+    }
     pub fn serial_socket(&self) -> PathBuf {
         self.file("serial.sock")
     }
@@ -223,6 +233,8 @@ impl RunDir {
             self.qemu_stderr(),
             self.serial_log(),
             self.transcript(),
+            self.screen_log(),
+            self.screen_cast(),
             self.ferry_log(),
             self.events(),
             self.status(),

@@ -10,6 +10,7 @@ mod install;
 mod ops;
 mod qemu_archive;
 mod recipes;
+mod screen;
 mod secrets;
 mod stream;
 mod support;

@@ -842,3 +842,42 @@ fn debian_full_install_with_supplemented_mirror() {
     assert!(!apt.contains("Acquire::http::Proxy"), "{apt}");
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
 }
+
+#[test]
+fn bsd_recipes_plan_a_boot_through_the_isos_own_loader() {
+    let scratch = Scratch::new();
+    let key = scratch.dir.path().join("key.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFerryTestKey test\n",
+    )
+    .unwrap();
+    for (recipe, first_step) in [
+        (
+            "freebsd",
+            "loader menu: wait 300s on the screen for /Autoboot in \\d+ seconds/ then type \"3\"",
+        ),
+        (
+            "openbsd",
+            "boot loader: wait 300s on the screen for /boot> ?$/ then type \"set tty com0<enter>\"",
+        ),
+    ] {
+        let out = ferry()
+            .args(["plan", recipe, "--disk"])
+            .arg(scratch.disk())
+            .args(["--size", "8G", "--var", "nic=vtnet0", "--ssh-key"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{recipe}: {stderr}");
+        assert!(
+            stdout.contains("\nboot         through the ISO's own boot loader, once downloaded\n"),
+            "{recipe}: {stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("step 1       {first_step}\n")),
+            "{recipe}: {stdout}"
+        );
+    }
+}

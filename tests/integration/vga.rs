@@ -12,7 +12,6 @@ use ferry::profile::DiskBus;
 use ferry::qemu::vga::VgaMonitor;
 use ferry::qemu::{
     AccelKind, CacheMode, Disk, FirmwareFiles, Machine, Qemu, QemuBinary, command_line,
-    screen_monitor_args,
 };
 
 /// The boot sector's code (GNU as, `.code16`, linked at 0x7c00), then its data:
@@ -76,10 +75,10 @@ fn boot(dir: &Path) -> (Qemu, Console, ScreenFeed) {
         mac: None,
         serial_socket: dir.join("serial.sock"),
         qmp_socket: dir.join("qmp.sock"),
+        screen_socket: Some(dir.join("screen.sock")),
     };
     let screen_socket = dir.join("screen.sock");
-    let mut args = command_line(&machine);
-    args.extend(screen_monitor_args(&screen_socket));
+    let args = command_line(&machine);
     let binary = QemuBinary::find(None).expect("qemu-system-x86_64 on PATH");
     let vm = Qemu::start(
         &binary,
@@ -114,7 +113,11 @@ fn the_screen_is_read_typed_at_and_its_mode_seen() {
     assert!(m.text.ends_with("boot>"), "{m:?}");
 
     let keys = Keys::parse("echo Hi ~<leftCtrlOn>c<leftCtrlOff><up><f1><enter>").unwrap();
-    vm.qmp.type_keys(&keys, Duration::from_millis(20)).unwrap();
+    assert!(
+        vm.qmp
+            .type_keys(&keys, Duration::from_millis(20), &|| false)
+            .unwrap()
+    );
     console.record_input(&keys.source);
     // Ctrl-C is ASCII 3, drawn as a heart; arrows and F1 come as scan codes 0x48 ('H') and
     // 0x3B (';') after the boot sector's '^'. The echo joins the prompt's line (the prompt
@@ -138,7 +141,11 @@ fn the_screen_is_read_typed_at_and_its_mode_seen() {
 
     // 'G' switches to mode 13h: said once in the stream.
     vm.qmp
-        .type_keys(&Keys::parse("G").unwrap(), Duration::from_millis(20))
+        .type_keys(
+            &Keys::parse("G").unwrap(),
+            Duration::from_millis(20),
+            &|| false,
+        )
         .unwrap();
     console
         .expect(&wait(

@@ -20,7 +20,7 @@ use crate::fetch::Request;
 use crate::host::Facts;
 use crate::host::disk::Target;
 use crate::image::BootEntry;
-use crate::profile::{Accel, Firmware, Pattern, Profile, Renderer};
+use crate::profile::{Accel, BootMode, ConsoleSource, Firmware, Pattern, Profile, Renderer};
 use crate::qemu::{AccelKind, CacheMode, QemuBinary};
 pub use context::{host_context, partition_prefix};
 pub use render::render;
@@ -112,6 +112,8 @@ pub struct Plan {
     /// `None` only while a downloaded image is not in the cache yet: its boot menu is read
     /// once it is (`install` plans again after the fetch).
     pub boot: Option<BootPlan>,
+    /// How it boots (the profile's `[boot] mode`), known before the image is downloaded.
+    pub boot_mode: BootMode,
     pub qemu: QemuPlan,
     pub accel: AccelPlan,
     pub memory_mib: u64,
@@ -136,6 +138,13 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether a step reads the VGA screen (QEMU then gets a screen monitor).
+    pub fn reads_screen(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.console == ConsoleSource::Screen)
+    }
+
     /// What boots; an error while the image is not downloaded yet.
     pub fn boot(&self) -> Result<&BootPlan, Error> {
         self.boot.as_ref().ok_or_else(|| {
@@ -211,8 +220,14 @@ impl NetbootUnpack {
     }
 }
 
+/// What boots under [`BootMode::Loader`].
+pub const LOADER_TITLE: &str = "the ISO's own boot loader";
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BootPlan {
+    /// `loader`: the ISO boots through its own boot loader, and the fields below but `iso`
+    /// are empty.
+    pub mode: BootMode,
     /// The installer ISO, attached as a CD-ROM; none for a netboot kernel.
     pub iso: Option<PathBuf>,
     /// The ISO's boot-menu entry the kernel comes from.
@@ -227,6 +242,9 @@ pub struct BootPlan {
 impl BootPlan {
     /// What boots, for progress messages: the menu entry's title or the kernel's file name.
     pub fn title(&self) -> String {
+        if self.mode == BootMode::Loader {
+            return LOADER_TITLE.to_string();
+        }
         match &self.entry {
             Some(entry) => entry.title.clone(),
             None => self
@@ -271,8 +289,12 @@ pub struct ServedFile {
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
     pub name: String,
+    /// Where `expect` waits: the serial console or the VGA screen.
+    pub console: ConsoleSource,
     pub expect: Vec<Pattern>,
     pub send: Option<String>,
+    /// Keys to type (Packer's syntax, rendered; checked when the profile was parsed).
+    pub keys: Option<String>,
     #[serde(with = "secs")]
     pub timeout: Duration,
     pub fail: Vec<Pattern>,
@@ -353,7 +375,9 @@ fn plan_with(
         .map(render)
         .transpose()?
         .unwrap_or_default();
-    if let Some(boot) = &mut boot {
+    if let Some(boot) = &mut boot
+        && boot.mode == BootMode::Kernel
+    {
         boot.cmdline = compose_cmdline(&boot.cmdline, &extra);
     }
 
@@ -387,8 +411,10 @@ fn plan_with(
     for step in &spec.steps {
         steps.push(Step {
             name: step.name.clone(),
+            console: step.console,
             expect: step.expect.clone(),
             send: step.send.as_ref().map(render).transpose()?,
+            keys: step.keys.as_ref().map(render).transpose()?,
             timeout: step.timeout.map_or(default_timeout, |t| t.as_duration()),
             fail: spec
                 .defaults
@@ -415,6 +441,7 @@ fn plan_with(
         description: spec.description.clone(),
         fetch,
         boot,
+        boot_mode: *spec.boot.mode.get_ref(),
         qemu,
         accel: vm.accel,
         memory_mib: vm.sizing.memory_mib,

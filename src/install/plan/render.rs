@@ -3,7 +3,8 @@
 use serde::Serialize;
 
 use super::GuestFirmware;
-use super::{Plan, QemuPlan};
+use super::{LOADER_TITLE, Plan, QemuPlan};
+use crate::profile::{BootMode, ConsoleSource};
 
 /// An enum's name as the profile and plan.json spell it.
 fn name(value: &impl Serialize) -> String {
@@ -34,8 +35,19 @@ pub fn render(plan: &Plan) -> String {
             if let Some(iso) = &boot.iso {
                 line("image", iso.display().to_string());
             }
-            line("boot", format!("{} (kernel {})", boot.title(), boot.kernel));
-            line("cmdline", boot.cmdline.clone());
+            match boot.mode {
+                BootMode::Kernel => {
+                    line("boot", format!("{} (kernel {})", boot.title(), boot.kernel));
+                    line("cmdline", boot.cmdline.clone());
+                }
+                BootMode::Loader => line(
+                    "boot",
+                    format!(
+                        "through {} (El Torito under BIOS, its EFI loader under UEFI); the steps drive it",
+                        boot.title()
+                    ),
+                ),
+            }
         }
         None => {
             let fetch = plan
@@ -48,7 +60,10 @@ pub fn render(plan: &Plan) -> String {
                     "the package's kernel and initrd, unpacked into {} once downloaded",
                     unpack.dir.display()
                 ),
-                None => "from the image's boot menu, once downloaded".into(),
+                None => match plan.boot_mode {
+                    BootMode::Kernel => "from the image's boot menu, once downloaded".into(),
+                    BootMode::Loader => format!("through {LOADER_TITLE}, once downloaded"),
+                },
             };
             line("boot", boot);
         }
@@ -112,19 +127,27 @@ pub fn render(plan: &Plan) -> String {
     }
     for (i, step) in plan.steps.iter().enumerate() {
         let expect: Vec<String> = step.expect.iter().map(ToString::to_string).collect();
-        let send = step
-            .send
-            .as_deref()
-            .map(|s| format!(" then send {s:?}"))
-            .unwrap_or_default();
-        line(
-            &format!("step {}", i + 1),
-            format!(
-                "{}: wait {}s for {}{send}",
-                step.name,
+        let mut actions = Vec::new();
+        if !expect.is_empty() {
+            let place = match step.console {
+                ConsoleSource::Serial => "",
+                ConsoleSource::Screen => " on the screen",
+            };
+            actions.push(format!(
+                "wait {}s{place} for {}",
                 step.timeout.as_secs(),
                 expect.join(" or ")
-            ),
+            ));
+        }
+        if let Some(keys) = &step.keys {
+            actions.push(format!("type {keys:?}"));
+        }
+        if let Some(send) = &step.send {
+            actions.push(format!("send {send:?}"));
+        }
+        line(
+            &format!("step {}", i + 1),
+            format!("{}: {}", step.name, actions.join(" then ")),
         );
     }
     line(

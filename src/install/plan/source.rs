@@ -7,7 +7,7 @@ use super::{BootPlan, FetchPlan, NetbootUnpack, Options, PlanError, QemuPlan};
 use crate::Error;
 use crate::fetch::{self, Sha256Digest};
 use crate::image::Iso;
-use crate::profile::Profile;
+use crate::profile::{BootMode, Profile};
 use crate::qemu::QemuBinary;
 
 /// The serial console argument ferry adds; the last `console=` becomes /dev/console.
@@ -152,6 +152,13 @@ pub(super) fn boot_source(
     if opts.initrd.is_some() && opts.kernel.is_none() {
         return Err(PlanError::Options("--initrd goes with --kernel").into());
     }
+    let loader = *profile.spec.boot.mode.get_ref() == BootMode::Loader;
+    if loader && opts.kernel.is_some() {
+        return Err(PlanError::Options(
+            "--kernel boots a kernel directly; this profile boots its ISO through the ISO's own loader ([boot] mode = \"loader\")",
+        )
+        .into());
+    }
     if let Some(kernel) = &opts.kernel {
         let kernel = existing_arg("--kernel", kernel)?;
         let initrd = opts
@@ -165,6 +172,12 @@ pub(super) fn boot_source(
         && let Some(unpack) = &download.netboot
         && opts.image.is_none()
     {
+        if loader {
+            return Err(PlanError::Options(
+                "the image is a netboot package, which has no boot loader of its own to boot: use mode = \"kernel\" in [boot]",
+            )
+            .into());
+        }
         // Netboot files from a package: known once fetched and unpacked.
         if !(download.cached && unpack.is_unpacked_from(&download.request.dest)) {
             return Ok(None);
@@ -182,8 +195,10 @@ pub(super) fn boot_source(
         (None, None, Some(_)) => return Ok(None),
         (None, None, None) => None,
     };
-    if let Some(iso_path) = iso_path {
-        return iso_boot(profile, iso_path).map(Some);
+    match iso_path {
+        Some(iso_path) if loader => return Ok(Some(loader_boot(iso_path))),
+        Some(iso_path) => return iso_boot(profile, iso_path).map(Some),
+        None => {}
     }
     let kernel = image
         .kernel
@@ -200,6 +215,7 @@ pub(super) fn boot_source(
 
 fn netboot(kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String) -> BootPlan {
     BootPlan {
+        mode: BootMode::Kernel,
         iso: None,
         entry: None,
         kernel: kernel.display().to_string(),
@@ -211,12 +227,26 @@ fn netboot(kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String) -> BootPla
     }
 }
 
+/// The ISO at `iso_path` booted by its own loader: its menus are not read (FreeBSD's and
+/// OpenBSD's are not ones ferry parses), the steps drive them.
+fn loader_boot(iso_path: PathBuf) -> BootPlan {
+    BootPlan {
+        mode: BootMode::Loader,
+        iso: Some(iso_path),
+        entry: None,
+        kernel: String::new(),
+        initrd: Vec::new(),
+        cmdline: String::new(),
+    }
+}
+
 /// The boot-menu entry the profile chose from the ISO at `iso_path`.
 fn iso_boot(profile: &Profile, iso_path: PathBuf) -> Result<BootPlan, Error> {
     let iso = Iso::open(&iso_path)?;
     let entries = crate::image::boot_entries(&iso)?;
     let entry = crate::image::select(&entries, profile.spec.boot.entry.get_ref())?.clone();
     Ok(BootPlan {
+        mode: BootMode::Kernel,
         iso: Some(iso_path),
         kernel: entry.kernel.clone(),
         initrd: entry.initrd.clone(),
