@@ -98,6 +98,9 @@ pub enum Command {
     Runs {
         #[command(flatten)]
         runs: RunsArgs,
+        /// Print the runs as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// A run's stage, current step, elapsed time and the last lines of its console.
     Status {
@@ -430,7 +433,8 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             on_failure,
             stop_grace,
         } => {
-            let mut request = target.request(runs_dir, yes, quiet || json)?;
+            // --json is for stdout: the progress on stderr stays.
+            let mut request = target.request(runs_dir, yes, quiet)?;
             request.options.efi_boot_entry = efi_boot_entry;
             return ops::supervise::launch(ops::supervise::Launch {
                 request,
@@ -443,7 +447,10 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
         Command::Supervise { run_dir } => {
             return Ok(ops::supervise::supervise(&RunDir::at(run_dir)));
         }
-        Command::Runs { runs } => ops::runs::print_list(&runs.root()),
+        Command::Runs { runs, json } => match json {
+            true => print_json(&Versioned::new(&ops::runs::list(&runs.root())))?,
+            false => ops::runs::print_list(&runs.root()),
+        },
         Command::Status {
             run,
             runs,
@@ -523,7 +530,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             request.options.host_root = host_root;
             let plan = install::plan(&request)?;
             match json {
-                true => print_json(&plan)?,
+                true => print_json(&Versioned::new(&plan))?,
                 false => print!("{}", install::plan::render(&plan)),
             }
         }
@@ -567,7 +574,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
         Command::Images { sources, json } => {
             let catalog = fetch::catalog::Catalog::load(sources.catalog.as_deref())?;
             match json {
-                true => print_json(&catalog)?,
+                true => print_json(&Versioned::new(&catalog))?,
                 false => {
                     let cache = fetch::cache::cache_dir(sources.cache_dir.as_deref());
                     print!(
@@ -581,7 +588,11 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             let image = crate::image::Iso::open(&iso)?;
             let entries = crate::image::boot_entries(&image)?;
             match json {
-                true => print_json(&entries)?,
+                true => print_json(&Versioned::new(&crate::image::Inspection {
+                    iso: &iso,
+                    volume_id: image.volume_id(),
+                    entries: &entries,
+                }))?,
                 false => {
                     println!("{} (volume {})", iso.display(), image.volume_id());
                     print!("{}", crate::image::render_table(&entries));
@@ -600,6 +611,23 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
         }
     }
     Ok(0)
+}
+
+/// A `--json` document: `schema_version` first, then the value's fields.
+#[derive(serde::Serialize)]
+struct Versioned<'a, T> {
+    schema_version: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+impl<'a, T: serde::Serialize> Versioned<'a, T> {
+    fn new(body: &'a T) -> Self {
+        Versioned {
+            schema_version: crate::run::events::SCHEMA_VERSION,
+            body,
+        }
+    }
 }
 
 /// `--json`: the value, pretty-printed, on stdout.

@@ -8,6 +8,7 @@ mod fetch;
 mod host;
 mod inputs;
 mod install;
+mod json;
 mod ops;
 mod qemu_archive;
 mod recipes;
