@@ -155,3 +155,49 @@ fn errors_are_coloured_as_color_and_no_color_say() {
     );
     assert!(run(&["--color", "never"], &[]).starts_with("ferry: error: "));
 }
+
+#[test]
+fn catalog_names_plan_with_their_recipe_or_say_what_exists() {
+    let scratch = Scratch::new();
+    let plan = |name: &str| {
+        ferry()
+            .args(["plan", name, "--size", "20G", "--json", "--disk"])
+            .arg(scratch.disk())
+            .args(["--var", "ssh_key=ssh-ed25519 AAAA t"])
+            .output()
+            .unwrap()
+    };
+    let by_image = plan("ubuntu-24.04-server");
+    assert!(by_image.status.success(), "{}", text(&by_image).1);
+    let json: serde_json::Value = serde_json::from_slice(&by_image.stdout).unwrap();
+    assert!(
+        json["profile"]
+            .as_str()
+            .unwrap()
+            .contains("recipe:ubuntu-24.04/"),
+        "{json}"
+    );
+
+    let no_recipe = plan("alpine-virt");
+    let (_, stderr) = text(&no_recipe);
+    assert_eq!(no_recipe.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("alpine-virt is a catalog image without a built-in recipe"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[image] name = \"alpine-virt\""),
+        "{stderr}"
+    );
+
+    let unknown = plan("no-such-thing");
+    let (_, stderr) = text(&unknown);
+    assert_eq!(unknown.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("recipes: debian-12,"), "{stderr}");
+    assert!(
+        stderr.contains("images: ") && stderr.contains("ubuntu-24.04-server"),
+        "{stderr}"
+    );
+}
