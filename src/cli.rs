@@ -94,8 +94,11 @@ pub enum Command {
         #[arg(value_name = "RUN_DIR")]
         run_dir: PathBuf,
     },
-    /// List runs, newest first.
+    /// List runs, newest first (or prune old ones).
+    #[command(args_conflicts_with_subcommands = true)]
     Runs {
+        #[command(subcommand)]
+        command: Option<RunsCommand>,
         #[command(flatten)]
         runs: RunsArgs,
         /// Print the runs as JSON on stdout.
@@ -284,6 +287,19 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Remove the run directories of runs that ended more than AGE ago (never a running or
+    /// paused run).
+    Prune {
+        /// How long ago a run must have ended, e.g. 7d or 12h.
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        older_than: Duration,
+        #[command(flatten)]
+        runs: RunsArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum RecipeCommand {
     /// The built-in recipes, one a line.
     List,
@@ -447,7 +463,26 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
         Command::Supervise { run_dir } => {
             return Ok(ops::supervise::supervise(&RunDir::at(run_dir)));
         }
-        Command::Runs { runs, json } => match json {
+        Command::Runs {
+            command: Some(RunsCommand::Prune { older_than, runs }),
+            ..
+        } => {
+            let pruned = ops::runs::prune(&runs.root(), older_than)?;
+            for run in &pruned.removed {
+                println!("removed {run}");
+            }
+            eprintln!(
+                "ferry: removed {} run(s) that ended over {} ago; kept {} live run(s)",
+                pruned.removed.len(),
+                humantime::format_duration(older_than),
+                pruned.live.len()
+            );
+        }
+        Command::Runs {
+            command: None,
+            runs,
+            json,
+        } => match json {
             true => print_json(&Versioned::new(&ops::runs::list(&runs.root())))?,
             false => ops::runs::print_list(&runs.root()),
         },

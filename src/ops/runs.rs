@@ -122,6 +122,34 @@ pub fn list(root: &Path) -> RunList {
     RunList { runs }
 }
 
+/// What `ferry runs prune` did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub removed: Vec<String>,
+    /// Runs still running or paused (their supervisor is alive): never removed.
+    pub live: Vec<String>,
+}
+
+/// `ferry runs prune --older-than AGE`: removes the run directories under `root` that ended
+/// (or whose supervisor is gone) and were last updated more than `older_than` ago. A live
+/// run, and a directory without status.json (not ferry's to judge), are kept.
+pub fn prune(root: &Path, older_than: Duration) -> Result<Pruned, Error> {
+    let now = events::Timestamp::now();
+    let mut pruned = Pruned::default();
+    for dir in list_dirs(root) {
+        let Some(status) = status_of(&dir) else {
+            continue;
+        };
+        if matches!(status.state, State::Running | State::Paused) {
+            pruned.live.push(dir.name());
+        } else if now.since(status.updated) >= older_than {
+            std::fs::remove_dir_all(dir.path())?;
+            pruned.removed.push(dir.name());
+        }
+    }
+    Ok(pruned)
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub run: String,

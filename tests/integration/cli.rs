@@ -201,3 +201,71 @@ fn catalog_names_plan_with_their_recipe_or_say_what_exists() {
         "{stderr}"
     );
 }
+
+/// Writes a run directory as ferry does: status.json with `state`, `pid` and `updated`.
+fn fake_run(runs: &std::path::Path, id: &str, state: &str, pid: u32, updated: &str) {
+    let dir = runs.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = serde_json::json!({
+        "schema_version": 1, "run_dir": dir, "profile": "p.toml", "disk": "d.img",
+        "pid": pid, "state": state, "stage": "drive", "step": "",
+        "started": updated, "updated": updated, "exit_code": null,
+    });
+    std::fs::write(dir.join("status.json"), status.to_string()).unwrap();
+    std::fs::write(dir.join("serial.log"), "console").unwrap();
+}
+
+#[test]
+fn runs_prune_removes_old_ended_runs_and_never_a_live_one() {
+    let scratch = Scratch::new();
+    let runs = scratch.runs();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let alive = std::process::id();
+    let old = "2020-01-01T00:00:00Z";
+    let recent = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    fake_run(&runs, "20200101-000000-finished", "finished", alive, old);
+    fake_run(&runs, "20200101-000001-crashed", "running", gone.id(), old);
+    fake_run(&runs, "20200101-000002-live", "running", alive, old);
+    fake_run(&runs, "20200101-000003-paused", "paused", alive, old);
+    fake_run(&runs, "20991231-000000-recent", "failed", alive, &recent);
+    std::fs::create_dir_all(runs.join("not-a-run")).unwrap();
+
+    let out = ferry()
+        .args(["runs", "prune", "--older-than", "7d", "--runs-dir"])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout,
+        "removed 20200101-000001-crashed\nremoved 20200101-000000-finished\n"
+    );
+    assert!(
+        stderr.contains("removed 2 run(s) that ended over 7days ago; kept 2 live run(s)"),
+        "{stderr}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "20200101-000002-live",
+            "20200101-000003-paused",
+            "20991231-000000-recent",
+            "not-a-run"
+        ]
+    );
+
+    let bad = ferry()
+        .args(["runs", "prune", "--older-than", "a week", "--runs-dir"])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).1.contains("--older-than"), "{}", text(&bad).1);
+}
