@@ -5,7 +5,8 @@
 # which a gcc for the target compiles for musl, so no musl C toolchain (musl-tools) is needed:
 # the host's gcc for x86_64, gcc-aarch64-linux-gnu's (Debian) for aarch64, which also links.
 # Usage: scripts/build-release.sh [--target x86_64-unknown-linux-musl|aarch64-unknown-linux-musl]
-#        → target/TARGET/release/ferry
+#        → target/TARGET/release/ferry, and its man pages and shell completions in
+#          target/TARGET/release/share/{man/man1,bash-completion,zsh,fish}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,4 +39,19 @@ if ldd "$bin" >/dev/null 2>&1 && ! ldd "$bin" 2>&1 | grep -q "statically linked"
 fi
 echo "build-release: $bin $(du -h --apparent-size "$bin" | cut -f1) ($(stat -c %s "$bin") bytes)"
 # A foreign binary cannot run here (unless binfmt_misc runs it through QEMU).
-if [ "$(uname -m)" = "${target%%-*}" ]; then "$bin" --version; fi
+if [ "$(uname -m)" = "${target%%-*}" ]; then
+  "$bin" --version
+  gen=("$bin")
+else
+  # Man pages and completions are the same for every architecture: a host build writes them.
+  gen=(cargo run --quiet --release --locked --)
+fi
+share=target/$target/release/share
+rm -rf "$share"
+"${gen[@]}" man "$share/man/man1"
+mkdir -p "$share/bash-completion" "$share/zsh" "$share/fish"
+"${gen[@]}" completions bash >"$share/bash-completion/ferry"
+"${gen[@]}" completions zsh >"$share/zsh/_ferry"
+"${gen[@]}" completions fish >"$share/fish/ferry.fish"
+echo "build-release: man pages and completions in $share"
+

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::Error;
 use crate::fetch::{self, Sha256Digest};
@@ -13,6 +13,7 @@ use crate::ops;
 use crate::ops::live::OnFailure;
 use crate::profile::{Accel, Firmware};
 use crate::run::RunDir;
+use crate::style::{ColorChoice, Style};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,11 +25,36 @@ use crate::run::RunDir;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log what ferry does on stderr: -v info, -vv debug, -vvv trace (FERRY_LOG, a tracing
+    /// filter such as `ferry=debug`, takes precedence). A run's full log is `ferry logs --ferry`.
+    #[arg(long, short = 'v', action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Colour errors and warnings on stderr: auto (on a terminal, unless NO_COLOR is set),
+    /// always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t, global = true)]
+    pub color: ColorChoice,
 }
+
+const INSTALL_EXAMPLES: &str = "\
+Examples:
+  # A built-in recipe (or the catalog image it installs) onto the server's disk
+  ferry install debian-12 --disk /dev/sda --ssh-key ~/.ssh/id_ed25519.pub --var hostname=web1
+  # Your own profile, in the background; then watch it
+  ferry install ./web.toml --disk /dev/nvme0n1 --yes --detach && ferry status
+  # For scripts: the summary as JSON on stdout, fail rather than pause
+  ferry install debian-12 --disk /dev/sda --yes --json --on-failure abort";
+
+const PLAN_EXAMPLES: &str = "\
+Examples:
+  # What installing debian-12 onto /dev/sda would do (nothing is touched)
+  ferry plan debian-12 --disk /dev/sda --ssh-key ~/.ssh/id_ed25519.pub
+  # A catalog image's name plans with its recipe
+  ferry plan ubuntu-24.04-server --disk disk.img --size 20G --json";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Install onto a disk from a profile, then check that the disk boots.
+    #[command(after_help = INSTALL_EXAMPLES)]
     Install {
         #[command(flatten)]
         target: TargetArgs,
@@ -64,13 +90,20 @@ pub enum Command {
     /// the request they wrote into the run directory.
     #[command(hide = true)]
     Supervise {
+        /// The run directory holding request.json.
         #[arg(value_name = "RUN_DIR")]
         run_dir: PathBuf,
     },
-    /// List runs, newest first.
+    /// List runs, newest first (or prune old ones).
+    #[command(args_conflicts_with_subcommands = true)]
     Runs {
+        #[command(subcommand)]
+        command: Option<RunsCommand>,
         #[command(flatten)]
         runs: RunsArgs,
+        /// Print the runs as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// A run's stage, current step, elapsed time and the last lines of its console.
     Status {
@@ -78,6 +111,7 @@ pub enum Command {
         run: Option<String>,
         #[command(flatten)]
         runs: RunsArgs,
+        /// Print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
         /// Console lines to show.
@@ -133,17 +167,22 @@ pub enum Command {
     Boot {
         /// The installer ISO.
         image: PathBuf,
+        /// The disk the VM gets: a block device, or a disk image file.
         #[arg(long, value_name = "PATH")]
         disk: PathBuf,
         /// The ISO's boot-menu entry: "default", a label, a title, or "Options > Debug".
         #[arg(long, default_value = "default")]
         entry: String,
+        /// Create the disk image with this size if it does not exist (e.g. 8G).
         #[arg(long, value_name = "SIZE")]
         size: Option<String>,
+        /// The QEMU binary to use [default: qemu-system-x86_64 on PATH].
         #[arg(long, value_name = "PATH")]
         qemu: Option<PathBuf>,
+        /// The accelerator [default: kvm when it runs guests here, else tcg].
         #[arg(long, value_enum)]
         accel: Option<Accel>,
+        /// The firmware [default: as this machine boots].
         #[arg(long, value_enum)]
         firmware: Option<Firmware>,
         /// Do not ask for the typed confirmation before the VM may write to the disk.
@@ -163,9 +202,11 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Show every decision an install would make, touching nothing.
+    #[command(after_help = PLAN_EXAMPLES)]
     Plan {
         #[command(flatten)]
         target: TargetArgs,
+        /// Print the plan as JSON on stdout.
         #[arg(long)]
         json: bool,
         /// Read the host's facts from a recorded tree instead of / (tests; see
@@ -217,14 +258,44 @@ pub enum Command {
     Images {
         #[command(flatten)]
         sources: SourceArgs,
+        /// Print the catalog as JSON on stdout.
         #[arg(long)]
         json: bool,
     },
     /// List an installer ISO's boot-menu entries with their kernel, initrd and command line.
     Inspect {
+        /// The installer ISO to read.
         iso: PathBuf,
+        /// Print the entries as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script: `source <(ferry completions bash)`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Internal: write ferry's man pages (ferry.1, ferry-install.1, …) into DIR
+    /// (scripts/build-release.sh).
+    #[command(hide = true)]
+    Man {
+        /// The directory to write the pages into (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Remove the run directories of runs that ended more than AGE ago (never a running or
+    /// paused run).
+    Prune {
+        /// How long ago a run must have ended, e.g. 7d or 12h.
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        older_than: Duration,
+        #[command(flatten)]
+        runs: RunsArgs,
     },
 }
 
@@ -234,6 +305,7 @@ pub enum RecipeCommand {
     List,
     /// Print a recipe's profile, or one of its templates with --file.
     Show {
+        /// The recipe's name (see `ferry recipe list`).
         name: String,
         /// One of the recipe's templates (e.g. preseed.cfg.j2).
         #[arg(long, value_name = "NAME")]
@@ -309,6 +381,7 @@ pub struct TargetArgs {
     /// Boot this netboot kernel instead of the profile's [image] (with --initrd).
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
+    /// The initrd to boot with --kernel.
     #[arg(long, value_name = "PATH", requires = "kernel")]
     pub initrd: Option<PathBuf>,
     #[command(flatten)]
@@ -368,17 +441,25 @@ impl TargetArgs {
 /// Runs a parsed command line; returns the exit code (errors are printed on stderr).
 pub fn run(cli: Cli) -> i32 {
     crate::run::private_files();
-    match dispatch(cli) {
+    let style = Style::for_stderr(cli.color);
+    let result =
+        crate::logging::stderr_filter(cli.verbose, std::env::var("FERRY_LOG").ok().as_deref())
+            .map_err(Error::Usage)
+            .and_then(|filter| {
+                crate::logging::init(filter, style.colours());
+                dispatch(cli.command, style)
+            });
+    match result {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("ferry: error: {error}");
+            eprintln!("{}", style.error(&error));
             error.exit_code()
         }
     }
 }
 
-fn dispatch(cli: Cli) -> Result<i32, Error> {
-    match cli.command {
+fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
+    match command {
         Command::Install {
             target,
             yes,
@@ -390,7 +471,8 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             on_failure,
             stop_grace,
         } => {
-            let mut request = target.request(runs_dir, yes, quiet || json)?;
+            // --json is for stdout: the progress on stderr stays.
+            let mut request = target.request(runs_dir, yes, quiet)?;
             request.options.efi_boot_entry = efi_boot_entry;
             return ops::supervise::launch(ops::supervise::Launch {
                 request,
@@ -403,7 +485,29 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Supervise { run_dir } => {
             return Ok(ops::supervise::supervise(&RunDir::at(run_dir)));
         }
-        Command::Runs { runs } => ops::runs::print_list(&runs.root()),
+        Command::Runs {
+            command: Some(RunsCommand::Prune { older_than, runs }),
+            ..
+        } => {
+            let pruned = ops::runs::prune(&runs.root(), older_than)?;
+            for run in &pruned.removed {
+                println!("removed {run}");
+            }
+            eprintln!(
+                "ferry: removed {} run(s) that ended over {} ago; kept {} live run(s)",
+                pruned.removed.len(),
+                humantime::format_duration(older_than),
+                pruned.live.len()
+            );
+        }
+        Command::Runs {
+            command: None,
+            runs,
+            json,
+        } => match json {
+            true => print_json(&Versioned::new(&ops::runs::list(&runs.root())))?,
+            false => ops::runs::print_list(&runs.root()),
+        },
         Command::Status {
             run,
             runs,
@@ -485,7 +589,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             request.options.host_root = host_root;
             let plan = install::plan(&request)?;
             match json {
-                true => print_json(&plan)?,
+                true => print_json(&Versioned::new(&plan))?,
                 false => print!("{}", install::plan::render(&plan)),
             }
         }
@@ -524,12 +628,12 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             if let Some(output) = output {
                 request.dest = output;
             }
-            fetch::fetch_command(&request, quiet)?;
+            fetch::fetch_command(&request, quiet, style)?;
         }
         Command::Images { sources, json } => {
             let catalog = fetch::catalog::Catalog::load(sources.catalog.as_deref())?;
             match json {
-                true => print_json(&catalog)?,
+                true => print_json(&Versioned::new(&catalog))?,
                 false => {
                     let cache = fetch::cache::cache_dir(sources.cache_dir.as_deref());
                     print!(
@@ -543,15 +647,46 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
             let image = crate::image::Iso::open(&iso)?;
             let entries = crate::image::boot_entries(&image)?;
             match json {
-                true => print_json(&entries)?,
+                true => print_json(&Versioned::new(&crate::image::Inspection {
+                    iso: &iso,
+                    volume_id: image.volume_id(),
+                    entries: &entries,
+                }))?,
                 false => {
                     println!("{} (volume {})", iso.display(), image.volume_id());
                     print!("{}", crate::image::render_table(&entries));
                 }
             }
         }
+        Command::Completions { shell } => {
+            // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(Cli::command(), &dir)?;
+        }
     }
     Ok(0)
+}
+
+/// A `--json` document: `schema_version` first, then the value's fields.
+#[derive(serde::Serialize)]
+struct Versioned<'a, T> {
+    schema_version: u32,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+impl<'a, T: serde::Serialize> Versioned<'a, T> {
+    fn new(body: &'a T) -> Self {
+        Versioned {
+            schema_version: crate::run::events::SCHEMA_VERSION,
+            body,
+        }
+    }
 }
 
 /// `--json`: the value, pretty-printed, on stdout.
@@ -559,4 +694,39 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     println!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of every command (hidden ones too) says what it is for in `--help`.
+    #[test]
+    fn every_argument_and_command_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} (the command)"));
+                }
+                walk(sub, &path, missing);
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "ferry", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

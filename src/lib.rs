@@ -23,5 +23,6 @@ pub mod profile;
 pub mod qemu;
 pub mod recipe;
 pub mod run;
+pub mod style;
 
 pub use error::Error;

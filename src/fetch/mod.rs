@@ -44,6 +44,8 @@ pub use download::{FetchOptions, Fetched, Fetcher, Request, hash_file, parse_url
 pub use error::FetchError;
 pub use progress::Progress;
 
+use crate::style::Style;
+
 /// The request for `image` (a catalog name or an http(s) URL) into `cache_dir`.
 ///
 /// The checksum comes from `sha256` if given, else from the catalog entry, else (for a URL)
@@ -80,14 +82,17 @@ pub fn resolve(
 
 /// `ferry fetch`: fetches `request`, says on stderr how it was verified, and prints the
 /// verified file's path on stdout.
-pub fn fetch_command(request: &Request, quiet: bool) -> Result<(), FetchError> {
+pub fn fetch_command(request: &Request, quiet: bool, style: Style) -> Result<(), FetchError> {
     let fetcher = Fetcher::new(FetchOptions::from_env()?)?;
     let fetched = fetcher.fetch(request, &mut *progress::for_stderr(quiet))?;
     if !fetched.verified {
         eprintln!(
-            "ferry: WARNING: {} was NOT VERIFIED (--insecure-no-checksum); its sha256 is {}",
-            fetched.path.display(),
-            fetched.sha256
+            "{}",
+            style.warning(format_args!(
+                "{} was NOT VERIFIED (--insecure-no-checksum); its sha256 is {}",
+                fetched.path.display(),
+                fetched.sha256
+            ))
         );
     } else if !quiet {
         let how = if fetched.cached {

@@ -31,6 +31,14 @@ impl std::fmt::Display for MenuKind {
     }
 }
 
+/// What `ferry inspect --json` prints: the ISO and its boot-menu entries.
+#[derive(Debug, serde::Serialize)]
+pub struct Inspection<'a> {
+    pub iso: &'a std::path::Path,
+    pub volume_id: &'a str,
+    pub entries: &'a [BootEntry],
+}
+
 /// One bootable Linux entry of an ISO's boot menu.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BootEntry {

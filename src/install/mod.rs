@@ -222,12 +222,32 @@ fn load_profile(name: &Path) -> Result<Profile, Error> {
     if let Some(recipe) = name.to_str().and_then(crate::recipe::find) {
         return Ok(Profile::from_recipe(recipe)?);
     }
+    Err(Error::Usage(not_a_profile(&name.display().to_string())))
+}
+
+/// The one-line refusal of a name that is no profile file, recipe or catalog image with a
+/// recipe: what exists instead.
+fn not_a_profile(name: &str) -> String {
     let recipes: Vec<&str> = crate::recipe::RECIPES.iter().map(|r| r.name).collect();
-    Err(Error::Usage(format!(
-        "{} is neither a profile file nor a built-in recipe (recipes: {})",
-        name.display(),
-        recipes.join(", ")
-    )))
+    let catalog = crate::fetch::catalog::Catalog::load(None).ok();
+    let entries = catalog.iter().flat_map(|c| &c.entries);
+    if entries.clone().any(|e| e.name == name) {
+        return format!(
+            "{name} is a catalog image without a built-in recipe: write a profile with [image] \
+             name = \"{name}\" (docs/recipes.md), or use a recipe ({})",
+            recipes.join(", ")
+        );
+    }
+    let images: Vec<&str> = entries
+        .filter(|e| e.recipe.is_some())
+        .map(|e| e.name.as_str())
+        .collect();
+    format!(
+        "{name} is neither a profile file, a built-in recipe nor a catalog image with one \
+         (recipes: {}; images: {})",
+        recipes.join(", "),
+        images.join(", ")
+    )
 }
 
 /// `ferry boot`'s profile: the ISO's `entry`, and ten years for the operator to power the

@@ -17,18 +17,44 @@ pub struct Outcome {
     pub run_dir: PathBuf,
     pub disk: PathBuf,
     pub accel: AccelKind,
-    pub stages: Vec<(Stage, f64)>,
+    pub stages: Vec<StageTime>,
     /// Seconds from the verify boot's start to the login prompt, when verified.
     pub verified_after: Option<f64>,
     pub cpu: CpuUse,
 }
 
+/// How long one stage took.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct StageTime {
+    pub stage: Stage,
+    pub seconds: f64,
+}
+
+/// What `ferry install --json` prints on stdout, whether the install succeeded or not.
+#[derive(Debug, Serialize)]
+pub struct InstallJson<'a> {
+    pub schema_version: u32,
+    pub ok: bool,
+    /// `finished`, `failed` or `interrupted`.
+    pub state: State,
+    /// ferry's exit code (docs/exit-codes).
+    pub exit_code: i32,
+    /// What failed, secrets redacted; null when ok.
+    pub error: Option<&'a str>,
+    pub run_dir: &'a Path,
+    /// The stages, their durations and the boot check; null when the install failed.
+    pub outcome: Option<&'a Outcome>,
+}
+
+impl InstallJson<'_> {
+    pub fn text(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+}
+
 impl Outcome {
     /// What `ferry install` prints on stdout when the install succeeded.
-    pub fn text(&self, json: bool) -> String {
-        if json {
-            return serde_json::to_string_pretty(self).unwrap_or_default() + "\n";
-        }
+    pub fn text(&self) -> String {
         let mut out = String::new();
         let mut println = |line: String| {
             out.push_str(&line);
@@ -44,8 +70,8 @@ impl Outcome {
                 self.disk.display()
             )),
         }
-        for (stage, secs) in &self.stages {
-            println(format!("  {stage:<7} {secs:>7.1}s"));
+        for StageTime { stage, seconds } in &self.stages {
+            println(format!("  {stage:<7} {seconds:>7.1}s"));
         }
         println(format!("  run directory: {}", self.run_dir.display()));
         out
@@ -54,7 +80,7 @@ impl Outcome {
 
 /// Each stage's duration, taken as the flow passes from one to the next.
 pub struct Laps {
-    stages: Vec<(Stage, f64)>,
+    stages: Vec<StageTime>,
     since: Instant,
 }
 
@@ -68,14 +94,16 @@ impl Laps {
 
     /// `stage` ended now.
     pub fn lap(&mut self, stage: Stage) {
-        self.stages
-            .push((stage, self.since.elapsed().as_secs_f64()));
+        self.stages.push(StageTime {
+            stage,
+            seconds: self.since.elapsed().as_secs_f64(),
+        });
         self.since = Instant::now();
     }
 
     /// A stage timed elsewhere, before the others.
     pub fn prepend(&mut self, stage: Stage, seconds: f64) {
-        self.stages.insert(0, (stage, seconds));
+        self.stages.insert(0, StageTime { stage, seconds });
     }
 
     pub fn outcome(
@@ -163,4 +191,37 @@ struct Summary<'a> {
     plan_seconds: f64,
     outcome: Option<&'a Outcome>,
     run_dir: &'a Path,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_are_objects_in_the_json() {
+        let outcome = Outcome {
+            run_dir: "/runs/r".into(),
+            disk: "/dev/sda".into(),
+            accel: AccelKind::Tcg,
+            stages: vec![StageTime {
+                stage: Stage::Boot,
+                seconds: 0.5,
+            }],
+            verified_after: None,
+            cpu: CpuUse {
+                ferry_seconds: 1.0,
+                qemu_seconds: 2.0,
+            },
+        };
+        let json = serde_json::to_value(&outcome).unwrap();
+        assert_eq!(
+            json["stages"],
+            serde_json::json!([{"stage": "boot", "seconds": 0.5}])
+        );
+        assert!(
+            outcome.text().contains("  boot        0.5s"),
+            "{}",
+            outcome.text()
+        );
+    }
 }

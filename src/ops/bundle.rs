@@ -121,7 +121,7 @@ fn append<W: Write>(tar: &mut tar::Builder<W>, name: &Path, bytes: &[u8]) -> std
     let mut header = tar::Header::new_gnu();
     header.set_size(bytes.len() as u64);
     header.set_mode(0o644);
-    header.set_mtime(crate::run::events::now());
+    header.set_mtime(crate::run::events::Timestamp::now().epoch_seconds());
     header.set_cksum();
     tar.append_data(&mut header, name, bytes)
 }

@@ -68,10 +68,6 @@ fn alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
 }
 
-fn started_text(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
-}
-
 /// `ferry runs`.
 pub fn print_list(root: &Path) {
     println!(
@@ -89,11 +85,69 @@ pub fn print_list(root: &Path) {
                 s.disk.display(),
                 s.stage,
                 s.state,
-                started_text(s.started)
+                s.started
             ),
             None => println!("{id:<32} (no status.json: not a ferry run, or from an older ferry)"),
         }
     }
+}
+
+/// `ferry runs --json`.
+#[derive(Debug, Serialize)]
+pub struct RunList {
+    pub runs: Vec<Listed>,
+}
+
+/// A run in `ferry runs --json`; `status` is null for a directory without status.json.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    pub run: String,
+    pub run_dir: PathBuf,
+    pub status: Option<Status>,
+}
+
+/// The runs under `root`, newest first.
+pub fn list(root: &Path) -> RunList {
+    let runs = list_dirs(root)
+        .into_iter()
+        .map(|dir| Listed {
+            run: dir.name(),
+            run_dir: dir.path().to_path_buf(),
+            status: status_of(&dir).map(|mut s| {
+                s.schema_version = events::SCHEMA_VERSION;
+                s
+            }),
+        })
+        .collect();
+    RunList { runs }
+}
+
+/// What `ferry runs prune` did.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub removed: Vec<String>,
+    /// Runs still running or paused (their supervisor is alive): never removed.
+    pub live: Vec<String>,
+}
+
+/// `ferry runs prune --older-than AGE`: removes the run directories under `root` that ended
+/// (or whose supervisor is gone) and were last updated more than `older_than` ago. A live
+/// run, and a directory without status.json (not ferry's to judge), are kept.
+pub fn prune(root: &Path, older_than: Duration) -> Result<Pruned, Error> {
+    let now = events::Timestamp::now();
+    let mut pruned = Pruned::default();
+    for dir in list_dirs(root) {
+        let Some(status) = status_of(&dir) else {
+            continue;
+        };
+        if matches!(status.state, State::Running | State::Paused) {
+            pruned.live.push(dir.name());
+        } else if now.since(status.updated) >= older_than {
+            std::fs::remove_dir_all(dir.path())?;
+            pruned.removed.push(dir.name());
+        }
+    }
+    Ok(pruned)
 }
 
 #[derive(Debug, Serialize)]
@@ -110,15 +164,17 @@ pub struct Report {
 
 pub fn report(dir: &RunDir, lines: usize) -> Result<Report, Error> {
     let run = dir.name();
-    let status = status_of(dir).ok_or_else(|| OpsError::NoSuchRun(run.clone()))?;
+    let mut status = status_of(dir).ok_or_else(|| OpsError::NoSuchRun(run.clone()))?;
+    // What this ferry prints, whichever ferry wrote status.json.
+    status.schema_version = events::SCHEMA_VERSION;
     let end = if matches!(status.state, State::Running | State::Paused) {
-        events::now()
+        events::Timestamp::now()
     } else {
         status.updated
     };
     Ok(Report {
         run,
-        elapsed_seconds: end.saturating_sub(status.started),
+        elapsed_seconds: end.since(status.started).as_secs(),
         console: console_lines(dir, lines),
         screen: last_lines(&dir.screen_log(), lines),
         status,

@@ -341,8 +341,8 @@ pub fn supervise(run_dir: &RunDir) -> i32 {
         control::serve(run_dir, live.clone())?;
         install::install(request, &profile, &record, &live)
     })();
-    let (code, state, stdout, error) = match &result {
-        Ok(outcome) => (0, State::Finished, outcome.text(handover.json), None),
+    let (code, state, error) = match &result {
+        Ok(_) => (0, State::Finished, None),
         Err(e) => (
             e.exit_code(),
             if matches!(e, Error::Interrupted) {
@@ -350,9 +350,22 @@ pub fn supervise(run_dir: &RunDir) -> i32 {
             } else {
                 State::Failed
             },
-            String::new(),
             Some(e.to_string()),
         ),
+    };
+    let stdout = match (&result, handover.json) {
+        (_, true) => install::report::InstallJson {
+            schema_version: events::SCHEMA_VERSION,
+            ok: result.is_ok(),
+            state,
+            exit_code: code,
+            error: error.as_deref(),
+            run_dir: run_dir.path(),
+            outcome: result.as_ref().ok(),
+        }
+        .text(),
+        (Ok(outcome), false) => outcome.text(),
+        (Err(_), false) => String::new(),
     };
     events.emit(&Event::End {
         code,

@@ -6,13 +6,76 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::{RunDir, Secrets, Stage};
 
-/// One line of `events.jsonl`.
+/// The version of the JSON ferry writes (`events.jsonl`, `status.json`, every `--json`
+/// output): raised when a field changes meaning or goes away, not when one is added.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A point in time, written as RFC 3339 UTC (`2026-12-01T06:48:03Z`). Reads the seconds since
+/// the epoch that status.json held before `schema_version` 1 too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(SystemTime);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(SystemTime::now())
+    }
+
+    /// Whole seconds from `earlier` to this one (0 if `earlier` is later).
+    pub fn since(self, earlier: Timestamp) -> Duration {
+        let secs = self.0.duration_since(earlier.0).map_or(0, |d| d.as_secs());
+        Duration::from_secs(secs)
+    }
+
+    pub fn epoch_seconds(self) -> u64 {
+        self.0.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", humantime::format_rfc3339_seconds(self.0))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Text(String),
+            EpochSeconds(u64),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Text(text) => humantime::parse_rfc3339_weak(&text)
+                .map(Timestamp)
+                .map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}"))),
+            Written::EpochSeconds(secs) => Ok(Timestamp(UNIX_EPOCH + Duration::from_secs(secs))),
+        }
+    }
+}
+
+/// A line of `events.jsonl`: the event, when it happened, and the format's version.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Line {
+    pub schema_version: u32,
+    pub time: Timestamp,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What happened (one line of `events.jsonl`, with its time).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
@@ -91,6 +154,9 @@ impl std::fmt::Display for State {
 /// `status.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
+    /// Missing in status.json from before schema_version 1.
+    #[serde(default)]
+    pub schema_version: u32,
     pub run_dir: PathBuf,
     pub profile: PathBuf,
     pub disk: PathBuf,
@@ -99,9 +165,8 @@ pub struct Status {
     pub stage: Stage,
     /// The last progress line: the current step and what it waits for.
     pub step: String,
-    /// Seconds since the epoch.
-    pub started: u64,
-    pub updated: u64,
+    pub started: Timestamp,
+    pub updated: Timestamp,
     pub exit_code: Option<i32>,
 }
 
@@ -115,12 +180,6 @@ struct Recorder {
     dir: PathBuf,
     status: Status,
     secrets: Secrets,
-}
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl Events {
@@ -137,6 +196,7 @@ impl Events {
             .open(run_dir.events())?;
         let pid = std::process::id();
         let status = Status {
+            schema_version: SCHEMA_VERSION,
             run_dir: run_dir.path().to_path_buf(),
             profile: profile.to_path_buf(),
             disk: disk.to_path_buf(),
@@ -144,8 +204,8 @@ impl Events {
             state: State::Running,
             stage: Stage::Plan,
             step: String::new(),
-            started: now(),
-            updated: now(),
+            started: Timestamp::now(),
+            updated: Timestamp::now(),
             exit_code: None,
         };
         let events = Events(Some(Arc::new(Mutex::new(Recorder {
@@ -188,8 +248,14 @@ impl Events {
                 rec.status.exit_code = Some(*code);
             }
         }
-        rec.status.updated = now();
-        if let Ok(mut line) = rec.secrets.to_json(event, false) {
+        let time = Timestamp::now();
+        rec.status.updated = time;
+        let line = LineRef {
+            schema_version: SCHEMA_VERSION,
+            time,
+            event,
+        };
+        if let Ok(mut line) = rec.secrets.to_json(&line, false) {
             line.push('\n');
             if let Err(e) = rec.file.write_all(line.as_bytes()) {
                 tracing::warn!("events.jsonl: {e}");
@@ -199,6 +265,15 @@ impl Events {
             tracing::warn!("status.json: {e}");
         }
     }
+}
+
+/// [`Line`] as written, borrowing its event.
+#[derive(Serialize)]
+struct LineRef<'a> {
+    schema_version: u32,
+    time: Timestamp,
+    #[serde(flatten)]
+    event: &'a Event,
 }
 
 fn write_status(dir: &RunDir, status: &Status, secrets: &Secrets) -> std::io::Result<()> {
@@ -230,7 +305,43 @@ pub fn read_from(dir: &RunDir, offset: u64) -> std::io::Result<(Vec<Event>, u64)
     let events = bytes[..complete]
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice(l).ok())
+        .filter_map(|l| serde_json::from_slice::<Line>(l).ok())
+        .map(|l| l.event)
         .collect();
     Ok((events, offset + complete as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_and_old_epoch_seconds_still_read() {
+        let t: Timestamp = serde_json::from_str("1764571683").unwrap();
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"2025-12-01T06:48:03Z\""
+        );
+        let back: Timestamp = serde_json::from_str("\"2025-12-01T06:48:03Z\"").unwrap();
+        assert_eq!(back, t);
+        let bad = serde_json::from_str::<Timestamp>("\"yesterday\"").unwrap_err();
+        assert!(bad.to_string().contains("yesterday"), "{bad}");
+    }
+
+    #[test]
+    fn event_lines_carry_version_and_time_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::at(dir.path());
+        let events = Events::start(&run, Path::new("p.toml"), Path::new("d.img")).unwrap();
+        events.emit(&Event::Resumed { step: "s".into() });
+        let text = std::fs::read_to_string(run.events()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(line["schema_version"], SCHEMA_VERSION);
+        assert_eq!(line["event"], "resumed");
+        assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
+        let (read, _) = read_from(&run, 0).unwrap();
+        assert!(matches!(&read[1], Event::Resumed { step } if step == "s"));
+        let status = read_status(&run).unwrap();
+        assert_eq!(status.schema_version, SCHEMA_VERSION);
+    }
 }

@@ -779,7 +779,7 @@ fn ferry_fetch_command() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("WARNING") && stderr.contains("NOT VERIFIED"),
+        stderr.contains("ferry: warning: ") && stderr.contains("NOT VERIFIED"),
         "{stderr}"
     );
     assert_eq!(std::fs::read(stdout.trim()).unwrap(), data);

@@ -327,8 +327,10 @@ fn inspect_lists_the_menu_entries() {
         .output()
         .unwrap();
     assert!(output.status.success());
-    let entries: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let entries = entries.as_array().unwrap();
+    let inspection: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(inspection["schema_version"], 1, "{inspection}");
+    assert!(inspection["volume_id"].is_string(), "{inspection}");
+    let entries = inspection["entries"].as_array().unwrap();
     let default = entries.iter().find(|e| e["is_default"] == true).unwrap();
     assert_eq!(default["kernel"], "/boot/vmlinuz");
     assert!(

@@ -2,11 +2,13 @@
 //! `scripts/make-fixtures.sh`, real disk image files.
 
 mod bundle;
+mod cli;
 mod debian;
 mod fetch;
 mod host;
 mod inputs;
 mod install;
+mod json;
 mod ops;
 mod qemu_archive;
 mod recipes;

@@ -1,0 +1,271 @@
+//! The command line itself: shell completions, man pages, `-v`/`FERRY_LOG`, `--color`.
+
+use std::process::Output;
+
+use crate::support::{Scratch, ferry, text};
+
+fn plan(scratch: &Scratch, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let key = scratch.dir.path().join("k.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE0000000000000000000000000000000000000000000 t\n",
+    )
+    .unwrap();
+    ferry()
+        .args(extra)
+        .args(["plan", "debian-12", "--size", "2G", "--accel", "tcg"])
+        .arg("--disk")
+        .arg(scratch.disk())
+        .arg("--ssh-key")
+        .arg(&key)
+        .env_remove("FERRY_LOG")
+        .env_remove("NO_COLOR")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn bash_completion_loads_and_completes_subcommands() {
+    // What an operator pastes into ~/.bashrc, then what TAB after `ferry ins` offers.
+    let script = format!(
+        "source <({ferry} completions bash) && complete -p ferry && \
+         COMP_WORDS=(ferry ins) COMP_CWORD=1 COMP_LINE='ferry ins' COMP_POINT=9 && \
+         _ferry ferry ins ferry && echo \"offered: ${{COMPREPLY[*]}}\"",
+        ferry = env!("CARGO_BIN_EXE_ferry")
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("-F _ferry ferry"), "{stdout}");
+    let offered = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("offered: "))
+        .unwrap();
+    let words: Vec<&str> = offered.split_whitespace().collect();
+    assert!(
+        words.contains(&"install") && words.contains(&"inspect"),
+        "{offered}"
+    );
+    assert!(
+        !words.contains(&"plan") && !words.contains(&"supervise"),
+        "{offered}"
+    );
+}
+
+#[test]
+fn zsh_and_fish_completions_name_the_commands() {
+    for (shell, marker) in [("zsh", "#compdef ferry"), ("fish", "complete -c ferry")] {
+        let out = ferry().args(["completions", shell]).output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{shell}: {stderr}");
+        assert!(
+            stdout.contains(marker) && stdout.contains("install"),
+            "{shell}"
+        );
+    }
+    let out = ferry().args(["completions", "tcsh"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).1.contains("possible values: bash"),
+        "{}",
+        text(&out).1
+    );
+}
+
+#[test]
+fn man_pages_cover_every_visible_command_with_option_help() {
+    let scratch = Scratch::new();
+    let dir = scratch.dir.path().join("man1");
+    let out = ferry().arg("man").arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    for page in [
+        "ferry.1",
+        "ferry-install.1",
+        "ferry-plan.1",
+        "ferry-recipe-show.1",
+    ] {
+        assert!(dir.join(page).is_file(), "{page} missing");
+    }
+    assert!(
+        !dir.join("ferry-supervise.1").exists(),
+        "internal commands get no page"
+    );
+    let install = std::fs::read_to_string(dir.join("ferry-install.1")).unwrap();
+    assert!(install.contains("\n.TH ferry-install 1"), "{install}");
+    assert!(install.contains("The initrd to boot with"), "{install}");
+    assert!(
+        install.contains("ferry install debian\\-12 \\-\\-disk /dev/sda"),
+        "{install}"
+    );
+}
+
+#[test]
+fn verbose_logs_on_stderr_and_ferry_log_overrides_it() {
+    let scratch = Scratch::new();
+    let quiet = plan(&scratch, &[], &[]);
+    assert!(quiet.status.success(), "{}", text(&quiet).1);
+    assert!(!text(&quiet).1.contains("INFO"), "{}", text(&quiet).1);
+
+    let verbose = plan(&scratch, &["-v"], &[]);
+    let (_, stderr) = text(&verbose);
+    assert!(
+        stderr.contains("INFO ferry::install::plan: plan made"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("DEBUG"), "{stderr}");
+
+    let filtered = plan(&scratch, &["-v"], &[("FERRY_LOG", "ferry=warn")]);
+    assert!(!text(&filtered).1.contains("INFO"), "{}", text(&filtered).1);
+
+    let bad = plan(&scratch, &[], &[("FERRY_LOG", "ferry=loud")]);
+    let (_, stderr) = text(&bad);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("ferry: error: FERRY_LOG=ferry=loud: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn errors_are_coloured_as_color_and_no_color_say() {
+    let scratch = Scratch::new();
+    let run = |extra: &[&str], env: &[(&str, &str)]| {
+        let out = ferry()
+            .args(extra)
+            .args(["plan", "no-such-recipe", "--disk"])
+            .arg(scratch.disk())
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        text(&out).1
+    };
+    // Not a terminal: plain unless asked for; --color always wins over NO_COLOR.
+    assert!(run(&[], &[]).starts_with("ferry: error: "));
+    let always = run(&["--color", "always"], &[("NO_COLOR", "1")]);
+    assert!(
+        always.starts_with("ferry: \x1b[1;31merror:\x1b[0m "),
+        "{always:?}"
+    );
+    assert!(run(&["--color", "never"], &[]).starts_with("ferry: error: "));
+}
+
+#[test]
+fn catalog_names_plan_with_their_recipe_or_say_what_exists() {
+    let scratch = Scratch::new();
+    let plan = |name: &str| {
+        ferry()
+            .args(["plan", name, "--size", "20G", "--json", "--disk"])
+            .arg(scratch.disk())
+            .args(["--var", "ssh_key=ssh-ed25519 AAAA t"])
+            .output()
+            .unwrap()
+    };
+    let by_image = plan("ubuntu-24.04-server");
+    assert!(by_image.status.success(), "{}", text(&by_image).1);
+    let json: serde_json::Value = serde_json::from_slice(&by_image.stdout).unwrap();
+    assert!(
+        json["profile"]
+            .as_str()
+            .unwrap()
+            .contains("recipe:ubuntu-24.04/"),
+        "{json}"
+    );
+
+    let no_recipe = plan("alpine-virt");
+    let (_, stderr) = text(&no_recipe);
+    assert_eq!(no_recipe.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("alpine-virt is a catalog image without a built-in recipe"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[image] name = \"alpine-virt\""),
+        "{stderr}"
+    );
+
+    let unknown = plan("no-such-thing");
+    let (_, stderr) = text(&unknown);
+    assert_eq!(unknown.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("recipes: debian-12,"), "{stderr}");
+    assert!(
+        stderr.contains("images: ") && stderr.contains("ubuntu-24.04-server"),
+        "{stderr}"
+    );
+}
+
+/// Writes a run directory as ferry does: status.json with `state`, `pid` and `updated`.
+fn fake_run(runs: &std::path::Path, id: &str, state: &str, pid: u32, updated: &str) {
+    let dir = runs.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = serde_json::json!({
+        "schema_version": 1, "run_dir": dir, "profile": "p.toml", "disk": "d.img",
+        "pid": pid, "state": state, "stage": "drive", "step": "",
+        "started": updated, "updated": updated, "exit_code": null,
+    });
+    std::fs::write(dir.join("status.json"), status.to_string()).unwrap();
+    std::fs::write(dir.join("serial.log"), "console").unwrap();
+}
+
+#[test]
+fn runs_prune_removes_old_ended_runs_and_never_a_live_one() {
+    let scratch = Scratch::new();
+    let runs = scratch.runs();
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let alive = std::process::id();
+    let old = "2020-01-01T00:00:00Z";
+    let recent = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    fake_run(&runs, "20200101-000000-finished", "finished", alive, old);
+    fake_run(&runs, "20200101-000001-crashed", "running", gone.id(), old);
+    fake_run(&runs, "20200101-000002-live", "running", alive, old);
+    fake_run(&runs, "20200101-000003-paused", "paused", alive, old);
+    fake_run(&runs, "20991231-000000-recent", "failed", alive, &recent);
+    std::fs::create_dir_all(runs.join("not-a-run")).unwrap();
+
+    let out = ferry()
+        .args(["runs", "prune", "--older-than", "7d", "--runs-dir"])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout,
+        "removed 20200101-000001-crashed\nremoved 20200101-000000-finished\n"
+    );
+    assert!(
+        stderr.contains("removed 2 run(s) that ended over 7days ago; kept 2 live run(s)"),
+        "{stderr}"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "20200101-000002-live",
+            "20200101-000003-paused",
+            "20991231-000000-recent",
+            "not-a-run"
+        ]
+    );
+
+    let bad = ferry()
+        .args(["runs", "prune", "--older-than", "a week", "--runs-dir"])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).1.contains("--older-than"), "{}", text(&bad).1);
+}

@@ -1,0 +1,116 @@
+//! The JSON contracts: `schema_version`, RFC 3339 times and objects in every `--json` output
+//! and in `events.jsonl`; `install --json` reports a failure too and keeps stderr's progress.
+
+use crate::support::{Scratch, ferry, fixture, text};
+
+fn is_rfc3339_utc(value: &serde_json::Value) -> bool {
+    let Some(t) = value.as_str() else {
+        return false;
+    };
+    let b = t.as_bytes();
+    t.len() == 20
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && b[19] == b'Z'
+        && t.chars().filter(char::is_ascii_digit).count() == 14
+}
+
+fn json(stdout: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(stdout)))
+}
+
+#[test]
+fn failed_install_reports_json_and_its_run_is_listed_with_rfc3339_times() {
+    let scratch = Scratch::new();
+    let profile = scratch.tiny_profile(
+        "fail.toml",
+        &format!(
+            r#"
+[vars]
+hostname = "tiny"
+[[files]]
+name = "answers.sh"
+template = "{template}"
+[[steps]]
+name = "wait for the impossible"
+expect = "this text never appears"
+timeout = "3s"
+"#,
+            template = fixture("answers.sh.j2").display()
+        ),
+    );
+    let out = scratch
+        .install(&profile, &["--json", "--on-failure", "abort"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    let summary = json(&out.stdout);
+    assert_eq!(summary["schema_version"], 1, "{summary}");
+    assert_eq!(summary["ok"], false, "{summary}");
+    assert_eq!(summary["state"], "failed", "{summary}");
+    assert_eq!(summary["exit_code"], 6, "{summary}");
+    assert!(summary["outcome"].is_null(), "{summary}");
+    let error = summary["error"].as_str().unwrap();
+    assert!(error.contains("wait for the impossible"), "{summary}");
+    // --json is for stdout: the progress lines still reach stderr.
+    assert!(stderr.contains("ferry: boot "), "{stderr}");
+    assert!(stderr.contains(error), "{stderr}");
+
+    let run_dir = scratch.run_dir();
+    let run = run_dir.file_name().unwrap().to_str().unwrap().to_string();
+    assert_eq!(summary["run_dir"], run_dir.to_str().unwrap());
+    let events = std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap();
+    for line in events.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["schema_version"], 1, "{line}");
+        assert!(is_rfc3339_utc(&event["time"]), "{line}");
+        assert!(event["event"].is_string(), "{line}");
+    }
+    assert!(events.lines().last().unwrap().contains(r#""event":"end""#));
+
+    let listed = ferry()
+        .args(["runs", "--json", "--runs-dir"])
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", text(&listed).1);
+    let listed = json(&listed.stdout);
+    assert_eq!(listed["schema_version"], 1, "{listed}");
+    let runs = listed["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{listed}");
+    assert_eq!(runs[0]["run"], run.as_str());
+    assert_eq!(runs[0]["status"]["state"], "failed", "{listed}");
+    assert!(is_rfc3339_utc(&runs[0]["status"]["started"]), "{listed}");
+
+    let status = ferry()
+        .args(["status", &run, "--json", "--runs-dir"])
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    let status = json(&status.stdout);
+    assert_eq!(status["schema_version"], 1, "{status}");
+    assert!(is_rfc3339_utc(&status["started"]), "{status}");
+    assert!(is_rfc3339_utc(&status["updated"]), "{status}");
+    assert_eq!(status["exit_code"], 6, "{status}");
+}
+
+#[test]
+fn plan_and_images_json_carry_the_schema_version() {
+    let scratch = Scratch::new();
+    let plan = ferry()
+        .arg("plan")
+        .arg(fixture("tiny.toml"))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--json"])
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", text(&plan).1);
+    assert_eq!(json(&plan.stdout)["schema_version"], 1);
+    let images = ferry().args(["images", "--json"]).output().unwrap();
+    let images = json(&images.stdout);
+    assert_eq!(images["schema_version"], 1);
+    assert!(images["entries"].as_array().is_some_and(|e| !e.is_empty()));
+}
