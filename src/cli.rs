@@ -67,6 +67,13 @@ pub enum Command {
         #[arg(value_name = "RUN_DIR")]
         run_dir: PathBuf,
     },
+    /// Internal: what QEMU runs for each guest connection to the answer URL; copies the
+    /// connection (stdin/stdout) to the answer server's socket in the run directory.
+    #[command(hide = true)]
+    Relay {
+        #[arg(value_name = "SOCKET")]
+        socket: PathBuf,
+    },
     /// List runs, newest first.
     Runs {
         #[command(flatten)]
@@ -381,6 +388,7 @@ fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Supervise { run_dir } => {
             return Ok(ops::supervise::supervise(&RunDir::at(run_dir)));
         }
+        Command::Relay { socket } => install::serve::relay(&socket)?,
         Command::Runs { runs } => ops::runs::print_list(&runs.root()),
         Command::Status {
             run,

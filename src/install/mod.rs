@@ -68,9 +68,6 @@ pub struct Request {
     pub quiet: bool,
 }
 
-/// The answer files' URL before an install starts: the real port and token are chosen then.
-const PREVIEW_URL: &str = "http://10.0.2.2:PORT/TOKEN";
-
 /// Builds the plan without running anything (`ferry plan`).
 pub fn plan(request: &Request) -> Result<Plan, Error> {
     preview(&request.profile.load()?, request)
@@ -81,7 +78,7 @@ fn preview(profile: &Profile, request: &Request) -> Result<Plan, Error> {
         Some(dir) => Facts::read_at(&crate::host::Root::at(dir)),
         None => Facts::read(),
     };
-    plan::make(profile, &request.options, &facts, PREVIEW_URL)
+    plan::make(profile, &request.options, &facts, &serve::guest_url())
 }
 
 /// Where the profile comes from.
@@ -195,8 +192,7 @@ pub fn install(
     let started = Instant::now();
     record.secrets.write_fingerprints(&record.dir)?;
     let facts = Facts::read();
-    let listener = serve::Listener::bind()?;
-    let guest_url = listener.guest_url()?;
+    let guest_url = serve::guest_url();
     let mut plan = plan::make(profile, &request.options, &facts, &guest_url)?;
     let planned = started.elapsed().as_secs_f64();
     record.write_json(&record.dir.facts(), &facts)?;
@@ -222,7 +218,8 @@ pub fn install(
             .iter()
             .map(|f| (f.name.clone(), f.content.clone()))
             .collect();
-        let _server = listener.start(files)?;
+        let _server =
+            serve::Server::start(&record.dir.answers_socket(), files, Default::default())?;
 
         let mut booted = boot::boot(&plan, record, live)?;
         laps.lap(Stage::Boot);

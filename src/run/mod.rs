@@ -193,6 +193,10 @@ impl RunDir {
     pub fn qmp_socket(&self) -> PathBuf {
         self.file("qmp.sock")
     }
+    /// The answer server's socket (`install::serve`), reached by the guest through QEMU.
+    pub fn answers_socket(&self) -> PathBuf {
+        self.file("answers.sock")
+    }
     pub fn control_socket(&self) -> PathBuf {
         self.file("control.sock")
     }

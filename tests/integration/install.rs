@@ -344,3 +344,132 @@ fn inspect_lists_the_menu_entries() {
         "nested submenu entries"
     );
 }
+
+/// Socket inodes of the listening TCP sockets (IPv4 and IPv6) on this host.
+fn listening_tcp_inodes() -> Vec<String> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // st 0A = LISTEN; the tenth field is the socket's inode.
+            if fields.get(3) == Some(&"0A") {
+                inodes.extend(fields.get(9).map(|i| i.to_string()));
+            }
+        }
+    }
+    inodes
+}
+
+/// Where each of `pid`'s descriptors points (`socket:[INODE]`, a path, …).
+fn fd_targets(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|t| t.display().to_string())
+        .collect()
+}
+
+#[test]
+fn answers_reach_the_guest_with_no_tcp_port_and_qemu_holds_no_lock() {
+    let scratch = Scratch::new();
+    let mut child = scratch
+        .install(&fixture("tiny.toml"), &["--quiet"])
+        .spawn()
+        .unwrap();
+    // While the installer runs (after it fetched its answers): the processes of this run.
+    let qemu = wait_for("the installer's answers", Duration::from_secs(120), || {
+        let run = std::fs::read_dir(scratch.runs()).ok()?.flatten().next()?;
+        let serial = std::fs::read_to_string(run.path().join("serial.log")).ok()?;
+        serial
+            .contains("tiny-installer: answers:")
+            .then(|| scratch.qemu_pids())
+    });
+    assert_eq!(qemu.len(), 1, "one QEMU: {qemu:?}");
+    let supervisor = supervisor_pid(&scratch).expect("the supervisor's pid");
+    let listening = listening_tcp_inodes();
+    for pid in [child.id(), supervisor, qemu[0]] {
+        let fds = fd_targets(pid);
+        assert!(!fds.is_empty(), "no descriptors read for {pid}");
+        for inode in &listening {
+            assert!(
+                !fds.contains(&format!("socket:[{inode}]")),
+                "process {pid} listens on TCP (socket {inode})"
+            );
+        }
+    }
+    // The disk lock is the supervisor's; QEMU and its helpers never hold a copy.
+    let lock = fd_targets(supervisor)
+        .into_iter()
+        .find(|t| t.ends_with(".lock"))
+        .expect("the supervisor holds the disk lock");
+    assert!(
+        !fd_targets(qemu[0]).contains(&lock),
+        "QEMU inherited {lock}"
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the install failed");
+    let run = scratch.run_dir();
+    let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
+    assert!(log.contains("served answer file"), "{log}");
+    assert!(!run.join("answers.sock").exists(), "socket left behind");
+    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
+    assert!(args.contains("guestfwd=tcp:10.0.2.100:80-cmd:"), "{args}");
+}
+
+#[test]
+fn qemu_killed_during_finish_fails_the_run_with_the_signal() {
+    let scratch = Scratch::new();
+    // The installer stops at its confirmation prompt: the finish stage then waits for a
+    // power-off that only a kill can end.
+    let rest = format!(
+        r#"
+[vars]
+hostname = "tiny"
+[[files]]
+name = "answers.sh"
+template = "{template}"
+[[steps]]
+name = "the prompt"
+expect = "[yes/no]: "
+[finish]
+poweroff_timeout = "5m"
+"#,
+        template = fixture("answers.sh.j2").display(),
+    );
+    let profile = scratch.tiny_profile("unconfirmed.toml", &rest);
+    let child = scratch
+        .install(&profile, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the finish stage", Duration::from_secs(120), || {
+        let run = std::fs::read_dir(scratch.runs()).ok()?.flatten().next()?;
+        let events = std::fs::read_to_string(run.path().join("events.jsonl")).ok()?;
+        events
+            .contains("waiting for the installer to power the VM off")
+            .then_some(())
+    });
+    let qemu = scratch.qemu_pids();
+    assert_eq!(qemu.len(), 1, "{qemu:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(qemu[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    let all = format!("{stdout}\n{stderr}");
+    assert!(
+        all.contains("the guest did not power off: QEMU was killed by signal SIGKILL"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("boot check"),
+        "went on to the boot check:\n{all}"
+    );
+}
