@@ -238,8 +238,15 @@ pub fn install(
         }
         Ok(laps.outcome(&plan, accel, verified_after, record.dir.path()))
     });
-    report::summarize(&plan, planned, &result, record)?;
-    result
+    // A summary that cannot be written fails the run, but never hides why the run failed.
+    match (report::summarize(&plan, planned, &result, record), result) {
+        (Err(e), Ok(_)) => Err(e),
+        (Err(e), Err(failed)) => {
+            tracing::error!("summary not written: {e}");
+            Err(failed)
+        }
+        (Ok(()), result) => result,
+    }
 }
 
 /// Saves the VGA screen as `screen-STAGE.png` (a curses or graphical installer's screen is

@@ -97,6 +97,24 @@ impl StopFlag {
     }
 }
 
+/// A run name as it may appear in a directory name and on a terminal: ASCII letters, digits,
+/// `.`, `_` and `-` (anything else, such as a newline or an escape code in a profile's file
+/// name, becomes `_`), at most 64 characters, never empty or starting with a dot.
+pub fn safe_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .take(64)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    match safe.trim_start_matches('.') {
+        "" => "run".to_string(),
+        rest => rest.to_string(),
+    }
+}
+
 /// One run's directory: the one place that knows its files' names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir(PathBuf);
@@ -106,10 +124,12 @@ impl RunDir {
         RunDir(path.into())
     }
 
-    /// Creates a fresh, uniquely named run directory under `root`: `YYYYMMDD-HHMMSS-NAME` (UTC).
+    /// Creates a fresh, uniquely named run directory under `root`: `YYYYMMDD-HHMMSS-NAME` (UTC),
+    /// NAME in [`safe_name`]'s characters.
     pub fn create(root: &Path, name: &str) -> std::io::Result<RunDir> {
         std::fs::create_dir_all(root)?;
         let stamp = timestamp();
+        let name = safe_name(name);
         for n in 0.. {
             let suffix = if n == 0 {
                 String::new()
@@ -286,16 +306,36 @@ impl Record {
         self.events.emit(&Event::Progress { stage, message });
     }
 
-    /// Writes `value` as JSON to `path`, with the secret values redacted.
+    /// Writes `value` as JSON to `path`, with the secret values redacted. A failure names the
+    /// path ("No space left on device" alone does not say where).
     pub fn write_json(&self, path: &Path, value: &impl Serialize) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
         std::fs::write(path, self.secrets.redact(&text) + "\n")
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_names_keep_to_a_safe_character_set() {
+        assert_eq!(safe_name("debian-12"), "debian-12");
+        assert_eq!(safe_name("evil\nname\x1b[31m"), "evil_name__31m");
+        assert_eq!(safe_name("../up"), "_up");
+        assert_eq!(safe_name(""), "run");
+        assert_eq!(safe_name("x".repeat(300).as_str()).len(), 64);
+        let root = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(root.path(), "a\nb").unwrap();
+        let name = dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(name.ends_with("-a_b"), "{name}");
+    }
 
     #[test]
     fn timestamps_are_utc_digits() {

@@ -473,3 +473,57 @@ poweroff_timeout = "5m"
         "went on to the boot check:\n{all}"
     );
 }
+
+/// A 1 MiB tmpfs, unmounted when dropped.
+struct TinyFs(tempfile::TempDir);
+
+impl TinyFs {
+    fn mount() -> Option<TinyFs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(TinyFs(dir))
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_runs_directory_fails_the_run_naming_the_path() {
+    let Some(fs) = TinyFs::mount() else {
+        println!("SKIPPED: cannot mount a tmpfs (not root?)");
+        return;
+    };
+    let scratch = Scratch::new();
+    let runs = fs.0.path().join("runs");
+    let output = ferry()
+        .arg("install")
+        .arg(fixture("tiny.toml"))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--yes", "--quiet"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("No space left on device"))
+        .unwrap_or_else(|| panic!("no 'No space left' line:\n{stdout}\n{stderr}"));
+    assert!(
+        line.contains(&runs.display().to_string()),
+        "the path is not named: {line}"
+    );
+}
