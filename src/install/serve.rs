@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -58,6 +59,7 @@ impl Default for Limits {
 /// The running file server; stops (and removes its socket) when dropped.
 pub struct Server {
     socket: PathBuf,
+    listener: Arc<UnixListener>,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
 }
@@ -80,6 +82,7 @@ impl Server {
         let files = Arc::new(files);
         let mut server = Server {
             socket: socket.to_path_buf(),
+            listener: listener.clone(),
             stop: stop.clone(),
             workers: Vec::new(),
         };
@@ -105,10 +108,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // One connection wakes one worker blocked in accept; it sees the flag and ends.
-        for _ in &self.workers {
-            let _ = UnixStream::connect(&self.socket);
-        }
+        // Shutting the listening socket down wakes every worker blocked in accept (Linux:
+        // EINVAL), even if its path was removed meanwhile.
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
@@ -129,7 +132,12 @@ fn serve(
         match stream {
             Ok(stream) if same_user(&stream) => answer(stream, files, limits),
             Ok(_) => tracing::warn!("answer server: a connection from another user refused"),
-            Err(e) => tracing::warn!("answer server: accept: {e}"),
+            // The listener shut down by `Drop` (checked above on the next turn), or a passing
+            // failure such as EMFILE: nothing to serve this time.
+            Err(e) => {
+                tracing::warn!("answer server: accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
     }
 }
