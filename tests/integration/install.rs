@@ -121,36 +121,25 @@ fn step_that_never_matches_times_out_with_the_screen() {
         .spawn()
         .unwrap();
 
-    // While the installer waits at its question, ferry's answer-file server (in the
-    // supervisor process) listens on loopback only.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut listening = String::new();
-    while Instant::now() < deadline && listening.is_empty() {
-        std::thread::sleep(Duration::from_millis(300));
-        let Some(pid) = supervisor_pid(&scratch) else {
-            continue;
-        };
-        let ss = std::process::Command::new("ss")
-            .args(["-ltnpH"])
-            .output()
-            .unwrap();
-        listening = String::from_utf8_lossy(&ss.stdout)
-            .lines()
-            .filter(|l| l.contains(&format!("pid={pid},")))
-            .map(|l| format!("{l}\n"))
-            .collect();
-    }
-    assert!(
-        !listening.is_empty(),
-        "ferry's answer-file listener not seen by ss"
-    );
-    for line in listening.lines() {
-        let local = line.split_whitespace().nth(3).unwrap();
-        assert!(
-            local.starts_with("127.0.0.1:"),
-            "listening beyond loopback: {line}"
-        );
-    }
+    // While the installer waits at its question (its answers fetched), `ss` shows no
+    // listening TCP socket of ferry's supervisor: the answers come through a unix socket.
+    let pid = wait_for("the installer's question", Duration::from_secs(60), || {
+        let run = std::fs::read_dir(scratch.runs()).ok()?.flatten().next()?;
+        let serial = std::fs::read_to_string(run.path().join("serial.log")).ok()?;
+        serial
+            .contains("[yes/no]:")
+            .then(|| supervisor_pid(&scratch))?
+    });
+    let ss = std::process::Command::new("ss")
+        .args(["-ltnpH"])
+        .output()
+        .unwrap();
+    let listening: Vec<String> = String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .map(str::to_string)
+        .collect();
+    assert!(listening.is_empty(), "ferry listens on TCP: {listening:?}");
 
     let status = child.wait().unwrap();
     let elapsed = started.elapsed();
