@@ -94,6 +94,13 @@ pub enum Command {
         #[arg(value_name = "RUN_DIR")]
         run_dir: PathBuf,
     },
+    /// Internal: what QEMU runs for each guest connection to the answer URL; copies the
+    /// connection (stdin/stdout) to the answer server's socket in the run directory.
+    #[command(hide = true)]
+    Relay {
+        #[arg(value_name = "SOCKET")]
+        socket: PathBuf,
+    },
     /// List runs, newest first (or prune old ones).
     #[command(args_conflicts_with_subcommands = true)]
     Runs {
@@ -485,6 +492,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
         Command::Supervise { run_dir } => {
             return Ok(ops::supervise::supervise(&RunDir::at(run_dir)));
         }
+        Command::Relay { socket } => install::serve::relay(&socket)?,
         Command::Runs {
             command: Some(RunsCommand::Prune { older_than, runs }),
             ..

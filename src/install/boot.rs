@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use super::Live;
 use super::plan::{GuestFirmware, Plan};
+use super::serve;
 use crate::Error;
 use crate::console::vga::{self, ScreenFeed};
 use crate::console::{Console, Sink, transcript};
 use crate::image::Iso;
 use crate::profile::BootMode;
+use crate::qemu::cmdline::GuestFwd;
 use crate::qemu::vga::VgaMonitor;
 use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, ProcessError, Qemu};
 use crate::run::secrets::Redacting;
@@ -64,6 +66,7 @@ pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Err
             plan.boot()?.title()
         ),
     );
+    let guestfwd = answers_forward(&record.dir)?;
     let machine = |accel| Machine {
         accel,
         memory_mib: plan.memory_mib,
@@ -73,6 +76,7 @@ pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Err
         cdrom: plan.boot.as_ref().and_then(|b| b.iso.clone()),
         kernel: kernel.clone(),
         mac: plan.mac.clone(),
+        guestfwd: Some(guestfwd.clone()),
         serial_socket: record.dir.serial_socket(),
         qmp_socket: record.dir.qmp_socket(),
         screen_socket: plan.reads_screen().then(|| record.dir.screen_socket()),
@@ -190,6 +194,21 @@ fn start_screen(plan: &Plan, socket: &Path, dir: &RunDir) -> Result<Screen, Erro
 }
 
 /// The plan's disk as QEMU attaches it.
+/// The guest's way to the answer server: QEMU runs `ferry relay SOCKET` for each connection
+/// to the answer URL, with no port on the host (see [`serve`]).
+fn answers_forward(dir: &RunDir) -> Result<GuestFwd, Error> {
+    let ferry = std::env::current_exe()?;
+    Ok(GuestFwd {
+        addr: serve::GUEST_ADDR.to_string(),
+        port: serve::GUEST_PORT,
+        command: vec![
+            ferry.display().to_string(),
+            "relay".to_string(),
+            dir.answers_socket().display().to_string(),
+        ],
+    })
+}
+
 pub fn target_disk(plan: &Plan) -> Disk {
     Disk {
         path: plan.disk.target.path.clone(),

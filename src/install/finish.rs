@@ -25,7 +25,7 @@ pub fn finish(plan: &Plan, booted: Booted, record: &Record) -> Result<(), Error>
         return Err(super::stage_error(Stage::Finish, e, record));
     }
     super::check_stop(record)?;
-    let status = vm.wait_timeout(Duration::from_secs(30))?;
+    let status = vm.wait_poweroff(Duration::from_secs(30))?;
     tracing::info!(?status, "installer VM exited");
     drop(console);
     drop(vm);

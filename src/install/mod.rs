@@ -171,9 +171,6 @@ impl Request {
     }
 }
 
-/// The answer files' URL before an install starts: the real port and token are chosen then.
-const PREVIEW_URL: &str = "http://10.0.2.2:PORT/TOKEN";
-
 /// Builds the plan without running anything (`ferry plan`).
 pub fn plan(request: &Request) -> Result<Plan, Error> {
     preview(&request.load_profile()?, request)
@@ -184,7 +181,7 @@ fn preview(profile: &Profile, request: &Request) -> Result<Plan, Error> {
         Some(dir) => Facts::read_at(&crate::host::Root::at(dir)),
         None => Facts::read(),
     };
-    plan::make(profile, &request.options, &facts, PREVIEW_URL)
+    plan::make(profile, &request.options, &facts, &serve::guest_url())
 }
 
 /// Where the profile comes from.
@@ -317,8 +314,7 @@ pub fn install(
 ) -> Result<Outcome, Error> {
     let started = Instant::now();
     let facts = Facts::read();
-    let listener = serve::Listener::bind()?;
-    let guest_url = listener.guest_url()?;
+    let guest_url = serve::guest_url();
     let mut plan = plan::make(profile, &request.options, &facts, &guest_url)?;
     let planned = started.elapsed().as_secs_f64();
     record.write_json(&record.dir.facts(), &facts)?;
@@ -344,7 +340,8 @@ pub fn install(
             .iter()
             .map(|f| (f.name.clone(), f.content.clone()))
             .collect();
-        let _server = listener.start(files)?;
+        let _server =
+            serve::Server::start(&record.dir.answers_socket(), files, Default::default())?;
 
         let mut booted = boot::boot(&plan, record, live)?;
         laps.lap(Stage::Boot);
@@ -363,8 +360,15 @@ pub fn install(
         }
         Ok(laps.outcome(&plan, accel, verified_after, record.dir.path()))
     });
-    report::summarize(&plan, planned, &result, record)?;
-    result
+    // A summary that cannot be written fails the run, but never hides why the run failed.
+    match (report::summarize(&plan, planned, &result, record), result) {
+        (Err(e), Ok(_)) => Err(e),
+        (Err(e), Err(failed)) => {
+            tracing::error!("summary not written: {e}");
+            Err(failed)
+        }
+        (Ok(()), result) => result,
+    }
 }
 
 /// Saves the VGA screen as `screen-STAGE.png` (a curses or graphical installer's screen is

@@ -41,6 +41,7 @@ pub fn verify(
         cdrom: None,
         kernel: None,
         mac: plan.mac.clone(),
+        guestfwd: None,
         serial_socket: dir.serial_socket(),
         qmp_socket: dir.qmp_socket(),
         screen_socket: None,

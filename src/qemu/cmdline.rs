@@ -94,10 +94,36 @@ pub struct Machine {
     pub kernel: Option<KernelBoot>,
     /// The NIC's MAC address; QEMU picks one when absent.
     pub mac: Option<String>,
+    /// A guest address whose TCP connections QEMU hands to a program on the host.
+    pub guestfwd: Option<GuestFwd>,
     pub serial_socket: PathBuf,
     pub qmp_socket: PathBuf,
     /// A second QMP monitor for reading the VGA screen ([`screen_monitor_args`]).
     pub screen_socket: Option<PathBuf>,
+}
+
+/// `guestfwd=tcp:ADDR:PORT-cmd:PROGRAM ARGS`: QEMU runs the program once per guest
+/// connection, the connection on its stdin and stdout (the `chardev:` form carries one
+/// connection only), so the host needs no listening port for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GuestFwd {
+    pub addr: String,
+    pub port: u16,
+    pub command: Vec<String>,
+}
+
+impl GuestFwd {
+    /// The `-netdev user` option: libslirp splits the command like a shell (quotes are
+    /// honoured) and QEMU's option parser needs commas doubled.
+    fn option(&self) -> String {
+        let words: Vec<String> = self.command.iter().map(|w| quote_word(w)).collect();
+        format!(
+            ",guestfwd=tcp:{}:{}-cmd:{}",
+            self.addr,
+            self.port,
+            escape_str(&words.join(" "))
+        )
+    }
 }
 
 /// The arguments (without the program) that run `machine` on x86-64.
@@ -176,7 +202,11 @@ pub fn command_line_for(arch: Arch, machine: &Machine) -> Vec<String> {
         }
         args.push(["-append".to_string(), boot.append.clone()]);
     }
-    args.push(["-netdev", "user,id=net0"]);
+    let guestfwd = machine.guestfwd.as_ref().map(GuestFwd::option);
+    args.push([
+        "-netdev".to_string(),
+        format!("user,id=net0{}", guestfwd.unwrap_or_default()),
+    ]);
     let mut nic = "virtio-net-pci,netdev=net0,romfile=".to_string();
     if let Some(mac) = &machine.mac {
         nic.push_str(&format!(",mac={mac}"));
@@ -314,18 +344,22 @@ impl Args {
 pub fn shell_quote(program: &Path, args: &[String]) -> String {
     std::iter::once(program.display().to_string())
         .chain(args.iter().cloned())
-        .map(|a| {
-            if !a.is_empty()
-                && a.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-            {
-                a
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
+        .map(|a| quote_word(&a))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// One word as a POSIX shell (or GLib's `g_shell_parse_argv`) reads it back.
+fn quote_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 #[cfg(test)]
@@ -352,6 +386,7 @@ mod tests {
                 append: "quiet console=ttyS0,115200n8".into(),
             }),
             mac: Some("52:54:00:12:34:56".into()),
+            guestfwd: None,
             serial_socket: "/run/serial.sock".into(),
             qmp_socket: "/run/qmp.sock".into(),
             screen_socket: None,

@@ -35,6 +35,8 @@ pub enum ProcessError {
     Qmp(#[from] super::qmp::QmpError),
     #[error("waiting for QEMU: {0}")]
     Wait(std::io::Error),
+    #[error("the guest did not power off: {how}")]
+    NotPoweredOff { how: String },
 }
 
 /// PIDs of the QEMU processes ferry started and has not reaped yet.
@@ -156,6 +158,35 @@ impl Qemu {
         }
     }
 
+    /// Waits up to `timeout` for QEMU to exit after the guest's console closed, and checks that
+    /// the guest powered off: only a QMP `SHUTDOWN` event from the guest counts. QEMU killed by
+    /// a signal, crashed, or shut down by the host is an error that says how it ended.
+    pub fn wait_poweroff(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, ProcessError> {
+        let status = self.wait_timeout(timeout)?;
+        // QEMU sends the event before it exits; after the exit it is read from the socket's
+        // buffer, then the connection reads as closed.
+        let event = self
+            .qmp
+            .wait_event("SHUTDOWN", Duration::from_secs(1))
+            .ok()
+            .flatten();
+        let data = event.as_ref().map(|e| &e["data"]);
+        if data.is_some_and(|d| d["guest"] == true) {
+            return Ok(status);
+        }
+        let mut how = match status {
+            None => format!(
+                "QEMU still running {} s after the console closed",
+                timeout.as_secs()
+            ),
+            Some(status) => ended(status),
+        };
+        if let Some(reason) = data.and_then(|d| d["reason"].as_str()) {
+            how.push_str(&format!(" (QEMU's shutdown reason: {reason})"));
+        }
+        Err(ProcessError::NotPoweredOff { how })
+    }
+
     /// Stops QEMU: QMP `quit`, then SIGKILL if it has not exited within a few seconds.
     pub fn stop(&mut self) -> Result<ExitStatus, ProcessError> {
         if let Some(status) = self.child.try_wait().map_err(ProcessError::Wait)? {
@@ -170,6 +201,27 @@ impl Qemu {
         let status = self.child.wait().map_err(ProcessError::Wait)?;
         forget(self.child.id());
         Ok(status)
+    }
+}
+
+/// How a QEMU process ended, as a user reads it.
+fn ended(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (_, Some(signal)) => {
+            let name = Signal::try_from(signal)
+                .map_or_else(|_| signal.to_string(), |s| s.as_str().to_string());
+            let core = if status.core_dumped() {
+                ", core dumped"
+            } else {
+                ""
+            };
+            format!("QEMU was killed by signal {name}{core}")
+        }
+        (Some(code), _) => {
+            format!("QEMU exited with status {code} without a shutdown from the guest")
+        }
+        (None, None) => format!("QEMU ended ({status})"),
     }
 }
 

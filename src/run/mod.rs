@@ -97,6 +97,24 @@ impl StopFlag {
     }
 }
 
+/// A run name as it may appear in a directory name and on a terminal: ASCII letters, digits,
+/// `.`, `_` and `-` (anything else, such as a newline or an escape code in a profile's file
+/// name, becomes `_`), at most 64 characters, never empty or starting with a dot.
+pub fn safe_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .take(64)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    match safe.trim_start_matches('.') {
+        "" => "run".to_string(),
+        rest => rest.to_string(),
+    }
+}
+
 /// One run's directory: the one place that knows its files' names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunDir(PathBuf);
@@ -107,7 +125,7 @@ impl RunDir {
     }
 
     /// Creates a fresh, uniquely named run directory under `root`: `YYYYMMDD-HHMMSS-NAME` (UTC),
-    /// mode 0700 (and `root` too if it is created here).
+    /// mode 0700 (and `root` too if it is created here), NAME in [`safe_name`]'s characters.
     pub fn create(root: &Path, name: &str) -> std::io::Result<RunDir> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -115,6 +133,7 @@ impl RunDir {
             .mode(0o700)
             .create(root)?;
         let stamp = timestamp();
+        let name = safe_name(name);
         for n in 0.. {
             let suffix = if n == 0 {
                 String::new()
@@ -204,6 +223,10 @@ impl RunDir {
     }
     pub fn qmp_socket(&self) -> PathBuf {
         self.file("qmp.sock")
+    }
+    /// The answer server's socket (`install::serve`), reached by the guest through QEMU.
+    pub fn answers_socket(&self) -> PathBuf {
+        self.file("answers.sock")
     }
     pub fn control_socket(&self) -> PathBuf {
         self.file("control.sock")
@@ -305,15 +328,35 @@ impl Record {
         });
     }
 
-    /// Writes `value` as JSON to `path`, with the secret values redacted.
+    /// Writes `value` as JSON to `path`, with the secret values redacted. A failure names the
+    /// path ("No space left on device" alone does not say where).
     pub fn write_json(&self, path: &Path, value: &impl Serialize) -> std::io::Result<()> {
         std::fs::write(path, self.secrets.to_json(value, true)? + "\n")
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_names_keep_to_a_safe_character_set() {
+        assert_eq!(safe_name("debian-12"), "debian-12");
+        assert_eq!(safe_name("evil\nname\x1b[31m"), "evil_name__31m");
+        assert_eq!(safe_name("../up"), "_up");
+        assert_eq!(safe_name(""), "run");
+        assert_eq!(safe_name("x".repeat(300).as_str()).len(), 64);
+        let root = tempfile::tempdir().unwrap();
+        let dir = RunDir::create(root.path(), "a\nb").unwrap();
+        let name = dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(name.ends_with("-a_b"), "{name}");
+    }
 
     #[test]
     fn timestamps_are_utc_digits() {

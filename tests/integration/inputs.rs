@@ -167,3 +167,46 @@ fn oversized_vm_and_undersized_images_are_refused() {
     assert_eq!(out.status.code(), Some(21), "{err}");
     assert!(err.contains("is a disk image of only 0 B"), "{err}");
 }
+
+#[test]
+fn option_files_and_memory_beyond_the_host_are_refused_in_one_line() {
+    let scratch = Scratch::new();
+    let tiny = crate::support::fixture("tiny.toml");
+    for option in ["--ssh-key", "--network"] {
+        let mut cmd = ferry();
+        cmd.arg("plan")
+            .arg(&tiny)
+            .arg("--disk")
+            .arg(scratch.disk())
+            .args(["--size", "2G", option, "/dev/zero"]);
+        let out = output_within(&mut cmd, 20);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "ferry: error: {option} /dev/zero: not a regular file (a character device); name a file"
+            )
+        );
+    }
+    // More memory than this host has (whatever it has): refused before QEMU is started.
+    let total_mib = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        .unwrap()
+        / 1024;
+    let p = profile(
+        &scratch,
+        &format!("[vm]\nmemory = \"{}M\"\n", total_mib + 1024),
+    );
+    let out = plan(&scratch, &p, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("MiB is more than this host can give") && err.contains("[vm] memory"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

@@ -121,36 +121,25 @@ fn step_that_never_matches_times_out_with_the_screen() {
         .spawn()
         .unwrap();
 
-    // While the installer waits at its question, ferry's answer-file server (in the
-    // supervisor process) listens on loopback only.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut listening = String::new();
-    while Instant::now() < deadline && listening.is_empty() {
-        std::thread::sleep(Duration::from_millis(300));
-        let Some(pid) = supervisor_pid(&scratch) else {
-            continue;
-        };
-        let ss = std::process::Command::new("ss")
-            .args(["-ltnpH"])
-            .output()
-            .unwrap();
-        listening = String::from_utf8_lossy(&ss.stdout)
-            .lines()
-            .filter(|l| l.contains(&format!("pid={pid},")))
-            .map(|l| format!("{l}\n"))
-            .collect();
-    }
-    assert!(
-        !listening.is_empty(),
-        "ferry's answer-file listener not seen by ss"
-    );
-    for line in listening.lines() {
-        let local = line.split_whitespace().nth(3).unwrap();
-        assert!(
-            local.starts_with("127.0.0.1:"),
-            "listening beyond loopback: {line}"
-        );
-    }
+    // While the installer waits at its question (its answers fetched), `ss` shows no
+    // listening TCP socket of ferry's supervisor: the answers come through a unix socket.
+    let pid = wait_for("the installer's question", Duration::from_secs(60), || {
+        let run = std::fs::read_dir(scratch.runs()).ok()?.flatten().next()?;
+        let serial = std::fs::read_to_string(run.path().join("serial.log")).ok()?;
+        serial
+            .contains("[yes/no]:")
+            .then(|| supervisor_pid(&scratch))?
+    });
+    let ss = std::process::Command::new("ss")
+        .args(["-ltnpH"])
+        .output()
+        .unwrap();
+    let listening: Vec<String> = String::from_utf8_lossy(&ss.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("pid={pid},")))
+        .map(str::to_string)
+        .collect();
+    assert!(listening.is_empty(), "ferry listens on TCP: {listening:?}");
 
     let status = child.wait().unwrap();
     let elapsed = started.elapsed();
@@ -344,5 +333,188 @@ fn inspect_lists_the_menu_entries() {
             .iter()
             .any(|e| e["path"].as_array().is_some_and(|p| p.len() >= 2)),
         "nested submenu entries"
+    );
+}
+
+/// Socket inodes of the listening TCP sockets (IPv4 and IPv6) on this host.
+fn listening_tcp_inodes() -> Vec<String> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // st 0A = LISTEN; the tenth field is the socket's inode.
+            if fields.get(3) == Some(&"0A") {
+                inodes.extend(fields.get(9).map(|i| i.to_string()));
+            }
+        }
+    }
+    inodes
+}
+
+/// Where each of `pid`'s descriptors points (`socket:[INODE]`, a path, …).
+fn fd_targets(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|t| t.display().to_string())
+        .collect()
+}
+
+#[test]
+fn answers_reach_the_guest_with_no_tcp_port_and_qemu_holds_no_lock() {
+    let scratch = Scratch::new();
+    let mut child = scratch
+        .install(&fixture("tiny.toml"), &["--quiet"])
+        .spawn()
+        .unwrap();
+    // While the installer runs (after it fetched its answers): the processes of this run.
+    let qemu = wait_for("the installer's answers", Duration::from_secs(120), || {
+        let run = std::fs::read_dir(scratch.runs()).ok()?.flatten().next()?;
+        let serial = std::fs::read_to_string(run.path().join("serial.log")).ok()?;
+        serial
+            .contains("tiny-installer: answers:")
+            .then(|| scratch.qemu_pids())
+    });
+    assert_eq!(qemu.len(), 1, "one QEMU: {qemu:?}");
+    let supervisor = supervisor_pid(&scratch).expect("the supervisor's pid");
+    let listening = listening_tcp_inodes();
+    for pid in [child.id(), supervisor, qemu[0]] {
+        let fds = fd_targets(pid);
+        assert!(!fds.is_empty(), "no descriptors read for {pid}");
+        for inode in &listening {
+            assert!(
+                !fds.contains(&format!("socket:[{inode}]")),
+                "process {pid} listens on TCP (socket {inode})"
+            );
+        }
+    }
+    // The disk lock is the supervisor's; QEMU and its helpers never hold a copy.
+    let lock = fd_targets(supervisor)
+        .into_iter()
+        .find(|t| t.ends_with(".lock"))
+        .expect("the supervisor holds the disk lock");
+    assert!(
+        !fd_targets(qemu[0]).contains(&lock),
+        "QEMU inherited {lock}"
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the install failed");
+    let run = scratch.run_dir();
+    let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
+    assert!(log.contains("served answer file"), "{log}");
+    assert!(!run.join("answers.sock").exists(), "socket left behind");
+    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
+    assert!(args.contains("guestfwd=tcp:10.0.2.100:80-cmd:"), "{args}");
+}
+
+#[test]
+fn qemu_killed_during_finish_fails_the_run_with_the_signal() {
+    let scratch = Scratch::new();
+    // The installer stops at its confirmation prompt: the finish stage then waits for a
+    // power-off that only a kill can end.
+    let rest = format!(
+        r#"
+[vars]
+hostname = "tiny"
+[[files]]
+name = "answers.sh"
+template = "{template}"
+[[steps]]
+name = "the prompt"
+expect = "[yes/no]: "
+[finish]
+poweroff_timeout = "5m"
+"#,
+        template = fixture("answers.sh.j2").display(),
+    );
+    let profile = scratch.tiny_profile("unconfirmed.toml", &rest);
+    let child = scratch
+        .install(&profile, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the finish stage", Duration::from_secs(120), || {
+        let run = std::fs::read_dir(scratch.runs()).ok()?.flatten().next()?;
+        let events = std::fs::read_to_string(run.path().join("events.jsonl")).ok()?;
+        events
+            .contains("waiting for the installer to power the VM off")
+            .then_some(())
+    });
+    let qemu = scratch.qemu_pids();
+    assert_eq!(qemu.len(), 1, "{qemu:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(qemu[0] as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    let all = format!("{stdout}\n{stderr}");
+    assert!(
+        all.contains("the guest did not power off: QEMU was killed by signal SIGKILL"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("boot check"),
+        "went on to the boot check:\n{all}"
+    );
+}
+
+/// A 1 MiB tmpfs, unmounted when dropped.
+struct TinyFs(tempfile::TempDir);
+
+impl TinyFs {
+    fn mount() -> Option<TinyFs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(TinyFs(dir))
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_full_runs_directory_fails_the_run_naming_the_path() {
+    let Some(fs) = TinyFs::mount() else {
+        println!("SKIPPED: cannot mount a tmpfs (not root?)");
+        return;
+    };
+    let scratch = Scratch::new();
+    let runs = fs.0.path().join("runs");
+    let output = ferry()
+        .arg("install")
+        .arg(fixture("tiny.toml"))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--yes", "--quiet"])
+        .arg("--runs-dir")
+        .arg(&runs)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("No space left on device"))
+        .unwrap_or_else(|| panic!("no 'No space left' line:\n{stdout}\n{stderr}"));
+    assert!(
+        line.contains(&runs.display().to_string()),
+        "the path is not named: {line}"
     );
 }

@@ -165,7 +165,7 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     assert_eq!(planned["boot"]["initrd"][0], initrd.to_str().unwrap());
     let cmdline = planned["boot"]["cmdline"].as_str().unwrap();
     assert!(
-        cmdline.starts_with("auto=true priority=critical url=http://10.0.2.2:PORT/TOKEN/preseed.cfg hostname=debian domain=localdomain")
+        cmdline.starts_with("auto=true priority=critical url=http://10.0.2.100/preseed.cfg hostname=debian domain=localdomain")
             && cmdline.ends_with(" --- console=ttyS0,115200n8"),
         "{cmdline}"
     );
@@ -429,7 +429,7 @@ fn curl_line(recorded: &[String]) -> String {
         .expect("curl was run")
         .clone();
     assert!(
-        curl.starts_with("curl -fsSL -o /mnt/etc/nixos/configuration.nix http://10.0.2.2:")
+        curl.starts_with("curl -fsSL -o /mnt/etc/nixos/configuration.nix http://10.0.2.100/")
             && curl.ends_with("/configuration.nix"),
         "{curl}"
     );
@@ -555,7 +555,7 @@ fn distribution_recipes_plan_the_installer_entry_of_their_look_alikes() {
     assert_eq!(kernel, "/casper/vmlinuz");
     assert_eq!(
         cmdline,
-        "autoinstall ds=nocloud;s=http://10.0.2.2:PORT/TOKEN/ --- console=ttyS0,115200n8"
+        "autoinstall ds=nocloud;s=http://10.0.2.100/ --- console=ttyS0,115200n8"
     );
     for recipe in ["rocky-9", "rocky-10", "alma-9", "alma-10"] {
         let (title, kernel, cmdline) = plan_look_alike(recipe, "tiny-el.iso");
@@ -563,7 +563,7 @@ fn distribution_recipes_plan_the_installer_entry_of_their_look_alikes() {
         assert_eq!(kernel, "/images/pxeboot/vmlinuz", "{recipe}");
         assert_eq!(
             cmdline,
-            "inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.2:PORT/TOKEN/ks.cfg inst.text console=ttyS0,115200n8",
+            "inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/ks.cfg inst.text console=ttyS0,115200n8",
             "{recipe}"
         );
     }
@@ -603,7 +603,7 @@ fn ubuntu_recipe_installs_from_the_look_alike() {
     let (scratch, args) =
         install_fixture("ubuntu-24.04", "tiny-ubuntu.iso", "bios", Some(ROUTED_32));
     assert!(
-        args.contains("autoinstall ds=nocloud;s=http://10.0.2.2:"),
+        args.contains("autoinstall ds=nocloud;s=http://10.0.2.100/"),
         "{args}"
     );
     let parts = mbr_partitions(&scratch.disk());
@@ -639,7 +639,7 @@ fn ubuntu_recipe_installs_from_the_look_alike() {
 fn rhel_recipe_installs_from_the_lorax_look_alike() {
     let (scratch, args) = install_fixture("rocky-9", "tiny-el.iso", "uefi", Some(ROUTED_32));
     assert!(
-        args.contains("inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.2:")
+        args.contains("inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/")
             && !args.contains("rd.live.check"),
         "{args}"
     );

@@ -73,6 +73,7 @@ fn boot(dir: &Path) -> (Qemu, Console, ScreenFeed) {
         cdrom: None,
         kernel: None,
         mac: None,
+        guestfwd: None,
         serial_socket: dir.join("serial.sock"),
         qmp_socket: dir.join("qmp.sock"),
         screen_socket: Some(dir.join("screen.sock")),

@@ -137,10 +137,15 @@ pub fn partition_prefix(disk: &str) -> String {
     }
 }
 
+/// An input file named by an option: a regular file of at most
+/// [`crate::profile::input::MAX_INPUT_BYTES`].
+fn read_input(path: &Path) -> Result<String, crate::profile::input::InputError> {
+    crate::profile::input::read_text(path, crate::profile::input::MAX_INPUT_BYTES)
+}
+
 /// `--ssh-key FILE`: one or more public keys, one a line.
 fn read_ssh_key(path: &Path) -> Result<String, Error> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| PlanError::option("--ssh-key", path, e))?;
+    let text = read_input(path).map_err(|e| PlanError::option("--ssh-key", path, e))?;
     let keys: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -159,8 +164,7 @@ fn read_ssh_key(path: &Path) -> Result<String, Error> {
 
 /// `--network FILE`: the installed system's network, checked and rendered for each OS.
 fn read_network(path: &Path) -> Result<crate::recipe::network::Rendered, Error> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| PlanError::option("--network", path, e))?;
+    let text = read_input(path).map_err(|e| PlanError::option("--network", path, e))?;
     let network: crate::recipe::network::Network =
         toml::from_str(&text).map_err(|e| PlanError::option("--network", path, e.message()))?;
     Ok(network.render()?)

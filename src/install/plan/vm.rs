@@ -213,6 +213,9 @@ const AUTO_MAX_MIB: u64 = 4096;
 /// downloads on a rescue system, are not available) minus a margin for the rescue system,
 /// capped.
 fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<Sizing, Error> {
+    facts
+        .check_vm_shape(memory, cpus)
+        .map_err(|e| PlanError::Machine(e.to_string()))?;
     let (memory_mib, memory_reason) = match memory {
         Memory::Mib(mib) => (mib, "set by the profile".to_string()),
         Memory::Auto => {
@@ -361,7 +364,16 @@ mod tests {
     fn vm_sizing() {
         assert_eq!(sized(Memory::Auto, 0, 16000), (4096, 4));
         assert_eq!(sized(Memory::Auto, 2, 1400), (1016, 2));
-        assert_eq!(sized(Memory::Mib(700), 1, 100), (700, 1));
+        // Set memory is checked against the host's total, not what is available now.
+        assert_eq!(sized(Memory::Mib(700), 1, 600), (700, 1));
+        let e = size_vm(Memory::Mib(64 * 1024), 1, &facts(16000, false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than this host can give"), "{e}");
+        let e = size_vm(Memory::Auto, 9, &facts(16000, false))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cpus = 9 is more than the 8 CPUs"), "{e}");
         let s = size_vm(Memory::Auto, 0, &facts(1400, false)).unwrap();
         assert_eq!(
             s.memory_reason,
