@@ -98,6 +98,7 @@ pub enum Command {
     /// connection (stdin/stdout) to the answer server's socket in the run directory.
     #[command(hide = true)]
     Relay {
+        /// The answer server's unix socket in the run directory.
         #[arg(value_name = "SOCKET")]
         socket: PathBuf,
     },
