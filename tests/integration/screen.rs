@@ -36,7 +36,7 @@ fn installs_through_the_isos_own_loader_typing_at_its_screen_prompt() {
         stderr.contains("with \"the ISO's own boot loader\"")
             && stderr.contains("boot prompt: waiting on the screen for /boot: ?$/")
             && stderr.contains(
-                "boot prompt: typing \"install console=ttyS0,115200n8 url=http://10.0.2.2:"
+                "boot prompt: typing \"install console=ttyS0,115200n8 url=http://10.0.2.100/answers.sh"
             ),
         "{stderr}"
     );
