@@ -451,6 +451,25 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
+/// Tests: attaches `image` to a free loop device and returns its path, or says the test is
+/// skipped where loop devices are unavailable.
+#[cfg(test)]
+pub(crate) fn attach_loop(image: &Path) -> Option<String> {
+    let out = std::process::Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(image)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        println!(
+            "SKIPPED: loop devices unavailable: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,19 +594,9 @@ mod tests {
             .unwrap()
             .set_len(1 << 20)
             .unwrap();
-        let out = std::process::Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&img)
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            println!(
-                "SKIPPED: loop devices unavailable: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let Some(dev) = crate::host::disk::attach_loop(&img) else {
             return;
-        }
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        };
         let got = identity(Path::new(&dev));
         let _ = std::process::Command::new("losetup")
             .args(["-d", &dev])

@@ -165,19 +165,9 @@ mod tests {
             .unwrap()
             .set_len(1 << 20)
             .unwrap();
-        let out = std::process::Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&disk)
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            println!(
-                "SKIPPED: loop devices unavailable: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let Some(dev) = crate::host::disk::attach_loop(&disk) else {
             return;
-        }
-        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        };
         let root = dir.path().join("runs");
         let first = acquire(&root, &disk);
         let second = acquire(&root, Path::new(&dev)).err().map(|e| e.to_string());
