@@ -1,29 +1,23 @@
 //! The downloader: HTTP(S) GETs with resume, retries with backoff, mirrors in order, and the
 //! SHA-256 computed while the bytes are written, on another thread than the one receiving them.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use nix::fcntl::{Flock, FlockArg};
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT_ENCODING, CONTENT_RANGE, RANGE};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::cache::partial_path;
 use super::checksum::{ChecksumSource, DebianPackage, Sha256Digest, find_in_sums};
 use super::error::FetchError;
+use super::http::{
+    Failed, chain, classify, describe_io, parse_content_range, status_failure, tls_config,
+};
 use super::progress::Progress;
-
-/// The receiving thread hands the body on in buffers of this size...
-const PIPE_BUFFER: usize = 1 << 20;
-/// ...with at most this many waiting for the hashing and writing thread: the pipeline holds
-/// at most `PIPE_DEPTH + 2` buffers (8 MiB with one being filled and one being written).
-const PIPE_DEPTH: usize = 6;
+use super::sink::{Partial, Sink, hash_file, pipe};
 
 /// Timeouts and retry policy. [`FetchOptions::default`] suits real networks;
 /// [`FetchOptions::from_env`] lets tests shorten them.
@@ -137,24 +131,6 @@ pub fn parse_url(text: &str) -> Result<Url, FetchError> {
 pub struct Fetcher {
     client: reqwest::blocking::Client,
     opts: FetchOptions,
-}
-
-/// How one attempt ended when it did not finish.
-enum Failed {
-    /// Worth retrying this mirror after a pause.
-    Transient(String),
-    /// Not worth retrying this mirror.
-    Final(FetchError),
-}
-
-/// Where a download's bytes go, in order: a partial file, or (streaming) a hasher that keeps
-/// nothing. Runs on the pipeline's second thread.
-pub(crate) trait Sink: Send {
-    /// Bytes taken so far: a retry resumes after them.
-    fn len(&self) -> u64;
-    fn write(&mut self, bytes: &[u8]) -> Result<(), FetchError>;
-    /// Starts over from byte 0 (the server could not resume).
-    fn truncate(&mut self) -> Result<(), FetchError>;
 }
 
 impl Fetcher {
@@ -594,65 +570,6 @@ impl Fetcher {
     }
 }
 
-/// Receives `body` on this thread while another feeds `sink` (hashing, writing): a bounded
-/// pipeline of large buffers, so the network, the hash and the disk overlap. Every byte
-/// received before an error reaches `sink`, so a retry resumes after it.
-fn pipe(
-    body: &mut impl Read,
-    sink: &mut dyn Sink,
-    progress: &mut dyn Progress,
-) -> Result<(), Failed> {
-    let mut received = sink.len();
-    std::thread::scope(|scope| {
-        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize)>(PIPE_DEPTH);
-        let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
-        let writer = scope.spawn(move || -> Result<(), FetchError> {
-            for (buf, n) in full_rx {
-                sink.write(&buf[..n])?;
-                // The receiver may be gone already; the buffer is then simply dropped.
-                let _ = empty_tx.send(buf);
-            }
-            Ok(())
-        });
-        let ended = loop {
-            let mut buf = empty_rx
-                .try_recv()
-                .unwrap_or_else(|_| vec![0u8; PIPE_BUFFER]);
-            let mut n = 0;
-            let mut ended = None;
-            while n < buf.len() {
-                match body.read(&mut buf[n..]) {
-                    Ok(0) => {
-                        ended = Some(Ok(()));
-                        break;
-                    }
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        ended = Some(Err(Failed::Transient(describe_io(&e))));
-                        break;
-                    }
-                }
-            }
-            // A send fails only when the writer stopped on an error, which `join` returns.
-            if n > 0 && full_tx.send((buf, n)).is_err() {
-                break Ok(());
-            }
-            received += n as u64;
-            progress.advance(received);
-            if let Some(ended) = ended {
-                break ended;
-            }
-        };
-        drop(full_tx);
-        match writer.join() {
-            Ok(Ok(())) => ended,
-            Ok(Err(e)) => Err(Failed::Final(e)),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}
-
 /// Retry messages of range reads, which have no progress display: to the log.
 struct Traced;
 
@@ -687,234 +604,6 @@ impl super::debian::Transport for &Fetcher {
             dest: dest.to_path_buf(),
         };
         self.fetch(&request, &mut super::progress::Quiet)?;
-        Ok(())
-    }
-}
-
-/// `bytes START-END/TOTAL` → (START, TOTAL); TOTAL may be `*`.
-fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
-    let rest = value.trim().strip_prefix("bytes ")?;
-    let (range, total) = rest.split_once('/')?;
-    let (start, _end) = range.split_once('-')?;
-    Some((start.trim().parse().ok()?, total.trim().parse().ok()))
-}
-
-fn status_failure(url: &Url, status: StatusCode) -> Failed {
-    let transient = status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS;
-    if transient {
-        Failed::Transient(format!("HTTP {}", status.as_u16()))
-    } else {
-        Failed::Final(FetchError::Http {
-            url: url.to_string(),
-            status: status.as_u16(),
-        })
-    }
-}
-
-/// Sorts a request error: TLS failures and malformed requests are final; connection
-/// failures, timeouts and broken responses are transient.
-fn classify(url: &Url, error: &reqwest::Error) -> Failed {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Failed::Final(FetchError::Tls {
-                url: url.to_string(),
-                message: tls.to_string(),
-            });
-        }
-        source = e.source();
-    }
-    if error.is_builder() || error.is_redirect() {
-        return Failed::Final(FetchError::Setup(format!("{url}: {}", chain(error))));
-    }
-    let what = match error.is_timeout() {
-        true => "timed out".to_string(),
-        // reqwest names the URL in its message; ferry's messages already start with it.
-        false => chain(error).replace(&format!("error sending request for url ({url}): "), ""),
-    };
-    Failed::Transient(what)
-}
-
-fn describe_io(error: &std::io::Error) -> String {
-    let text = chain(error);
-    if error.kind() == std::io::ErrorKind::TimedOut || text.contains("timed out") {
-        "timed out waiting for data".into()
-    } else {
-        text
-    }
-}
-
-/// An error and its causes, `a: b: c`, without repeats.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source = Some(error);
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = e.source();
-    }
-    parts.join(": ")
-}
-
-/// The TLS configuration: `ring` for the cryptography (no C toolchain beyond what `ring`
-/// needs, builds for musl), trusting the system's CA store plus the bundled Mozilla roots
-/// (a rescue system may ship no CA store; a build machine may add a local CA to it).
-fn tls_config() -> rustls::ClientConfig {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let system = rustls_native_certs::load_native_certs();
-    for error in &system.errors {
-        tracing::debug!("system CA store: {error}");
-    }
-    let (added, ignored) = roots.add_parsable_certificates(system.certs);
-    tracing::debug!(added, ignored, "system CA certificates");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
-}
-
-/// SHA-256 and length of a file.
-pub fn hash_file(path: &Path) -> Result<(Sha256Digest, u64), FetchError> {
-    let mut file = File::open(path).map_err(|e| FetchError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let len = hash_into(&mut file, &mut hasher).map_err(|e| FetchError::io(path, e))?;
-    Ok((Sha256Digest(hasher.finalize().into()), len))
-}
-
-fn hash_into(reader: &mut impl Read, hasher: &mut Sha256) -> std::io::Result<u64> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0;
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return Ok(len),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                len += n as u64;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// `DEST.partial`, locked against a second ferry, with the hash of the bytes in it.
-struct Partial {
-    path: PathBuf,
-    file: File,
-    /// Held while the partial is open: a second ferry fetching the same file is refused.
-    _lock: Flock<File>,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl Partial {
-    /// Opens (or creates) the partial file; existing bytes are hashed again so the download
-    /// can resume after them.
-    fn open(path: &Path, progress: &mut dyn Progress) -> Result<Partial, FetchError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path);
-        let mut file = file.map_err(|e| FetchError::io(path, e))?;
-        let clone = file.try_clone().map_err(|e| FetchError::io(path, e))?;
-        let lock = Flock::lock(clone, FlockArg::LockExclusiveNonblock)
-            .map_err(|_| FetchError::Busy { path: path.into() })?;
-        let mut hasher = Sha256::new();
-        let existing = file.metadata().map_err(|e| FetchError::io(path, e))?.len();
-        if existing > 0 {
-            progress.message(&format!(
-                "resuming {}: hashing the {existing} bytes already there",
-                path.display()
-            ));
-        }
-        let len = hash_into(&mut file, &mut hasher).map_err(|e| FetchError::io(path, e))?;
-        file.seek(SeekFrom::Start(len))
-            .map_err(|e| FetchError::io(path, e))?;
-        Ok(Partial {
-            path: path.into(),
-            file,
-            _lock: lock,
-            hasher,
-            len,
-        })
-    }
-
-    /// Gives up on this fetch: bytes already received stay in the partial for the next run to
-    /// resume; an empty partial is removed.
-    fn abandon(self, error: FetchError) -> FetchError {
-        if self.len == 0 {
-            let _ = std::fs::remove_file(&self.path);
-        }
-        error
-    }
-
-    /// Syncs the bytes to disk, compares the digest, and renames the partial to `dest` only if
-    /// it matched; a mismatch deletes the partial.
-    fn finish(
-        self,
-        dest: &Path,
-        expected: Option<Sha256Digest>,
-        url: &Url,
-    ) -> Result<Fetched, FetchError> {
-        let io = |path: &Path, e| FetchError::io(path, e);
-        self.file.sync_all().map_err(|e| io(&self.path, e))?;
-        let actual = Sha256Digest(self.hasher.finalize().into());
-        if let Some(expected) = expected
-            && expected != actual
-        {
-            std::fs::remove_file(&self.path).map_err(|e| io(&self.path, e))?;
-            return Err(FetchError::Mismatch {
-                url: url.to_string(),
-                expected,
-                actual,
-            });
-        }
-        std::fs::rename(&self.path, dest).map_err(|e| io(dest, e))?;
-        if let Some(dir) = dest.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| io(dir, e))?;
-        }
-        Ok(Fetched {
-            path: dest.to_path_buf(),
-            bytes: self.len,
-            sha256: actual,
-            verified: expected.is_some(),
-            cached: false,
-            url: Some(url.to_string()),
-        })
-    }
-}
-
-impl Sink for Partial {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<(), FetchError> {
-        self.hasher.update(bytes);
-        self.file
-            .write_all(bytes)
-            .map_err(|e| FetchError::io(&self.path, e))?;
-        self.len += bytes.len() as u64;
-        Ok(())
-    }
-
-    fn truncate(&mut self) -> Result<(), FetchError> {
-        let io = |e| FetchError::io(&self.path, e);
-        self.file.set_len(0).map_err(io)?;
-        self.file.seek(SeekFrom::Start(0)).map_err(io)?;
-        self.hasher = Sha256::new();
-        self.len = 0;
         Ok(())
     }
 }

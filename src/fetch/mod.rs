@@ -36,13 +36,16 @@ pub mod checksum;
 pub mod debian;
 mod download;
 mod error;
+mod http;
 pub mod progress;
+mod sink;
 pub mod stream;
 
 pub use checksum::{ChecksumSource, DebianPackage, Sha256Digest, find_in_sums};
-pub use download::{FetchOptions, Fetched, Fetcher, Request, hash_file, parse_url};
+pub use download::{FetchOptions, Fetched, Fetcher, Request, parse_url};
 pub use error::FetchError;
 pub use progress::Progress;
+pub use sink::hash_file;
 
 use crate::style::Style;
 

@@ -74,10 +74,16 @@ impl Tmux {
                 .success()
         );
     }
+    /// Waits for `text` on the terminal; on a timeout the panic shows the screen as it was.
     fn wait_screen(&self, name: &str, text: &str, timeout: Duration) -> String {
-        wait_for(&format!("{text:?} on terminal {name}"), timeout, || {
-            let s = self.screen(name);
-            s.contains(text).then_some(s)
+        wait_until(timeout, || {
+            let screen = self.screen(name);
+            match screen.contains(text) {
+                true => Ok(screen),
+                false => Err(format!(
+                    "{text:?} on terminal {name}; the screen:\n{screen}"
+                )),
+            }
         })
     }
 }
@@ -184,7 +190,7 @@ fn install_survives_its_terminal_and_another_terminal_attaches() {
         runs = sh_quote(&scratch.runs())
     );
     tmux.start("viewer", &attach);
-    tmux.wait_screen("viewer", "attached to", Duration::from_secs(10));
+    tmux.wait_screen("viewer", "attached to", Duration::from_secs(60));
     let live = tmux.wait_screen("viewer", "tiny-installer: ", Duration::from_secs(60));
     assert!(live.contains("Ctrl-] detaches"), "{live}");
 
@@ -210,10 +216,10 @@ fn install_survives_its_terminal_and_another_terminal_attaches() {
     );
 
     tmux.keys("viewer", &["C-]"]);
-    let after = tmux.wait_screen("viewer", "attach-ended-0", Duration::from_secs(10));
+    let after = tmux.wait_screen("viewer", "attach-ended-0", Duration::from_secs(60));
     assert!(after.contains("detached from"), "{after}");
     let stty = |f: &str| std::fs::read_to_string(scratch.dir.path().join(f)).unwrap();
-    wait_for("stty after attach", Duration::from_secs(5), || {
+    wait_for("stty after attach", Duration::from_secs(30), || {
         (!stty("after").is_empty()).then_some(())
     });
     assert_eq!(
@@ -229,7 +235,7 @@ fn install_survives_its_terminal_and_another_terminal_attaches() {
     assert_eq!(summary["ok"], true, "{summary}");
     assert_eq!(summary["state"], "finished");
     assert!(serial_contains(&run, "installation complete"));
-    wait_for("QEMU gone", Duration::from_secs(5), || {
+    wait_for("QEMU gone", Duration::from_secs(30), || {
         scratch.qemu_pids().is_empty().then_some(())
     });
     let list = ferry_in(&scratch, &["runs"]);
@@ -285,14 +291,14 @@ timeout = "2m"
         sh_quote(&scratch.runs())
     );
     tmux.start("operator", &attach);
-    tmux.wait_screen("operator", "[yes/no]:", Duration::from_secs(10));
+    tmux.wait_screen("operator", "[yes/no]:", Duration::from_secs(60));
     tmux.keys("operator", &["yes", "Enter"]);
     wait_for("the installer to go on", Duration::from_secs(30), || {
         serial_contains(&run, "tiny-installer: partitioning").then_some(())
     });
-    tmux.wait_screen("operator", "partitioning", Duration::from_secs(10));
+    tmux.wait_screen("operator", "partitioning", Duration::from_secs(60));
     tmux.keys("operator", &["C-]"]);
-    tmux.wait_screen("operator", "attach-ended-0", Duration::from_secs(10));
+    tmux.wait_screen("operator", "attach-ended-0", Duration::from_secs(60));
 
     let out = ferry_in(&scratch, &["resume", &id]);
     assert!(out.status.success(), "{:?}", text(&out));
@@ -475,9 +481,9 @@ fn manual_boot_puts_the_console_on_the_terminal_until_power_off() {
         "tiny-installer: rescue shell",
         Duration::from_secs(60),
     );
-    tmux.wait_screen("boot", "/ # ", Duration::from_secs(10));
+    tmux.wait_screen("boot", "/ # ", Duration::from_secs(60));
     tmux.keys("boot", &["echo hello-$((6*7))", "Enter"]);
-    tmux.wait_screen("boot", "hello-42", Duration::from_secs(10));
+    tmux.wait_screen("boot", "hello-42", Duration::from_secs(60));
     tmux.keys("boot", &["poweroff -f", "Enter"]);
     let rc = wait_for("ferry boot to end", Duration::from_secs(30), || {
         std::fs::read_to_string(dir.join("after"))

@@ -171,15 +171,21 @@ pub fn supervisor_pid(scratch: &Scratch) -> Option<u32> {
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout` saying `what`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    wait_until(timeout, || f().ok_or_else(|| what.to_string()))
+}
+
+/// Polls `f` every 100 ms until it returns `Ok`, or panics after `timeout` with the last
+/// `Err`: what was awaited and what was seen instead.
+pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(v) = f() {
-            return v;
+        match f() {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?}: {seen}"
+            ),
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

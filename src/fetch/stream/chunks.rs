@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::StreamError;
-use crate::fetch::download::Sink;
+use crate::fetch::sink::Sink;
 use crate::fetch::{FetchError, Sha256Digest};
 
 /// 1 MiB: 32 bytes of record per MiB of image (100 KB for 3 GB), and one HTTP range request
