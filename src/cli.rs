@@ -237,6 +237,14 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         qemu: Option<PathBuf>,
     },
+    /// The download cache: list it, prune what went unused, or clean it.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+        /// The download cache [default: /var/cache/ferry as root, else $XDG_CACHE_HOME/ferry].
+        #[arg(long, env = "FERRY_CACHE", value_name = "DIR", global = true)]
+        cache_dir: Option<PathBuf>,
+    },
     /// The built-in recipes: list them, or print one to copy out and adapt.
     Recipe {
         #[command(subcommand)]
@@ -305,6 +313,25 @@ pub enum RunsCommand {
         #[command(flatten)]
         runs: RunsArgs,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// What the cache holds: each download, partial download and QEMU, largest first.
+    List {
+        /// Print the listing as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what has not been used for AGE (never a download in progress).
+    Prune {
+        /// How long an entry must have gone unused, e.g. 30d or 12h.
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        older_than: Duration,
+    },
+    /// Remove everything in the cache (but downloads in progress); the next install fetches
+    /// again.
+    Clean,
 }
 
 #[derive(Debug, Subcommand)]
@@ -608,6 +635,23 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             no_probe,
             qemu,
         } => crate::doctor::run(json, root, no_probe, qemu)?,
+        Command::Cache { command, cache_dir } => {
+            let dir = fetch::cache::cache_dir(cache_dir.as_deref());
+            match command {
+                CacheCommand::List { json: true } => {
+                    print_json(&Versioned::new(&ops::cache::list(&dir)?))?
+                }
+                CacheCommand::List { json: false } => {
+                    ops::cache::print_listing(&ops::cache::list(&dir)?)
+                }
+                CacheCommand::Prune { older_than } => {
+                    ops::cache::print_removed(&ops::cache::remove(&dir, Some(older_than))?, &dir)
+                }
+                CacheCommand::Clean => {
+                    ops::cache::print_removed(&ops::cache::remove(&dir, None)?, &dir)
+                }
+            }
+        }
         Command::Recipe { command } => match command {
             RecipeCommand::List => crate::recipe::print_list(),
             RecipeCommand::Show { name, file } => crate::recipe::show(&name, file.as_deref())?,

@@ -175,6 +175,7 @@ impl Fetcher {
                     std::fs::remove_file(dest).map_err(|e| FetchError::io(dest, e))?;
                 }
                 _ => {
+                    super::cache::touch(dest);
                     let verified = expected.is_some();
                     return Ok(Fetched {
                         path: dest.clone(),

@@ -10,11 +10,13 @@
 //! - [`attach`]: the raw terminal of `ferry attach` (restored on every exit path).
 //! - [`runs`]: `ferry runs`, `status`, `logs`.
 //! - [`bundle`]: `ferry bundle`, with secrets redacted.
+//! - [`cache`]: `ferry cache list|prune|clean`.
 //!
 //! The run's records (events, status, secrets) are [`crate::run`]'s.
 
 pub mod attach;
 pub mod bundle;
+pub mod cache;
 pub mod control;
 pub mod live;
 pub mod lock;

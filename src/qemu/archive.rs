@@ -105,7 +105,7 @@ impl Source {
 }
 
 fn base(cache_dir: &Path) -> PathBuf {
-    cache_dir.join("qemu-debian")
+    cache_dir.join(crate::fetch::cache::QEMU_DIR)
 }
 
 /// The resolved set as written in the cache.
@@ -209,6 +209,7 @@ pub fn ensure<T: Transport>(
     if let Some(set) = source.known_set(cache_dir)
         && let Ok(bundle) = Bundle::open(&source.unit_dir(cache_dir, &set))
     {
+        crate::fetch::cache::touch(&source.unit_dir(cache_dir, &set));
         return finish(bundle, set, false);
     }
     let set = match source.known_set(cache_dir) {

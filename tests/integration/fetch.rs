@@ -792,6 +792,107 @@ fn ferry_fetch_command() {
     );
 }
 
+/// `ferry cache`: the operator sees what the cache holds, prunes what went unused (a cache hit
+/// counts as a use), and cleans the rest — but never a download another ferry is writing.
+#[test]
+fn ferry_cache_lists_prunes_and_cleans() {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::time::SystemTime;
+    let data = body(LEN);
+    let sums = || Some(format!("{}  x.iso\n", digest(&data)));
+    let (server, other) = (sums_server(&data, sums()), sums_server(&data, sums()));
+    let case = Case::new();
+    let cache = case.dir.path();
+    let (old_url, used_url) = (server.url("/pub/x.iso"), other.url("/pub/x.iso"));
+    for url in [&old_url, &used_url] {
+        let (code, _, stderr) = run_ferry(&["fetch", url, "-q"], cache);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let old = cache::path_for(cache, &parse_url(&old_url).unwrap());
+    let used = cache::path_for(cache, &parse_url(&used_url).unwrap());
+    let qemu = cache.join("qemu-debian/bookworm-amd64-0123abcd");
+    std::fs::create_dir_all(qemu.join("usr/bin")).unwrap();
+    std::fs::write(qemu.join("usr/bin/qemu-system-x86_64"), vec![7u8; 5000]).unwrap();
+    // Another ferry downloading: it holds the partial's lock.
+    let busy = cache.join("h/busy.iso.partial");
+    std::fs::create_dir_all(busy.parent().unwrap()).unwrap();
+    std::fs::write(&busy, b"so far").unwrap();
+    let _writer = Flock::lock(
+        std::fs::File::open(&busy).unwrap(),
+        FlockArg::LockExclusiveNonblock,
+    )
+    .unwrap();
+    let days_ago = |path: &Path, days: u64| {
+        let then = SystemTime::now() - Duration::from_secs(days * 86_400);
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
+    };
+    for path in [&old, &used, &qemu, &busy] {
+        days_ago(path, 40);
+    }
+
+    let (code, stdout, stderr) = run_ferry(&["cache", "list"], cache);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("      SIZE  KIND"), "{stdout}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} not listed:\n{stdout}"))
+            .to_string()
+    };
+    let old_name = old.strip_prefix(cache).unwrap().display().to_string();
+    assert!(line(&old_name).contains(" file ") && line(&old_name).contains(" 40d "));
+    assert!(line("bookworm-amd64-0123abcd").contains("qemu"));
+    assert!(line("busy.iso.partial").ends_with("(downloading)"));
+    assert!(
+        stdout
+            .trim_end()
+            .ends_with(&format!("in 4 entries under {}", cache.display())),
+        "{stdout}"
+    );
+
+    // A cache hit is a use: y.iso is no longer 40 days unused.
+    let (code, _, stderr) = run_ferry(&["fetch", &used_url], cache);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run_ferry(&["cache", "prune", "--older-than", "30d"], cache);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        format!("removed {}\nremoved {}\n", old.display(), qemu.display())
+    );
+    assert!(
+        stderr.starts_with("ferry: freed ") && stderr.contains("(2 entries)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("kept 1 download(s) in progress"),
+        "{stderr}"
+    );
+    assert!(used.is_file() && busy.is_file() && !old.exists() && !qemu.exists());
+
+    let (code, stdout, stderr) = run_ferry(&["cache", "list", "--json"], cache);
+    assert_eq!(code, 0, "{stderr}");
+    let listing: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(listing["schema_version"], 1);
+    assert_eq!(listing["entries"].as_array().unwrap().len(), 2, "{listing}");
+    let entry = &listing["entries"][0];
+    assert_eq!(entry["path"], used.display().to_string(), "{listing}");
+    assert_eq!(entry["kind"], "file");
+    assert_eq!(entry["bytes"], LEN as u64);
+    assert!(
+        entry["last_used"].as_str().unwrap().ends_with('Z'),
+        "{entry}"
+    );
+
+    let (code, stdout, stderr) = run_ferry(&["cache", "clean"], cache);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, format!("removed {}\n", used.display()));
+    assert!(!used.exists() && busy.is_file());
+}
+
 #[test]
 fn ferry_images_lists_the_catalog() {
     let case = Case::new();
