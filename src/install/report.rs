@@ -158,6 +158,7 @@ pub fn summarize(
     record: &Record,
 ) -> Result<(), Error> {
     let summary = Summary {
+        schema_version: crate::run::events::SCHEMA_VERSION,
         profile: &plan.profile,
         disk: &plan.disk.target.path,
         ok: result.is_ok(),
@@ -182,6 +183,7 @@ pub fn summarize(
 /// `summary.json`.
 #[derive(Debug, Serialize)]
 struct Summary<'a> {
+    schema_version: u32,
     profile: &'a Path,
     disk: &'a Path,
     ok: bool,

@@ -875,6 +875,7 @@ fn ferry_cache_lists_prunes_and_cleans() {
 
     let (code, stdout, stderr) = run_ferry(&["cache", "list", "--json"], cache);
     assert_eq!(code, 0, "{stderr}");
+    assert_schema("cache", &stdout, false);
     let listing: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(listing["schema_version"], 1);
     assert_eq!(listing["entries"].as_array().unwrap().len(), 2, "{listing}");

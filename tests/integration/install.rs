@@ -47,6 +47,11 @@ fn install_and_check(profile: &str) {
             run.display()
         );
     }
+    assert_schema(
+        "summary",
+        &std::fs::read_to_string(run.join("summary.json")).unwrap(),
+        false,
+    );
     let serial = std::fs::read_to_string(run.join("serial.log")).unwrap();
     assert!(serial.contains("tiny-installer: installation complete"));
     let verify = std::fs::read_to_string(run.join("verify/serial.log")).unwrap();

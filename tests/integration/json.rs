@@ -1,7 +1,7 @@
 //! The JSON contracts: `schema_version`, RFC 3339 times and objects in every `--json` output
 //! and in `events.jsonl`; `install --json` reports a failure too and keeps stderr's progress.
 
-use crate::support::{Scratch, ferry, fixture, text};
+use crate::support::{Scratch, assert_schema, ferry, fixture, text};
 
 fn is_rfc3339_utc(value: &serde_json::Value) -> bool {
     let Some(t) = value.as_str() else {
@@ -47,6 +47,7 @@ timeout = "3s"
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     let summary = json(&out.stdout);
+    assert_schema("install", &String::from_utf8_lossy(&out.stdout), false);
     assert_eq!(summary["schema_version"], 1, "{summary}");
     assert_eq!(summary["ok"], false, "{summary}");
     assert_eq!(summary["state"], "failed", "{summary}");
@@ -62,6 +63,14 @@ timeout = "3s"
     let run = run_dir.file_name().unwrap().to_str().unwrap().to_string();
     assert_eq!(summary["run_dir"], run_dir.to_str().unwrap());
     let events = std::fs::read_to_string(run_dir.join("events.jsonl")).unwrap();
+    assert_schema("event", &events, true);
+    for (schema, file) in [("status-file", "status.json"), ("summary", "summary.json")] {
+        assert_schema(
+            schema,
+            &std::fs::read_to_string(run_dir.join(file)).unwrap(),
+            false,
+        );
+    }
     for line in events.lines() {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(event["schema_version"], 1, "{line}");
@@ -76,6 +85,7 @@ timeout = "3s"
         .output()
         .unwrap();
     assert!(listed.status.success(), "{}", text(&listed).1);
+    assert_schema("runs", &text(&listed).0, false);
     let listed = json(&listed.stdout);
     assert_eq!(listed["schema_version"], 1, "{listed}");
     let runs = listed["runs"].as_array().unwrap();
@@ -89,6 +99,7 @@ timeout = "3s"
         .arg(scratch.runs())
         .output()
         .unwrap();
+    assert_schema("status", &text(&status).0, false);
     let status = json(&status.stdout);
     assert_eq!(status["schema_version"], 1, "{status}");
     assert!(is_rfc3339_utc(&status["started"]), "{status}");
@@ -96,8 +107,9 @@ timeout = "3s"
     assert_eq!(status["exit_code"], 6, "{status}");
 }
 
+/// The outputs that need no run: each validates against its schema in docs/json/.
 #[test]
-fn plan_and_images_json_carry_the_schema_version() {
+fn plan_images_inspect_and_doctor_json_match_their_schemas() {
     let scratch = Scratch::new();
     let plan = ferry()
         .arg("plan")
@@ -108,9 +120,22 @@ fn plan_and_images_json_carry_the_schema_version() {
         .output()
         .unwrap();
     assert!(plan.status.success(), "{}", text(&plan).1);
+    assert_schema("plan", &text(&plan).0, false);
     assert_eq!(json(&plan.stdout)["schema_version"], 1);
     let images = ferry().args(["images", "--json"]).output().unwrap();
+    assert_schema("images", &text(&images).0, false);
     let images = json(&images.stdout);
-    assert_eq!(images["schema_version"], 1);
     assert!(images["entries"].as_array().is_some_and(|e| !e.is_empty()));
+    let inspect = ferry()
+        .arg("inspect")
+        .arg(fixture("build/tiny-isolinux.iso"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_schema("inspect", &text(&inspect).0, false);
+    let doctor = ferry()
+        .args(["doctor", "--json", "--no-probe"])
+        .output()
+        .unwrap();
+    assert_schema("doctor", &text(&doctor).0, false);
 }

@@ -1,7 +1,7 @@
 //! Shared helpers: running ferry, finding its QEMU processes, reading disk images.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn ferry() -> Command {
@@ -167,6 +167,33 @@ pub fn supervisor_pid(scratch: &Scratch) -> Option<u32> {
     let status: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("status.json")).ok()?).ok()?;
     status["pid"].as_u64().map(|p| p as u32)
+}
+
+/// Checks `doc` (one JSON document, or with `lines` one a line) against the JSON Schema
+/// `docs/json/NAME.schema.json`, with python3-jsonschema; panics with the validator's message.
+pub fn assert_schema(name: &str, doc: &str, lines: bool) {
+    use std::io::Write;
+    let root = repo();
+    let mut child = Command::new("python3")
+        .arg(root.join("tests/fixtures/validators/json-schema.py"))
+        .arg(root.join(format!("docs/json/{name}.schema.json")))
+        .args(lines.then_some("--lines"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with jsonschema (scripts/install-deps.sh)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(doc.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{doc}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Polls `f` every 100 ms until it returns `Some`, or panics after `timeout` saying `what`.
