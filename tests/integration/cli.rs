@@ -269,3 +269,20 @@ fn runs_prune_removes_old_ended_runs_and_never_a_live_one() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).1.contains("--older-than"), "{}", text(&bad).1);
 }
+
+/// `ferry images --json | head -1`: a reader that went away before ferry wrote ends ferry
+/// quietly, as it ends `cat`, not with a panic on stderr.
+#[test]
+fn a_report_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let out = ferry()
+        .args(["images", "--json"])
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(out.status.signal(), Some(nix::libc::SIGPIPE));
+}
