@@ -286,3 +286,115 @@ fn a_report_into_a_closed_pipe_ends_quietly() {
     assert!(stderr.is_empty(), "{stderr}");
     assert_eq!(out.status.signal(), Some(nix::libc::SIGPIPE));
 }
+
+/// The fenced blocks of README.md whose info string is `lang`, in order.
+fn readme_blocks(lang: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(crate::support::repo().join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line.trim_start().strip_prefix("```")) {
+            (None, Some(info)) if info.trim() == lang => current = Some(String::new()),
+            (Some(block), Some(_)) => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), None) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+/// README's examples work: every option its command summary names exists in that command's
+/// help, its profile example plans against the fixture ISO, its network file is accepted, and
+/// its loader example is what tests/fixtures/tiny-screen.toml runs.
+#[test]
+fn readme_examples_work() {
+    let summary = &readme_blocks("")[0];
+    for line in summary.lines().filter(|l| l.starts_with("ferry ")) {
+        let usage = line.split(" # ").next().unwrap();
+        // `ferry recipe list | show NAME`: an alternative without `ferry` is a subcommand of
+        // the first one's command.
+        let mut parent = None;
+        for alternative in usage.split(" | ") {
+            let words: Vec<&str> = alternative.split_whitespace().collect();
+            let mut command: Vec<&str> = match words[0] == "ferry" {
+                true => Vec::new(),
+                false => parent.into_iter().collect(),
+            };
+            command.extend(
+                words
+                    .iter()
+                    .skip_while(|w| **w == "ferry")
+                    .take_while(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+                    .filter(|w| !w.starts_with('-')),
+            );
+            parent = parent.or(command.first().copied());
+            let help = ferry().args(&command).arg("--help").output().unwrap();
+            let (stdout, stderr) = text(&help);
+            assert!(help.status.success(), "{line}: {stderr}");
+            for option in words.iter().filter_map(|w| {
+                let w = w.trim_start_matches('[');
+                w.starts_with('-')
+                    .then(|| w.split(['=', ']']).next().unwrap())
+            }) {
+                assert!(
+                    stdout.contains(option),
+                    "README names `{option}` for `ferry {}`, its help does not:\n{stdout}",
+                    command.join(" ")
+                );
+            }
+        }
+    }
+
+    let scratch = Scratch::new();
+    let dir = scratch.dir.path();
+    let toml = readme_blocks("toml");
+    let profile = toml
+        .iter()
+        .find(|b| b.contains("[image]") && b.contains("[[steps]]"))
+        .expect("README's profile example");
+    let fixtures = crate::support::repo().join("tests/fixtures");
+    let profile = profile
+        .replace("\"build/", &format!("\"{}/build/", fixtures.display()))
+        .replace(
+            "\"answers.sh.j2\"",
+            &format!("\"{}/answers.sh.j2\"", fixtures.display()),
+        );
+    std::fs::write(dir.join("readme.toml"), profile).unwrap();
+    let network = toml
+        .iter()
+        .find(|b| b.contains("predicted_name"))
+        .expect("README's network example");
+    std::fs::write(dir.join("network.toml"), network).unwrap();
+    let plan = ferry()
+        .arg("plan")
+        .arg(dir.join("readme.toml"))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--network"])
+        .arg(dir.join("network.toml"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&plan);
+    assert!(plan.status.success(), "{stderr}");
+    assert!(stdout.contains("confirm the disk"), "{stdout}");
+    assert!(stdout.contains("90:1b:0e:aa:bb:cc"), "{stdout}");
+
+    let loader = toml
+        .iter()
+        .find(|b| b.contains("mode = \"loader\""))
+        .expect("README's loader example");
+    let screen = std::fs::read_to_string(fixtures.join("tiny-screen.toml")).unwrap();
+    for line in loader.lines().filter(|l| !l.trim().is_empty()) {
+        let setting = line.split(" #").next().unwrap().trim_end();
+        assert!(
+            screen.contains(setting),
+            "README's loader example has `{setting}`, tests/fixtures/tiny-screen.toml does not"
+        );
+    }
+}

@@ -10,6 +10,7 @@ use super::{DiskPlan, Options, PlanError};
 use crate::Error;
 use crate::host::Facts;
 use crate::profile::Profile;
+use crate::recipe::network::Network;
 
 /// Everything a template may name.
 pub(super) fn template_context(
@@ -17,6 +18,7 @@ pub(super) fn template_context(
     opts: &Options,
     facts: &Facts,
     vm: &Shape,
+    network: Option<&Network>,
     serve_url: &str,
 ) -> Result<serde_json::Value, Error> {
     let spec = &profile.spec;
@@ -32,9 +34,9 @@ pub(super) fn template_context(
         vars.insert("ssh_key".into(), json!(read_ssh_key(path)?));
     }
     // The installed system's network: as described with --network, else the host's own.
-    let network = match opts.network.as_deref() {
-        Some(path) => Some(read_network(path)?),
-        None => crate::recipe::network::Network::from_host(&facts.network)
+    let network = match network {
+        Some(network) => Some(network.render()?),
+        None => Network::from_host(&facts.network)
             .map(|n| n.render())
             .transpose()?,
     };
@@ -163,9 +165,8 @@ fn read_ssh_key(path: &Path) -> Result<String, Error> {
 }
 
 /// `--network FILE`: the installed system's network, checked and rendered for each OS.
-fn read_network(path: &Path) -> Result<crate::recipe::network::Rendered, Error> {
+/// `--network FILE`: the installed system's network, which also gives the VM's NIC its MAC.
+pub(super) fn read_network(path: &Path) -> Result<Network, Error> {
     let text = read_input(path).map_err(|e| PlanError::option("--network", path, e))?;
-    let network: crate::recipe::network::Network =
-        toml::from_str(&text).map_err(|e| PlanError::option("--network", path, e.message()))?;
-    Ok(network.render()?)
+    toml::from_str(&text).map_err(|e| PlanError::option("--network", path, e.message()).into())
 }

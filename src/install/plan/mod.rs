@@ -357,8 +357,14 @@ fn plan_with(
         .as_deref()
         .map_or_else(crate::host::Root::system, crate::host::Root::at);
     let target = Target::inspect_at(&root, &opts.disk, opts.size)?;
-    let vm = vm::shape(spec, opts, facts, target)?;
-    let context = context::template_context(profile, opts, facts, &vm, serve_url)?;
+    let network = opts
+        .network
+        .as_deref()
+        .map(context::read_network)
+        .transpose()?;
+    let vm = vm::shape(spec, opts, facts, network.as_ref(), target)?;
+    let context =
+        context::template_context(profile, opts, facts, &vm, network.as_ref(), serve_url)?;
     let renderer = Renderer::new(&context);
     let render = |value: &serde_spanned::Spanned<String>| {
         renderer

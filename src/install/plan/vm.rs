@@ -92,6 +92,7 @@ pub(super) fn shape(
     spec: &ProfileSpec,
     opts: &Options,
     facts: &Facts,
+    network: Option<&crate::recipe::network::Network>,
     target: Target,
 ) -> Result<Shape, Error> {
     let (firmware, firmware_reason) = match opts.firmware.unwrap_or(spec.vm.firmware) {
@@ -129,15 +130,21 @@ pub(super) fn shape(
         }
         _ => (None, None),
     };
-    let (mac, mac_reason) = match facts.network.primary_nic() {
-        Some(nic) if nic.mac.is_some() => (
+    // An installer that configures its own network by MAC (netplan's `match`, kickstart's
+    // `--device`) must find the NIC the installed system will have.
+    let (mac, mac_reason) = match (network, facts.network.primary_nic()) {
+        (Some(network), _) => (
+            Some(network.mac.clone()),
+            format!("the MAC of {} in --network", network.name),
+        ),
+        (None, Some(nic)) if nic.mac.is_some() => (
             nic.mac.clone(),
             format!(
                 "the MAC of {}, the host NIC with the default route",
                 nic.name
             ),
         ),
-        _ => (
+        (None, _) => (
             None,
             "no host NIC with a default route: QEMU's default MAC".to_string(),
         ),
