@@ -40,6 +40,21 @@ install_ksvalidator() {
   }
 }
 
+# ansible-core (PyPI) runs contrib/ansible's role in the tests, from its own venv.
+ANSIBLE_VENV=/opt/ferry-ansible
+install_ansible() {
+  if [ -x "$ANSIBLE_VENV/bin/ansible-playbook" ]; then
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: ansible-core missing; run as root: sudo $0" >&2
+    exit 1
+  fi
+  echo "install-deps: installing ansible-core into $ANSIBLE_VENV"
+  python3 -m venv "$ANSIBLE_VENV"
+  "$ANSIBLE_VENV/bin/pip" install -q ansible-core
+}
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -47,6 +62,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
   install_ksvalidator
+  install_ansible
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -57,3 +73,4 @@ echo "install-deps: installing ${missing[*]}"
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 install_ksvalidator
+install_ansible
