@@ -236,6 +236,9 @@ pub enum Command {
         /// The QEMU binary to report on and probe with [default: qemu-system-x86_64 on PATH].
         #[arg(long, value_name = "PATH")]
         qemu: Option<PathBuf>,
+        /// Where an install would get QEMU from when this machine has none.
+        #[command(flatten)]
+        sources: SourceArgs,
     },
     /// The built-in recipes: list them, or print one to copy out and adapt.
     Recipe {
@@ -607,7 +610,17 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             root,
             no_probe,
             qemu,
-        } => crate::doctor::run(json, root, no_probe, qemu)?,
+            sources,
+        } => crate::doctor::run(
+            json,
+            &crate::doctor::Options {
+                root: root.as_deref(),
+                qemu: qemu.as_deref(),
+                catalog: sources.catalog.as_deref(),
+                cache_dir: sources.cache_dir.as_deref(),
+                probe: !no_probe,
+            },
+        )?,
         Command::Recipe { command } => match command {
             RecipeCommand::List => crate::recipe::print_list(),
             RecipeCommand::Show { name, file } => crate::recipe::show(&name, file.as_deref())?,

@@ -5,33 +5,57 @@ use std::path::{Path, PathBuf};
 
 use super::{BootPlan, FetchPlan, NetbootUnpack, Options, PlanError, QemuPlan};
 use crate::Error;
+use crate::arch::Arch;
 use crate::fetch::{self, Sha256Digest};
 use crate::image::Iso;
 use crate::profile::{BootMode, Profile};
-use crate::qemu::QemuBinary;
+use crate::qemu::{QemuBinary, archive};
 
 /// The serial console argument ferry adds; the last `console=` becomes /dev/console.
 pub const SERIAL_CONSOLE: &str = "console=ttyS0,115200n8";
 
-/// `--qemu`, else a usable `qemu-system-x86_64` on PATH, else the catalog's portable bundle:
-/// unpacked in the cache already, or to be downloaded by the fetch stage.
-pub(super) fn locate_qemu(opts: &Options) -> Result<QemuPlan, Error> {
-    let missing = match QemuBinary::find(opts.qemu.as_deref()) {
+/// `--qemu`, else a usable `qemu-system-x86_64` on PATH, else the catalog's portable bundle,
+/// else QEMU assembled from the Debian archive the catalog names for this machine's
+/// architecture: unpacked in the cache already (no request), or to be fetched by the fetch
+/// stage. `ferry plan`, `ferry doctor` and the install all decide it here.
+pub fn locate_qemu(
+    explicit: Option<&Path>,
+    catalog: Option<&Path>,
+    cache_dir: Option<&Path>,
+) -> Result<QemuPlan, Error> {
+    let missing = match QemuBinary::find(explicit) {
         Ok(qemu) => return Ok(QemuPlan::Ready(qemu)),
-        Err(e) if opts.qemu.is_some() => return Err(e.into()),
+        Err(e) if explicit.is_some() => return Err(e.into()),
         Err(e) => e,
     };
-    let catalog = fetch::catalog::Catalog::load(opts.catalog.as_deref())?;
-    let Some(entry) = catalog.qemu_bundle() else {
-        return Err(missing.into());
-    };
-    let why = match missing {
+    let catalog = fetch::catalog::Catalog::load(catalog)?;
+    let why = match &missing {
         crate::qemu::QemuError::Unusable { path, reason } => {
             format!("{}: {reason}", path.display())
         }
-        _ => "no qemu-system-x86_64 on PATH".to_string(),
+        _ => format!("no {} on PATH", Arch::host().qemu_system()),
     };
-    let cache_dir = fetch::cache::cache_dir(opts.cache_dir.as_deref());
+    let cache_dir = fetch::cache::cache_dir(cache_dir);
+    let Some(entry) = catalog.qemu_bundle() else {
+        let Some((source, archive)) = catalog
+            .qemu_archive(Arch::host())
+            .and_then(archive::Source::from_catalog)
+        else {
+            return Err(missing.into());
+        };
+        if let Some(done) = archive::cached(&source, &cache_dir) {
+            let mut qemu = done?.qemu;
+            qemu.source = format!("{} ({why})", qemu.source);
+            return Ok(QemuPlan::Ready(qemu));
+        }
+        return Ok(QemuPlan::Archive {
+            origin: archive::Origin::of(&source, &cache_dir),
+            source,
+            archive,
+            cache_dir,
+            why,
+        });
+    };
     let digest = entry
         .sha256
         .expect("a qemu entry has a sha256 (checked when read)");
