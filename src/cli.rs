@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::Error;
+use crate::arch::Arch;
 use crate::fetch::{self, Sha256Digest};
 use crate::host::disk::parse_size;
 use crate::install::{self, Decision, Options, ProfileSource, Request};
@@ -190,6 +191,10 @@ pub enum Command {
         /// The accelerator [default: kvm when it runs guests here, else tcg].
         #[arg(long, value_enum)]
         accel: Option<Accel>,
+        /// The guest's architecture (x86_64 or aarch64) [default: this machine's]; a foreign
+        /// one runs under TCG.
+        #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+        arch: Option<Arch>,
         /// The firmware [default: as this machine boots].
         #[arg(long, value_enum)]
         firmware: Option<Firmware>,
@@ -367,6 +372,10 @@ pub struct TargetArgs {
     /// Override the profile's accelerator.
     #[arg(long, value_enum)]
     pub accel: Option<Accel>,
+    /// The guest's architecture (x86_64 or aarch64) [default: this machine's]; a foreign
+    /// one runs under TCG.
+    #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+    pub arch: Option<Arch>,
     /// Override the profile's firmware.
     #[arg(long, value_enum)]
     pub firmware: Option<Firmware>,
@@ -435,6 +444,7 @@ impl TargetArgs {
                 initrd: self.initrd.clone(),
                 cache_dir: self.sources.cache_dir.clone(),
                 catalog: self.sources.catalog.clone(),
+                arch: self.arch,
             },
             runs_dir,
             yes,
@@ -551,6 +561,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             size,
             qemu,
             accel,
+            arch,
             firmware,
             yes,
             runs,
@@ -561,6 +572,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
                 size,
                 qemu,
                 accel,
+                arch,
                 firmware,
                 vars: Vec::new(),
                 secrets: Vec::new(),
@@ -716,6 +728,11 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     println!("{text}");
     Ok(())
+}
+
+/// `--arch`: the kernel's or Debian's name.
+fn parse_arch(text: &str) -> Result<Arch, String> {
+    Arch::parse(text).ok_or_else(|| format!("{text}: expected x86_64 or aarch64"))
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ pub struct Options<'a> {
 pub fn report(opts: &Options) -> Report {
     let root = opts.root.map_or_else(Root::system, Root::at);
     let facts = Facts::read_at(&root);
-    let located = locate_qemu(opts.qemu, opts.catalog, opts.cache_dir);
+    let located = locate_qemu(Arch::host(), opts.qemu, opts.catalog, opts.cache_dir);
     let qemu_report = match &located {
         Ok(QemuPlan::Ready(q)) => QemuReport {
             program: Some(q.program.display().to_string()),

@@ -40,14 +40,10 @@ pub struct Source {
 impl Source {
     /// Debian 12's QEMU for `arch`.
     pub fn default_for(arch: Arch) -> Source {
-        let package = match arch {
-            Arch::X86_64 => "qemu-system-x86",
-            Arch::Aarch64 => "qemu-system-arm",
-        };
         Source {
             suite: SUITE.to_string(),
             arch,
-            package: package.to_string(),
+            package: super::debian_package(arch).to_string(),
             pinned: None,
         }
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::arch::Arch;
 use crate::fetch::Request;
 use crate::host::Facts;
 use crate::host::disk::Target;
@@ -24,7 +25,7 @@ use crate::profile::{Accel, BootMode, ConsoleSource, Firmware, Pattern, Profile,
 use crate::qemu::{AccelKind, CacheMode, QemuBinary};
 pub use context::{host_context, partition_prefix};
 pub use render::render;
-pub use source::{SERIAL_CONSOLE, compose_cmdline, locate_qemu};
+pub use source::{compose_cmdline, locate_qemu, serial_console};
 pub use vm::{GuestBus, GuestFirmware};
 
 /// An install that cannot be planned as asked; each message names the profile field
@@ -99,14 +100,27 @@ pub struct Options {
     pub initrd: Option<PathBuf>,
     /// The download cache (`--cache-dir`); `None`: the default.
     pub cache_dir: Option<PathBuf>,
+    /// The guest's architecture (`--arch`); `None`: this machine's. A foreign one runs under
+    /// TCG.
+    #[serde(default)]
+    pub arch: Option<Arch>,
     /// The image catalog directory (`--catalog`); `None`: the built-in catalog.
     pub catalog: Option<PathBuf>,
+}
+
+impl Options {
+    /// The guest's architecture: `--arch`, else this machine's.
+    pub fn arch(&self) -> Arch {
+        self.arch.unwrap_or_else(Arch::host)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub profile: PathBuf,
     pub description: String,
+    /// The guest's architecture: which QEMU, machine, firmware and serial console.
+    pub arch: Arch,
     /// The download of the image (a `url` or catalog `name`), made before QEMU starts.
     pub fetch: Option<FetchPlan>,
     /// `None` only while a downloaded image is not in the cache yet: its boot menu is read
@@ -234,6 +248,7 @@ pub fn downloads(profile: &Profile, opts: &Options) -> Result<Downloads, Error> 
     Ok(Downloads {
         image: source::image_download(profile, opts)?,
         qemu: locate_qemu(
+            opts.arch(),
             opts.qemu.as_deref(),
             opts.catalog.as_deref(),
             opts.cache_dir.as_deref(),
@@ -400,6 +415,7 @@ pub fn make(
     let plan = std::thread::scope(|scope| {
         let qemu = scope.spawn(|| {
             locate_qemu(
+                opts.arch(),
                 opts.qemu.as_deref(),
                 opts.catalog.as_deref(),
                 opts.cache_dir.as_deref(),
@@ -446,7 +462,7 @@ fn plan_with(
     if let Some(boot) = &mut boot
         && boot.mode == BootMode::Kernel
     {
-        boot.cmdline = compose_cmdline(&boot.cmdline, &extra);
+        boot.cmdline = compose_cmdline(opts.arch(), &boot.cmdline, &extra);
     }
 
     let mut files = Vec::new();
@@ -507,6 +523,7 @@ fn plan_with(
     Ok(Plan {
         profile: profile.path.clone(),
         description: spec.description.clone(),
+        arch: opts.arch(),
         fetch,
         boot,
         boot_mode: *spec.boot.mode.get_ref(),

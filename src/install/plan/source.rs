@@ -11,21 +11,26 @@ use crate::image::Iso;
 use crate::profile::{BootMode, Profile};
 use crate::qemu::{QemuBinary, archive};
 
-/// The serial console argument ferry adds; the last `console=` becomes /dev/console.
-pub const SERIAL_CONSOLE: &str = "console=ttyS0,115200n8";
+/// The serial console argument ferry adds for `arch`'s guest; the last `console=` becomes
+/// /dev/console.
+pub fn serial_console(arch: Arch) -> String {
+    format!("console={},115200n8", arch.serial_console())
+}
 
-/// `--qemu`, else a usable `qemu-system-x86_64` on PATH, else the catalog's portable bundle,
+/// `--qemu`, else a usable `qemu-system-ARCH` on PATH, else the catalog's portable bundle,
 /// else QEMU assembled from the Debian archive the catalog names for this machine's
 /// architecture: unpacked in the cache already (no request), or to be fetched by the fetch
 /// stage. `ferry plan`, `ferry doctor` and the install all decide it here.
 pub fn locate_qemu(
+    arch: Arch,
     explicit: Option<&Path>,
     catalog: Option<&Path>,
     cache_dir: Option<&Path>,
 ) -> Result<QemuPlan, Error> {
-    let missing = match QemuBinary::find(explicit) {
+    let missing = match QemuBinary::find_for(arch, explicit) {
         Ok(qemu) => return Ok(QemuPlan::Ready(qemu)),
-        Err(e) if explicit.is_some() => return Err(e.into()),
+        // The catalog's QEMUs run on this machine and emulate its architecture only.
+        Err(e) if explicit.is_some() || arch != Arch::host() => return Err(e.into()),
         Err(e) => e,
     };
     let catalog = fetch::catalog::Catalog::load(catalog)?;
@@ -33,7 +38,7 @@ pub fn locate_qemu(
         crate::qemu::QemuError::Unusable { path, reason } => {
             format!("{}: {reason}", path.display())
         }
-        _ => format!("no {} on PATH", Arch::host().qemu_system()),
+        _ => format!("no {} on PATH", arch.qemu_system()),
     };
     let cache_dir = fetch::cache::cache_dir(cache_dir);
     let Some(entry) = catalog.qemu_bundle() else {
@@ -309,7 +314,8 @@ fn fixture_hint(path: &Path) -> &'static str {
 /// arguments go before a `---` separator (arguments after it are copied into the installed
 /// system by installers such as Debian's); the console goes last, so it becomes /dev/console
 /// and the installed system inherits it.
-pub fn compose_cmdline(entry: &str, extra: &str) -> String {
+pub fn compose_cmdline(arch: Arch, entry: &str, extra: &str) -> String {
+    let console = serial_console(arch);
     let words: Vec<&str> = entry.split_whitespace().collect();
     let (before, after) = match words.iter().position(|w| *w == "---") {
         Some(i) => (&words[..i], Some(&words[i..])),
@@ -320,8 +326,8 @@ pub fn compose_cmdline(entry: &str, extra: &str) -> String {
     if let Some(after) = after {
         out.extend(after);
     }
-    if out.last() != Some(&SERIAL_CONSOLE) {
-        out.push(SERIAL_CONSOLE);
+    if out.last() != Some(&console.as_str()) {
+        out.push(&console);
     }
     out.join(" ")
 }
@@ -333,17 +339,24 @@ mod tests {
     #[test]
     fn console_goes_last_and_extra_before_separator() {
         assert_eq!(
-            compose_cmdline("quiet", "url=x"),
+            compose_cmdline(Arch::X86_64, "quiet", "url=x"),
             "quiet url=x console=ttyS0,115200n8"
         );
         assert_eq!(
-            compose_cmdline("vga=788 --- quiet", "auto=true url=x"),
+            compose_cmdline(Arch::X86_64, "vga=788 --- quiet", "auto=true url=x"),
             "vga=788 auto=true url=x --- quiet console=ttyS0,115200n8"
         );
         assert_eq!(
-            compose_cmdline("a console=ttyS0,115200n8", ""),
+            compose_cmdline(Arch::X86_64, "a console=ttyS0,115200n8", ""),
             "a console=ttyS0,115200n8"
         );
-        assert_eq!(compose_cmdline("", ""), "console=ttyS0,115200n8");
+        assert_eq!(
+            compose_cmdline(Arch::X86_64, "", ""),
+            "console=ttyS0,115200n8"
+        );
+        assert_eq!(
+            compose_cmdline(Arch::Aarch64, "quiet", ""),
+            "quiet console=ttyAMA0,115200n8"
+        );
     }
 }
