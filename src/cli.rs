@@ -193,7 +193,7 @@ pub enum Command {
         accel: Option<Accel>,
         /// The guest's architecture (x86_64 or aarch64) [default: this machine's]; a foreign
         /// one runs under TCG.
-        #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+        #[arg(long, value_name = "ARCH")]
         arch: Option<Arch>,
         /// The firmware [default: as this machine boots].
         #[arg(long, value_enum)]
@@ -374,7 +374,7 @@ pub struct TargetArgs {
     pub accel: Option<Accel>,
     /// The guest's architecture (x86_64 or aarch64) [default: this machine's]; a foreign
     /// one runs under TCG.
-    #[arg(long, value_name = "ARCH", value_parser = parse_arch)]
+    #[arg(long, value_name = "ARCH")]
     pub arch: Option<Arch>,
     /// Override the profile's firmware.
     #[arg(long, value_enum)]
@@ -728,11 +728,6 @@ pub fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
     println!("{text}");
     Ok(())
-}
-
-/// `--arch`: the kernel's or Debian's name.
-fn parse_arch(text: &str) -> Result<Arch, String> {
-    Arch::parse(text).ok_or_else(|| format!("{text}: expected x86_64 or aarch64"))
 }
 
 #[cfg(test)]
