@@ -81,6 +81,14 @@ impl Arch {
     }
 }
 
+/// `--arch`: the kernel's or Debian's name.
+impl std::str::FromStr for Arch {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Arch, String> {
+        Arch::parse(text).ok_or_else(|| format!("{text}: expected x86_64 or aarch64"))
+    }
+}
+
 impl std::fmt::Display for Arch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

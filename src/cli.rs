@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::Error;
+use crate::arch::Arch;
 use crate::fetch::{self, Sha256Digest};
 use crate::host::disk::parse_size;
 use crate::install::{self, Decision, Options, ProfileSource, Request};
@@ -190,6 +191,10 @@ pub enum Command {
         /// The accelerator [default: kvm when it runs guests here, else tcg].
         #[arg(long, value_enum)]
         accel: Option<Accel>,
+        /// The guest's architecture (x86_64 or aarch64) [default: this machine's]; a foreign
+        /// one runs under TCG.
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<Arch>,
         /// The firmware [default: as this machine boots].
         #[arg(long, value_enum)]
         firmware: Option<Firmware>,
@@ -236,6 +241,9 @@ pub enum Command {
         /// The QEMU binary to report on and probe with [default: qemu-system-x86_64 on PATH].
         #[arg(long, value_name = "PATH")]
         qemu: Option<PathBuf>,
+        /// Where an install would get QEMU from when this machine has none.
+        #[command(flatten)]
+        sources: SourceArgs,
     },
     /// The download cache: list it, prune what went unused, or clean it.
     Cache {
@@ -391,6 +399,10 @@ pub struct TargetArgs {
     /// Override the profile's accelerator.
     #[arg(long, value_enum)]
     pub accel: Option<Accel>,
+    /// The guest's architecture (x86_64 or aarch64) [default: this machine's]; a foreign
+    /// one runs under TCG.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<Arch>,
     /// Override the profile's firmware.
     #[arg(long, value_enum)]
     pub firmware: Option<Firmware>,
@@ -459,6 +471,7 @@ impl TargetArgs {
                 initrd: self.initrd.clone(),
                 cache_dir: self.sources.cache_dir.clone(),
                 catalog: self.sources.catalog.clone(),
+                arch: self.arch,
             },
             runs_dir,
             yes,
@@ -575,6 +588,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             size,
             qemu,
             accel,
+            arch,
             firmware,
             yes,
             runs,
@@ -585,6 +599,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
                 size,
                 qemu,
                 accel,
+                arch,
                 firmware,
                 vars: Vec::new(),
                 secrets: Vec::new(),
@@ -634,7 +649,17 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             root,
             no_probe,
             qemu,
-        } => crate::doctor::run(json, root, no_probe, qemu)?,
+            sources,
+        } => crate::doctor::run(
+            json,
+            &crate::doctor::Options {
+                root: root.as_deref(),
+                qemu: qemu.as_deref(),
+                catalog: sources.catalog.as_deref(),
+                cache_dir: sources.cache_dir.as_deref(),
+                probe: !no_probe,
+            },
+        )?,
         Command::Cache { command, cache_dir } => {
             let dir = fetch::cache::cache_dir(cache_dir.as_deref());
             match command {

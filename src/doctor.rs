@@ -3,7 +3,7 @@
 //!
 //! The JSON form is documented in docs/doctor.md (schema version [`SCHEMA_VERSION`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -16,7 +16,8 @@ use crate::host::net::Network;
 use crate::host::{
     BootFirmware, Cpu, DiskInfo, Facts, HardwareDescription, MemoryFacts, Platform, Root,
 };
-use crate::qemu::{AccelKind, QemuBinary};
+use crate::install::plan::{QemuPlan, locate_qemu};
+use crate::qemu::AccelKind;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -56,34 +57,53 @@ pub struct KvmReport {
 pub struct QemuReport {
     pub program: Option<String>,
     pub version: Option<String>,
-    /// Why this QEMU: `--qemu` or `found on PATH`.
+    /// Why this QEMU: `--qemu`, `found on PATH`, or the cache's copy of Debian's QEMU.
     pub source: Option<String>,
+    /// When this machine has none: where an install gets QEMU from (the catalog's bundle, or
+    /// Debian's archive), and whether it is cached or downloaded first.
+    pub download: Option<String>,
     pub error: Option<String>,
 }
 
 pub struct Options<'a> {
     pub root: Option<&'a Path>,
     pub qemu: Option<&'a Path>,
+    /// The catalog and cache an install would use (`--catalog`, `--cache-dir`).
+    pub catalog: Option<&'a Path>,
+    pub cache_dir: Option<&'a Path>,
     pub probe: bool,
 }
 
 pub fn report(opts: &Options) -> Report {
     let root = opts.root.map_or_else(Root::system, Root::at);
     let facts = Facts::read_at(&root);
-    let qemu = QemuBinary::find(opts.qemu);
-    let qemu_report = match &qemu {
-        Ok(q) => QemuReport {
+    let located = locate_qemu(Arch::host(), opts.qemu, opts.catalog, opts.cache_dir);
+    let qemu_report = match &located {
+        Ok(QemuPlan::Ready(q)) => QemuReport {
             program: Some(q.program.display().to_string()),
             version: Some(q.version.clone()),
             source: Some(q.source.clone()),
+            download: None,
+            error: None,
+        },
+        Ok(plan) => QemuReport {
+            program: None,
+            version: None,
+            source: None,
+            download: Some(plan.describe()),
             error: None,
         },
         Err(e) => QemuReport {
             program: None,
             version: None,
             source: None,
+            download: None,
             error: Some(e.to_string()),
         },
+    };
+    let qemu = match located {
+        Ok(QemuPlan::Ready(q)) => Some(q),
+        _ => None,
     };
     let skipped = if !opts.probe {
         Some("--no-probe".to_string())
@@ -93,13 +113,13 @@ pub fn report(opts: &Options) -> Report {
         Some("/dev/kvm does not exist".to_string())
     } else if !facts.kvm.openable {
         Some("/dev/kvm does not open".to_string())
-    } else if qemu.is_err() {
-        Some("no usable QEMU".to_string())
+    } else if qemu.is_none() {
+        Some("no usable QEMU on this machine".to_string())
     } else {
         None
     };
     let probe = match (&skipped, &qemu) {
-        (None, Ok(q)) => Some(kvm::probe(q, AccelKind::Kvm, PROBE_TIMEOUT)),
+        (None, Some(q)) => Some(kvm::probe(q, AccelKind::Kvm, PROBE_TIMEOUT)),
         _ => None,
     };
     let usable = match &probe {
@@ -203,8 +223,8 @@ pub fn render(r: &Report) -> String {
         ),
     };
     line("kvm", kvm);
-    match (&r.qemu.program, &r.qemu.error) {
-        (Some(p), _) => line(
+    match (&r.qemu.program, &r.qemu.download, &r.qemu.error) {
+        (Some(p), _, _) => line(
             "qemu",
             format!(
                 "{p} {} ({})",
@@ -212,7 +232,8 @@ pub fn render(r: &Report) -> String {
                 r.qemu.source.as_deref().unwrap_or("?")
             ),
         ),
-        (None, e) => line("qemu", format!("none: {}", e.as_deref().unwrap_or("?"))),
+        (None, Some(download), _) => line("qemu", download.clone()),
+        (None, None, e) => line("qemu", format!("none: {}", e.as_deref().unwrap_or("?"))),
     }
     out.push('\n');
     out.push_str("DISKS\n");
@@ -345,13 +366,8 @@ pub fn render(r: &Report) -> String {
 }
 
 /// `ferry doctor`: prints the report.
-pub fn run(
-    json: bool,
-    root: Option<PathBuf>,
-    no_probe: bool,
-    qemu: Option<PathBuf>,
-) -> Result<(), crate::Error> {
-    if let Some(dir) = &root
+pub fn run(json: bool, opts: &Options) -> Result<(), crate::Error> {
+    if let Some(dir) = opts.root
         && !dir.is_dir()
     {
         return Err(crate::Error::Usage(format!(
@@ -359,11 +375,7 @@ pub fn run(
             dir.display()
         )));
     }
-    let report = report(&Options {
-        root: root.as_deref(),
-        qemu: qemu.as_deref(),
-        probe: !no_probe,
-    });
+    let report = report(opts);
     if json {
         println!(
             "{}",

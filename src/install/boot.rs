@@ -156,7 +156,7 @@ pub fn start_vm(
     live: &dyn Live,
 ) -> Result<(Qemu, Console), Error> {
     let binary = plan.qemu()?;
-    let args = qemu::command_line(machine);
+    let args = qemu::command_line_for(plan.arch, machine);
     let mut program_and_args = binary.pre_args.clone();
     program_and_args.extend(args.iter().cloned());
     std::fs::write(
@@ -262,11 +262,12 @@ fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, Vec<PathBuf>
     ))
 }
 
-/// SeaBIOS needs nothing; OVMF gets its own copy of the variable store per VM.
+/// SeaBIOS needs nothing; OVMF (AAVMF) gets its own copy of the variable store per VM.
 pub fn firmware_files(plan: &Plan, run_dir: &RunDir, vm: &str) -> Result<FirmwareFiles, Error> {
     match plan.firmware {
         GuestFirmware::Uefi => {
-            let (code, vars_template) = qemu::find_ovmf_in(plan.qemu()?.firmware_dir.as_deref())?;
+            let (code, vars_template) =
+                qemu::find_uefi_in(plan.arch, plan.qemu()?.firmware_dir.as_deref())?;
             let vars = run_dir.efivars(vm);
             std::fs::copy(&vars_template, &vars)?;
             Ok(FirmwareFiles::Uefi { code, vars })

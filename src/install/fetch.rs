@@ -1,46 +1,61 @@
-//! The fetch stage, before QEMU starts: the portable QEMU bundle when the machine has no
-//! usable QEMU, and the plan's image — downloaded and verified (or the cached copies verified
-//! again) and unpacked; then the plan is made once more with what was fetched.
+//! The fetch stage, before the plan and before QEMU starts: QEMU when the machine has no
+//! usable one (the catalog's portable bundle, or Debian's packages through the archive's signed
+//! chain), and the profile's image — downloaded and verified (or the cached copies verified
+//! again) and unpacked. The plan is made after it, from what is in the cache then.
 
 use std::time::Instant;
 
-use super::plan::{FetchPlan, Plan, QemuPlan};
+use super::plan::{Downloads, FetchPlan, QemuPlan};
 use crate::Error;
+use crate::fetch::debian::{Archive, Keyring};
 use crate::fetch::{FetchOptions, Fetched, Fetcher};
 use crate::run::{Record, Stage};
 
-/// Returns the stage's duration, or `None` when nothing is downloaded. `replan` is called
-/// only when the fetch changed an input of the plan (the image's boot menu, the QEMU).
-pub fn fetch(
-    plan: &mut Plan,
-    replan: impl FnOnce() -> Result<Plan, Error>,
-    record: &Record,
-    quiet: bool,
-) -> Result<Option<f64>, Error> {
-    let qemu_bundle = match &plan.qemu {
-        QemuPlan::Bundle {
-            fetch,
-            cache_dir,
-            why,
-        } => Some((fetch, cache_dir, why)),
-        QemuPlan::Ready(_) => None,
-    };
-    if plan.fetch.is_none() && qemu_bundle.is_none() {
+/// Returns the stage's duration, or `None` when nothing is downloaded.
+pub fn fetch(downloads: &Downloads, record: &Record, quiet: bool) -> Result<Option<f64>, Error> {
+    if downloads.image.is_none() && matches!(downloads.qemu, QemuPlan::Ready(_)) {
         return Ok(None);
     }
     let timer = Instant::now();
     let fetcher = Fetcher::new(FetchOptions::from_env()?)?;
-    if let Some((fetch, cache_dir, why)) = qemu_bundle {
-        record.progress(Stage::Fetch, &format!("{why}: ferry's portable QEMU it is"));
-        let tarball = download(&fetcher, fetch, record, quiet)?;
-        record.progress(
-            Stage::Fetch,
-            &format!("unpacking the QEMU bundle into {}", cache_dir.display()),
-        );
-        crate::qemu::bundle::Bundle::unpack(&tarball.path, &tarball.sha256.to_hex(), cache_dir)
-            .map_err(crate::qemu::QemuError::from)?;
+    match &downloads.qemu {
+        QemuPlan::Ready(_) => {}
+        QemuPlan::Bundle {
+            fetch,
+            cache_dir,
+            why,
+        } => {
+            record.progress(Stage::Fetch, &format!("{why}: ferry's portable QEMU it is"));
+            let tarball = download(&fetcher, fetch, record, quiet)?;
+            record.progress(
+                Stage::Fetch,
+                &format!("unpacking the QEMU bundle into {}", cache_dir.display()),
+            );
+            crate::qemu::bundle::Bundle::unpack(&tarball.path, &tarball.sha256.to_hex(), cache_dir)
+                .map_err(crate::qemu::QemuError::from)?;
+        }
+        QemuPlan::Archive {
+            source,
+            archive,
+            cache_dir,
+            origin,
+            why,
+        } => {
+            record.progress(Stage::Fetch, &format!("{why}: {}", origin.describe()));
+            let archive = Archive::new(archive, Keyring::debian(), &fetcher);
+            let assembled = crate::qemu::archive::ensure(&archive, source, cache_dir, &mut |s| {
+                record.progress(Stage::Fetch, s)
+            })?;
+            record.progress(
+                Stage::Fetch,
+                &format!(
+                    "QEMU {} ready: {}",
+                    assembled.qemu.version, assembled.qemu.source
+                ),
+            );
+        }
     }
-    if let Some(fetch) = &plan.fetch {
+    if let Some(fetch) = &downloads.image {
         let image = download(&fetcher, fetch, record, quiet)?.path;
         if let Some(unpack) = &fetch.netboot
             && !unpack.is_unpacked_from(&image)
@@ -55,9 +70,6 @@ pub fn fetch(
             crate::fetch::debian::extract_netboot(&image, &unpack.major, &unpack.arch, &unpack.dir)
                 .map_err(crate::fetch::FetchError::from)?;
         }
-    }
-    if plan.boot.is_none() || qemu_bundle.is_some() {
-        *plan = replan()?;
     }
     Ok(Some(timer.elapsed().as_secs_f64()))
 }

@@ -305,7 +305,9 @@ pub fn prepare(request: &Request) -> Result<(Plan, String), Error> {
 }
 
 /// Runs a whole install and its boot check (inside the supervisor, see
-/// [`crate::ops::supervise`]): plan → fetch → boot → drive → finish → verify → report.
+/// [`crate::ops::supervise`]): plan → fetch → boot → drive → finish → verify → report. What
+/// to download is known without a plan ([`plan::downloads`]), so the fetch comes first and
+/// the plan is made once, from what is in the cache then.
 pub fn install(
     request: &Request,
     profile: &Profile,
@@ -313,55 +315,43 @@ pub fn install(
     live: &dyn Live,
 ) -> Result<Outcome, Error> {
     let started = Instant::now();
-    let facts = Facts::read();
-    let guest_url = serve::guest_url();
-    let mut plan = plan::make(profile, &request.options, &facts, &guest_url)?;
-    let planned = started.elapsed().as_secs_f64();
-    record.write_json(&record.dir.facts(), &facts)?;
+    let downloads = plan::downloads(profile, &request.options)?;
+    let mut planned = started.elapsed().as_secs_f64();
     record.progress(
         Stage::Plan,
         &format!(
             "{} onto {}; run directory {}",
             request.profile.path().display(),
-            plan.disk.target.describe(),
+            request.options.disk.display(),
             record.dir.path().display()
         ),
     );
-
-    // Fresh facts: a download into a tmpfs cache has taken memory since the first plan.
-    let replan = || plan::make(profile, &request.options, &Facts::read(), &guest_url);
-    let fetched = fetch::fetch(&mut plan, replan, record, request.quiet);
-    record.write_json(&record.dir.plan(), &plan)?;
-    let result = fetched.and_then(|fetch_seconds| {
-        let mut laps = report::Laps::start();
-        plan.disk.target.create_if_needed()?;
-        let files = plan
-            .files
-            .iter()
-            .map(|f| (f.name.clone(), f.content.clone()))
-            .collect();
-        let _server =
-            serve::Server::start(&record.dir.answers_socket(), files, Default::default())?;
-
-        let mut booted = boot::boot(&plan, record, live)?;
-        laps.lap(Stage::Boot);
-        drive::drive(&plan, &mut booted, record, live)?;
-        laps.lap(Stage::Drive);
-        let accel = booted.accel;
-        finish::finish(&plan, booted, record)?;
-        laps.lap(Stage::Finish);
-        let mut verified_after = None;
-        if let Some(check) = &plan.finish.verify {
-            verified_after = Some(verify::verify(&plan, check, accel, record, live)?.as_secs_f64());
-            laps.lap(Stage::Verify);
-        }
-        if let Some(seconds) = fetch_seconds {
-            laps.prepend(Stage::Fetch, seconds);
-        }
-        Ok(laps.outcome(&plan, accel, verified_after, record.dir.path()))
+    let fetched = fetch::fetch(&downloads, record, request.quiet).and_then(|fetch_seconds| {
+        let timer = Instant::now();
+        // Facts read now: a download into a tmpfs cache has taken memory.
+        let facts = Facts::read();
+        let plan = plan::make(profile, &request.options, &facts, &serve::guest_url())?;
+        planned += timer.elapsed().as_secs_f64();
+        record.write_json(&record.dir.facts(), &facts)?;
+        record.write_json(&record.dir.plan(), &plan)?;
+        Ok((plan, fetch_seconds))
     });
+    let (plan, result) = match fetched {
+        Ok((plan, fetch_seconds)) => {
+            let result = run(&plan, fetch_seconds, record, live);
+            (Some(plan), result)
+        }
+        Err(e) => (None, Err(e)),
+    };
+    let (profile_path, disk) = match &plan {
+        Some(plan) => (&plan.profile, &plan.disk.target.path),
+        None => (&profile.path, &request.options.disk),
+    };
     // A summary that cannot be written fails the run, but never hides why the run failed.
-    match (report::summarize(&plan, planned, &result, record), result) {
+    match (
+        report::summarize(profile_path, disk, planned, &result, record),
+        result,
+    ) {
         (Err(e), Ok(_)) => Err(e),
         (Err(e), Err(failed)) => {
             tracing::error!("summary not written: {e}");
@@ -369,6 +359,40 @@ pub fn install(
         }
         (Ok(()), result) => result,
     }
+}
+
+/// The stages after the plan: boot → drive → finish → verify, and the outcome.
+fn run(
+    plan: &Plan,
+    fetch_seconds: Option<f64>,
+    record: &Record,
+    live: &dyn Live,
+) -> Result<Outcome, Error> {
+    let mut laps = report::Laps::start();
+    plan.disk.target.create_if_needed()?;
+    let files = plan
+        .files
+        .iter()
+        .map(|f| (f.name.clone(), f.content.clone()))
+        .collect();
+    let _server = serve::Server::start(&record.dir.answers_socket(), files, Default::default())?;
+
+    let mut booted = boot::boot(plan, record, live)?;
+    laps.lap(Stage::Boot);
+    drive::drive(plan, &mut booted, record, live)?;
+    laps.lap(Stage::Drive);
+    let accel = booted.accel;
+    finish::finish(plan, booted, record)?;
+    laps.lap(Stage::Finish);
+    let mut verified_after = None;
+    if let Some(check) = &plan.finish.verify {
+        verified_after = Some(verify::verify(plan, check, accel, record, live)?.as_secs_f64());
+        laps.lap(Stage::Verify);
+    }
+    if let Some(seconds) = fetch_seconds {
+        laps.prepend(Stage::Fetch, seconds);
+    }
+    Ok(laps.outcome(plan, accel, verified_after, record.dir.path()))
 }
 
 /// Saves the VGA screen as `screen-STAGE.png` (a curses or graphical installer's screen is

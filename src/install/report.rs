@@ -152,15 +152,16 @@ impl CpuUse {
 
 /// Writes `summary.json` (how the run ended and how long each stage took) and logs the end.
 pub fn summarize(
-    plan: &Plan,
+    profile: &Path,
+    disk: &Path,
     planned: f64,
     result: &Result<Outcome, Error>,
     record: &Record,
 ) -> Result<(), Error> {
     let summary = Summary {
         schema_version: crate::run::events::SCHEMA_VERSION,
-        profile: &plan.profile,
-        disk: &plan.disk.target.path,
+        profile,
+        disk,
         ok: result.is_ok(),
         state: match result {
             Ok(_) => State::Finished,

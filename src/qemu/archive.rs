@@ -25,7 +25,7 @@ use crate::fetch::debian::{Archive, DebianError, Pin, Transport};
 pub const SUITE: &str = "bookworm";
 
 /// Where the packages come from and, optionally, exactly which.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Source {
     pub suite: String,
     pub arch: Arch,
@@ -33,20 +33,17 @@ pub struct Source {
     pub package: String,
     /// The exact set, from a catalog entry: no index is read, each `.deb` is checked against
     /// its pinned SHA-256.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pinned: Option<Vec<Pin>>,
 }
 
 impl Source {
     /// Debian 12's QEMU for `arch`.
     pub fn default_for(arch: Arch) -> Source {
-        let package = match arch {
-            Arch::X86_64 => "qemu-system-x86",
-            Arch::Aarch64 => "qemu-system-arm",
-        };
         Source {
             suite: SUITE.to_string(),
             arch,
-            package: package.to_string(),
+            package: super::debian_package(arch).to_string(),
             pinned: None,
         }
     }
@@ -206,11 +203,8 @@ pub fn ensure<T: Transport>(
     cache_dir: &Path,
     say: &mut dyn FnMut(&str),
 ) -> Result<QemuInstall, QemuError> {
-    if let Some(set) = source.known_set(cache_dir)
-        && let Ok(bundle) = Bundle::open(&source.unit_dir(cache_dir, &set))
-    {
-        crate::fetch::cache::touch(&source.unit_dir(cache_dir, &set));
-        return finish(bundle, set, false);
+    if let Some(done) = cached(source, cache_dir) {
+        return done;
     }
     let set = match source.known_set(cache_dir) {
         Some(set) => set,
@@ -253,6 +247,16 @@ pub fn ensure<T: Transport>(
         let _ = std::fs::remove_file(file);
     }
     finish(bundle, set, true)
+}
+
+/// The QEMU of `source` as an earlier run unpacked it, if it did: no request.
+pub fn cached(source: &Source, cache_dir: &Path) -> Option<Result<QemuInstall, QemuError>> {
+    let set = source.known_set(cache_dir)?;
+    let dir = source.unit_dir(cache_dir, &set);
+    let bundle = Bundle::open(&dir).ok()?;
+    // In use: `ferry cache prune` keeps what was used last.
+    crate::fetch::cache::touch(&dir);
+    Some(finish(bundle, set, false))
 }
 
 fn finish(bundle: Bundle, packages: Vec<Pin>, downloaded: bool) -> Result<QemuInstall, QemuError> {

@@ -12,8 +12,10 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::arch::Arch;
+
 pub use cmdline::{
-    AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, command_line,
+    AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, command_line, command_line_for,
     screen_monitor_args, shell_quote,
 };
 pub use process::{ProcessError, Qemu};
@@ -26,9 +28,10 @@ pub enum QemuError {
     #[error("{} is not a usable QEMU: {reason}", path.display())]
     Unusable { path: PathBuf, reason: String },
     #[error(
-        "no qemu-system-x86_64 found on PATH; install it (Debian: apt-get install qemu-system-x86), pass --qemu PATH, or name a portable QEMU bundle in the catalog (README: QEMU)"
+        "no {} found on PATH; install it (Debian: apt-get install {}), pass --qemu PATH, or name a portable QEMU bundle in the catalog (README: QEMU)",
+        arch.qemu_system(), debian_package(*arch)
     )]
-    NotFound,
+    NotFound { arch: Arch },
     #[error(transparent)]
     Bundle(#[from] bundle::BundleError),
     /// Boxed: the chain's errors are large, and every `Result` carrying a `QemuError` pays.
@@ -38,6 +41,18 @@ pub enum QemuError {
         "no OVMF firmware found (looked for {looked}); install it (Debian: apt-get install ovmf)"
     )]
     NoOvmf { looked: String },
+    #[error(
+        "no AAVMF firmware found (looked for {looked}); install it (Debian: apt-get install qemu-efi-aarch64)"
+    )]
+    NoAavmf { looked: String },
+}
+
+/// The Debian package that holds `arch`'s `qemu-system-*`.
+fn debian_package(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "qemu-system-x86",
+        Arch::Aarch64 => "qemu-system-arm",
+    }
 }
 
 impl From<archive::ArchiveError> for QemuError {
@@ -65,10 +80,15 @@ pub struct QemuBinary {
 impl QemuBinary {
     /// `--qemu PATH` if given, else `qemu-system-x86_64` on PATH.
     pub fn find(explicit: Option<&Path>) -> Result<QemuBinary, QemuError> {
+        QemuBinary::find_for(Arch::X86_64, explicit)
+    }
+
+    /// `--qemu PATH` if given, else the QEMU that emulates `arch` on PATH.
+    pub fn find_for(arch: Arch, explicit: Option<&Path>) -> Result<QemuBinary, QemuError> {
         if let Some(path) = explicit {
             return QemuBinary::probe(path, "--qemu");
         }
-        let path = which("qemu-system-x86_64").ok_or(QemuError::NotFound)?;
+        let path = which(arch.qemu_system()).ok_or(QemuError::NotFound { arch })?;
         QemuBinary::probe(&path, "found on PATH")
     }
 
@@ -165,6 +185,30 @@ fn is_executable(path: &Path) -> bool {
     path.metadata()
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)
+}
+
+/// The UEFI firmware's code and variable store template for an `arch` guest: OVMF, or AAVMF
+/// from `firmware_dir` (a QEMU bundle's `share/qemu`) or where Debian installs it.
+pub fn find_uefi_in(
+    arch: Arch,
+    firmware_dir: Option<&Path>,
+) -> Result<(PathBuf, PathBuf), QemuError> {
+    if arch == Arch::X86_64 {
+        return find_ovmf_in(firmware_dir);
+    }
+    let (code, vars) = ("AAVMF_CODE.fd", "AAVMF_VARS.fd");
+    let dirs = firmware_dir
+        .into_iter()
+        .chain([Path::new("/usr/share/AAVMF")]);
+    dirs.clone()
+        .map(|dir| (dir.join(code), dir.join(vars)))
+        .find(|(c, v)| c.is_file() && v.is_file())
+        .ok_or_else(|| QemuError::NoAavmf {
+            looked: dirs
+                .map(|d| d.join(code).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// OVMF from `firmware_dir` (a QEMU bundle's `share/qemu`, see [`QemuBinary::firmware_dir`])

@@ -954,8 +954,12 @@ fn install_from_a_url_image() {
     assert!(server.seen().is_empty(), "ferry plan downloaded something");
     assert!(!cache_dir.exists());
 
+    // -v: the foreground's log (its plan) on stderr.
     let output = scratch
-        .install(&profile_path, &["--cache-dir", cache_dir.to_str().unwrap()])
+        .install(
+            &profile_path,
+            &["--cache-dir", cache_dir.to_str().unwrap(), "-v"],
+        )
         .output()
         .unwrap();
     let (stdout, stderr) = text(&output);
@@ -963,6 +967,11 @@ fn install_from_a_url_image() {
         output.status.success(),
         "install failed:\n{stdout}\n{stderr}"
     );
+    // Two plans per install: the foreground's (for the confirmation) and the supervisor's,
+    // made once after the download.
+    assert_eq!(stderr.matches("plan made").count(), 1, "{stderr}");
+    let log = std::fs::read_to_string(scratch.run_dir().join("ferry.log")).unwrap();
+    assert_eq!(log.matches("plan made").count(), 1, "{log}");
     assert!(stdout.contains("boot check passed"), "{stdout}");
     assert!(
         stdout.contains("  fetch "),

@@ -905,3 +905,84 @@ fn an_active_swap_file_and_kernel_files_are_refused() {
     assert_eq!(output.status.code(), Some(23), "{stderr}");
     assert!(stderr.contains("is in use: active swap on"), "{stderr}");
 }
+
+/// `--arch aarch64` on this x86-64 machine: `qemu-system-aarch64` (here a stand-in that only
+/// answers `--version`), TCG, UEFI, and the kernel's console on the PL011 (`ttyAMA0`); KVM and
+/// BIOS are refused with the fix, and a machine without that QEMU is told which package
+/// holds it.
+#[test]
+fn plan_for_an_aarch64_guest() {
+    let scratch = Scratch::new();
+    let qemu = scratch.dir.path().join("qemu-system-aarch64");
+    std::fs::write(
+        &qemu,
+        "#!/bin/sh\necho 'QEMU emulator version 7.2.0 (stand-in)'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&qemu, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let plan = |extra: &[&str], path: Option<&Path>| {
+        let mut cmd = ferry();
+        cmd.arg("plan")
+            .arg(fixture("tiny.toml"))
+            .arg("--disk")
+            .arg(scratch.disk())
+            .args(["--size", "2G", "--arch", "aarch64"])
+            .args(extra);
+        if let Some(path) = path {
+            cmd.env("PATH", path);
+        }
+        cmd.output().unwrap()
+    };
+    let qemu_arg = qemu.to_str().unwrap();
+    let out = plan(&["--qemu", qemu_arg, "--firmware", "uefi", "--json"], None);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let plan_json = &json["plan"];
+    let plan_json = if plan_json.is_null() {
+        &json
+    } else {
+        plan_json
+    };
+    assert_eq!(plan_json["arch"], "aarch64", "{stdout}");
+    assert_eq!(plan_json["accel"]["first"], "tcg", "{stdout}");
+    assert_eq!(
+        plan_json["accel"]["reason"],
+        "an aarch64 guest on this x86_64 machine: TCG"
+    );
+    assert_eq!(plan_json["firmware"], "uefi", "{stdout}");
+    assert_eq!(plan_json["qemu"]["program"], qemu_arg);
+    let cmdline = plan_json["boot"]["cmdline"].as_str().unwrap();
+    assert!(cmdline.ends_with(" console=ttyAMA0,115200n8"), "{cmdline}");
+
+    let out = plan(
+        &["--qemu", qemu_arg, "--accel", "kvm", "--firmware", "uefi"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    assert_eq!(
+        text(&out).1,
+        "ferry: error: KVM runs guests of this machine's architecture (x86_64) only; an aarch64 \
+         guest runs under TCG (--accel tcg or auto)\n"
+    );
+    // tiny.toml asks for BIOS.
+    let out = plan(&["--qemu", qemu_arg], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    assert_eq!(
+        text(&out).1,
+        "ferry: error: an aarch64 guest boots UEFI only (AAVMF on QEMU's virt board): use \
+         --firmware uefi or auto\n"
+    );
+    let empty = scratch.dir.path().join("bin");
+    std::fs::create_dir(&empty).unwrap();
+    let out = plan(&["--firmware", "uefi"], Some(&empty));
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out).1);
+    assert!(
+        text(&out).1.starts_with(
+            "ferry: error: no qemu-system-aarch64 found on PATH; install it (Debian: apt-get \
+             install qemu-system-arm)"
+        ),
+        "{}",
+        text(&out).1
+    );
+}

@@ -4,6 +4,7 @@
 //! counted. When neither the copy nor the archive is there, the tests say so and skip.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
 
 use ferry::arch::Arch;
@@ -286,4 +287,229 @@ fn walk(dir: &Path) -> Vec<String> {
         }
     }
     out
+}
+
+/// A catalog directory holding only the built-in x86-64 Debian QEMU entry, with its archive
+/// moved to `mirror`.
+fn archive_catalog(dir: &Path, mirror: &Mirror) -> PathBuf {
+    let catalog = dir.join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    let entry = std::fs::read_to_string(repo().join("images/qemu-debian-12.toml")).unwrap();
+    assert!(entry.contains(UPSTREAM_TLS));
+    std::fs::write(
+        catalog.join("qemu-debian-12.toml"),
+        entry.replace(UPSTREAM_TLS, &mirror.url()),
+    )
+    .unwrap();
+    catalog
+}
+
+/// The built-in catalog's archive URL.
+const UPSTREAM_TLS: &str = "https://deb.debian.org/debian";
+
+/// `ferry SUBCOMMAND` with no qemu-system-* on PATH (an empty directory), the catalog and
+/// the cache.
+fn without_qemu(mut cmd: Command, scratch: &Scratch, catalog: &Path, cache: &Path) -> Command {
+    let no_qemu = scratch.dir.path().join("bin");
+    std::fs::create_dir_all(&no_qemu).unwrap();
+    cmd.arg("--catalog")
+        .arg(catalog)
+        .arg("--cache-dir")
+        .arg(cache)
+        .env("PATH", &no_qemu);
+    cmd
+}
+
+fn doctor(scratch: &Scratch, catalog: &Path, cache: &Path) -> String {
+    let mut cmd = ferry();
+    cmd.args(["doctor", "--no-probe"]);
+    let out = without_qemu(cmd, scratch, catalog, cache).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    stdout
+        .lines()
+        .find(|l| l.starts_with("qemu "))
+        .unwrap_or_else(|| panic!("no qemu line in:\n{stdout}"))
+        .to_string()
+}
+
+fn plan(scratch: &Scratch, catalog: &Path, cache: &Path) -> String {
+    let mut cmd = ferry();
+    cmd.arg("plan")
+        .arg(fixture("tiny.toml"))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G"]);
+    let out = without_qemu(cmd, scratch, catalog, cache).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    stdout
+        .lines()
+        .find(|l| l.starts_with("qemu "))
+        .unwrap_or_else(|| panic!("no qemu line in:\n{stdout}"))
+        .to_string()
+}
+
+/// A rescue system without QEMU: `ferry plan` and `ferry doctor` say QEMU will come from the
+/// Debian archive the catalog names (here a loopback copy of it, signed by Debian); the
+/// install resolves, downloads, verifies and unpacks it in the fetch stage, runs the fixture
+/// install through its bundled loader and passes the boot check; a second install uses the
+/// cache without one request.
+#[test]
+fn network_install_without_qemu_assembles_debian_qemu_and_reuses_it_without_a_request() {
+    if !archive_available() {
+        return;
+    }
+    let mirror = Mirror::start(|_, _| {});
+    let scratch = Scratch::new();
+    let cache = scratch.dir.path().join("cache");
+    let catalog = archive_catalog(scratch.dir.path(), &mirror);
+    let to_download = format!(
+        "Debian's QEMU: bookworm's x86_64 packages, resolved and verified through the archive's \
+         signed InRelease from {}, before QEMU starts (no qemu-system-x86_64 on PATH)",
+        mirror.url()
+    );
+    assert_eq!(
+        plan(&scratch, &catalog, &cache),
+        format!("qemu         {to_download}")
+    );
+    assert_eq!(
+        doctor(&scratch, &catalog, &cache),
+        format!("qemu       {to_download}")
+    );
+    assert_eq!(
+        mirror.requests(),
+        Vec::<String>::new(),
+        "plan and doctor fetch nothing"
+    );
+
+    let started = std::time::Instant::now();
+    let install = scratch.install(&fixture("tiny.toml"), &["--accel", "tcg"]);
+    let out = without_qemu(install, &scratch, &catalog, &cache)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    eprintln!(
+        "install with QEMU assembled from the loopback mirror: {:.1}s\n{stderr}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+    assert!(stdout.contains("  fetch "), "{stdout}");
+    for said in [
+        "ferry: fetch  no qemu-system-x86_64 on PATH: Debian's QEMU: bookworm's x86_64 packages",
+        "ferry: fetch  resolving QEMU's packages in Debian bookworm (amd64)",
+        "ferry: fetch  downloading ",
+        "ferry: fetch  unpacking QEMU into ",
+        "ferry: fetch  QEMU 7.2.",
+    ] {
+        assert!(stderr.contains(said), "missing {said:?} in:\n{stderr}");
+    }
+    let root = match Origin::of(&Source::default_for(Arch::X86_64), &cache) {
+        Origin::Cached { root, .. } => root,
+        other => panic!("not unpacked in the cache: {other:?}"),
+    };
+    let run = scratch.run_dir();
+    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
+    assert!(
+        args.starts_with(&format!("{}/lib/ld-linux-x86-64.so.2 ", root.display())),
+        "{args}"
+    );
+    assert_eq!(mbr_partitions(&scratch.disk()).len(), 1);
+    // The supervisor planned once, after the fetch (the foreground's is the other one).
+    let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
+    assert_eq!(log.matches("plan made").count(), 1, "{log}");
+
+    // Again, into a new disk: the cache's QEMU, not one request.
+    let requests = mirror.requests().len();
+    let cached = format!(
+        "qemu         {}/lib/ld-linux-x86-64.so.2 7.2.",
+        root.display()
+    );
+    let planned = plan(&scratch, &catalog, &cache);
+    assert!(planned.starts_with(&cached), "{planned}");
+    assert!(
+        planned.ends_with(&format!(
+            "(Debian's QEMU ({} packages) in {} (no qemu-system-x86_64 on PATH))",
+            package_count(&cache),
+            root.display()
+        )),
+        "{planned}"
+    );
+    let doctored = doctor(&scratch, &catalog, &cache);
+    assert!(doctored.contains(&root.display().to_string()), "{doctored}");
+    let again = Scratch::new();
+    let install = again.install(&fixture("tiny.toml"), &["--accel", "tcg"]);
+    let out = without_qemu(install, &again, &catalog, &cache)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+    assert!(
+        !stderr.contains("ferry: fetch"),
+        "nothing to fetch:\n{stderr}"
+    );
+    assert_eq!(
+        mirror.requests().len(),
+        requests,
+        "the second install made requests"
+    );
+}
+
+/// The number of packages the cache's record lists.
+fn package_count(cache: &Path) -> usize {
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cache.join("qemu-debian/bookworm-amd64.json")).unwrap(),
+    )
+    .unwrap();
+    record["packages"].as_array().unwrap().len()
+}
+
+/// A tampered index fails the install in the fetch stage with one line naming the broken
+/// link and exit code 5; nothing is unpacked and the disk is not created.
+#[test]
+fn network_install_refuses_qemu_from_a_tampered_archive_index() {
+    if !archive_available() {
+        return;
+    }
+    let mirror = Mirror::start(|path, body| {
+        if path.ends_with("/Packages.xz") {
+            let n = body.len() / 2;
+            body[n] ^= 1;
+        }
+    });
+    let scratch = Scratch::new();
+    let cache = scratch.dir.path().join("cache");
+    let catalog = archive_catalog(scratch.dir.path(), &mirror);
+    let install = scratch.install(&fixture("tiny.toml"), &["--accel", "tcg"]);
+    let out = without_qemu(install, &scratch, &catalog, &cache)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let error: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("ferry: error:"))
+        .collect();
+    assert_eq!(
+        error,
+        [
+            "ferry: error: QEMU from Debian's archive: dists/bookworm/main/binary-amd64/Packages.xz: \
+          sha256 does not match the one dists/bookworm/InRelease lists"
+        ],
+        "{stderr}"
+    );
+    assert!(
+        walk(&cache.join("qemu-debian"))
+            .iter()
+            .all(|p| p.starts_with("debs/")),
+        "{:?}",
+        walk(&cache)
+    );
+    assert!(!scratch.disk().exists(), "the disk was touched");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scratch.run_dir().join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["state"], "failed", "{summary}");
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::arch::Arch;
 use crate::fetch::Request;
 use crate::host::Facts;
 use crate::host::disk::Target;
@@ -24,7 +25,7 @@ use crate::profile::{Accel, BootMode, ConsoleSource, Firmware, Pattern, Profile,
 use crate::qemu::{AccelKind, CacheMode, QemuBinary};
 pub use context::{host_context, partition_prefix};
 pub use render::render;
-pub use source::{SERIAL_CONSOLE, compose_cmdline};
+pub use source::{compose_cmdline, locate_qemu, serial_console};
 pub use vm::{GuestBus, GuestFirmware};
 
 /// An install that cannot be planned as asked; each message names the profile field
@@ -99,14 +100,27 @@ pub struct Options {
     pub initrd: Option<PathBuf>,
     /// The download cache (`--cache-dir`); `None`: the default.
     pub cache_dir: Option<PathBuf>,
+    /// The guest's architecture (`--arch`); `None`: this machine's. A foreign one runs under
+    /// TCG.
+    #[serde(default)]
+    pub arch: Option<Arch>,
     /// The image catalog directory (`--catalog`); `None`: the built-in catalog.
     pub catalog: Option<PathBuf>,
+}
+
+impl Options {
+    /// The guest's architecture: `--arch`, else this machine's.
+    pub fn arch(&self) -> Arch {
+        self.arch.unwrap_or_else(Arch::host)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub profile: PathBuf,
     pub description: String,
+    /// The guest's architecture: which QEMU, machine, firmware and serial console.
+    pub arch: Arch,
     /// The download of the image (a `url` or catalog `name`), made before QEMU starts.
     pub fetch: Option<FetchPlan>,
     /// `None` only while a downloaded image is not in the cache yet: its boot menu is read
@@ -153,12 +167,15 @@ impl Plan {
         })
     }
 
-    /// The QEMU to run; an error while the portable bundle is not downloaded yet.
+    /// The QEMU to run; an error while it is not downloaded yet.
     pub fn qemu(&self) -> Result<&QemuBinary, Error> {
         match &self.qemu {
             QemuPlan::Ready(qemu) => Ok(qemu),
             QemuPlan::Bundle { .. } => {
                 Err(PlanError::NotFetched("the portable QEMU bundle is not downloaded yet").into())
+            }
+            QemuPlan::Archive { .. } => {
+                Err(PlanError::NotFetched("QEMU is not assembled from Debian's archive yet").into())
             }
         }
     }
@@ -177,6 +194,66 @@ pub enum QemuPlan {
         /// What is wrong with the machine's own QEMU.
         why: String,
     },
+    /// No usable QEMU on this machine: Debian's QEMU packages, fetched through the archive's
+    /// signed chain and unpacked into `cache_dir` by the fetch stage.
+    Archive {
+        source: crate::qemu::archive::Source,
+        /// The archive's URL.
+        archive: String,
+        cache_dir: PathBuf,
+        /// What is in the cache already, and so what the fetch stage will download.
+        origin: crate::qemu::archive::Origin,
+        why: String,
+    },
+}
+
+impl QemuPlan {
+    /// Where QEMU comes from, in one line (`ferry plan`, `ferry doctor`).
+    pub fn describe(&self) -> String {
+        match self {
+            QemuPlan::Ready(qemu) => format!(
+                "{} {} ({})",
+                qemu.program.display(),
+                qemu.version,
+                qemu.source
+            ),
+            QemuPlan::Bundle { fetch, why, .. } => format!(
+                "the catalog's portable bundle, downloaded from {} first ({why})",
+                fetch.request.url()
+            ),
+            QemuPlan::Archive {
+                origin,
+                archive,
+                why,
+                ..
+            } => format!(
+                "{} from {archive}, before QEMU starts ({why})",
+                origin.describe()
+            ),
+        }
+    }
+}
+
+/// What the fetch stage downloads, known before the plan is made: the image, and QEMU when
+/// this machine has none. Reads no host facts and renders no template, so the install makes
+/// its one plan after the fetch, from what is in the cache then.
+#[derive(Debug)]
+pub struct Downloads {
+    pub image: Option<FetchPlan>,
+    pub qemu: QemuPlan,
+}
+
+/// What an install of `profile` downloads before QEMU starts.
+pub fn downloads(profile: &Profile, opts: &Options) -> Result<Downloads, Error> {
+    Ok(Downloads {
+        image: source::image_download(profile, opts)?,
+        qemu: locate_qemu(
+            opts.arch(),
+            opts.qemu.as_deref(),
+            opts.catalog.as_deref(),
+            opts.cache_dir.as_deref(),
+        )?,
+    })
 }
 
 /// An image to download into the cache and verify.
@@ -336,7 +413,14 @@ pub fn make(
 ) -> Result<Plan, Error> {
     // Asking QEMU its version takes tens of milliseconds: do it while the rest is planned.
     let plan = std::thread::scope(|scope| {
-        let qemu = scope.spawn(|| source::locate_qemu(opts));
+        let qemu = scope.spawn(|| {
+            locate_qemu(
+                opts.arch(),
+                opts.qemu.as_deref(),
+                opts.catalog.as_deref(),
+                opts.cache_dir.as_deref(),
+            )
+        });
         plan_with(profile, opts, facts, serve_url, qemu)
     })?;
     let cmdline = plan.boot.as_ref().map(|b| b.cmdline.as_str());
@@ -384,7 +468,7 @@ fn plan_with(
     if let Some(boot) = &mut boot
         && boot.mode == BootMode::Kernel
     {
-        boot.cmdline = compose_cmdline(&boot.cmdline, &extra);
+        boot.cmdline = compose_cmdline(opts.arch(), &boot.cmdline, &extra);
     }
 
     let mut files = Vec::new();
@@ -445,6 +529,7 @@ fn plan_with(
     Ok(Plan {
         profile: profile.path.clone(),
         description: spec.description.clone(),
+        arch: opts.arch(),
         fetch,
         boot,
         boot_mode: *spec.boot.mode.get_ref(),

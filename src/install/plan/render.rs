@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::GuestFirmware;
-use super::{LOADER_TITLE, Plan, QemuPlan};
+use super::{LOADER_TITLE, Plan};
 use crate::profile::{BootMode, ConsoleSource};
 
 /// An enum's name as the profile and plan.json spell it.
@@ -68,19 +68,7 @@ pub fn render(plan: &Plan) -> String {
             line("boot", boot);
         }
     }
-    let qemu = match &plan.qemu {
-        QemuPlan::Ready(qemu) => format!(
-            "{} {} ({})",
-            qemu.program.display(),
-            qemu.version,
-            qemu.source
-        ),
-        QemuPlan::Bundle { fetch, why, .. } => format!(
-            "the catalog's portable bundle, downloaded from {} first ({why})",
-            fetch.request.url()
-        ),
-    };
-    line("qemu", qemu);
+    line("qemu", plan.qemu.describe());
     line(
         "accel",
         format!("{} ({})", name(&plan.accel.first), plan.accel.reason),

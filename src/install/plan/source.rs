@@ -5,33 +5,62 @@ use std::path::{Path, PathBuf};
 
 use super::{BootPlan, FetchPlan, NetbootUnpack, Options, PlanError, QemuPlan};
 use crate::Error;
+use crate::arch::Arch;
 use crate::fetch::{self, Sha256Digest};
 use crate::image::Iso;
 use crate::profile::{BootMode, Profile};
-use crate::qemu::QemuBinary;
+use crate::qemu::{QemuBinary, archive};
 
-/// The serial console argument ferry adds; the last `console=` becomes /dev/console.
-pub const SERIAL_CONSOLE: &str = "console=ttyS0,115200n8";
+/// The serial console argument ferry adds for `arch`'s guest; the last `console=` becomes
+/// /dev/console.
+pub fn serial_console(arch: Arch) -> String {
+    format!("console={},115200n8", arch.serial_console())
+}
 
-/// `--qemu`, else a usable `qemu-system-x86_64` on PATH, else the catalog's portable bundle:
-/// unpacked in the cache already, or to be downloaded by the fetch stage.
-pub(super) fn locate_qemu(opts: &Options) -> Result<QemuPlan, Error> {
-    let missing = match QemuBinary::find(opts.qemu.as_deref()) {
+/// `--qemu`, else a usable `qemu-system-ARCH` on PATH, else the catalog's portable bundle,
+/// else QEMU assembled from the Debian archive the catalog names for this machine's
+/// architecture: unpacked in the cache already (no request), or to be fetched by the fetch
+/// stage. `ferry plan`, `ferry doctor` and the install all decide it here.
+pub fn locate_qemu(
+    arch: Arch,
+    explicit: Option<&Path>,
+    catalog: Option<&Path>,
+    cache_dir: Option<&Path>,
+) -> Result<QemuPlan, Error> {
+    let missing = match QemuBinary::find_for(arch, explicit) {
         Ok(qemu) => return Ok(QemuPlan::Ready(qemu)),
-        Err(e) if opts.qemu.is_some() => return Err(e.into()),
+        // The catalog's QEMUs run on this machine and emulate its architecture only.
+        Err(e) if explicit.is_some() || arch != Arch::host() => return Err(e.into()),
         Err(e) => e,
     };
-    let catalog = fetch::catalog::Catalog::load(opts.catalog.as_deref())?;
-    let Some(entry) = catalog.qemu_bundle() else {
-        return Err(missing.into());
-    };
-    let why = match missing {
+    let catalog = fetch::catalog::Catalog::load(catalog)?;
+    let why = match &missing {
         crate::qemu::QemuError::Unusable { path, reason } => {
             format!("{}: {reason}", path.display())
         }
-        _ => "no qemu-system-x86_64 on PATH".to_string(),
+        _ => format!("no {} on PATH", arch.qemu_system()),
     };
-    let cache_dir = fetch::cache::cache_dir(opts.cache_dir.as_deref());
+    let cache_dir = fetch::cache::cache_dir(cache_dir);
+    let Some(entry) = catalog.qemu_bundle() else {
+        let Some((source, archive)) = catalog
+            .qemu_archive(Arch::host())
+            .and_then(archive::Source::from_catalog)
+        else {
+            return Err(missing.into());
+        };
+        if let Some(done) = archive::cached(&source, &cache_dir) {
+            let mut qemu = done?.qemu;
+            qemu.source = format!("{} ({why})", qemu.source);
+            return Ok(QemuPlan::Ready(qemu));
+        }
+        return Ok(QemuPlan::Archive {
+            origin: archive::Origin::of(&source, &cache_dir),
+            source,
+            archive,
+            cache_dir,
+            why,
+        });
+    };
     let digest = entry
         .sha256
         .expect("a qemu entry has a sha256 (checked when read)");
@@ -285,7 +314,8 @@ fn fixture_hint(path: &Path) -> &'static str {
 /// arguments go before a `---` separator (arguments after it are copied into the installed
 /// system by installers such as Debian's); the console goes last, so it becomes /dev/console
 /// and the installed system inherits it.
-pub fn compose_cmdline(entry: &str, extra: &str) -> String {
+pub fn compose_cmdline(arch: Arch, entry: &str, extra: &str) -> String {
+    let console = serial_console(arch);
     let words: Vec<&str> = entry.split_whitespace().collect();
     let (before, after) = match words.iter().position(|w| *w == "---") {
         Some(i) => (&words[..i], Some(&words[i..])),
@@ -296,8 +326,8 @@ pub fn compose_cmdline(entry: &str, extra: &str) -> String {
     if let Some(after) = after {
         out.extend(after);
     }
-    if out.last() != Some(&SERIAL_CONSOLE) {
-        out.push(SERIAL_CONSOLE);
+    if out.last() != Some(&console.as_str()) {
+        out.push(&console);
     }
     out.join(" ")
 }
@@ -309,17 +339,24 @@ mod tests {
     #[test]
     fn console_goes_last_and_extra_before_separator() {
         assert_eq!(
-            compose_cmdline("quiet", "url=x"),
+            compose_cmdline(Arch::X86_64, "quiet", "url=x"),
             "quiet url=x console=ttyS0,115200n8"
         );
         assert_eq!(
-            compose_cmdline("vga=788 --- quiet", "auto=true url=x"),
+            compose_cmdline(Arch::X86_64, "vga=788 --- quiet", "auto=true url=x"),
             "vga=788 auto=true url=x --- quiet console=ttyS0,115200n8"
         );
         assert_eq!(
-            compose_cmdline("a console=ttyS0,115200n8", ""),
+            compose_cmdline(Arch::X86_64, "a console=ttyS0,115200n8", ""),
             "a console=ttyS0,115200n8"
         );
-        assert_eq!(compose_cmdline("", ""), "console=ttyS0,115200n8");
+        assert_eq!(
+            compose_cmdline(Arch::X86_64, "", ""),
+            "console=ttyS0,115200n8"
+        );
+        assert_eq!(
+            compose_cmdline(Arch::Aarch64, "quiet", ""),
+            "quiet console=ttyAMA0,115200n8"
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use super::{AccelPlan, DiskPlan, Options, PlanError};
 use crate::Error;
+use crate::arch::Arch;
 use crate::host::disk::{Target, TargetKind};
 use crate::host::{BootFirmware, Bus, Facts};
 use serde::Serialize;
@@ -95,7 +96,18 @@ pub(super) fn shape(
     network: Option<&crate::recipe::network::Network>,
     target: Target,
 ) -> Result<Shape, Error> {
+    let arch = opts.arch();
     let (firmware, firmware_reason) = match opts.firmware.unwrap_or(spec.vm.firmware) {
+        Firmware::Bios if arch == Arch::Aarch64 => {
+            return Err(PlanError::Options(
+                "an aarch64 guest boots UEFI only (AAVMF on QEMU's virt board): use --firmware uefi or auto",
+            )
+            .into());
+        }
+        _ if arch == Arch::Aarch64 => (
+            GuestFirmware::Uefi,
+            "aarch64: QEMU's virt board boots UEFI (AAVMF) only".to_string(),
+        ),
         Firmware::Auto => {
             let fw = if facts.firmware == BootFirmware::Uefi {
                 GuestFirmware::Uefi
@@ -119,9 +131,24 @@ pub(super) fn shape(
             "set by the profile or --firmware".to_string(),
         ),
     };
-    let accel = accel_plan(opts.accel.unwrap_or(spec.vm.accel), facts.kvm_openable);
-    // A download into a cache on tmpfs takes RAM: the install plans again after its fetch
-    // stage, with fresh facts, so `auto` memory is sized from what is left once it is there.
+    let requested = opts.accel.unwrap_or(spec.vm.accel);
+    let accel = match requested {
+        _ if arch == Arch::host() => accel_plan(requested, facts.kvm_openable),
+        Accel::Kvm => {
+            return Err(PlanError::Machine(format!(
+                "KVM runs guests of this machine's architecture ({}) only; an {arch} guest runs under TCG (--accel tcg or auto)",
+                Arch::host()
+            ))
+            .into());
+        }
+        _ => AccelPlan {
+            first: AccelKind::Tcg,
+            fallback_to_tcg: false,
+            reason: format!("an {arch} guest on this {} machine: TCG", Arch::host()),
+        },
+    };
+    // A download into a cache on tmpfs takes RAM: the install plans after its fetch stage,
+    // with fresh facts, so `auto` memory is sized from what is left once it is there.
     let sizing = size_vm(spec.vm.memory, spec.vm.cpus, facts)?;
     let (bus, bus_reason) = choose_bus(spec.vm.disk_bus, &target);
     let (serial, model) = match (&target.info, bus) {
