@@ -12,7 +12,7 @@ use crate::install::{self, Decision, Options, ProfileSource, Request};
 use crate::ops;
 use crate::ops::live::OnFailure;
 use crate::profile::{Accel, Firmware};
-use crate::run::RunDir;
+use crate::run::{RunDir, Secrets};
 use crate::style::{ColorChoice, Style};
 
 #[derive(Debug, Parser)]
@@ -217,6 +217,10 @@ pub enum Command {
         /// Print the plan as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Print secret values (`[secrets]`, --secret, password variables) instead of
+        /// [redacted].
+        #[arg(long)]
+        show_secrets: bool,
         /// Read the host's facts from a recorded tree instead of / (tests; see
         /// tests/fixtures/hosts/README.md).
         #[arg(long, value_name = "DIR", hide = true)]
@@ -619,14 +623,18 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
         Command::Plan {
             target,
             json,
+            show_secrets,
             host_root,
         } => {
             let mut request = target.request(None, false, true)?;
             request.options.host_root = host_root;
-            let plan = install::plan(&request)?;
+            let (plan, mut secrets) = install::plan(&request)?;
+            if show_secrets {
+                secrets = Secrets::default();
+            }
             match json {
-                true => print_json(&Versioned::new(&plan))?,
-                false => print!("{}", install::plan::render(&plan)),
+                true => println!("{}", secrets.to_json(&Versioned::new(&plan), true)?),
+                false => print!("{}", secrets.redact(&install::plan::render(&plan))),
             }
         }
         Command::Doctor {

@@ -11,6 +11,7 @@
 //! holds back only the bytes that may still begin a value, until the next write or the end.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::sync::Arc;
 
 use regex::bytes::{Regex, RegexBuilder};
@@ -129,6 +130,14 @@ impl Secrets {
         Redactor {
             secrets: self.clone(),
             pending: Vec::new(),
+        }
+    }
+
+    /// `inner` behind a [`Redactor`], as an `io::Write`.
+    pub fn writer<W: Write>(&self, inner: W) -> RedactingWriter<W> {
+        RedactingWriter {
+            inner,
+            redactor: self.stream(),
         }
     }
 }
@@ -287,6 +296,31 @@ impl Drop for Redacting {
         if !input.is_empty() {
             let _ = self.inner.input(self.last, &input);
         }
+    }
+}
+
+/// A byte stream (a child's stderr) redacted on its way to `inner`; the bytes held back
+/// because they may begin a value are written when it is dropped.
+pub struct RedactingWriter<W: Write> {
+    inner: W,
+    redactor: Redactor,
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write_all(&self.redactor.write(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        let _ = self.inner.write_all(&self.redactor.finish());
+        let _ = self.inner.flush();
     }
 }
 
