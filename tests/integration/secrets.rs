@@ -158,7 +158,8 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
         ])
         .arg("--runs-dir")
         .arg(scratch.runs())
-        .stdin(Stdio::null())
+        // Open until the run has ended: a closed stdin detaches.
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -297,19 +298,15 @@ fn ferry_plan_prints_secrets_redacted_unless_asked() {
             }
         }
     }
-    // The JSON stays valid, and --show-secrets shows the values as rendered.
+    // The JSON stays valid, and --show-secrets shows the values as rendered (the kernel
+    // command line's; the plan holds no file contents).
     let json: serde_json::Value = serde_json::from_str(&plan(&["--json"])).unwrap();
     assert!(json.to_string().contains("[redacted]"), "{json}");
     let shown = plan(&["--json", "--show-secrets"]);
     let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
     let all = json.to_string();
-    for secret in [ODD, HOST] {
-        let escaped = serde_json::to_string(secret).unwrap();
-        assert!(
-            all.contains(&escaped[1..escaped.len() - 1]),
-            "{secret:?} not in {all}"
-        );
-    }
+    let escaped = serde_json::to_string(ODD).unwrap();
+    assert!(all.contains(&escaped[1..escaped.len() - 1]), "{all}");
 }
 
 /// `ferry bundle` of `run` unpacked into `SCRATCH/NAME`.
