@@ -437,13 +437,24 @@ impl TargetArgs {
                 _ => Err(Error::Usage(format!("--var {v}: expected NAME=VALUE"))),
             })
             .collect::<Result<Vec<(String, String)>, _>>()?;
-        for (name, _) in vars.iter().filter(|(k, _)| install::is_secret_var(k)) {
+        // A password variable is a secret: it travels with them (never into request.json or
+        // the supervisor's argv); a --secret of the same name wins.
+        let (passwords, vars): (Vec<_>, Vec<_>) = vars
+            .into_iter()
+            .partition(|(k, _)| install::is_secret_var(k));
+        let mut secrets = install::secret_inputs(
+            &self.secrets,
+            &self.secret_files,
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )?;
+        for (name, value) in passwords {
             eprintln!(
-                "ferry: warning: --var {name} holds a password: it is redacted like a secret, but \
-                 this command line shows it to `ps`; use --secret-file {name}=PATH or \
-                 FERRY_SECRET_{}",
+                "ferry: warning: --var {name} holds a password: it is kept as a secret, but this \
+                 command line shows it to `ps`; use --secret-file {name}=PATH or FERRY_SECRET_{}",
                 name.to_uppercase()
             );
+            secrets.entry(name).or_insert(value);
         }
         Ok(Request {
             profile: ProfileSource::Named(self.profile.clone()),
@@ -467,12 +478,7 @@ impl TargetArgs {
             runs_dir,
             yes,
             quiet,
-            secrets: install::secret_inputs(
-                &self.secrets,
-                &self.secret_files,
-                std::env::vars_os()
-                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-            )?,
+            secrets,
         })
     }
 }

@@ -39,7 +39,7 @@ append = "url={{{{ serve.url }}}}/answers.sh ferry.odd={{{{ secrets.odd }}}}"
 odd = {odd}
 [[files]]
 name = "answers.sh"
-content = "DISK={{{{ disk.guest_path }}}}\nHOSTNAME={{{{ secrets.host }}}}\n# {{{{ secrets.file }}}} {{{{ secrets.env }}}}\n"
+content = "DISK={{{{ disk.guest_path }}}}\nHOSTNAME={{{{ secrets.host }}}}\n# {{{{ secrets.file }}}} {{{{ secrets.env }}}} {{{{ vars.root_password }}}}\n"
 [defaults]
 fail = ["tiny-installer: ERROR"]
 [[steps]]
@@ -97,7 +97,7 @@ fn forms(value: &str) -> Vec<String> {
 fn assert_clean(files: &[PathBuf]) {
     for file in files {
         let bytes = std::fs::read(file).unwrap_or_default();
-        for secret in [ODD, HOST, FROM_FILE, FROM_ENV] {
+        for secret in [ODD, HOST, FROM_FILE, FROM_ENV, PASSWORD] {
             for form in forms(secret) {
                 assert!(
                     !bytes.windows(form.len()).any(|w| w == form.as_bytes()),
@@ -128,6 +128,8 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
                 &format!("host={HOST}"),
                 "--secret-file",
                 &format!("file={}", secret_file.display()),
+                "--var",
+                &format!("root_password={PASSWORD}"),
             ],
         )
         .env("FERRY_SECRET_ENV", FROM_ENV)
@@ -171,7 +173,7 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
     for (what, pid) in [("supervisor", supervisor), ("QEMU", qemu)] {
         let argv = cmdline(pid);
         assert!(!argv.is_empty(), "{what} {pid} is gone");
-        for secret in [ODD, HOST, FROM_FILE, FROM_ENV] {
+        for secret in [ODD, HOST, FROM_FILE, FROM_ENV, PASSWORD] {
             assert!(
                 !argv.contains(secret),
                 "{what}'s argv holds {secret}: {argv}"
@@ -179,7 +181,7 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
         }
     }
     let request = std::fs::read(run.join("request.json")).unwrap();
-    for secret in [HOST, FROM_FILE, FROM_ENV] {
+    for secret in [HOST, FROM_FILE, FROM_ENV, PASSWORD] {
         assert!(
             !request
                 .windows(secret.len())
@@ -206,7 +208,7 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
         watched.contains("HOSTNAME=[redacted]"),
         "{watched}\n{viewer_err}"
     );
-    for secret in [ODD, HOST, FROM_FILE, FROM_ENV] {
+    for secret in [ODD, HOST, FROM_FILE, FROM_ENV, PASSWORD] {
         for form in forms(secret) {
             assert!(!watched.contains(&form), "attach printed {form:?}");
         }
