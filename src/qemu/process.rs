@@ -191,10 +191,11 @@ impl Qemu {
     fn ending(&mut self, timeout: Duration) -> Result<Ending, ProcessError> {
         let status = self.wait_timeout(timeout)?;
         // QEMU sends the event before it exits; after the exit it is read from the socket's
-        // buffer, then the connection reads as closed.
+        // buffer, then the connection reads as closed. It stays: a step that saw the console
+        // close asks first, the finish stage (after a resumed pause) asks again.
         let event = self
             .qmp
-            .wait_event("SHUTDOWN", Duration::from_secs(1))
+            .peek_event("SHUTDOWN", Duration::from_secs(1))
             .ok()
             .flatten();
         let data = event.as_ref().map(|e| &e["data"]);

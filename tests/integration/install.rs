@@ -578,3 +578,70 @@ fn a_full_runs_directory_fails_the_run_naming_the_path() {
         "the path is not named: {line}"
     );
 }
+
+#[test]
+fn a_guest_powering_off_during_a_paused_step_still_finishes() {
+    // The installer powers off right after it completes, while the last step waits for text
+    // that never comes: the step fails on the closed console (saying the guest powered off),
+    // the run pauses, and once resumed the finish stage still sees the guest's power-off.
+    let steps = r#"
+[[steps]]
+name = "the question"
+expect = "[yes/no]: "
+timeout = "15m"
+send = "yes\n"
+[[steps]]
+name = "installation"
+expect = "tiny-installer: installation complete"
+timeout = "15m"
+[[steps]]
+name = "after the end"
+expect = "this text never appears"
+timeout = "15m"
+[finish]
+verify = { enabled = false }
+"#;
+    let scratch = Scratch::new();
+    let rest = format!(
+        r#"
+[vars]
+hostname = "tiny"
+[[files]]
+name = "answers.sh"
+template = "{template}"
+{steps}"#,
+        template = fixture("answers.sh.j2").display(),
+    );
+    let profile = scratch.tiny_profile("paused.toml", &rest);
+    let child = scratch
+        .install(&profile, &["--on-failure", "pause"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = wait_for("the pause", Duration::from_secs(900), || {
+        let run = std::fs::read_dir(scratch.runs())
+            .ok()?
+            .flatten()
+            .next()?
+            .path();
+        let events = std::fs::read_to_string(run.join("events.jsonl")).ok()?;
+        events.contains("\"paused\"").then_some((run, events))
+    });
+    let (run, events) = run;
+    assert!(
+        events.contains("the console closed (the guest powered off) before a match"),
+        "{events}"
+    );
+    let id = run.file_name().unwrap().to_str().unwrap();
+    let resumed = ferry()
+        .args(["resume", id, "--runs-dir"])
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{:?}", text(&resumed));
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("installed onto"), "{stdout}");
+}
