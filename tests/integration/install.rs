@@ -645,3 +645,84 @@ template = "{template}"
     assert!(output.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("installed onto"), "{stdout}");
 }
+
+#[test]
+fn a_console_record_that_cannot_be_written_is_named_in_the_summary() {
+    // The run pauses before the installer is answered; the test then makes the boot check's
+    // serial.log a link to /dev/full (every write: "No space left on device"). The install
+    // and the boot check go on; the summary says what was not recorded.
+    let steps = r#"
+[[steps]]
+name = "the question"
+expect = "[yes/no]: "
+timeout = "15m"
+[[steps]]
+name = "pause"
+expect = "this text never appears"
+timeout = "1s"
+[[steps]]
+name = "answer"
+send = "yes\n"
+[[steps]]
+name = "installation"
+expect = "tiny-installer: installation complete"
+timeout = "15m"
+[finish]
+verify = { expect = "/login: ?$/", timeout = "15m" }
+"#;
+    let scratch = Scratch::new();
+    let rest = format!(
+        r#"
+[vars]
+hostname = "tiny"
+[[files]]
+name = "answers.sh"
+template = "{template}"
+{steps}"#,
+        template = fixture("answers.sh.j2").display(),
+    );
+    let profile = scratch.tiny_profile("unrecorded.toml", &rest);
+    let child = scratch
+        .install(&profile, &["--on-failure", "pause"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = wait_for("the pause", Duration::from_secs(900), || {
+        let run = std::fs::read_dir(scratch.runs())
+            .ok()?
+            .flatten()
+            .next()?
+            .path();
+        let events = std::fs::read_to_string(run.join("events.jsonl")).ok()?;
+        events.contains("\"paused\"").then_some(run)
+    });
+    std::fs::create_dir_all(run.join("verify")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", run.join("verify/serial.log")).unwrap();
+    let id = run.file_name().unwrap().to_str().unwrap();
+    let resumed = ferry()
+        .args(["resume", id, "--runs-dir"])
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{:?}", text(&resumed));
+
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let lost = format!(
+        "cannot write {}: No space left on device",
+        run.join("verify/serial.log").display()
+    );
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+    assert!(stdout.contains(&format!("  warning: {lost}")), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let records_lost = summary["records_lost"].as_array().unwrap();
+    assert!(
+        records_lost
+            .iter()
+            .any(|l| l.as_str().is_some_and(|l| l.contains(&lost))),
+        "{summary}"
+    );
+}
