@@ -357,6 +357,21 @@ mod tests {
     }
 
     #[test]
+    fn a_redacting_writer_redacts_a_stream_split_anywhere() {
+        let secrets = Secrets::new(["hunter2".to_string()]);
+        let mut out = Vec::new();
+        {
+            let mut writer = secrets.writer(&mut out);
+            for chunk in [&b"qemu: bad value hun"[..], b"ter", b"2 in option\nend hun"] {
+                writer.write_all(chunk).unwrap();
+            }
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("[redacted] in option\nend hun"), "{text}");
+    }
+
+    #[test]
     fn escaped_forms_are_found() {
         let s = secrets();
         let json = serde_json::to_string(ODD).unwrap();
