@@ -10,7 +10,7 @@ come seconds later and vary by hundreds of milliseconds under TCG, drowning what
 
 usage: bench-startup.py FERRY ISO [N]
 """
-import os, shlex, socket, statistics, subprocess, sys, tempfile, time
+import json, os, shlex, socket, statistics, subprocess, sys, tempfile, time
 
 def ferry_first_byte(ferry, profile, scratch):
     runs = os.path.join(scratch, "runs")
@@ -38,7 +38,10 @@ def ferry_first_byte(ferry, profile, scratch):
     proc.terminate()
     proc.wait()
     args = open(os.path.join(run_dir, "qemu.args")).read()
-    return first, args
+    # ferry sets the kernel command line over QMP (never in QEMU's argv); the bare QEMU gets
+    # it as -append instead of waiting in --preconfig.
+    cmdline = json.load(open(os.path.join(run_dir, "plan.json")))["boot"]["cmdline"]
+    return first, args.replace("--preconfig", "-append " + shlex.quote(cmdline))
 
 def qemu_first_byte(args, scratch):
     argv = shlex.split(args)

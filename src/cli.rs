@@ -13,7 +13,7 @@ use crate::install::{self, Decision, Options, ProfileSource, Request};
 use crate::ops;
 use crate::ops::live::OnFailure;
 use crate::profile::{Accel, Firmware};
-use crate::run::RunDir;
+use crate::run::{RunDir, Secrets};
 use crate::style::{ColorChoice, Style};
 
 #[derive(Debug, Parser)]
@@ -222,6 +222,10 @@ pub enum Command {
         /// Print the plan as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Print secret values (`[secrets]`, --secret, password variables) instead of
+        /// [redacted].
+        #[arg(long)]
+        show_secrets: bool,
         /// Read the host's facts from a recorded tree instead of / (tests; see
         /// tests/fixtures/hosts/README.md).
         #[arg(long, value_name = "DIR", hide = true)]
@@ -445,13 +449,24 @@ impl TargetArgs {
                 _ => Err(Error::Usage(format!("--var {v}: expected NAME=VALUE"))),
             })
             .collect::<Result<Vec<(String, String)>, _>>()?;
-        for (name, _) in vars.iter().filter(|(k, _)| install::is_secret_var(k)) {
+        // A password variable is a secret: it travels with them (never into request.json or
+        // the supervisor's argv); a --secret of the same name wins.
+        let (passwords, vars): (Vec<_>, Vec<_>) = vars
+            .into_iter()
+            .partition(|(k, _)| install::is_secret_var(k));
+        let mut secrets = install::secret_inputs(
+            &self.secrets,
+            &self.secret_files,
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )?;
+        for (name, value) in passwords {
             eprintln!(
-                "ferry: warning: --var {name} holds a password: it is redacted like a secret, but \
-                 this command line shows it to `ps`; use --secret-file {name}=PATH or \
-                 FERRY_SECRET_{}",
+                "ferry: warning: --var {name} holds a password: it is kept as a secret, but this \
+                 command line shows it to `ps`; use --secret-file {name}=PATH or FERRY_SECRET_{}",
                 name.to_uppercase()
             );
+            secrets.entry(name).or_insert(value);
         }
         Ok(Request {
             profile: ProfileSource::Named(self.profile.clone()),
@@ -476,12 +491,7 @@ impl TargetArgs {
             runs_dir,
             yes,
             quiet,
-            secrets: install::secret_inputs(
-                &self.secrets,
-                &self.secret_files,
-                std::env::vars_os()
-                    .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
-            )?,
+            secrets,
         })
     }
 }
@@ -634,14 +644,18 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
         Command::Plan {
             target,
             json,
+            show_secrets,
             host_root,
         } => {
             let mut request = target.request(None, false, true)?;
             request.options.host_root = host_root;
-            let plan = install::plan(&request)?;
+            let (plan, mut secrets) = install::plan(&request)?;
+            if show_secrets {
+                secrets = Secrets::default();
+            }
             match json {
-                true => print_json(&Versioned::new(&plan))?,
-                false => print!("{}", install::plan::render(&plan)),
+                true => println!("{}", secrets.to_json(&Versioned::new(&plan), true)?),
+                false => print!("{}", secrets.redact(&install::plan::render(&plan))),
             }
         }
         Command::Doctor {

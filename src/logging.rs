@@ -71,6 +71,21 @@ pub fn redact(secrets: &Secrets) {
     }
 }
 
+/// Panic messages go to the supervisor's stderr (`supervisor.log`) with `secrets` redacted: a
+/// message may quote a value it failed on.
+pub fn redact_panics(secrets: &Secrets) {
+    let secrets = secrets.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let mut text = format!("thread '{}' {info}\n", thread.name().unwrap_or("<unnamed>"));
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            text.push_str(&format!("{backtrace}\n"));
+        }
+        let _ = std::io::stderr().write_all(secrets.redact(&text).as_bytes());
+    }));
+}
+
 #[derive(Clone, Copy)]
 struct RunLog;
 

@@ -166,6 +166,8 @@ pub enum ExpectError {
         step: String,
         waited_for: Vec<String>,
         screen: Vec<String>,
+        /// How QEMU ended, when its owner found out (e.g. "QEMU was killed by signal SIGKILL").
+        ended: Option<String>,
     },
     /// A pattern does not compile.
     BadPattern { pattern: String, reason: String },
@@ -217,10 +219,12 @@ impl fmt::Display for ExpectError {
                 step,
                 waited_for,
                 screen,
+                ended,
             } => {
                 write!(
                     f,
-                    "step '{step}': the console closed (QEMU exited) before a match for {}",
+                    "step '{step}': the console closed ({}) before a match for {}",
+                    ended.as_deref().unwrap_or("QEMU exited"),
                     waited_for.join(", ")
                 )?;
                 write_screen(f, screen)
@@ -349,6 +353,7 @@ impl Console {
                     step: e.step.clone(),
                     waited_for: e.want.iter().map(ToString::to_string).collect(),
                     screen: self.last_lines(SCREEN_LINES),
+                    ended: None,
                 });
             }
             let now = Instant::now();

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::expect::Sink;
@@ -50,20 +50,27 @@ fn pair(
 #[derive(Debug)]
 pub struct RawLog {
     file: BufWriter<File>,
+    path: PathBuf,
 }
 
 impl RawLog {
     pub fn create(path: &Path) -> io::Result<RawLog> {
         Ok(RawLog {
             file: BufWriter::with_capacity(64 * 1024, File::create(path)?),
+            path: path.to_path_buf(),
         })
     }
 }
 
+/// A write error that names the file ("No space left on device" alone does not say where).
+fn naming(path: &Path) -> impl Fn(io::Error) -> io::Error + '_ {
+    move |e| io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+}
+
 impl Sink for RawLog {
     fn output(&mut self, _at: Duration, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)?;
-        self.file.flush()
+        let written = self.file.write_all(bytes).and_then(|()| self.file.flush());
+        written.map_err(naming(&self.path))
     }
 
     fn input(&mut self, _at: Duration, _bytes: &[u8]) -> io::Result<()> {
@@ -77,6 +84,7 @@ impl Sink for RawLog {
 #[derive(Debug)]
 pub struct Cast {
     file: BufWriter<File>,
+    path: PathBuf,
     /// Bytes of an incomplete UTF-8 sequence at the end of the last output (at most 3).
     carry: Vec<u8>,
     last: Duration,
@@ -102,6 +110,7 @@ impl Cast {
         file.flush()?;
         Ok(Cast {
             file,
+            path: path.to_path_buf(),
             carry: Vec::new(),
             last: Duration::ZERO,
             line: Vec::new(),
@@ -121,8 +130,11 @@ impl Cast {
             &(at.as_secs_f64(), kind, text), // serialises as a JSON array
         )?;
         self.line.push(b'\n');
-        self.file.write_all(&self.line)?;
-        self.file.flush()
+        let written = self
+            .file
+            .write_all(&self.line)
+            .and_then(|()| self.file.flush());
+        written.map_err(naming(&self.path))
     }
 }
 

@@ -2,6 +2,7 @@
 //! the disk attached and its serial console recorded — under KVM, or TCG when KVM turns out
 //! not to run guests here. The boot check boots through [`start_vm`] too.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use crate::qemu::cmdline::GuestFwd;
 use crate::qemu::vga::VgaMonitor;
 use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, ProcessError, Qemu};
 use crate::run::secrets::Redacting;
-use crate::run::{Record, RunDir, Secrets, Stage};
+use crate::run::{Record, RunDir, Stage};
 
 /// How long a guest under KVM may stay silent before ferry concludes KVM hangs guests here.
 /// A kernel prints within a second under KVM; TCG needs a few seconds.
@@ -106,9 +107,9 @@ fn boot_with_fallback(
 ) -> Result<(Started, AccelKind), Error> {
     let start = |accel| -> Result<Started, Error> {
         let machine = machine(accel);
-        let (vm, console) = start_vm(plan, &machine, &record.dir, &record.secrets, live)?;
+        let (vm, console) = start_vm(plan, &machine, &record.dir, record, live)?;
         let screen = match &machine.screen_socket {
-            Some(socket) => Some(start_screen(plan, socket, &record.dir)?),
+            Some(socket) => Some(start_screen(plan, socket, record)?),
             None => None,
         };
         Ok((vm, console, screen))
@@ -147,14 +148,16 @@ fn boot_with_fallback(
 }
 
 /// Starts QEMU for `machine`, recording its arguments, stderr and serial console into `dir`
-/// (`secrets` redacted); attached viewers see the console and may type into it.
+/// (the record's secrets redacted, a record that cannot be written noted in its losses);
+/// attached viewers see the console and may type into it.
 pub fn start_vm(
     plan: &Plan,
     machine: &Machine,
     dir: &RunDir,
-    secrets: &Secrets,
+    record: &Record,
     live: &dyn Live,
 ) -> Result<(Qemu, Console), Error> {
+    let secrets = &record.secrets;
     let binary = plan.qemu()?;
     let args = qemu::command_line_for(plan.arch, machine);
     let mut program_and_args = binary.pre_args.clone();
@@ -164,32 +167,38 @@ pub fn start_vm(
         secrets.redact(&qemu::shell_quote(&binary.program, &program_and_args)) + "\n",
     )?;
     tracing::info!(accel = ?machine.accel, "starting QEMU");
-    let vm = Qemu::start(
-        binary,
-        &args,
-        &machine.serial_socket,
-        &machine.qmp_socket,
-        &dir.qemu_stderr(),
-    )?;
+    let stderr = secrets.writer(File::create(dir.qemu_stderr())?);
+    let vm = Qemu::start(binary, &args, machine, &dir.qemu_stderr(), Box::new(stderr))?;
     let title = format!("ferry: {}", plan.profile.display());
     let mut sinks: Vec<Box<dyn Sink>> = transcript::create(dir.path(), &title)?
         .into_iter()
-        .map(|sink| Box::new(Redacting::new(sink, secrets)) as Box<dyn Sink>)
+        .map(|sink| recorded(sink, record))
         .collect();
-    sinks.push(live.console_sink());
+    // Attached viewers (`ferry attach`) see the console redacted too.
+    sinks.push(Box::new(Redacting::new(live.console_sink(), secrets)));
     let stream = vm.serial.try_clone()?;
     let console = Console::start(stream, sinks)?;
     live.console_started(console.input_handle().ok());
     Ok((vm, console))
 }
 
+/// A console record as the run keeps it: secrets redacted, a write failure noted.
+fn recorded(sink: Box<dyn Sink>, record: &Record) -> Box<dyn Sink> {
+    record
+        .losses
+        .noting(Box::new(Redacting::new(sink, &record.secrets)))
+}
+
 /// Reads the VGA screen through QEMU's second monitor at `socket` into a console recorded as
 /// `screen.log` and `screen.cast`.
-fn start_screen(plan: &Plan, socket: &Path, dir: &RunDir) -> Result<Screen, Error> {
+fn start_screen(plan: &Plan, socket: &Path, record: &Record) -> Result<Screen, Error> {
+    let dir = &record.dir;
     let monitor = VgaMonitor::connect(socket, dir.path()).map_err(ProcessError::from)?;
     let (stream, feed) = vga::start(monitor, SCREEN_INTERVAL)?;
     let title = format!("ferry: {} (VGA screen)", plan.profile.display());
-    let console = Console::start(stream, transcript::create_screen(dir.path(), &title)?)?;
+    let sinks = transcript::create_screen(dir.path(), &title)?;
+    let sinks = sinks.into_iter().map(|s| recorded(s, record)).collect();
+    let console = Console::start(stream, sinks)?;
     Ok(Screen { console, feed })
 }
 

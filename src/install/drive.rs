@@ -49,7 +49,7 @@ pub fn drive(
             let matched = match console.expect(&expectation) {
                 Ok(matched) => matched,
                 Err(e) => {
-                    let error = super::stage_error(Stage::Drive, e, record);
+                    let error = super::stage_error(Stage::Drive, e, &mut booted.vm, record);
                     if matches!(error, Error::Step { .. }) {
                         super::screenshot(&mut booted.vm, Stage::Drive, record);
                         if !record.stop.is_raised()

@@ -22,7 +22,7 @@ pub fn finish(plan: &Plan, booted: Booted, record: &Record) -> Result<(), Error>
     );
     if let Err(e) = console.wait_closed(plan.finish.poweroff_timeout) {
         super::screenshot(&mut vm, Stage::Finish, record);
-        return Err(super::stage_error(Stage::Finish, e, record));
+        return Err(super::stage_error(Stage::Finish, e, &mut vm, record));
     }
     super::check_stop(record)?;
     let status = vm.wait_poweroff(Duration::from_secs(30))?;

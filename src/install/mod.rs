@@ -15,7 +15,7 @@ pub mod verify;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -171,9 +171,11 @@ impl Request {
     }
 }
 
-/// Builds the plan without running anything (`ferry plan`).
-pub fn plan(request: &Request) -> Result<Plan, Error> {
-    preview(&request.load_profile()?, request)
+/// Builds the plan without running anything (`ferry plan`), with the values its output must
+/// redact.
+pub fn plan(request: &Request) -> Result<(Plan, crate::run::Secrets), Error> {
+    let profile = request.load_profile()?;
+    Ok((preview(&profile, request)?, request.secret_values(&profile)))
 }
 
 fn preview(profile: &Profile, request: &Request) -> Result<Plan, Error> {
@@ -392,7 +394,7 @@ fn run(
     if let Some(seconds) = fetch_seconds {
         laps.prepend(Stage::Fetch, seconds);
     }
-    Ok(laps.outcome(plan, accel, verified_after, record.dir.path()))
+    Ok(laps.outcome(plan, accel, verified_after, record))
 }
 
 /// Saves the VGA screen as `screen-STAGE.png` (a curses or graphical installer's screen is
@@ -413,10 +415,18 @@ fn check_stop(record: &Record) -> Result<(), Error> {
     }
 }
 
-/// An expect failure in a stage, or the interruption that caused it.
-fn stage_error(stage: Stage, error: ExpectError, record: &Record) -> Error {
+/// An expect failure in a stage, or the interruption that caused it. A console that closed
+/// says how QEMU ended (killed by a signal, crashed, the guest powered off).
+fn stage_error(stage: Stage, mut error: ExpectError, vm: &mut Qemu, record: &Record) -> Error {
     if record.stop.is_raised() {
         return Error::Interrupted;
+    }
+    if let ExpectError::Closed { ended, .. } = &mut error {
+        // The console closes when QEMU's process ends: it is reaped within moments.
+        match vm.how_it_ended(Duration::from_secs(10)) {
+            Ok(how) => *ended = Some(how),
+            Err(e) => tracing::warn!("how QEMU ended: {e}"),
+        }
     }
     Error::Step {
         stage,

@@ -21,6 +21,8 @@ pub struct Outcome {
     /// Seconds from the verify boot's start to the login prompt, when verified.
     pub verified_after: Option<f64>,
     pub cpu: CpuUse,
+    /// Records that stopped being written during the run, each as its write error.
+    pub records_lost: Vec<String>,
 }
 
 /// How long one stage took.
@@ -74,6 +76,11 @@ impl Outcome {
             println(format!("  {stage:<7} {seconds:>7.1}s"));
         }
         println(format!("  run directory: {}", self.run_dir.display()));
+        for lost in &self.records_lost {
+            println(format!(
+                "  warning: {lost}; the run's record stops there (the install itself went on)"
+            ));
+        }
         out
     }
 }
@@ -111,15 +118,16 @@ impl Laps {
         plan: &Plan,
         accel: AccelKind,
         verified_after: Option<f64>,
-        run_dir: &Path,
+        record: &Record,
     ) -> Outcome {
         Outcome {
-            run_dir: run_dir.to_path_buf(),
+            run_dir: record.dir.path().to_path_buf(),
             disk: plan.disk.target.path.clone(),
             accel,
             stages: self.stages,
             verified_after,
             cpu: CpuUse::now(),
+            records_lost: record.losses.list(),
         }
     }
 }
@@ -172,6 +180,7 @@ pub fn summarize(
         plan_seconds: planned,
         outcome: result.as_ref().ok(),
         run_dir: record.dir.path(),
+        records_lost: record.losses.list(),
     };
     record.write_json(&record.dir.summary(), &summary)?;
     match result {
@@ -194,6 +203,8 @@ struct Summary<'a> {
     plan_seconds: f64,
     outcome: Option<&'a Outcome>,
     run_dir: &'a Path,
+    /// Records that stopped being written, failed run or not.
+    records_lost: Vec<String>,
 }
 
 #[cfg(test)]
@@ -215,6 +226,9 @@ mod tests {
                 ferry_seconds: 1.0,
                 qemu_seconds: 2.0,
             },
+            records_lost: vec![
+                "cannot write /runs/r/serial.log: No space left on device (os error 28)".into(),
+            ],
         };
         let json = serde_json::to_value(&outcome).unwrap();
         assert_eq!(
@@ -226,5 +240,14 @@ mod tests {
             "{}",
             outcome.text()
         );
+        assert!(
+            outcome.text().contains(
+                "  warning: cannot write /runs/r/serial.log: No space left on device (os error 28); \
+                 the run's record stops there"
+            ),
+            "{}",
+            outcome.text()
+        );
+        assert_eq!(json["records_lost"][0], outcome.records_lost[0].as_str());
     }
 }

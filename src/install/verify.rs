@@ -47,7 +47,7 @@ pub fn verify(
         screen_socket: None,
     };
     let started = Instant::now();
-    let (mut vm, mut console) = start_vm(plan, &machine, &dir, &record.secrets, live)?;
+    let (mut vm, mut console) = start_vm(plan, &machine, &dir, record, live)?;
     let expectation = Expectation::new("boot check", verify.expect.clone(), verify.timeout)
         .failing_on(verify.fail.clone());
     let result = console.expect(&expectation);
@@ -56,7 +56,8 @@ pub fn verify(
         super::screenshot(&mut vm, Stage::Verify, record);
     }
     drop(console);
+    let result = result.map_err(|e| super::stage_error(Stage::Verify, e, &mut vm, record));
     vm.stop()?;
-    result.map_err(|e| super::stage_error(Stage::Verify, e, record))?;
+    result?;
     Ok(elapsed)
 }

@@ -329,12 +329,14 @@ pub fn supervise(run_dir: &RunDir) -> i32 {
         let profile = request.load_profile()?;
         secrets = request.secret_values(&profile);
         crate::logging::redact(&secrets);
+        crate::logging::redact_panics(&secrets);
         events.redact(&secrets);
         let record = Record {
             dir: run_dir.clone(),
             events: events.clone(),
             secrets: secrets.clone(),
             stop: StopFlag::default(),
+            losses: Default::default(),
         };
         let live = Live::new(record.clone(), handover.on_failure, handover.stop_grace);
         live.watch_signals();

@@ -78,6 +78,7 @@ impl Media {
 pub struct KernelBoot {
     pub kernel: PathBuf,
     pub initrd: Option<PathBuf>,
+    /// The kernel command line: never in QEMU's argv (see [`command_line_for`]).
     pub append: String,
 }
 
@@ -200,7 +201,9 @@ pub fn command_line_for(arch: Arch, machine: &Machine) -> Vec<String> {
         if let Some(initrd) = &boot.initrd {
             args.push(["-initrd".to_string(), initrd.display().to_string()]);
         }
-        args.push(["-append".to_string(), boot.append.clone()]);
+        // The command line may carry secrets, and every local user can read QEMU's argv: QEMU
+        // waits before building the machine, and `Qemu::start` sets it over QMP.
+        args.push(["--preconfig"]);
     }
     let guestfwd = machine.guestfwd.as_ref().map(GuestFwd::option);
     args.push([
@@ -406,7 +409,7 @@ mod tests {
              -device virtio-blk-pci,drive=target,bootindex=1 \
              -drive if=none,id=installer,media=cdrom,readonly=on,format=raw,file=/isos/tiny.iso \
              -device ide-cd,drive=installer,bus=ide.1 \
-             -kernel /run/k -initrd /run/i -append quiet console=ttyS0,115200n8 \
+             -kernel /run/k -initrd /run/i --preconfig \
              -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56 \
              -chardev socket,id=serial0,path=/run/serial.sock,server=on,wait=on -serial chardev:serial0 \
              -qmp unix:/run/qmp.sock,server=on,wait=off -vga std -display none"
@@ -427,10 +430,13 @@ mod tests {
     }
 
     #[test]
-    fn append_stays_one_argument() {
+    fn the_kernel_command_line_is_never_an_argument() {
         let args = command_line(&machine());
-        let i = args.iter().position(|a| a == "-append").unwrap();
-        assert_eq!(args[i + 1], "quiet console=ttyS0,115200n8");
+        assert!(
+            args.iter()
+                .all(|a| a != "-append" && !a.contains("console="))
+        );
+        assert!(args.iter().any(|a| a == "--preconfig"), "{args:?}");
     }
 
     #[test]
@@ -440,7 +446,7 @@ mod tests {
         m.kernel = None;
         let line = joined(&m);
         assert!(
-            !line.contains("-kernel") && !line.contains("installer") && !line.contains("-append")
+            !line.contains("-kernel") && !line.contains("installer") && !line.contains("preconfig")
         );
         assert!(line.contains("virtio-blk-pci,drive=target,bootindex=1"));
     }
@@ -541,7 +547,7 @@ mod tests {
              -device virtio-blk-pci,drive=target,bootindex=1 \
              -drive if=none,id=installer,media=cdrom,readonly=on,format=raw,file=/isos/tiny.iso \
              -device virtio-scsi-pci,id=cdscsi -device scsi-cd,drive=installer,bus=cdscsi.0 \
-             -kernel /run/k -initrd /run/i -append console=ttyAMA0 \
+             -kernel /run/k -initrd /run/i --preconfig \
              -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56 \
              -chardev socket,id=serial0,path=/run/serial.sock,server=on,wait=on -serial chardev:serial0 \
              -qmp unix:/run/qmp.sock,server=on,wait=off -device virtio-gpu-pci -display none"

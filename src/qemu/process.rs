@@ -6,7 +6,7 @@
 //! signal handler can stop them all.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use super::QemuBinary;
 use super::qmp::Qmp;
+use super::{Machine, QemuBinary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -74,23 +74,24 @@ pub struct Qemu {
 }
 
 impl Qemu {
-    /// Starts QEMU with `args`, its stderr going to `stderr_path`, and connects to the serial
-    /// and QMP sockets the arguments name. The guest starts running once the serial console is
-    /// connected (the serial chardev uses `wait=on`).
+    /// Starts QEMU with `args` (`machine`'s [`super::command_line`]), its stderr going to
+    /// `stderr_path`, and connects to the machine's serial and QMP sockets. The guest starts
+    /// running once the serial console is connected (the serial chardev uses `wait=on`) and,
+    /// for a kernel boot, once its command line is set over QMP.
+    ///
+    /// QEMU's stderr goes through a pipe into `stderr` (a writer of `stderr_path` that may
+    /// redact), copied by a thread until QEMU and the helpers it started close it.
     pub fn start(
         binary: &QemuBinary,
         args: &[String],
-        serial_socket: &Path,
-        qmp_socket: &Path,
+        machine: &Machine,
         stderr_path: &Path,
+        mut stderr: Box<dyn Write + Send>,
     ) -> Result<Qemu, ProcessError> {
+        let (serial_socket, qmp_socket) = (&machine.serial_socket, &machine.qmp_socket);
         for socket in [serial_socket, qmp_socket] {
             let _ = std::fs::remove_file(socket);
         }
-        let stderr = File::create(stderr_path).map_err(|source| ProcessError::Spawn {
-            program: stderr_path.to_path_buf(),
-            source,
-        })?;
         let mut command = Command::new(&binary.program);
         command
             .args(&binary.pre_args)
@@ -98,7 +99,7 @@ impl Qemu {
             .envs(binary.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr);
+            .stderr(Stdio::piped());
         let parent = std::process::id() as i32;
         // SAFETY: only async-signal-safe calls (setpgid, prctl, getppid, _exit) run between
         // fork and exec.
@@ -113,20 +114,30 @@ impl Qemu {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(|source| ProcessError::Spawn {
+        let mut child = command.spawn().map_err(|source| ProcessError::Spawn {
             program: binary.program.clone(),
             source,
         })?;
         if let Ok(mut running) = RUNNING.lock() {
             running.push(child.id() as i32);
         }
+        let pipe = child.stderr.take();
+        let copier = std::thread::spawn(move || {
+            if let Some(mut pipe) = pipe {
+                let _ = std::io::copy(&mut pipe, &mut stderr);
+            }
+        });
         let mut qemu = Partial {
             child: Some(child),
             stderr_path: stderr_path.to_path_buf(),
+            copier: Some(copier),
         };
         let serial = qemu.connect(serial_socket)?;
         let qmp_stream = qemu.connect(qmp_socket)?;
-        let qmp = Qmp::handshake(qmp_stream).map_err(|e| qemu.exit_error(e))?;
+        let mut qmp = Qmp::handshake(qmp_stream).map_err(|e| qemu.exit_error(e))?;
+        if let Some(boot) = &machine.kernel {
+            set_kernel_command_line(&mut qmp, &boot.append).map_err(|e| qemu.exit_error(e))?;
+        }
         if let (Ok(stream), Some(child)) = (qmp.control_stream(), qemu.child.as_ref())
             && let Ok(mut controls) = CONTROLS.lock()
         {
@@ -162,17 +173,34 @@ impl Qemu {
     /// the guest powered off: only a QMP `SHUTDOWN` event from the guest counts. QEMU killed by
     /// a signal, crashed, or shut down by the host is an error that says how it ended.
     pub fn wait_poweroff(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, ProcessError> {
+        match self.ending(timeout)? {
+            Ending::GuestPowerOff(status) => Ok(status),
+            Ending::Other(how) => Err(ProcessError::NotPoweredOff { how }),
+        }
+    }
+
+    /// How QEMU ended, as a user reads it ("QEMU was killed by signal SIGKILL", "the guest
+    /// powered off"), waiting up to `timeout` for it to exit.
+    pub fn how_it_ended(&mut self, timeout: Duration) -> Result<String, ProcessError> {
+        Ok(match self.ending(timeout)? {
+            Ending::GuestPowerOff(_) => "the guest powered off".to_string(),
+            Ending::Other(how) => how,
+        })
+    }
+
+    fn ending(&mut self, timeout: Duration) -> Result<Ending, ProcessError> {
         let status = self.wait_timeout(timeout)?;
         // QEMU sends the event before it exits; after the exit it is read from the socket's
-        // buffer, then the connection reads as closed.
+        // buffer, then the connection reads as closed. It stays: a step that saw the console
+        // close asks first, the finish stage (after a resumed pause) asks again.
         let event = self
             .qmp
-            .wait_event("SHUTDOWN", Duration::from_secs(1))
+            .peek_event("SHUTDOWN", Duration::from_secs(1))
             .ok()
             .flatten();
         let data = event.as_ref().map(|e| &e["data"]);
         if data.is_some_and(|d| d["guest"] == true) {
-            return Ok(status);
+            return Ok(Ending::GuestPowerOff(status));
         }
         let mut how = match status {
             None => format!(
@@ -184,7 +212,7 @@ impl Qemu {
         if let Some(reason) = data.and_then(|d| d["reason"].as_str()) {
             how.push_str(&format!(" (QEMU's shutdown reason: {reason})"));
         }
-        Err(ProcessError::NotPoweredOff { how })
+        Ok(Ending::Other(how))
     }
 
     /// Stops QEMU: QMP `quit`, then SIGKILL if it has not exited within a few seconds.
@@ -202,6 +230,21 @@ impl Qemu {
         forget(self.child.id());
         Ok(status)
     }
+}
+
+/// How a QEMU process ended: the guest's own power-off (its exit status, if QEMU has exited
+/// yet), or anything else, said for a user.
+enum Ending {
+    GuestPowerOff(Option<ExitStatus>),
+    Other(String),
+}
+
+/// Sets the kernel command line of a QEMU waiting in `--preconfig` and lets it build the
+/// machine: a value given here is never in QEMU's argv, which every local user can read.
+fn set_kernel_command_line(qmp: &mut Qmp, append: &str) -> Result<(), super::qmp::QmpError> {
+    let property = serde_json::json!({ "path": "/machine", "property": "append", "value": append });
+    qmp.execute("qom-set", Some(property))?;
+    qmp.execute("x-exit-preconfig", None).map(drop)
 }
 
 /// How a QEMU process ended, as a user reads it.
@@ -235,6 +278,21 @@ impl Drop for Qemu {
 struct Partial {
     child: Option<Child>,
     stderr_path: PathBuf,
+    /// The thread copying QEMU's stderr into its file.
+    copier: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Partial {
+    /// QEMU exited at start-up: what it said on stderr, once all of it is in the file.
+    fn early_exit(&mut self, status: ExitStatus) -> ProcessError {
+        if let Some(copier) = self.copier.take() {
+            let _ = copier.join();
+        }
+        ProcessError::EarlyExit {
+            status,
+            stderr: tail(&self.stderr_path, 20),
+        }
+    }
 }
 
 impl Partial {
@@ -250,10 +308,7 @@ impl Partial {
             if let Some(status) = child.try_wait().map_err(ProcessError::Wait)? {
                 forget(child.id());
                 self.child = None;
-                return Err(ProcessError::EarlyExit {
-                    status,
-                    stderr: tail(&self.stderr_path, 20),
-                });
+                return Err(self.early_exit(status));
             }
             if Instant::now() >= deadline {
                 return Err(ProcessError::SocketTimeout {
@@ -278,10 +333,7 @@ impl Partial {
             if let Ok(Some(status)) = child.try_wait() {
                 forget(child.id());
                 self.child = None;
-                return ProcessError::EarlyExit {
-                    status,
-                    stderr: tail(&self.stderr_path, 20),
-                };
+                return self.early_exit(status);
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -231,6 +231,15 @@ impl Qmp {
         }
     }
 
+    /// Like [`Qmp::wait_event`], but the event stays for a later wait.
+    pub fn peek_event(&mut self, name: &str, timeout: Duration) -> Result<Option<Value>, QmpError> {
+        let event = self.wait_event(name, timeout)?;
+        if let Some(event) = &event {
+            self.events.insert(0, event.clone());
+        }
+        Ok(event)
+    }
+
     /// Events received so far and not yet waited for.
     pub fn events(&self) -> &[Value] {
         &self.events

@@ -23,6 +23,8 @@ use serde::{Deserialize, Serialize};
 pub use events::{Event, Events, State, Status};
 pub use secrets::Secrets;
 
+use crate::console::Sink;
+
 /// The stages of the flow, as events, errors and `ferry status` name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(into = "&str", try_from = "String")]
@@ -315,6 +317,48 @@ pub struct Record {
     pub events: Events,
     pub secrets: Secrets,
     pub stop: StopFlag,
+    pub losses: Losses,
+}
+
+/// Records that stopped being written (a console log on a full disk), each said as its write
+/// error: the summary names them, so a run never looks fully recorded when it is not.
+#[derive(Clone, Default)]
+pub struct Losses(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Losses {
+    pub fn note(&self, what: String) {
+        tracing::warn!("{what}");
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+    }
+
+    pub fn list(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `sink` noting its write failure here (the console then stops writing to it).
+    pub fn noting(&self, sink: Box<dyn Sink>) -> Box<dyn Sink> {
+        Box::new(Noting {
+            inner: sink,
+            losses: self.clone(),
+        })
+    }
+}
+
+struct Noting {
+    inner: Box<dyn Sink>,
+    losses: Losses,
+}
+
+impl Sink for Noting {
+    fn output(&mut self, at: std::time::Duration, bytes: &[u8]) -> std::io::Result<()> {
+        let result = self.inner.output(at, bytes);
+        result.inspect_err(|e| self.losses.note(e.to_string()))
+    }
+
+    fn input(&mut self, at: std::time::Duration, bytes: &[u8]) -> std::io::Result<()> {
+        let result = self.inner.input(at, bytes);
+        result.inspect_err(|e| self.losses.note(e.to_string()))
+    }
 }
 
 impl Record {

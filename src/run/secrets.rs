@@ -11,6 +11,7 @@
 //! holds back only the bytes that may still begin a value, until the next write or the end.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::sync::Arc;
 
 use regex::bytes::{Regex, RegexBuilder};
@@ -129,6 +130,14 @@ impl Secrets {
         Redactor {
             secrets: self.clone(),
             pending: Vec::new(),
+        }
+    }
+
+    /// `inner` behind a [`Redactor`], as an `io::Write`.
+    pub fn writer<W: Write>(&self, inner: W) -> RedactingWriter<W> {
+        RedactingWriter {
+            inner,
+            redactor: self.stream(),
         }
     }
 }
@@ -290,6 +299,31 @@ impl Drop for Redacting {
     }
 }
 
+/// A byte stream (a child's stderr) redacted on its way to `inner`; the bytes held back
+/// because they may begin a value are written when it is dropped.
+pub struct RedactingWriter<W: Write> {
+    inner: W,
+    redactor: Redactor,
+}
+
+impl<W: Write> Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write_all(&self.redactor.write(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W: Write> Drop for RedactingWriter<W> {
+    fn drop(&mut self) {
+        let _ = self.inner.write_all(&self.redactor.finish());
+        let _ = self.inner.flush();
+    }
+}
+
 /// Lines that look like they carry a password or a key: the value after the key word is
 /// replaced (preseed `passwd/root-password`, `password=`, `PASSWORD:`, SSH keys). `ferry
 /// bundle` applies it as a second net, for values ferry was never told are secret.
@@ -320,6 +354,21 @@ mod tests {
 
     fn secrets() -> Secrets {
         Secrets::new([ODD.to_string(), "PlainS3cret".to_string()])
+    }
+
+    #[test]
+    fn a_redacting_writer_redacts_a_stream_split_anywhere() {
+        let secrets = Secrets::new(["hunter2".to_string()]);
+        let mut out = Vec::new();
+        {
+            let mut writer = secrets.writer(&mut out);
+            for chunk in [&b"qemu: bad value hun"[..], b"ter", b"2 in option\nend hun"] {
+                writer.write_all(chunk).unwrap();
+            }
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("[redacted] in option\nend hun"), "{text}");
     }
 
     #[test]

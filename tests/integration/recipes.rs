@@ -326,10 +326,10 @@ fn debian_installer_fails_fast(release: &str) -> String {
 /// `ferry install nixos` with the NixOS look-alike fixture ISO, then the command lines its fake
 /// tools recorded onto the installed disk, and the installed configuration.nix.
 fn install_nixos_fixture(firmware: &str, network: Option<&str>) -> (Scratch, Vec<String>, String) {
-    let (scratch, args) = install_fixture("nixos", "tiny-nixos.iso", firmware, network);
+    let (scratch, cmdline) = install_fixture("nixos", "tiny-nixos.iso", firmware, network);
     assert!(
-        args.contains("boot.shell_on_fail console=ttyS0,115200n8"),
-        "the serial entry was not booted: {args}"
+        cmdline.contains("boot.shell_on_fail console=ttyS0,115200n8"),
+        "the serial entry was not booted: {cmdline}"
     );
 
     // The root file system: partition 1 in both layouts.
@@ -402,8 +402,11 @@ fn install_fixture(
     let verify = std::fs::read_to_string(run.join("verify/serial.log")).unwrap();
     assert!(verify.contains("ferrytest login:"), "{verify}");
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
-    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
-    (scratch, args)
+    // The kernel command line is not in qemu.args (QEMU gets it over QMP): the plan's.
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+    let cmdline = plan["boot"]["cmdline"].as_str().unwrap().to_string();
+    (scratch, cmdline)
 }
 
 /// (first sector, sectors) of each GPT partition.
@@ -600,11 +603,11 @@ fn distribution_recipes_plan_the_installer_entry_of_their_look_alikes() {
 /// autoinstall names and runs the late-commands' downloads (root's key, netplan).
 #[test]
 fn ubuntu_recipe_installs_from_the_look_alike() {
-    let (scratch, args) =
+    let (scratch, cmdline) =
         install_fixture("ubuntu-24.04", "tiny-ubuntu.iso", "bios", Some(ROUTED_32));
     assert!(
-        args.contains("autoinstall ds=nocloud;s=http://10.0.2.100/"),
-        "{args}"
+        cmdline.contains("autoinstall ds=nocloud;s=http://10.0.2.100/"),
+        "{cmdline}"
     );
     let parts = mbr_partitions(&scratch.disk());
     let (_, _, start, sectors) = parts[0];
@@ -637,11 +640,12 @@ fn ubuntu_recipe_installs_from_the_look_alike() {
 /// /root/anaconda-ks.cfg, as Anaconda does.
 #[test]
 fn rhel_recipe_installs_from_the_lorax_look_alike() {
-    let (scratch, args) = install_fixture("rocky-9", "tiny-el.iso", "uefi", Some(ROUTED_32));
+    let (scratch, cmdline) = install_fixture("rocky-9", "tiny-el.iso", "uefi", Some(ROUTED_32));
     assert!(
-        args.contains("inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/")
-            && !args.contains("rd.live.check"),
-        "{args}"
+        cmdline
+            .contains("inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/")
+            && !cmdline.contains("rd.live.check"),
+        "{cmdline}"
     );
     let parts = gpt_partitions(&scratch.disk());
     let (start, sectors) = parts[1];

@@ -18,6 +18,8 @@ const HOST: &str = "Hostn4meS3cret";
 /// Given through a file and the environment (never in an argv).
 const FROM_FILE: &str = "F1leS3cretVal";
 const FROM_ENV: &str = "Env1S3cretVal";
+/// A recipe-style password variable given with `--var`: a secret by its name.
+const PASSWORD: &str = "Passw0rdS3cret";
 /// A fragment every secret value has: no file may hold it in any form that keeps the letters.
 const FRAGMENT: &str = "S3cr";
 
@@ -37,7 +39,7 @@ append = "url={{{{ serve.url }}}}/answers.sh ferry.odd={{{{ secrets.odd }}}}"
 odd = {odd}
 [[files]]
 name = "answers.sh"
-content = "DISK={{{{ disk.guest_path }}}}\nHOSTNAME={{{{ secrets.host }}}}\n# {{{{ secrets.file }}}} {{{{ secrets.env }}}}\n"
+content = "DISK={{{{ disk.guest_path }}}}\nHOSTNAME={{{{ secrets.host }}}}\n# {{{{ secrets.file }}}} {{{{ secrets.env }}}} {{{{ vars.root_password }}}}\n"
 [defaults]
 fail = ["tiny-installer: ERROR"]
 [[steps]]
@@ -95,7 +97,7 @@ fn forms(value: &str) -> Vec<String> {
 fn assert_clean(files: &[PathBuf]) {
     for file in files {
         let bytes = std::fs::read(file).unwrap_or_default();
-        for secret in [ODD, HOST, FROM_FILE, FROM_ENV] {
+        for secret in [ODD, HOST, FROM_FILE, FROM_ENV, PASSWORD] {
             for form in forms(secret) {
                 assert!(
                     !bytes.windows(form.len()).any(|w| w == form.as_bytes()),
@@ -126,6 +128,8 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
                 &format!("host={HOST}"),
                 "--secret-file",
                 &format!("file={}", secret_file.display()),
+                "--var",
+                &format!("root_password={PASSWORD}"),
             ],
         )
         .env("FERRY_SECRET_ENV", FROM_ENV)
@@ -134,8 +138,9 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
         .spawn()
         .unwrap();
 
-    // While the VM runs: neither the supervisor's nor QEMU's command line holds a secret
-    // given outside the kernel command line, and the request file is private.
+    // While the VM runs: neither the supervisor's nor QEMU's command line holds a secret,
+    // not even the one on the kernel command line (QEMU gets that over QMP), and the request
+    // file is private.
     let run = wait_for("the run directory", Duration::from_secs(30), || {
         std::fs::read_dir(scratch.runs())
             .ok()?
@@ -143,14 +148,32 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
             .map(|e| e.path())
             .find(|p| p.join("status.json").is_file())
     });
-    let qemu = wait_for("QEMU", Duration::from_secs(60), || {
+    // A viewer attached from the start sees the live console redacted too.
+    wait_for("the control socket", Duration::from_secs(60), || {
+        run.join("control.sock").exists().then_some(())
+    });
+    let viewer = ferry()
+        .args([
+            "attach",
+            run.file_name().unwrap().to_str().unwrap(),
+            "--read-only",
+        ])
+        .arg("--runs-dir")
+        .arg(scratch.runs())
+        // Open until the run has ended: a closed stdin detaches.
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let qemu = wait_for("QEMU", Duration::from_secs(600), || {
         scratch.qemu_pids().first().copied()
     });
     let supervisor = supervisor_pid(&scratch).unwrap();
     for (what, pid) in [("supervisor", supervisor), ("QEMU", qemu)] {
         let argv = cmdline(pid);
         assert!(!argv.is_empty(), "{what} {pid} is gone");
-        for secret in [HOST, FROM_FILE, FROM_ENV] {
+        for secret in [ODD, HOST, FROM_FILE, FROM_ENV, PASSWORD] {
             assert!(
                 !argv.contains(secret),
                 "{what}'s argv holds {secret}: {argv}"
@@ -158,7 +181,7 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
         }
     }
     let request = std::fs::read(run.join("request.json")).unwrap();
-    for secret in [HOST, FROM_FILE, FROM_ENV] {
+    for secret in [HOST, FROM_FILE, FROM_ENV, PASSWORD] {
         assert!(
             !request
                 .windows(secret.len())
@@ -178,6 +201,18 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
     // The secrets reached the guest (it printed the hostname back) ...
     let serial = std::fs::read_to_string(run.join("serial.log")).unwrap();
     assert!(serial.contains("HOSTNAME=[redacted]"), "{serial}");
+    // ... and the viewer, detached when the run ended, saw it redacted.
+    let viewed = viewer.wait_with_output().unwrap();
+    let (watched, viewer_err) = text(&viewed);
+    assert!(
+        watched.contains("HOSTNAME=[redacted]"),
+        "{watched}\n{viewer_err}"
+    );
+    for secret in [ODD, HOST, FROM_FILE, FROM_ENV, PASSWORD] {
+        for form in forms(secret) {
+            assert!(!watched.contains(&form), "attach printed {form:?}");
+        }
+    }
     // ... and no file of the run holds one, in any form.
     let files = files_under(&run);
     assert!(files.iter().any(|f| f.ends_with("transcript.cast")));
@@ -231,6 +266,49 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
         skipped.contains("serial.log: a link to") && skipped.contains("not followed"),
         "{skipped}"
     );
+}
+
+#[test]
+fn ferry_plan_prints_secrets_redacted_unless_asked() {
+    let scratch = Scratch::new();
+    let profile = profile(&scratch);
+    let plan = |extra: &[&str]| {
+        let out = ferry()
+            .arg("plan")
+            .arg(&profile)
+            .arg("--disk")
+            .arg(scratch.disk())
+            .args(["--size", "2G", "--secret", &format!("host={HOST}")])
+            .args(["--secret", &format!("file={FROM_FILE}")])
+            .args(["--var", &format!("root_password={PASSWORD}")])
+            .args(extra)
+            .env("FERRY_SECRET_ENV", FROM_ENV)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        stdout
+    };
+    for shown in [plan(&[]), plan(&["--json"])] {
+        assert!(shown.contains("[redacted]"), "{shown}");
+        for secret in [ODD, HOST, FROM_FILE, FROM_ENV, PASSWORD] {
+            for form in forms(secret) {
+                assert!(
+                    !shown.contains(&form),
+                    "{form:?} (of {secret:?}) in:\n{shown}"
+                );
+            }
+        }
+    }
+    // The JSON stays valid, and --show-secrets shows the values as rendered (the kernel
+    // command line's; the plan holds no file contents).
+    let json: serde_json::Value = serde_json::from_str(&plan(&["--json"])).unwrap();
+    assert!(json.to_string().contains("[redacted]"), "{json}");
+    let shown = plan(&["--json", "--show-secrets"]);
+    let json: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    let all = json.to_string();
+    let escaped = serde_json::to_string(ODD).unwrap();
+    assert!(all.contains(&escaped[1..escaped.len() - 1]), "{all}");
 }
 
 /// `ferry bundle` of `run` unpacked into `SCRATCH/NAME`.

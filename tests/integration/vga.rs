@@ -81,14 +81,9 @@ fn boot(dir: &Path) -> (Qemu, Console, ScreenFeed) {
     let screen_socket = dir.join("screen.sock");
     let args = command_line(&machine);
     let binary = QemuBinary::find(None).expect("qemu-system-x86_64 on PATH");
-    let vm = Qemu::start(
-        &binary,
-        &args,
-        &machine.serial_socket,
-        &machine.qmp_socket,
-        &dir.join("qemu.stderr"),
-    )
-    .unwrap();
+    let stderr = dir.join("qemu.stderr");
+    let file = Box::new(std::fs::File::create(&stderr).unwrap());
+    let vm = Qemu::start(&binary, &args, &machine, &stderr, file).unwrap();
     let monitor = VgaMonitor::connect(&screen_socket, dir).unwrap();
     let (stream, feed) = vga::start(monitor, Duration::from_millis(100)).unwrap();
     let console = Console::start(stream, transcript::create(dir, "vga test").unwrap()).unwrap();
