@@ -15,8 +15,7 @@ pub mod events;
 pub mod secrets;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -86,14 +85,25 @@ impl TryFrom<String> for Stage {
 /// Set when the run is to stop (a signal, `ferry stop`): the flow checks it between steps
 /// and reports the interruption instead of the failure it caused.
 #[derive(Debug, Clone, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
+pub struct StopFlag(Arc<Mutex<bool>>);
 
 impl StopFlag {
+    fn lock(&self) -> MutexGuard<'_, bool> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Raises the flag; waits for an [`Self::unless_raised`] action under way to finish, so
+    /// whatever the caller records after this comes after that action.
     pub fn raise(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        *self.lock() = true;
     }
     pub fn is_raised(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        *self.lock()
+    }
+    /// Runs `act` unless the flag is raised, holding the flag meanwhile: nothing `act` sends
+    /// can follow a stop. `act` must be quick (one write to the guest), as a stop waits for it.
+    pub fn unless_raised<R>(&self, act: impl FnOnce() -> R) -> Option<R> {
+        let raised = self.lock();
+        (!*raised).then(act)
     }
 }
 

@@ -548,3 +548,84 @@ fn the_supervisor_takes_its_request_from_the_run_directory() {
         "the supervisor plans once when nothing is fetched:\n{log}"
     );
 }
+
+/// The run's events, one JSON value each.
+fn events(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn has_event(run: &Path, f: impl Fn(&serde_json::Value) -> bool) -> bool {
+    events(run).iter().any(f)
+}
+
+#[test]
+fn nothing_is_typed_after_a_stop() {
+    let scratch = Scratch::new();
+    // The installer asks again after any answer but yes/no: the second step's prompt shows
+    // up during the power-down grace period, when the operator (through `ferry attach`)
+    // answers "maybe". The tiny installer ignores the power button, so the guest keeps
+    // running for the whole grace period.
+    let steps = r#"
+[[steps]]
+name = "see the question"
+expect = "[yes/no]: "
+[[steps]]
+name = "confirm the disk"
+expect = "[yes/no]: "
+send = "yes\n"
+timeout = "3m"
+"#;
+    let profile = profile(&scratch, steps);
+    let foreground = scratch
+        .install(&profile, &["--stop-grace", "20s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = run_dir_of(&scratch);
+    let id = run.file_name().unwrap().to_string_lossy().into_owned();
+    wait_for("the second step to wait", Duration::from_secs(120), || {
+        has_event(&run, |e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("[2/2] confirm the disk: waiting"))
+        })
+        .then_some(())
+    });
+    let out = ferry_in(&scratch, &["stop", &id]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    wait_for("the stop event", Duration::from_secs(10), || {
+        has_event(&run, |e| e["stage"] == "stop").then_some(())
+    });
+
+    // The question again, while the guest is being powered down.
+    let mut console = std::os::unix::net::UnixStream::connect(run.join("control.sock")).unwrap();
+    use std::io::Write;
+    console.write_all(b"attach\nmaybe\n").unwrap();
+    wait_for("the question again", Duration::from_secs(15), || {
+        let serial = std::fs::read_to_string(run.join("serial.log")).ok()?;
+        (serial.matches("[yes/no]: ").count() >= 2).then_some(())
+    });
+
+    let output = foreground.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{:?}", text(&output));
+    drop(console);
+    let events = events(&run);
+    let stop = events.iter().position(|e| e["stage"] == "stop").unwrap();
+    for event in &events[stop..] {
+        let message = event["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("sending") && !message.contains("waiting"),
+            "after the stop: {event}"
+        );
+    }
+    let transcript = std::fs::read_to_string(run.join("transcript.cast")).unwrap();
+    assert!(!transcript.contains(r#""i","yes\n""#), "{transcript}");
+    assert!(!serial_contains(&run, "tiny-installer: partitioning"));
+    assert!(scratch.qemu_pids().is_empty(), "QEMU outlived ferry");
+}
+
