@@ -25,6 +25,19 @@ pub fn drive(
     record: &Record,
     live: &dyn Live,
 ) -> Result<(), Error> {
+    let result = steps(plan, booted, record, live);
+    if matches!(result, Err(Error::Interrupted)) {
+        // A stop asked the guest to power off and stops QEMU when the grace period ends: the
+        // guest gets that time, and nothing more is matched or typed meanwhile.
+        let _ = booted.console.wait_closed(live.stop_grace() + STOP_MARGIN);
+    }
+    result
+}
+
+/// Beyond the grace period: how long the console may take to close once QEMU is stopped.
+const STOP_MARGIN: Duration = Duration::from_secs(10);
+
+fn steps(plan: &Plan, booted: &mut Booted, record: &Record, live: &dyn Live) -> Result<(), Error> {
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         super::check_stop(record)?;

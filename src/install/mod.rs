@@ -39,6 +39,8 @@ pub trait Live {
     /// A step failed (its screenshot is taken): pause for the operator, or not. `Abort` when
     /// the run does not pause on failures.
     fn after_failure(&self, stage: Stage, step: &str, error: &str) -> Decision;
+    /// After a stop: how long the guest has to power off before QEMU is stopped.
+    fn stop_grace(&self) -> std::time::Duration;
 }
 
 /// What the operator decided about a run paused after a failed step.

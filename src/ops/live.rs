@@ -154,6 +154,10 @@ impl crate::install::Live for Live {
         self.state().input = input;
     }
 
+    fn stop_grace(&self) -> Duration {
+        self.0.grace
+    }
+
     /// With `--on-failure pause`: leaves the VM running and waits for the operator.
     fn after_failure(&self, stage: Stage, step: &str, error: &str) -> Decision {
         let record = &self.0.record;
