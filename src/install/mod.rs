@@ -415,7 +415,9 @@ fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
         })
     };
     if !std::io::stdin().is_terminal() {
-        return Err(refused());
+        return Err(Error::Disk(DiskError::NoTerminal {
+            path: target.path.clone(),
+        }));
     }
     let name = target.path.file_name().map_or_else(
         || target.path.display().to_string(),

@@ -172,6 +172,24 @@ impl RunDir {
         )
     }
 
+    /// The words that name this run to `ferry attach/resume/status/bundle/…`, shell-quoted:
+    /// its id, and `--runs-dir DIR` when it is not under the default runs directory — so a
+    /// printed hint works when pasted.
+    pub fn command_args(&self) -> String {
+        let name = crate::qemu::cmdline::quote_word(&self.name());
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        match self.0.parent() {
+            Some(root) if absolute(root) != absolute(&runs_root(None)) => {
+                let root = absolute(root).display().to_string();
+                format!(
+                    "{name} --runs-dir {}",
+                    crate::qemu::cmdline::quote_word(&root)
+                )
+            }
+            _ => name,
+        }
+    }
+
     /// The boot check's records: the same file names, one level down.
     pub fn verify(&self) -> RunDir {
         RunDir(self.0.join("verify"))
@@ -366,6 +384,17 @@ mod tests {
             .to_string_lossy()
             .into_owned();
         assert!(name.ends_with("-a_b"), "{name}");
+    }
+
+    #[test]
+    fn command_args_name_a_runs_directory_that_is_not_the_default() {
+        let default = RunDir::at(runs_root(None).join("20261124-213012-tiny"));
+        assert_eq!(default.command_args(), "20261124-213012-tiny");
+        let elsewhere = RunDir::at("/srv/my runs/20261124-213012-tiny");
+        assert_eq!(
+            elsewhere.command_args(),
+            "20261124-213012-tiny --runs-dir '/srv/my runs'"
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Whole installs of the fixture OS, and how they fail.
 
 use std::io::Read;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -562,4 +561,35 @@ fn a_full_runs_directory_fails_the_run_naming_the_path() {
         line.contains(&runs.display().to_string()),
         "the path is not named: {line}"
     );
+}
+
+#[test]
+fn a_confirmation_without_a_terminal_says_so_and_names_yes() {
+    let scratch = Scratch::new();
+    let disk = scratch.disk();
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let output = ferry()
+        .arg("install")
+        .arg(fixture("tiny.toml"))
+        .arg("--disk")
+        .arg(&disk)
+        .args(["--accel", "tcg", "--runs-dir"])
+        .arg(scratch.runs())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(29), "{stdout}\n{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "ferry: error: {} must be confirmed by typing its name, but stdin is not a terminal \
+             to ask on; nothing was written (pass --yes to confirm without a terminal)\n",
+            disk.display()
+        )
+    );
+    assert!(!scratch.runs().exists(), "no run was started");
 }
