@@ -929,11 +929,7 @@ fn plan_and_doctor_agree_about_kvm() {
         "2G",
         "--json",
     ];
-    let kvm_opens = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
+    let kvm_opens = kvm_opens();
 
     // Nothing recorded: the plan probes, once, and keeps what it found for this boot.
     let first = json_of(&run(&plan_args));

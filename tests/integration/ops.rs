@@ -562,6 +562,25 @@ fn has_event(run: &Path, f: impl Fn(&serde_json::Value) -> bool) -> bool {
     events(run).iter().any(f)
 }
 
+/// Starts an install of [`profile`] with `steps` in the background, its stderr to `stderr`;
+/// returns it with its run directory and the run's id.
+fn start(
+    scratch: &Scratch,
+    steps: &str,
+    extra: &[&str],
+    stderr: Stdio,
+) -> (std::process::Child, PathBuf, String) {
+    let child = scratch
+        .install(&profile(scratch, steps), extra)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let run = run_dir_of(scratch);
+    let id = run.file_name().unwrap().to_string_lossy().into_owned();
+    (child, run, id)
+}
+
 #[test]
 fn nothing_is_typed_after_a_stop() {
     let scratch = Scratch::new();
@@ -579,15 +598,7 @@ expect = "[yes/no]: "
 send = "yes\n"
 timeout = "3m"
 "#;
-    let profile = profile(&scratch, steps);
-    let foreground = scratch
-        .install(&profile, &["--stop-grace", "20s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let run = run_dir_of(&scratch);
-    let id = run.file_name().unwrap().to_string_lossy().into_owned();
+    let (foreground, run, id) = start(&scratch, steps, &["--stop-grace", "20s"], Stdio::piped());
     wait_for("the second step to wait", Duration::from_secs(120), || {
         has_event(&run, |e| {
             e["message"]
@@ -679,17 +690,14 @@ name = "second look"
 expect = "nor does this"
 timeout = "3s"
 "#;
-    let profile = profile(&scratch, steps);
     let stderr = scratch.dir.path().join("stderr");
-    let foreground = scratch
-        .install(&profile, &["--on-failure", "pause"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .unwrap();
+    let (foreground, run, id) = start(
+        &scratch,
+        steps,
+        &["--on-failure", "pause"],
+        std::fs::File::create(&stderr).unwrap().into(),
+    );
     let printed = || std::fs::read_to_string(&stderr).unwrap_or_default();
-    let run = run_dir_of(&scratch);
-    let id = run.file_name().unwrap().to_string_lossy().into_owned();
     let runs_dir = format!("--runs-dir {}", scratch.runs().display());
     let with_runs_dir = |command: &str| format!("ferry {command} {id} {runs_dir}");
 
@@ -793,7 +801,7 @@ timeout = "3s"
     let waiting = scratch.dir.path().join("waiting.toml");
     std::fs::write(
         &waiting,
-        std::fs::read_to_string(&profile)
+        std::fs::read_to_string(scratch.dir.path().join("ops.toml"))
             .unwrap()
             .replace("timeout = \"3s\"", "timeout = \"3m\""),
     )
