@@ -166,7 +166,7 @@ pub fn boot(manual: ManualBoot) -> Result<i32, Error> {
         lock_fd: disk_lock.file.as_raw_fd(),
     };
     let mut child = spawn(&run_dir, &handover, &mut disk_lock, plan.qemu().ok())?;
-    let run = run_dir.command_args();
+    let (run, args) = (run_dir.name(), run_dir.command_args());
     // Attach once the VM runs (its console exists).
     let attached = loop {
         match control::request(&run_dir, "attach") {
@@ -183,14 +183,14 @@ pub fn boot(manual: ManualBoot) -> Result<i32, Error> {
     if let Some(stream) = attached {
         eprint!(
             "ferry: run {run}: the VM's serial console follows; power the guest off to end, \
-             Ctrl-] detaches (the VM keeps running: `ferry attach {run}`, `ferry stop {run}`)\r\n"
+             Ctrl-] detaches (the VM keeps running: `ferry attach {args}`, `ferry stop {args}`)\r\n"
         );
         let closed = {
             let _raw = super::attach::RawTerminal::enter()?;
             super::attach::pump(stream, false)?
         };
         if !closed {
-            eprintln!("\nferry: detached; the VM keeps running: `ferry attach {run}`");
+            eprintln!("\nferry: detached; the VM keeps running: `ferry attach {args}`");
             return Ok(0);
         }
         eprintln!();
