@@ -108,10 +108,15 @@ impl Verdict {
 
     /// The verdict recorded for this boot and this /dev/kvm, if any.
     pub fn recorded() -> Option<Verdict> {
-        let (boot_id, device) = identity()?;
         let text = std::fs::read_to_string(Verdict::path()).ok()?;
-        let verdict: Verdict = serde_json::from_str(&text).ok()?;
-        (verdict.boot_id == boot_id && verdict.device == device).then_some(verdict)
+        Verdict::if_current(&text, &identity()?)
+    }
+
+    /// The verdict in `text` if it was decided on this boot for this /dev/kvm (`identity`):
+    /// a reboot or a reloaded kvm module makes it stale.
+    fn if_current(text: &str, (boot_id, device): &(String, String)) -> Option<Verdict> {
+        let verdict: Verdict = serde_json::from_str(text).ok()?;
+        (&verdict.boot_id == boot_id && &verdict.device == device).then_some(verdict)
     }
 
     /// Records what was found for this boot and this /dev/kvm (replacing what was there);
@@ -318,6 +323,37 @@ fn read_probe_output(path: &Path) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::Verdict;
+
+    #[test]
+    fn a_verdict_holds_for_its_boot_and_its_dev_kvm_only() {
+        let verdict = Verdict {
+            boot_id: "boot-a".into(),
+            device: "6:82:2792".into(),
+            usable: false,
+            reason: "the probe guest wrote nothing".into(),
+            decided_at: "2026-12-02T03:00:00Z".into(),
+        };
+        let text = serde_json::to_string(&verdict).unwrap();
+        let here = |boot: &str, device: &str| (boot.to_string(), device.to_string());
+        assert_eq!(
+            Verdict::if_current(&text, &here("boot-a", "6:82:2792")),
+            Some(verdict)
+        );
+        assert_eq!(
+            Verdict::if_current(&text, &here("boot-b", "6:82:2792")),
+            None
+        );
+        assert_eq!(
+            Verdict::if_current(&text, &here("boot-a", "6:99:2792")),
+            None
+        );
+        assert_eq!(
+            Verdict::if_current("not json", &here("boot-a", "6:82:2792")),
+            None
+        );
+    }
+
     #[test]
     fn boot_sector_layout() {
         let s = super::boot_sector();
