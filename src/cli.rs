@@ -213,6 +213,9 @@ pub enum Command {
         /// Output file [default: ferry-RUN.tar.gz].
         #[arg(long, short = 'o', value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Overwrite the output file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Show every decision an install would make, touching nothing.
     #[command(after_help = PLAN_EXAMPLES)]
@@ -590,7 +593,12 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             runs,
             read_only,
         } => ops::attach::attach(&runs.resolve(run.as_deref())?, read_only)?,
-        Command::Stop { run, runs } => ops::control::stop(&runs.resolve(run.as_deref())?)?,
+        Command::Stop { run, runs } => {
+            eprintln!(
+                "ferry: {}",
+                ops::control::stop(&runs.resolve(run.as_deref())?)?
+            );
+        }
         Command::Boot {
             image,
             disk,
@@ -632,13 +640,21 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             });
         }
         Command::Resume { run, runs } => {
-            ops::control::decide(&runs.resolve(run.as_deref())?, Decision::Resume)?;
+            let done = ops::control::decide(&runs.resolve(run.as_deref())?, Decision::Resume)?;
+            eprintln!("ferry: {done}");
         }
         Command::Abort { run, runs } => {
-            ops::control::decide(&runs.resolve(run.as_deref())?, Decision::Abort)?;
+            let done = ops::control::decide(&runs.resolve(run.as_deref())?, Decision::Abort)?;
+            eprintln!("ferry: {done}");
         }
-        Command::Bundle { run, runs, output } => {
-            let path = ops::bundle::write(&runs.resolve(run.as_deref())?, output.as_deref())?;
+        Command::Bundle {
+            run,
+            runs,
+            output,
+            force,
+        } => {
+            let path =
+                ops::bundle::write(&runs.resolve(run.as_deref())?, output.as_deref(), force)?;
             println!("{}", path.display());
         }
         Command::Plan {

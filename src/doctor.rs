@@ -1,10 +1,10 @@
-//! `ferry doctor`: the machine explained before anything runs. Read-only; fast except for the
-//! KVM probe (a tiny guest booted under `-accel kvm`, skipped with `--no-probe`).
+//! `ferry doctor`: the machine explained before anything runs. Read-only but for the KVM
+//! probe's verdict, which it records for this boot (`host::kvm::Verdict`); fast except for the
+//! probe (a tiny guest booted under `-accel kvm`, skipped with `--no-probe`).
 //!
 //! The JSON form is documented in docs/doctor.md (schema version [`SCHEMA_VERSION`]).
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -20,10 +20,6 @@ use crate::install::plan::{QemuPlan, locate_qemu};
 use crate::qemu::AccelKind;
 
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// How long the probe guest may take to write its line under KVM (it needs ~0.1 s on a
-/// working KVM; TCG needs well under a second).
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -76,7 +72,7 @@ pub struct Options<'a> {
 
 pub fn report(opts: &Options) -> Report {
     let root = opts.root.map_or_else(Root::system, Root::at);
-    let facts = Facts::read_at(&root);
+    let mut facts = Facts::read_at(&root);
     let located = locate_qemu(Arch::host(), opts.qemu, opts.catalog, opts.cache_dir);
     let qemu_report = match &located {
         Ok(QemuPlan::Ready(q)) => QemuReport {
@@ -119,13 +115,18 @@ pub fn report(opts: &Options) -> Report {
         None
     };
     let probe = match (&skipped, &qemu) {
-        (None, Some(q)) => Some(kvm::probe(q, AccelKind::Kvm, PROBE_TIMEOUT)),
+        (None, Some(q)) => Some(kvm::probe(q, AccelKind::Kvm, kvm::PROBE_TIMEOUT)),
         _ => None,
     };
-    let usable = match &probe {
-        Some(p) => Some(p.usable),
-        None if !facts.kvm.openable && root.is_system() => Some(false),
-        None => None,
+    // What doctor finds is what `plan` and `install` decide from for the rest of this boot.
+    if let Some(p) = &probe {
+        facts.kvm.verdict = kvm::Verdict::record(p.usable, &p.reason);
+    }
+    let usable = match (&probe, &facts.kvm.verdict) {
+        (Some(p), _) => Some(p.usable),
+        (None, _) if !facts.kvm.openable && root.is_system() => Some(false),
+        (None, Some(verdict)) => Some(verdict.usable),
+        (None, None) => None,
     };
     Report {
         schema_version: SCHEMA_VERSION,
@@ -207,16 +208,33 @@ pub fn render(r: &Report) -> String {
             human_bytes(r.memory.tmpfs_bytes)
         ),
     );
-    let kvm = match (&r.kvm.device, r.kvm.usable, &r.kvm.probe) {
-        (d, _, _) if !d.present => "absent (/dev/kvm missing): TCG only".to_string(),
-        (d, _, _) if !d.openable && r.root == "/" => {
+    let kvm = match (
+        &r.kvm.device,
+        r.kvm.usable,
+        &r.kvm.probe,
+        &r.kvm.device.verdict,
+    ) {
+        (d, _, _, _) if !d.present => "absent (/dev/kvm missing): TCG only".to_string(),
+        (d, _, _, _) if !d.openable && r.root == "/" => {
             format!(
                 "/dev/kvm present, does not open ({}): TCG only",
                 d.open_error.as_deref().unwrap_or("?")
             )
         }
-        (_, Some(true), Some(p)) => format!("usable: {}", p.reason),
-        (_, Some(false), Some(p)) => format!("NOT usable: {}; installs run under TCG", p.reason),
+        (_, Some(true), Some(p), _) => format!("usable: {}", p.reason),
+        (_, Some(false), Some(p), _) => {
+            format!("NOT usable: {}; installs run under TCG", p.reason)
+        }
+        (_, Some(usable), None, Some(v)) => format!(
+            "{}: {} (probed {}, kept for this boot)",
+            if usable {
+                "usable"
+            } else {
+                "NOT usable (installs run under TCG)"
+            },
+            v.reason,
+            v.decided_at
+        ),
         _ => format!(
             "/dev/kvm present; usability not probed ({})",
             r.kvm.probe_skipped.as_deref().unwrap_or("?")

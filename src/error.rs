@@ -39,7 +39,11 @@ pub enum Error {
     Qemu(#[from] QemuError),
     #[error(transparent)]
     Process(#[from] ProcessError),
-    #[error("{stage}: {source}\nthe run's logs are in {}", run_dir.display())]
+    #[error(
+        "{stage}: {source}\nthe run's logs are in {}; `ferry bundle {}` packs them for support",
+        run_dir.display(),
+        crate::run::RunDir::at(run_dir).command_args()
+    )]
     Step {
         stage: Stage,
         source: Box<ExpectError>,

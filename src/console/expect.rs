@@ -75,6 +75,8 @@ const TRICKLE: usize = 4096;
 const GATHER: Duration = Duration::from_millis(5);
 /// Lines of the screen shown in errors.
 const SCREEN_LINES: usize = 20;
+/// How often a wait looks at its stop condition ([`Console::expect_unless`]).
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// A pattern to wait for. Compiled by the engine, per [`Console::expect`] call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +171,8 @@ pub enum ExpectError {
         /// How QEMU ended, when its owner found out (e.g. "QEMU was killed by signal SIGKILL").
         ended: Option<String>,
     },
+    /// The run was stopped while waiting ([`Console::expect_unless`]).
+    Stopped { step: String },
     /// A pattern does not compile.
     BadPattern { pattern: String, reason: String },
     /// Reading or writing the socket failed.
@@ -229,6 +233,7 @@ impl fmt::Display for ExpectError {
                 )?;
                 write_screen(f, screen)
             }
+            ExpectError::Stopped { step } => write!(f, "step '{step}': stopped while waiting"),
             ExpectError::BadPattern { pattern, reason } => {
                 write!(f, "bad pattern {pattern}: {reason}")
             }
@@ -335,11 +340,26 @@ impl Console {
     /// Waits until one of `e.want` matches, a `e.fail` pattern matches, the stream closes or
     /// the timeout passes.
     pub fn expect(&mut self, e: &Expectation) -> Result<Matched, ExpectError> {
+        self.expect_unless(e, &|| false)
+    }
+
+    /// [`Self::expect`], giving up as soon as `stopped()` says so: once a run is stopped,
+    /// nothing more is matched (what the guest prints meanwhile is still recorded).
+    pub fn expect_unless(
+        &mut self,
+        e: &Expectation,
+        stopped: &dyn Fn() -> bool,
+    ) -> Result<Matched, ExpectError> {
         let matcher = Matcher::new(e)?;
         let started = Instant::now();
         let deadline = crate::clock::deadline_from(started, e.timeout);
         let mut from = self.base;
         loop {
+            if stopped() {
+                return Err(ExpectError::Stopped {
+                    step: e.step.clone(),
+                });
+            }
             if let Some((id, range)) = matcher.find(&self.buf, from) {
                 if range.len() > WINDOW {
                     // Longer than the window: ignored, look for a later one.
@@ -364,7 +384,7 @@ impl Console {
                     TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
                 })
             } else {
-                self.rx.recv_timeout(deadline - now)
+                self.rx.recv_timeout((deadline - now).min(STOP_POLL))
             };
             match first {
                 Ok(msg) => {
@@ -382,6 +402,8 @@ impl Console {
                     from = matcher.scan_from(&self.buf, old_end, self.base);
                 }
                 Err(RecvTimeoutError::Disconnected) => self.closed = true,
+                // A quiet moment: look at the stop condition again.
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(ExpectError::Timeout {
                         step: e.step.clone(),

@@ -50,6 +50,8 @@ pub enum DiskError {
     },
     #[error("{} was not confirmed; nothing was written (pass --yes to skip the question)", path.display())]
     NotConfirmed { path: PathBuf },
+    #[error("{} must be confirmed by typing its name, but stdin is not a terminal to ask on; nothing was written (pass --yes to confirm without a terminal)", path.display())]
+    NoTerminal { path: PathBuf },
 }
 
 impl DiskError {
@@ -67,6 +69,7 @@ impl DiskError {
             DiskError::DeviceMapper { .. } => 25,
             DiskError::BacksRoot { .. } => 26,
             DiskError::NotConfirmed { .. } => 27,
+            DiskError::NoTerminal { .. } => 29,
             DiskError::BadSize(_) | DiskError::SizeTooSmall { .. } => 2,
             DiskError::Io { .. } => 3,
         }

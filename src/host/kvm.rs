@@ -4,11 +4,11 @@
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Root;
 use crate::qemu::{AccelKind, QemuBinary};
@@ -21,6 +21,8 @@ pub struct KvmFacts {
     pub openable: bool,
     /// Why it does not open.
     pub open_error: Option<String>,
+    /// What the probe found on this boot of this /dev/kvm, if it ran ([`Verdict`]).
+    pub verdict: Option<Verdict>,
 }
 
 impl KvmFacts {
@@ -29,8 +31,7 @@ impl KvmFacts {
         if !root.is_system() || !present {
             return KvmFacts {
                 present,
-                openable: false,
-                open_error: None,
+                ..KvmFacts::default()
             };
         }
         match std::fs::OpenOptions::new()
@@ -42,11 +43,13 @@ impl KvmFacts {
                 present,
                 openable: true,
                 open_error: None,
+                verdict: Verdict::recorded(),
             },
             Err(e) => KvmFacts {
                 present,
                 openable: false,
                 open_error: Some(e.to_string()),
+                verdict: None,
             },
         }
     }
@@ -61,6 +64,114 @@ pub struct Probe {
     /// Why it is not usable (or how quickly it answered).
     pub reason: String,
     pub seconds: f64,
+}
+
+/// How long the probe guest may take to write its line under KVM (it needs ~0.1 s on a
+/// working KVM; TCG needs well under a second).
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether KVM runs guests, decided once per boot of the kernel and per /dev/kvm: the first
+/// probe (`ferry doctor`, or `ferry plan`/`install` when none was recorded) is kept in a small
+/// file, and every later command decides from it — so they agree, and an install never starts
+/// under a KVM that was seen to hang guests. A reboot (new boot id) or a reloaded kvm module
+/// (a new /dev/kvm) makes it stale.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Verdict {
+    /// /proc/sys/kernel/random/boot_id when it was decided.
+    pub boot_id: String,
+    /// /dev/kvm's identity then (`DEV:INODE:RDEV`).
+    pub device: String,
+    pub usable: bool,
+    pub reason: String,
+    /// When (RFC 3339).
+    pub decided_at: String,
+}
+
+impl Verdict {
+    /// Where it is kept: `$FERRY_KVM_VERDICT`, else `/run/ferry/kvm.json` as root (/run is
+    /// emptied at boot), else `$XDG_RUNTIME_DIR/ferry/kvm.json`, else in `~/.cache/ferry`.
+    pub fn path() -> PathBuf {
+        if let Some(path) = std::env::var_os("FERRY_KVM_VERDICT") {
+            return PathBuf::from(path);
+        }
+        let dir = if nix::unistd::geteuid().is_root() {
+            PathBuf::from("/run/ferry")
+        } else if let Some(run) = std::env::var_os("XDG_RUNTIME_DIR") {
+            PathBuf::from(run).join("ferry")
+        } else {
+            std::env::var_os("HOME")
+                .map_or_else(std::env::temp_dir, |h| PathBuf::from(h).join(".cache"))
+                .join("ferry")
+        };
+        dir.join("kvm.json")
+    }
+
+    /// The verdict recorded for this boot and this /dev/kvm, if any.
+    pub fn recorded() -> Option<Verdict> {
+        let text = std::fs::read_to_string(Verdict::path()).ok()?;
+        Verdict::if_current(&text, &identity()?)
+    }
+
+    /// The verdict in `text` if it was decided on this boot for this /dev/kvm (`identity`):
+    /// a reboot or a reloaded kvm module makes it stale.
+    fn if_current(text: &str, (boot_id, device): &(String, String)) -> Option<Verdict> {
+        let verdict: Verdict = serde_json::from_str(text).ok()?;
+        (&verdict.boot_id == boot_id && &verdict.device == device).then_some(verdict)
+    }
+
+    /// Records what was found for this boot and this /dev/kvm (replacing what was there);
+    /// `None` when the kernel's boot id or /dev/kvm cannot be read. A verdict that cannot be
+    /// written still decides this command: it is only logged.
+    pub fn record(usable: bool, reason: &str) -> Option<Verdict> {
+        let (boot_id, device) = identity()?;
+        let verdict = Verdict {
+            boot_id,
+            device,
+            usable,
+            reason: reason.to_string(),
+            decided_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        };
+        if let Err(e) = write_atomically(&Verdict::path(), &verdict) {
+            tracing::warn!("KVM verdict not recorded: {e}");
+        }
+        Some(verdict)
+    }
+
+    /// The recorded verdict, else the probe's (recorded for the next command).
+    pub fn recorded_or_probed(qemu: &QemuBinary) -> Option<Verdict> {
+        Verdict::recorded().or_else(|| {
+            let probe = probe(qemu, AccelKind::Kvm, PROBE_TIMEOUT);
+            Verdict::record(probe.usable, &probe.reason)
+        })
+    }
+}
+
+/// This boot's id and /dev/kvm's identity.
+fn identity() -> Option<(String, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let kvm = std::fs::metadata("/dev/kvm").ok()?;
+    Some((
+        boot_id.trim().to_string(),
+        format!("{}:{}:{}", kvm.dev(), kvm.ino(), kvm.rdev()),
+    ))
+}
+
+/// Writes `verdict` to `path` through a temporary file and a rename: concurrent commands
+/// read a whole verdict or none.
+fn write_atomically(path: &Path, verdict: &Verdict) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let text = serde_json::to_string_pretty(verdict).map_err(std::io::Error::other)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), text + "\n")?;
+    tmp.persist(path)
+        .map_err(|e| std::io::Error::new(e.error.kind(), format!("{}: {e}", path.display())))?;
+    Ok(())
 }
 
 /// The line the probe guest writes to COM1.
@@ -212,6 +323,37 @@ fn read_probe_output(path: &Path) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use super::Verdict;
+
+    #[test]
+    fn a_verdict_holds_for_its_boot_and_its_dev_kvm_only() {
+        let verdict = Verdict {
+            boot_id: "boot-a".into(),
+            device: "6:82:2792".into(),
+            usable: false,
+            reason: "the probe guest wrote nothing".into(),
+            decided_at: "2026-12-02T03:00:00Z".into(),
+        };
+        let text = serde_json::to_string(&verdict).unwrap();
+        let here = |boot: &str, device: &str| (boot.to_string(), device.to_string());
+        assert_eq!(
+            Verdict::if_current(&text, &here("boot-a", "6:82:2792")),
+            Some(verdict)
+        );
+        assert_eq!(
+            Verdict::if_current(&text, &here("boot-b", "6:82:2792")),
+            None
+        );
+        assert_eq!(
+            Verdict::if_current(&text, &here("boot-a", "6:99:2792")),
+            None
+        );
+        assert_eq!(
+            Verdict::if_current("not json", &here("boot-a", "6:82:2792")),
+            None
+        );
+    }
+
     #[test]
     fn boot_sector_layout() {
         let s = super::boot_sector();

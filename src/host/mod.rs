@@ -293,6 +293,14 @@ impl Facts {
 /// Memory the rescue system keeps for itself when a VM's memory is checked against the host.
 pub const HOST_RESERVE_MIB: u64 = 384;
 
+/// "1 CPU", "2 CPUs".
+pub fn cpus_text(n: u32) -> String {
+    match n {
+        1 => "1 CPU".to_string(),
+        n => format!("{n} CPUs"),
+    }
+}
+
 /// A VM shape this host cannot run.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShapeError {
@@ -301,7 +309,8 @@ pub enum ShapeError {
     )]
     Memory { requested: u64, total: u64 },
     #[error(
-        "[vm] cpus = {requested} is more than the {host} CPUs of this host; lower it (0 means one per host CPU)"
+        "[vm] cpus = {requested} is more than the {} of this host; lower it (0 means one per host CPU)",
+        cpus_text(*host)
     )]
     Cpus { requested: u32, host: u32 },
 }
@@ -439,6 +448,14 @@ mod tests {
             "[vm] cpus = 4096 is more than the 24 CPUs of this host; lower it (0 means one per host CPU)"
         );
         assert!(facts.check_vm_shape(Memory::Mib(16 * 1024), 24).is_ok());
+        let one = Facts {
+            cpus: 1,
+            ..facts.clone()
+        };
+        assert_eq!(
+            one.check_vm_shape(Memory::Auto, 2).unwrap_err().to_string(),
+            "[vm] cpus = 2 is more than the 1 CPU of this host; lower it (0 means one per host CPU)"
+        );
         assert!(facts.check_vm_shape(Memory::Auto, 0).is_ok());
     }
 

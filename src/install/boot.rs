@@ -44,7 +44,21 @@ pub struct Booted {
     /// The accelerator it runs under (the boot check uses the same).
     pub accel: AccelKind,
     /// Files copied out of the ISO, removed once the installer has run.
-    pub scratch: Vec<PathBuf>,
+    pub scratch: ScratchFiles,
+}
+
+/// The installer's kernel and initrd copied into the run directory: tens of megabytes, on a
+/// rescue system in RAM. Removed when dropped — after the installer ran, and when a run
+/// fails or is interrupted on the way.
+#[derive(Debug, Default)]
+pub struct ScratchFiles(Vec<PathBuf>);
+
+impl Drop for ScratchFiles {
+    fn drop(&mut self) {
+        for file in &self.0 {
+            let _ = std::fs::remove_file(file);
+        }
+    }
 }
 
 /// Boots the installer.
@@ -54,16 +68,16 @@ pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Err
             let (kernel, scratch) = boot_files(plan, &record.dir)?;
             (Some(kernel), scratch)
         }
-        BootMode::Loader => (None, Vec::new()),
+        BootMode::Loader => (None, ScratchFiles::default()),
     };
     let firmware = firmware_files(plan, &record.dir, "install")?;
     record.progress(
         Stage::Boot,
         &format!(
-            "starting QEMU ({}, {} MiB, {} CPUs) with \"{}\"",
+            "starting QEMU ({}, {} MiB, {}) with \"{}\"",
             accel_name(plan.accel.first),
             plan.memory_mib,
-            plan.cpus,
+            crate::host::cpus_text(plan.cpus),
             plan.boot()?.title()
         ),
     );
@@ -133,14 +147,19 @@ fn boot_with_fallback(
                 KVM_SILENCE_LIMIT.as_secs()
             )
         }
-        Err(e) => format!(
-            "QEMU failed under KVM ({})",
-            e.to_string().lines().last().unwrap_or_default()
-        ),
+        // QEMU's own words (often an assertion) are in qemu.stderr and ferry.log; one calm
+        // line is enough on the operator's terminal.
+        Err(e) => {
+            tracing::warn!("QEMU under KVM: {e}");
+            "QEMU stopped under KVM".to_string()
+        }
     };
     super::check_stop(record)?;
+    // Kept for this boot: later plans and installs start under TCG straight away.
+    crate::host::kvm::Verdict::record(false, &why);
     let why = format!(
-        "{why}: /dev/kvm opens but does not run guests here (nested or paravirtual KVM?); restarting under TCG"
+        "{why}: KVM does not run guests here (nested or paravirtual KVM?); going on under TCG, \
+         as later installs on this boot will"
     );
     tracing::warn!("{why}");
     record.progress(Stage::Boot, &why);
@@ -231,7 +250,7 @@ pub fn target_disk(plan: &Plan) -> Disk {
 /// The kernel and initrd to boot: netboot files as they are; from an ISO, copied out of it
 /// (several initrds become one: concatenated cpio archives are what the kernel expects).
 /// Returns the boot and the scratch files to remove once the installer has run.
-fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, Vec<PathBuf>), Error> {
+fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, ScratchFiles), Error> {
     let boot = plan.boot()?;
     let Some(iso_path) = &boot.iso else {
         let initrd = boot.initrd.first().map(PathBuf::from);
@@ -240,11 +259,18 @@ fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, Vec<PathBuf>
             initrd,
             append: boot.cmdline.clone(),
         };
-        return Ok((files, Vec::new()));
+        return Ok((files, ScratchFiles::default()));
     };
     let iso = Iso::open(iso_path)?;
     let kernel = run_dir.kernel();
     let initrd = (!boot.initrd.is_empty()).then(|| run_dir.initrd());
+    // Guarded before they are written: a failed extraction removes what it left too.
+    let scratch = ScratchFiles(
+        [Some(kernel.clone()), initrd.clone()]
+            .into_iter()
+            .flatten()
+            .collect(),
+    );
     let initrd_parts: Vec<&str> = boot.initrd.iter().map(String::as_str).collect();
     // Tens of megabytes each, copied before QEMU can start: both at once.
     std::thread::scope(|scope| {
@@ -257,10 +283,6 @@ fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, Vec<PathBuf>
         }
         Ok::<_, crate::image::IsoError>(())
     })?;
-    let scratch = [Some(kernel.clone()), initrd.clone()]
-        .into_iter()
-        .flatten()
-        .collect();
     Ok((
         KernelBoot {
             kernel,

@@ -25,6 +25,19 @@ pub fn drive(
     record: &Record,
     live: &dyn Live,
 ) -> Result<(), Error> {
+    let result = steps(plan, booted, record, live);
+    if matches!(result, Err(Error::Interrupted)) {
+        // A stop asked the guest to power off and stops QEMU when the grace period ends: the
+        // guest gets that time, and nothing more is matched or typed meanwhile.
+        let _ = booted.console.wait_closed(live.stop_grace() + STOP_MARGIN);
+    }
+    result
+}
+
+/// Beyond the grace period: how long the console may take to close once QEMU is stopped.
+const STOP_MARGIN: Duration = Duration::from_secs(10);
+
+fn steps(plan: &Plan, booted: &mut Booted, record: &Record, live: &dyn Live) -> Result<(), Error> {
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         super::check_stop(record)?;
@@ -46,14 +59,15 @@ pub fn drive(
             );
             let expectation = Expectation::new(&step.name, step.expect.clone(), step.timeout)
                 .failing_on(step.fail.clone());
-            let matched = match console.expect(&expectation) {
+            let stop = &record.stop;
+            let matched = match console.expect_unless(&expectation, &|| stop.is_raised()) {
                 Ok(matched) => matched,
                 Err(e) => {
                     let error = super::stage_error(Stage::Drive, e, &mut booted.vm, record);
-                    if matches!(error, Error::Step { .. }) {
+                    if let Error::Step { source, .. } = &error {
                         super::screenshot(&mut booted.vm, Stage::Drive, record);
                         if !record.stop.is_raised()
-                            && live.after_failure(Stage::Drive, &step.name, &error.to_string())
+                            && live.after_failure(Stage::Drive, &step.name, &source.to_string())
                                 == Decision::Resume
                         {
                             continue;
@@ -65,6 +79,7 @@ pub fn drive(
             tracing::info!(step = %step.name, after = ?matched.elapsed, text = %matched.text, "matched");
         }
         if let Some(text) = &step.keys {
+            super::check_stop(record)?;
             record.progress(
                 Stage::Drive,
                 &format!("[{}/{total}] {}: typing {:?}", i + 1, step.name, text),
@@ -72,11 +87,19 @@ pub fn drive(
             type_keys(booted, step, text, record)?;
         }
         if let Some(text) = &step.send {
-            record.progress(
-                Stage::Drive,
-                &format!("[{}/{total}] {}: sending {:?}", i + 1, step.name, text),
-            );
-            booted.console.send(text.as_bytes())?;
+            // Checked and sent under the stop flag: a stop raised meanwhile (and its event)
+            // comes after this send, never before it.
+            let console = &mut booted.console;
+            record
+                .stop
+                .unless_raised(|| {
+                    record.progress(
+                        Stage::Drive,
+                        &format!("[{}/{total}] {}: sending {:?}", i + 1, step.name, text),
+                    );
+                    console.send(text.as_bytes())
+                })
+                .ok_or(Error::Interrupted)??;
         }
     }
     Ok(())

@@ -31,10 +31,8 @@ pub fn finish(plan: &Plan, booted: Booted, record: &Record) -> Result<(), Error>
     drop(vm);
     plan.disk.target.flush()?;
     uefi(plan, record)?;
-    // The installer's kernel and initrd can be large, and a rescue system's disk is its RAM.
-    for file in scratch {
-        let _ = std::fs::remove_file(file);
-    }
+    // Before the boot check: the installer's kernel and initrd take RAM on a rescue system.
+    drop(scratch);
     Ok(())
 }
 

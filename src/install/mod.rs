@@ -39,6 +39,8 @@ pub trait Live {
     /// A step failed (its screenshot is taken): pause for the operator, or not. `Abort` when
     /// the run does not pause on failures.
     fn after_failure(&self, stage: Stage, step: &str, error: &str) -> Decision;
+    /// After a stop: how long the guest has to power off before QEMU is stopped.
+    fn stop_grace(&self) -> std::time::Duration;
 }
 
 /// What the operator decided about a run paused after a failed step.
@@ -447,7 +449,9 @@ fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
         })
     };
     if !std::io::stdin().is_terminal() {
-        return Err(refused());
+        return Err(Error::Disk(DiskError::NoTerminal {
+            path: target.path.clone(),
+        }));
     }
     let name = target.path.file_name().map_or_else(
         || target.path.display().to_string(),

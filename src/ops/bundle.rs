@@ -21,13 +21,31 @@ use crate::run::secrets;
 
 /// Writes the bundle of `run_dir` to `out` (default `RUN.tar.gz` in the current directory);
 /// returns its path.
-pub fn write(run_dir: &RunDir, out: Option<&Path>) -> Result<PathBuf, Error> {
+pub fn write(run_dir: &RunDir, out: Option<&Path>, force: bool) -> Result<PathBuf, Error> {
     let run = run_dir.name();
     let out = out.map_or_else(
         || PathBuf::from(format!("ferry-{run}.tar.gz")),
         Path::to_path_buf,
     );
-    let file = std::fs::File::create(&out)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        // Created only if absent: an earlier bundle (or anything else) is never overwritten.
+        options.create_new(true);
+    }
+    let file = options.open(&out).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => OpsError::Bundle(format!(
+            "{} already exists; choose another file with -o, or overwrite it with --force",
+            out.display()
+        ))
+        .into(),
+        _ => Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("{}: {e}", out.display()),
+        )),
+    })?;
     let mut tar = tar::Builder::new(GzEncoder::new(file, Compression::default()));
     let mut added = 0;
     let mut skipped = String::new();

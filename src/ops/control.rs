@@ -128,14 +128,22 @@ pub fn request(run_dir: &RunDir, request: &str) -> Result<UnixStream, Error> {
     }
 }
 
-/// `ferry stop RUN`.
-pub fn stop(run_dir: &RunDir) -> Result<(), Error> {
+/// `ferry stop RUN`: returns what was done, for the operator.
+pub fn stop(run_dir: &RunDir) -> Result<String, Error> {
     request(run_dir, "stop")?;
-    Ok(())
+    Ok(format!(
+        "run {}: stopping: the guest was asked to power off (ACPI); QEMU quits after the grace \
+         period at the latest",
+        run_dir.name()
+    ))
 }
 
-/// `ferry resume RUN` / `ferry abort RUN`.
-pub fn decide(run_dir: &RunDir, decision: Decision) -> Result<(), Error> {
+/// `ferry resume RUN` / `ferry abort RUN`: returns what was done, for the operator.
+pub fn decide(run_dir: &RunDir, decision: Decision) -> Result<String, Error> {
     request(run_dir, decision.as_str())?;
-    Ok(())
+    let run = run_dir.name();
+    Ok(match decision {
+        Decision::Resume => format!("run {run} resumed: going on with the next step"),
+        Decision::Abort => format!("run {run} aborted: QEMU is stopped and the install fails"),
+    })
 }

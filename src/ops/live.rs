@@ -154,24 +154,27 @@ impl crate::install::Live for Live {
         self.state().input = input;
     }
 
+    fn stop_grace(&self) -> Duration {
+        self.0.grace
+    }
+
     /// With `--on-failure pause`: leaves the VM running and waits for the operator.
     fn after_failure(&self, stage: Stage, step: &str, error: &str) -> Decision {
         let record = &self.0.record;
         if self.0.on_failure != OnFailure::Pause || record.stop.is_raised() {
             return Decision::Abort;
         }
-        let run = record.dir.name();
+        let run = record.dir.command_args();
+        // One event says it all: what failed, then what the operator can do.
         let message = format!(
-            "step '{step}' failed; the VM keeps running. Take over with `ferry attach {run}`, \
+            "{stage}: {error}\nthe VM keeps running. Take over with `ferry attach {run}`, \
              then `ferry resume {run}` (continue with the next step) or `ferry abort {run}`"
         );
         tracing::warn!("{error}");
-        self.progress(stage, error);
         record.events.emit(&Event::Paused {
             step: step.to_string(),
-            message: message.clone(),
+            message,
         });
-        self.progress(stage, &message);
         let mut state = self.state();
         state.paused = Some(step.to_string());
         state.decision = None;

@@ -29,7 +29,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     #[error(
-        "{disk} is already being installed by run {run_dir} (ferry pid {pid}); see `ferry status`"
+        "{disk} is already being installed by run {run_dir} (ferry pid {pid}); see `ferry status {}`",
+        crate::run::RunDir::at(run_dir).command_args()
     )]
     Busy {
         disk: PathBuf,

@@ -203,16 +203,21 @@ pub fn print_report(r: &Report) {
     println!("run:      {} ({})", r.run, r.status.run_dir.display());
     println!("profile:  {}", r.status.profile.display());
     println!("disk:     {}", r.status.disk.display());
-    println!("state:    {} (pid {})", r.status.state, r.status.pid);
-    println!("stage:    {}", r.status.stage);
-    println!("step:     {}", r.status.step);
+    if matches!(r.status.state, State::Running | State::Paused) {
+        println!("state:    {} (pid {})", r.status.state, r.status.pid);
+        println!("stage:    {}", r.status.stage);
+        println!("step:     {}", r.status.step);
+    } else {
+        // An ended run: its supervisor is gone, and its last line is how it ended.
+        let code = r.status.exit_code.map(|c| format!(" (exit {c})"));
+        println!("state:    {}{}", r.status.state, code.unwrap_or_default());
+        println!("stage:    {}", r.status.stage);
+        println!("result:   {}", r.status.step);
+    }
     println!(
         "elapsed:  {}",
         humantime::format_duration(Duration::from_secs(r.elapsed_seconds))
     );
-    if let Some(code) = r.status.exit_code {
-        println!("exit:     {code}");
-    }
     println!("console:");
     for line in &r.console {
         println!("  | {line}");

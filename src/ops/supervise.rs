@@ -166,7 +166,7 @@ pub fn boot(manual: ManualBoot) -> Result<i32, Error> {
         lock_fd: disk_lock.file.as_raw_fd(),
     };
     let mut child = spawn(&run_dir, &handover, &mut disk_lock, plan.qemu().ok())?;
-    let run = run_dir.name();
+    let (run, args) = (run_dir.name(), run_dir.command_args());
     // Attach once the VM runs (its console exists).
     let attached = loop {
         match control::request(&run_dir, "attach") {
@@ -183,14 +183,14 @@ pub fn boot(manual: ManualBoot) -> Result<i32, Error> {
     if let Some(stream) = attached {
         eprint!(
             "ferry: run {run}: the VM's serial console follows; power the guest off to end, \
-             Ctrl-] detaches (the VM keeps running: `ferry attach {run}`, `ferry stop {run}`)\r\n"
+             Ctrl-] detaches (the VM keeps running: `ferry attach {args}`, `ferry stop {args}`)\r\n"
         );
         let closed = {
             let _raw = super::attach::RawTerminal::enter()?;
             super::attach::pump(stream, false)?
         };
         if !closed {
-            eprintln!("\nferry: detached; the VM keeps running: `ferry attach {run}`");
+            eprintln!("\nferry: detached; the VM keeps running: `ferry attach {args}`");
             return Ok(0);
         }
         eprintln!();
@@ -215,14 +215,14 @@ fn follow(
     forward_interrupts(pid);
     let mut offset = 0;
     let mut err = std::io::stderr();
-    let run = run_dir.name();
+    let run = run_dir.command_args();
     loop {
         let (batch, next) = events::read_from(run_dir, offset)?;
         offset = next;
         for event in batch {
             match event {
                 Event::Started { pid } if detach => {
-                    println!("{run}");
+                    println!("{}", run_dir.name());
                     let _ = writeln!(
                         err,
                         "ferry: install running in the background (pid {pid}, run directory {})\n\
@@ -235,8 +235,11 @@ fn follow(
                 Event::Progress { stage, message } if !quiet => {
                     let _ = writeln!(err, "ferry: {stage:<6} {message}");
                 }
-                Event::Paused { step, message } if !quiet => {
-                    let _ = writeln!(err, "ferry: {step:<6} {message}");
+                Event::Paused { message, .. } if !quiet => {
+                    let _ = writeln!(err, "ferry: paused: {message}");
+                }
+                Event::Resumed { step } if !quiet => {
+                    let _ = writeln!(err, "ferry: resumed after step '{step}'");
                 }
                 Event::End {
                     code,

@@ -353,7 +353,7 @@ pub fn shell_quote(program: &Path, args: &[String]) -> String {
 }
 
 /// One word as a POSIX shell (or GLib's `g_shell_parse_argv`) reads it back.
-fn quote_word(word: &str) -> String {
+pub fn quote_word(word: &str) -> String {
     if !word.is_empty()
         && word
             .bytes()

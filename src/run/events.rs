@@ -249,9 +249,17 @@ impl Events {
                 rec.status.step.clone_from(message);
             }
             Event::Resumed { .. } => rec.status.state = State::Running,
-            Event::End { code, state, .. } => {
+            Event::End {
+                code, state, error, ..
+            } => {
                 rec.status.state = *state;
                 rec.status.exit_code = Some(*code);
+                // The last step's line would be stale: say how the run ended instead.
+                rec.status.step = error
+                    .as_deref()
+                    .and_then(|e| e.lines().next())
+                    .unwrap_or(state.as_str())
+                    .to_string();
             }
         }
         let time = Timestamp::now();

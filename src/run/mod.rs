@@ -15,8 +15,7 @@ pub mod events;
 pub mod secrets;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -88,14 +87,25 @@ impl TryFrom<String> for Stage {
 /// Set when the run is to stop (a signal, `ferry stop`): the flow checks it between steps
 /// and reports the interruption instead of the failure it caused.
 #[derive(Debug, Clone, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
+pub struct StopFlag(Arc<Mutex<bool>>);
 
 impl StopFlag {
+    fn lock(&self) -> MutexGuard<'_, bool> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// Raises the flag; waits for an [`Self::unless_raised`] action under way to finish, so
+    /// whatever the caller records after this comes after that action.
     pub fn raise(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        *self.lock() = true;
     }
     pub fn is_raised(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        *self.lock()
+    }
+    /// Runs `act` unless the flag is raised, holding the flag meanwhile: nothing `act` sends
+    /// can follow a stop. `act` must be quick (one write to the guest), as a stop waits for it.
+    pub fn unless_raised<R>(&self, act: impl FnOnce() -> R) -> Option<R> {
+        let raised = self.lock();
+        (!*raised).then(act)
     }
 }
 
@@ -162,6 +172,24 @@ impl RunDir {
             || self.0.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         )
+    }
+
+    /// The words that name this run to `ferry attach/resume/status/bundle/…`, shell-quoted:
+    /// its id, and `--runs-dir DIR` when it is not under the default runs directory — so a
+    /// printed hint works when pasted.
+    pub fn command_args(&self) -> String {
+        let name = crate::qemu::cmdline::quote_word(&self.name());
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        match self.0.parent() {
+            Some(root) if absolute(root) != absolute(&runs_root(None)) => {
+                let root = absolute(root).display().to_string();
+                format!(
+                    "{name} --runs-dir {}",
+                    crate::qemu::cmdline::quote_word(&root)
+                )
+            }
+            _ => name,
+        }
     }
 
     /// The boot check's records: the same file names, one level down.
@@ -400,6 +428,17 @@ mod tests {
             .to_string_lossy()
             .into_owned();
         assert!(name.ends_with("-a_b"), "{name}");
+    }
+
+    #[test]
+    fn command_args_name_a_runs_directory_that_is_not_the_default() {
+        let default = RunDir::at(runs_root(None).join("20261124-213012-tiny"));
+        assert_eq!(default.command_args(), "20261124-213012-tiny");
+        let elsewhere = RunDir::at("/srv/my runs/20261124-213012-tiny");
+        assert_eq!(
+            elsewhere.command_args(),
+            "20261124-213012-tiny --runs-dir '/srv/my runs'"
+        );
     }
 
     #[test]

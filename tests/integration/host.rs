@@ -986,3 +986,92 @@ fn plan_for_an_aarch64_guest() {
         text(&out).1
     );
 }
+
+#[test]
+fn plan_and_doctor_agree_about_kvm() {
+    let scratch = Scratch::new();
+    // A verdict of this test's own: what is recorded for this boot is decided here.
+    let verdict_file = scratch.dir.path().join("kvm.json");
+    let run = |args: &[&str]| {
+        ferry()
+            .args(args)
+            .env("FERRY_KVM_VERDICT", &verdict_file)
+            .output()
+            .unwrap()
+    };
+    let disk = scratch.disk();
+    let tiny = fixture("tiny.toml");
+    let plan_args = [
+        "plan",
+        tiny.to_str().unwrap(),
+        "--disk",
+        disk.to_str().unwrap(),
+        "--size",
+        "2G",
+        "--json",
+    ];
+    let kvm_opens = kvm_opens();
+
+    // Nothing recorded: the plan probes, once, and keeps what it found for this boot.
+    let first = json_of(&run(&plan_args));
+    if kvm_opens {
+        let recorded: Value =
+            serde_json::from_str(&std::fs::read_to_string(&verdict_file).unwrap()).unwrap();
+        let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+        assert_eq!(recorded["boot_id"], boot_id.trim());
+    }
+
+    // Doctor probes again and records; plan decides from that record.
+    let doctor = json_of(&run(&["doctor", "--json"]));
+    let plan = json_of(&run(&plan_args));
+    let usable = doctor["kvm"]["usable"].as_bool().unwrap_or(false);
+    eprintln!("doctor: {}\nplan: {}", doctor["kvm"], plan["accel"]);
+    let (first_accel, fallback) = if usable {
+        ("kvm", true)
+    } else {
+        ("tcg", false)
+    };
+    assert_eq!(plan["accel"]["first"], first_accel, "{}", plan["accel"]);
+    assert_eq!(
+        plan["accel"]["fallback_to_tcg"], fallback,
+        "{}",
+        plan["accel"]
+    );
+    assert_eq!(first["accel"]["first"], plan["accel"]["first"]);
+    if kvm_opens && !usable {
+        // Here /dev/kvm opens but guests hang: the plan says why, in the probe's words.
+        let reason = plan["accel"]["reason"].as_str().unwrap();
+        let probed = doctor["kvm"]["probe"]["reason"].as_str().unwrap();
+        assert!(reason.contains(probed), "{reason} / {probed}");
+        // `doctor --no-probe` reports the same record.
+        let again = json_of(&run(&["doctor", "--json", "--no-probe"]));
+        assert_eq!(again["kvm"]["usable"], false, "{}", again["kvm"]);
+        let shown = String::from_utf8(run(&["doctor", "--no-probe"]).stdout).unwrap();
+        assert!(
+            shown.contains("kvm        NOT usable (installs run under TCG): "),
+            "{shown}"
+        );
+        // And an install never starts the installer under KVM: no fallback, no QEMU text.
+        let out = scratch
+            .install(&tiny, &[])
+            .env("FERRY_KVM_VERDICT", &verdict_file)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stderr.contains("starting QEMU (TCG, 512 MiB, 1 CPU) with"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("KVM"), "{stderr}");
+        let args = std::fs::read_to_string(scratch.run_dir().join("qemu.args")).unwrap();
+        assert!(!args.contains("kvm"), "{args}");
+    }
+    let shown = String::from_utf8(run(&plan_args[..6]).stdout).unwrap();
+    let accel_line = shown.lines().find(|l| l.starts_with("accel ")).unwrap();
+    assert_eq!(
+        accel_line.split_whitespace().nth(1),
+        Some(first_accel),
+        "{shown}"
+    );
+}

@@ -1,7 +1,6 @@
 //! Whole installs of the fixture OS, and how they fail.
 
 use std::io::Read;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -226,37 +225,78 @@ fn accel_auto_ends_under_tcg_and_says_why() {
         .unwrap()
         .replace("accel = \"tcg\"", "accel = \"auto\"");
     std::fs::write(&profile, auto).unwrap();
-    let output = scratch.install(&profile, &[]).output().unwrap();
-    let (_, stderr) = text(&output);
-    let plan: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(scratch.run_dir().join("plan.json")).unwrap(),
-    )
-    .unwrap();
-    if Path::new("/dev/kvm").exists() && plan["accel"]["first"] == "kvm" {
-        // This machine's /dev/kvm opens but hangs or crashes guests: ferry must notice.
-        assert!(stderr.contains("restarting under TCG"), "{stderr}");
-        let line = stderr
-            .lines()
-            .find(|l| l.contains("restarting under TCG"))
+    // This test's own KVM verdict: nothing recorded yet.
+    let verdict_file = scratch.dir.path().join("kvm.json");
+    let install = || {
+        let output = scratch
+            .install(&profile, &[])
+            .env("FERRY_KVM_VERDICT", &verdict_file)
+            .output()
             .unwrap();
-        assert!(line.contains("under KVM"), "the reason is given: {line}");
-    } else {
+        let mut runs: Vec<_> = std::fs::read_dir(scratch.runs())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        runs.sort();
+        let run = runs.pop().unwrap();
+        let plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+        (text(&output).1, plan, run)
+    };
+    let recorded = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(&verdict_file).unwrap()).unwrap()
+    };
+    let kvm_opens = kvm_opens();
+    let (stderr, plan, run) = install();
+    let mut checked = vec![(stderr, run)];
+    if !kvm_opens {
         assert_eq!(plan["accel"]["first"], "tcg");
+        let reason = plan["accel"]["reason"].as_str().unwrap();
+        assert!(reason.contains("/dev/kvm cannot be opened"), "{reason}");
+    } else if recorded()["usable"] == false {
+        // This machine's /dev/kvm opens but hangs guests: the plan probed before the first
+        // boot and the installer never started under KVM.
+        assert_eq!(plan["accel"]["first"], "tcg", "{}", plan["accel"]);
+        let reason = plan["accel"]["reason"].as_str().unwrap();
+        assert!(reason.contains("KVM ruled out for this boot"), "{reason}");
+        assert!(!checked[0].0.contains("KVM"), "{}", checked[0].0);
+
+        // A verdict that says KVM works while it does not: the boot notices, says so in one
+        // line without QEMU's own words, and records what it found for the next install.
+        let mut wrong = recorded();
+        wrong["usable"] = true.into();
+        std::fs::write(&verdict_file, wrong.to_string()).unwrap();
+        let (stderr, plan, run) = install();
+        assert_eq!(plan["accel"]["first"], "kvm", "{}", plan["accel"]);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("going on under TCG"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
         assert!(
-            plan["accel"]["reason"]
-                .as_str()
-                .unwrap()
-                .contains("/dev/kvm cannot be opened")
+            lines[0].contains("under KVM"),
+            "the reason is given: {}",
+            lines[0]
         );
+        assert!(!stderr.contains("Assertion"), "{stderr}");
+        assert_eq!(recorded()["usable"], false);
+        checked.push((stderr, run));
+    } else {
+        // KVM runs guests here: the install used it.
+        assert_eq!(plan["accel"]["first"], "kvm", "{}", plan["accel"]);
+        return;
     }
-    // Under TCG the installer reached its question, then the second step timed out.
-    assert!(stderr.contains("[yes/no]:"), "{stderr}");
-    assert!(
-        stderr.contains("step 'wait for the impossible'"),
-        "{stderr}"
-    );
-    let args = std::fs::read_to_string(scratch.run_dir().join("qemu.args")).unwrap();
-    assert!(args.contains("-accel tcg"), "{args}");
+    for (stderr, run) in &checked {
+        // Under TCG the installer reached its question, then the second step timed out.
+        assert!(stderr.contains("[yes/no]:"), "{stderr}");
+        assert!(
+            stderr.contains("step 'wait for the impossible'"),
+            "{stderr}"
+        );
+        let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
+        assert!(args.contains("-accel tcg"), "{args}");
+    }
 }
 
 #[test]
@@ -725,4 +765,35 @@ template = "{template}"
             .any(|l| l.as_str().is_some_and(|l| l.contains(&lost))),
         "{summary}"
     );
+}
+
+#[test]
+fn a_confirmation_without_a_terminal_says_so_and_names_yes() {
+    let scratch = Scratch::new();
+    let disk = scratch.disk();
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let output = ferry()
+        .arg("install")
+        .arg(fixture("tiny.toml"))
+        .arg("--disk")
+        .arg(&disk)
+        .args(["--accel", "tcg", "--runs-dir"])
+        .arg(scratch.runs())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(29), "{stdout}\n{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "ferry: error: {} must be confirmed by typing its name, but stdin is not a terminal \
+             to ask on; nothing was written (pass --yes to confirm without a terminal)\n",
+            disk.display()
+        )
+    );
+    assert!(!scratch.runs().exists(), "no run was started");
 }

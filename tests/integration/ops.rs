@@ -554,3 +554,293 @@ fn the_supervisor_takes_its_request_from_the_run_directory() {
         "the supervisor plans once when nothing is fetched:\n{log}"
     );
 }
+
+/// The run's events, one JSON value each.
+fn events(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("events.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn has_event(run: &Path, f: impl Fn(&serde_json::Value) -> bool) -> bool {
+    events(run).iter().any(f)
+}
+
+/// Starts an install of [`profile`] with `steps` in the background, its stderr to `stderr`;
+/// returns it with its run directory and the run's id.
+fn start(
+    scratch: &Scratch,
+    steps: &str,
+    extra: &[&str],
+    stderr: Stdio,
+) -> (std::process::Child, PathBuf, String) {
+    let child = scratch
+        .install(&profile(scratch, steps), extra)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let run = run_dir_of(scratch);
+    let id = run.file_name().unwrap().to_string_lossy().into_owned();
+    (child, run, id)
+}
+
+#[test]
+fn nothing_is_typed_after_a_stop() {
+    let scratch = Scratch::new();
+    // The installer asks again after any answer but yes/no: the second step's prompt shows
+    // up during the power-down grace period, when the operator (through `ferry attach`)
+    // answers "maybe". The tiny installer ignores the power button, so the guest keeps
+    // running for the whole grace period.
+    let steps = r#"
+[[steps]]
+name = "see the question"
+expect = "[yes/no]: "
+[[steps]]
+name = "confirm the disk"
+expect = "[yes/no]: "
+send = "yes\n"
+timeout = "3m"
+"#;
+    let (foreground, run, id) = start(&scratch, steps, &["--stop-grace", "20s"], Stdio::piped());
+    wait_for("the second step to wait", Duration::from_secs(120), || {
+        has_event(&run, |e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("[2/2] confirm the disk: waiting"))
+        })
+        .then_some(())
+    });
+    let out = ferry_in(&scratch, &["stop", &id]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        text(&out).1,
+        format!(
+            "ferry: run {id}: stopping: the guest was asked to power off (ACPI); QEMU quits \
+             after the grace period at the latest\n"
+        )
+    );
+    wait_for("the stop event", Duration::from_secs(10), || {
+        has_event(&run, |e| e["stage"] == "stop").then_some(())
+    });
+
+    // The question again, while the guest is being powered down.
+    let mut console = std::os::unix::net::UnixStream::connect(run.join("control.sock")).unwrap();
+    use std::io::Write;
+    console.write_all(b"attach\nmaybe\n").unwrap();
+    wait_for("the question again", Duration::from_secs(15), || {
+        let serial = std::fs::read_to_string(run.join("serial.log")).ok()?;
+        (serial.matches("[yes/no]: ").count() >= 2).then_some(())
+    });
+
+    let output = foreground.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{:?}", text(&output));
+    drop(console);
+    let events = events(&run);
+    let stop = events.iter().position(|e| e["stage"] == "stop").unwrap();
+    for event in &events[stop..] {
+        let message = event["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.contains("sending") && !message.contains("waiting"),
+            "after the stop: {event}"
+        );
+    }
+    let transcript = std::fs::read_to_string(run.join("transcript.cast")).unwrap();
+    assert!(!transcript.contains(r#""i","yes\n""#), "{transcript}");
+    assert!(!serial_contains(&run, "tiny-installer: partitioning"));
+    assert!(scratch.qemu_pids().is_empty(), "QEMU outlived ferry");
+}
+
+/// The `ferry …` commands quoted in backticks in `text`, in order.
+fn hints(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|h| h.starts_with("ferry "))
+        .map(String::from)
+        .collect()
+}
+
+/// Runs a printed hint verbatim in a shell, in the scratch directory, with this build's
+/// ferry first on PATH and no `$FERRY_RUNS` (the hint must name the runs directory).
+fn paste(scratch: &Scratch, hint: &str) -> std::process::Output {
+    let bin = Path::new(env!("CARGO_BIN_EXE_ferry")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(hint)
+        .env("PATH", path)
+        .env_remove("FERRY_RUNS")
+        .current_dir(scratch.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn every_hint_a_failing_install_prints_works_when_pasted() {
+    let scratch = Scratch::new();
+    let steps = r#"
+[[steps]]
+name = "first look"
+expect = "this text never appears"
+timeout = "3s"
+[[steps]]
+name = "second look"
+expect = "nor does this"
+timeout = "3s"
+"#;
+    let stderr = scratch.dir.path().join("stderr");
+    let (foreground, run, id) = start(
+        &scratch,
+        steps,
+        &["--on-failure", "pause"],
+        std::fs::File::create(&stderr).unwrap().into(),
+    );
+    let printed = || std::fs::read_to_string(&stderr).unwrap_or_default();
+    let runs_dir = format!("--runs-dir {}", scratch.runs().display());
+    let with_runs_dir = |command: &str| format!("ferry {command} {id} {runs_dir}");
+
+    // The pause: said once, in one piece, with hints naming the runs directory.
+    let first = wait_for("the first pause", Duration::from_secs(180), || {
+        let text = printed();
+        text.contains("the VM keeps running").then_some(text)
+    });
+    assert_eq!(first.matches("ferry: paused: ").count(), 1, "{first}");
+    assert!(
+        first.contains(
+            "ferry: paused: drive: step 'first look': no match for `this text never appears` within 3s\n"
+        ),
+        "{first}"
+    );
+    assert!(
+        first.ends_with(&format!(
+            "\nthe VM keeps running. Take over with `{}`, then `{}` (continue with the next step) or `{}`\n",
+            with_runs_dir("attach"),
+            with_runs_dir("resume"),
+            with_runs_dir("abort")
+        )),
+        "{first}"
+    );
+    assert!(!first.contains("ferry: drive  drive:"), "{first}");
+
+    // Each hint, pasted: attach (stdin at its end detaches at once), resume, then abort at
+    // the second pause.
+    let out = paste(&scratch, &with_runs_dir("attach"));
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out)
+            .1
+            .starts_with(&format!("ferry: attached to {id}")),
+        "{:?}",
+        text(&out)
+    );
+    let out = paste(&scratch, &with_runs_dir("resume"));
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        text(&out).1,
+        format!("ferry: run {id} resumed: going on with the next step\n")
+    );
+    wait_for("the second pause", Duration::from_secs(60), || {
+        (printed().matches("ferry: paused: ").count() == 2).then_some(())
+    });
+    let out = paste(&scratch, &with_runs_dir("abort"));
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(
+        text(&out).1,
+        format!("ferry: run {id} aborted: QEMU is stopped and the install fails\n")
+    );
+    let output = foreground.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(6), "{}", printed());
+    let all = printed();
+    assert!(
+        all.contains("ferry: resumed after step 'first look'\n"),
+        "{all}"
+    );
+
+    // The failure's hint: a support bundle.
+    let bundle = with_runs_dir("bundle");
+    assert!(all.contains(&format!("`{bundle}`")), "{all}");
+    let out = paste(&scratch, &bundle);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let path = scratch.dir.path().join(text(&out).0.trim_end_matches('\n'));
+    assert!(path.is_file(), "{}", path.display());
+    // Once written, it is not overwritten unless asked.
+    let out = paste(&scratch, &bundle);
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert_eq!(
+        text(&out).1,
+        format!(
+            "ferry: error: bundle: ferry-{id}.tar.gz already exists; choose another file with -o, or overwrite it with --force\n"
+        )
+    );
+    assert!(
+        paste(&scratch, &format!("{bundle} --force"))
+            .status
+            .success()
+    );
+
+    // `ferry status` of the ended run: how it ended, no stale step, no dead pid.
+    let out = paste(&scratch, &with_runs_dir("status"));
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("state:    failed (exit 6)\n"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "result:   drive: step 'second look': no match for `nor does this` within 3s\n"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("pid"), "{stdout}");
+    assert!(!stdout.contains("waiting for"), "{stdout}");
+
+    // A failed run keeps no copy of the installer's kernel and initrd.
+    assert!(!run.join("kernel").exists() && !run.join("initrd").exists());
+
+    // A detached install's hints, pasted while it runs (attach, status), then as it ends
+    // (logs -f follows to the end).
+    let waiting = scratch.dir.path().join("waiting.toml");
+    std::fs::write(
+        &waiting,
+        std::fs::read_to_string(scratch.dir.path().join("ops.toml"))
+            .unwrap()
+            .replace("timeout = \"3s\"", "timeout = \"3m\""),
+    )
+    .unwrap();
+    let detached = scratch.install(&waiting, &["--detach"]).output().unwrap();
+    assert!(detached.status.success(), "{:?}", text(&detached));
+    let (stdout, stderr) = text(&detached);
+    let id = stdout.trim().to_string();
+    let detach_hints = hints(&stderr);
+    assert_eq!(
+        detach_hints,
+        [
+            format!("ferry status {id} {runs_dir}"),
+            format!("ferry logs -f {id} {runs_dir}"),
+            format!("ferry attach {id} {runs_dir}"),
+        ],
+        "{stderr}"
+    );
+    let run = scratch.runs().join(&id);
+    wait_for("the control socket", Duration::from_secs(60), || {
+        run.join("control.sock").exists().then_some(())
+    });
+    for hint in [&detach_hints[2], &detach_hints[0]] {
+        let out = paste(&scratch, hint);
+        assert!(out.status.success(), "{hint}: {:?}", text(&out));
+    }
+    let out = ferry_in(&scratch, &["stop", &id]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = paste(&scratch, &detach_hints[1]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    // A run interrupted after its boot keeps no kernel and initrd either.
+    wait_for("the detached run to end", Duration::from_secs(60), || {
+        json_file(&run.join("summary.json")).filter(|s| s["state"] == "interrupted")
+    });
+    assert!(!run.join("kernel").exists() && !run.join("initrd").exists());
+}

@@ -216,3 +216,12 @@ pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Result<T, String>
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Whether /dev/kvm opens read-write here (whether it runs guests is the probe's to say).
+pub fn kvm_opens() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}

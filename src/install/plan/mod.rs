@@ -526,6 +526,7 @@ fn plan_with(
     };
 
     let qemu = qemu.join().expect("the QEMU probe does not panic")?;
+    let accel = vm::probe_accel(vm.accel, opts.accel.unwrap_or(spec.vm.accel), facts, &qemu);
     Ok(Plan {
         profile: profile.path.clone(),
         description: spec.description.clone(),
@@ -534,7 +535,7 @@ fn plan_with(
         boot,
         boot_mode: *spec.boot.mode.get_ref(),
         qemu,
-        accel: vm.accel,
+        accel,
         memory_mib: vm.sizing.memory_mib,
         memory_reason: vm.sizing.memory_reason,
         cpus: vm.sizing.cpus,

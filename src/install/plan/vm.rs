@@ -1,11 +1,12 @@
 //! The VM's shape: firmware, accelerator, memory and CPUs, the NIC's MAC, and how the target
 //! disk is attached — each with the reason it was chosen.
 
-use super::{AccelPlan, DiskPlan, Options, PlanError};
+use super::{AccelPlan, DiskPlan, Options, PlanError, QemuPlan};
 use crate::Error;
 use crate::arch::Arch;
 use crate::host::disk::{Target, TargetKind};
-use crate::host::{BootFirmware, Bus, Facts};
+use crate::host::kvm::Verdict;
+use crate::host::{BootFirmware, Bus, Facts, cpus_text};
 use serde::Serialize;
 
 use crate::profile::{Accel, DiskBus, DiskCache, Firmware, Memory, ProfileSpec};
@@ -133,7 +134,9 @@ pub(super) fn shape(
     };
     let requested = opts.accel.unwrap_or(spec.vm.accel);
     let accel = match requested {
-        _ if arch == Arch::host() => accel_plan(requested, facts.kvm_openable),
+        _ if arch == Arch::host() => {
+            accel_plan(requested, facts.kvm_openable, facts.kvm.verdict.as_ref())
+        }
         Accel::Kvm => {
             return Err(PlanError::Machine(format!(
                 "KVM runs guests of this machine's architecture ({}) only; an {arch} guest runs under TCG (--accel tcg or auto)",
@@ -204,28 +207,66 @@ pub(super) fn shape(
     })
 }
 
-fn accel_plan(accel: Accel, kvm_openable: bool) -> AccelPlan {
-    match accel {
-        Accel::Tcg => AccelPlan {
+fn accel_plan(accel: Accel, kvm_openable: bool, verdict: Option<&Verdict>) -> AccelPlan {
+    match (accel, verdict) {
+        (Accel::Tcg, _) => AccelPlan {
             first: AccelKind::Tcg,
             fallback_to_tcg: false,
             reason: "tcg requested".into(),
         },
-        Accel::Kvm => AccelPlan {
+        (Accel::Kvm, _) => AccelPlan {
             first: AccelKind::Kvm,
             fallback_to_tcg: false,
             reason: "kvm requested".into(),
         },
-        Accel::Auto if kvm_openable => AccelPlan {
-            first: AccelKind::Kvm,
-            fallback_to_tcg: true,
-            reason: "auto: /dev/kvm opens; TCG if the guest stays silent under KVM".into(),
-        },
-        Accel::Auto => AccelPlan {
+        (Accel::Auto, _) if !kvm_openable => AccelPlan {
             first: AccelKind::Tcg,
             fallback_to_tcg: false,
             reason: "auto: /dev/kvm cannot be opened".into(),
         },
+        (Accel::Auto, Some(v)) if !v.usable => AccelPlan {
+            first: AccelKind::Tcg,
+            fallback_to_tcg: false,
+            reason: format!(
+                "auto: KVM ruled out for this boot (probed {}): {}",
+                v.decided_at, v.reason
+            ),
+        },
+        (Accel::Auto, Some(v)) => AccelPlan {
+            first: AccelKind::Kvm,
+            fallback_to_tcg: true,
+            reason: format!(
+                "auto: KVM runs guests (probed {}: {}); TCG if the installer stays silent",
+                v.decided_at, v.reason
+            ),
+        },
+        (Accel::Auto, None) => AccelPlan {
+            first: AccelKind::Kvm,
+            fallback_to_tcg: true,
+            reason: "auto: /dev/kvm opens (not probed); TCG if the guest stays silent under KVM"
+                .into(),
+        },
+    }
+}
+
+/// `auto` where /dev/kvm opens and no verdict was recorded for this boot: probes KVM now
+/// (about 0.1 s where it works, 2 s where guests hang) and decides from what it found.
+pub(super) fn probe_accel(
+    planned: AccelPlan,
+    requested: Accel,
+    facts: &Facts,
+    qemu: &QemuPlan,
+) -> AccelPlan {
+    match qemu {
+        QemuPlan::Ready(binary)
+            if requested == Accel::Auto && facts.kvm_openable && facts.kvm.verdict.is_none() =>
+        {
+            match Verdict::recorded_or_probed(binary) {
+                Some(verdict) => accel_plan(requested, true, Some(&verdict)),
+                None => planned,
+            }
+        }
+        _ => planned,
     }
 }
 
@@ -276,7 +317,10 @@ fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<Sizing, Error> {
     };
     let (cpus, cpus_reason) = if cpus == 0 {
         let n = facts.cpus.clamp(1, 4);
-        (n, format!("auto: {} host CPUs, at most 4", facts.cpus))
+        (
+            n,
+            format!("auto: {} on the host, at most 4", cpus_text(facts.cpus)),
+        )
     } else {
         (cpus, "set by the profile".to_string())
     };
@@ -423,11 +467,45 @@ mod tests {
     }
 
     #[test]
+    fn one_cpu_is_not_cpus() {
+        let s = size_vm(
+            Memory::Auto,
+            0,
+            &Facts {
+                cpus: 1,
+                ..facts(4000, false)
+            },
+        )
+        .unwrap();
+        assert_eq!(s.cpus_reason, "auto: 1 CPU on the host, at most 4");
+    }
+
+    #[test]
     fn accelerator_choice() {
-        let p = accel_plan(Accel::Auto, true);
+        let p = accel_plan(Accel::Auto, true, None);
         assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Kvm, true));
-        let p = accel_plan(Accel::Auto, false);
+        let p = accel_plan(Accel::Auto, false, None);
         assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Tcg, false));
-        assert_eq!(accel_plan(Accel::Kvm, false).first, AccelKind::Kvm);
+        assert_eq!(accel_plan(Accel::Kvm, false, None).first, AccelKind::Kvm);
+        let verdict = |usable| Verdict {
+            boot_id: "b".into(),
+            device: "0:1:2".into(),
+            usable,
+            reason: "the probe guest wrote nothing".into(),
+            decided_at: "2026-12-02T03:00:00Z".into(),
+        };
+        // A verdict that guests hang rules KVM out: not even tried first.
+        let p = accel_plan(Accel::Auto, true, Some(&verdict(false)));
+        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Tcg, false));
+        assert!(
+            p.reason.contains("the probe guest wrote nothing"),
+            "{}",
+            p.reason
+        );
+        let p = accel_plan(Accel::Auto, true, Some(&verdict(true)));
+        assert_eq!((p.first, p.fallback_to_tcg), (AccelKind::Kvm, true));
+        // An explicit choice is the operator's.
+        let p = accel_plan(Accel::Kvm, true, Some(&verdict(false)));
+        assert_eq!(p.first, AccelKind::Kvm);
     }
 }
