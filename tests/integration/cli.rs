@@ -275,10 +275,28 @@ fn runs_prune_removes_old_ended_runs_and_never_a_live_one() {
 #[test]
 fn a_report_into_a_closed_pipe_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
-    let (reader, writer) = nix::unistd::pipe().unwrap();
+    // A catalog whose listing is larger than a pipe holds: ferry must meet the closed pipe
+    // even if another test's child briefly held its read end while starting.
+    let scratch = Scratch::new();
+    let catalog = scratch.dir.path().join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    for n in 0..400 {
+        std::fs::write(
+            catalog.join(format!("image-{n}.toml")),
+            format!(
+                "name = \"image-{n}\"\ndescription = \"a test image\"\nos = \"debian\"\n\
+                 version = \"12\"\narch = \"x86_64\"\nkind = \"iso\"\n\
+                 urls = [\"https://example.org/{n}.iso\"]\nsha256 = \"{:064}\"\n",
+                0
+            ),
+        )
+        .unwrap();
+    }
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     drop(reader);
     let out = ferry()
-        .args(["images", "--json"])
+        .args(["images", "--json", "--catalog"])
+        .arg(&catalog)
         .stdout(std::process::Stdio::from(writer))
         .output()
         .unwrap();
