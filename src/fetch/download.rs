@@ -193,7 +193,17 @@ impl Fetcher {
         }
         let mut partial = Partial::open(&partial_path(dest), progress)?;
         match self.receive(&urls, &mut partial, progress) {
-            Ok(url) => partial.finish(dest, expected, &url),
+            Ok(url) => {
+                let (bytes, sha256) = partial.finish(dest, expected, &url)?;
+                Ok(Fetched {
+                    path: dest.clone(),
+                    bytes,
+                    sha256,
+                    verified: expected.is_some(),
+                    cached: false,
+                    url: Some(url.to_string()),
+                })
+            }
             Err(e) => Err(partial.abandon(e)),
         }
     }

@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::checksum::Sha256Digest;
-use super::download::Fetched;
 use super::error::FetchError;
 use super::http::{Failed, describe_io};
 use super::progress::Progress;
@@ -169,13 +168,13 @@ impl Partial {
     }
 
     /// Syncs the bytes to disk, compares the digest, and renames the partial to `dest` only if
-    /// it matched; a mismatch deletes the partial.
+    /// it matched; a mismatch deletes the partial. Returns the length and the digest.
     pub(super) fn finish(
         self,
         dest: &Path,
         expected: Option<Sha256Digest>,
         url: &Url,
-    ) -> Result<Fetched, FetchError> {
+    ) -> Result<(u64, Sha256Digest), FetchError> {
         let io = |path: &Path, e| FetchError::io(path, e);
         self.file.sync_all().map_err(|e| io(&self.path, e))?;
         let actual = Sha256Digest(self.hasher.finalize().into());
@@ -195,14 +194,7 @@ impl Partial {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| io(dir, e))?;
         }
-        Ok(Fetched {
-            path: dest.to_path_buf(),
-            bytes: self.len,
-            sha256: actual,
-            verified: expected.is_some(),
-            cached: false,
-            url: Some(url.to_string()),
-        })
+        Ok((self.len, actual))
     }
 }
 
