@@ -141,3 +141,34 @@ fn plan_render_writes_what_the_install_serves_and_runs() {
     let id = run.file_name().unwrap();
     assert_eq!(read(&unpacked.join(id).join("answers/answers.sh")), answers);
 }
+
+/// The names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn plan_render_under_uefi_names_the_variable_store_and_copies_nothing() {
+    let scratch = Scratch::new();
+    let profile = profile(&scratch);
+    let text = read(&profile).replace("cpus = 1\n", "cpus = 1\nfirmware = \"uefi\"\n");
+    std::fs::write(&profile, text).unwrap();
+    let dir = scratch.dir.path().join("rendered");
+    let (ok, output) = render(&scratch, &profile, &dir, &[]);
+    assert!(ok, "{output}");
+    // The install's QEMU runs with its own variable store and the ISO's kernel in the run
+    // directory; rendering names them in DIR without copying either.
+    let args = read(&dir.join("qemu.args"));
+    for file in ["install-efivars.fd", "kernel", "initrd"] {
+        let path = dir.join(file);
+        assert!(args.contains(path.to_str().unwrap()), "{file} in {args}");
+    }
+    assert_eq!(entries(&dir), ["cmdline", "files", "qemu.args"]);
+    assert_eq!(entries(&dir.join("files")), ["answers.sh"]);
+    assert!(!scratch.disk().exists());
+}
