@@ -21,7 +21,14 @@ pub fn write(
     dir: &Path,
     force: bool,
 ) -> Result<Vec<PathBuf>, Error> {
-    let machine = boot::machine(plan, &RunDir::at(dir), plan.accel.first)?;
+    let machine = boot::machine(plan, &RunDir::at(dir), plan.accel.first).map_err(|e| match e {
+        Error::Plan(PlanError::NotFetched(why)) => PlanError::Input {
+            at: format!("--render {}", dir.display()),
+            message: format!("{why}: download it with `ferry fetch` first, then render"),
+        }
+        .into(),
+        e => e,
+    })?;
     let mut outputs: Vec<(PathBuf, Vec<u8>)> = plan
         .files
         .iter()

@@ -172,3 +172,36 @@ fn plan_render_under_uefi_names_the_variable_store_and_copies_nothing() {
     assert_eq!(entries(&dir.join("files")), ["answers.sh"]);
     assert!(!scratch.disk().exists());
 }
+
+#[test]
+fn plan_render_of_an_image_not_downloaded_says_to_fetch_it_and_writes_nothing() {
+    let scratch = Scratch::new();
+    let profile = scratch.dir.path().join("remote.toml");
+    let sha = "0".repeat(64);
+    std::fs::write(
+        &profile,
+        format!(
+            "[image]\nurl = \"http://127.0.0.1:9/none.iso\"\nsha256 = \"{sha}\"\n[vm]\naccel = \"tcg\"\n"
+        ),
+    )
+    .unwrap();
+    let dir = scratch.dir.path().join("rendered");
+    let out = ferry()
+        .arg("plan")
+        .arg(&profile)
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--cache-dir"])
+        .arg(scratch.dir.path().join("cache"))
+        .arg("--render")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("not downloaded yet") && stderr.contains("ferry fetch"),
+        "{stderr}"
+    );
+    assert!(!dir.exists());
+}
