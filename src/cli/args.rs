@@ -228,6 +228,15 @@ pub enum Command {
         /// [redacted].
         #[arg(long)]
         show_secrets: bool,
+        /// Also write what the install would serve and run into DIR (created 0700, files
+        /// 0600): the answer files (DIR/files/NAME), the kernel command line (DIR/cmdline)
+        /// and QEMU's command line (DIR/qemu.args), secrets redacted unless --show-secrets.
+        #[arg(long, value_name = "DIR")]
+        render: Option<PathBuf>,
+        /// With --render: write into a directory that is not empty (the files it writes
+        /// are overwritten; others stay).
+        #[arg(long, requires = "render")]
+        force: bool,
         /// Read the host's facts from a recorded tree instead of / (tests; see
         /// tests/fixtures/hosts/README.md).
         #[arg(long, value_name = "DIR", hide = true)]

@@ -178,6 +178,8 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             target,
             json,
             show_secrets,
+            render,
+            force,
             host_root,
         } => {
             let mut request = target.request(None, false, true)?;
@@ -186,9 +188,18 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             if show_secrets {
                 secrets = Secrets::default();
             }
+            let rendered = match &render {
+                Some(dir) => install::render::write(&plan, &secrets, dir, force)?,
+                None => Vec::new(),
+            };
             match json {
                 true => println!("{}", secrets.to_json(&Versioned::new(&plan), true)?),
                 false => print!("{}", secrets.redact(&install::plan::render(&plan))),
+            }
+            if let Some(dir) = render {
+                let names: Vec<String> = rendered.iter().map(|p| p.display().to_string()).collect();
+                // On stderr: stdout stays the plan alone (JSON with --json).
+                eprintln!("rendered into {}: {}", dir.display(), names.join(", "));
             }
         }
         Command::Doctor {

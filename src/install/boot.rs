@@ -63,14 +63,12 @@ impl Drop for ScratchFiles {
 
 /// Boots the installer.
 pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Error> {
-    let (kernel, scratch) = match plan.boot()?.mode {
-        BootMode::Kernel => {
-            let (kernel, scratch) = boot_files(plan, &record.dir)?;
-            (Some(kernel), scratch)
-        }
-        BootMode::Loader => (None, ScratchFiles::default()),
+    let install = machine(plan, &record.dir, plan.accel.first)?;
+    let scratch = match &install.kernel {
+        Some(kernel) => extract_boot_files(plan, kernel)?,
+        None => ScratchFiles::default(),
     };
-    let firmware = firmware_files(plan, &record.dir, "install")?;
+    copy_vars_store(plan, &install.firmware)?;
     record.progress(
         Stage::Boot,
         &format!(
@@ -81,20 +79,9 @@ pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Err
             plan.boot()?.title()
         ),
     );
-    let guestfwd = answers_forward(&record.dir)?;
     let machine = |accel| Machine {
         accel,
-        memory_mib: plan.memory_mib,
-        cpus: plan.cpus,
-        firmware: firmware.clone(),
-        disk: target_disk(plan),
-        cdrom: plan.boot.as_ref().and_then(|b| b.iso.clone()),
-        kernel: kernel.clone(),
-        mac: plan.mac.clone(),
-        guestfwd: Some(guestfwd.clone()),
-        serial_socket: record.dir.serial_socket(),
-        qmp_socket: record.dir.qmp_socket(),
-        screen_socket: plan.reads_screen().then(|| record.dir.screen_socket()),
+        ..install.clone()
     };
     let (started, accel) = boot_with_fallback(plan, &machine, record, live)?;
     let (vm, console, screen) = started;
@@ -105,6 +92,40 @@ pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Err
         accel,
         scratch,
     })
+}
+
+/// The installer's VM under `accel`, its files at their places in the run directory `dir`:
+/// nothing is copied or started, so `ferry plan --render` shows the command line an install
+/// runs ([`command_line`]).
+pub fn machine(plan: &Plan, dir: &RunDir, accel: AccelKind) -> Result<Machine, Error> {
+    let boot = plan.boot()?;
+    let kernel = match boot.mode {
+        BootMode::Kernel => Some(kernel_boot(plan, dir)?),
+        BootMode::Loader => None,
+    };
+    Ok(Machine {
+        accel,
+        memory_mib: plan.memory_mib,
+        cpus: plan.cpus,
+        firmware: firmware_files(plan, dir, "install")?,
+        disk: target_disk(plan),
+        cdrom: boot.iso.clone(),
+        kernel,
+        mac: plan.mac.clone(),
+        guestfwd: Some(answers_forward(dir)?),
+        serial_socket: dir.serial_socket(),
+        qmp_socket: dir.qmp_socket(),
+        screen_socket: plan.reads_screen().then(|| dir.screen_socket()),
+    })
+}
+
+/// QEMU's command line for `machine`, shell-quoted, as the run directory's `qemu.args` holds
+/// it (before redaction).
+pub fn command_line(plan: &Plan, machine: &Machine) -> Result<String, Error> {
+    let binary = plan.qemu()?;
+    let mut program_and_args = binary.pre_args.clone();
+    program_and_args.extend(qemu::command_line_for(plan.arch, machine));
+    Ok(qemu::shell_quote(&binary.program, &program_and_args))
 }
 
 /// A started VM, its serial console and its screen console (if the machine has one).
@@ -179,11 +200,9 @@ pub fn start_vm(
     let secrets = &record.secrets;
     let binary = plan.qemu()?;
     let args = qemu::command_line_for(plan.arch, machine);
-    let mut program_and_args = binary.pre_args.clone();
-    program_and_args.extend(args.iter().cloned());
     std::fs::write(
         dir.qemu_args(),
-        secrets.redact(&qemu::shell_quote(&binary.program, &program_and_args)) + "\n",
+        secrets.redact(&command_line(plan, machine)?) + "\n",
     )?;
     tracing::info!(accel = ?machine.accel, "starting QEMU");
     let stderr = secrets.writer(File::create(dir.qemu_stderr())?);
@@ -221,7 +240,6 @@ fn start_screen(plan: &Plan, socket: &Path, record: &Record) -> Result<Screen, E
     Ok(Screen { console, feed })
 }
 
-/// The plan's disk as QEMU attaches it.
 /// The guest's way to the answer server: QEMU runs `ferry relay SOCKET` for each connection
 /// to the answer URL, with no port on the host (see [`serve`]).
 fn answers_forward(dir: &RunDir) -> Result<GuestFwd, Error> {
@@ -237,6 +255,7 @@ fn answers_forward(dir: &RunDir) -> Result<GuestFwd, Error> {
     })
 }
 
+/// The plan's disk as QEMU attaches it.
 pub fn target_disk(plan: &Plan) -> Disk {
     Disk {
         path: plan.disk.target.path.clone(),
@@ -247,23 +266,37 @@ pub fn target_disk(plan: &Plan) -> Disk {
     }
 }
 
-/// The kernel and initrd to boot: netboot files as they are; from an ISO, copied out of it
-/// (several initrds become one: concatenated cpio archives are what the kernel expects).
-/// Returns the boot and the scratch files to remove once the installer has run.
-fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, ScratchFiles), Error> {
+/// The kernel and initrd to boot: netboot files as they are; from an ISO, the run directory's
+/// copies ([`extract_boot_files`]).
+fn kernel_boot(plan: &Plan, run_dir: &RunDir) -> Result<KernelBoot, Error> {
+    let boot = plan.boot()?;
+    let (kernel, initrd) = match &boot.iso {
+        None => (
+            PathBuf::from(&boot.kernel),
+            boot.initrd.first().map(PathBuf::from),
+        ),
+        Some(_) => (
+            run_dir.kernel(),
+            (!boot.initrd.is_empty()).then(|| run_dir.initrd()),
+        ),
+    };
+    Ok(KernelBoot {
+        kernel,
+        initrd,
+        append: boot.cmdline.clone(),
+    })
+}
+
+/// Copies the kernel and initrd out of the ISO to `files`' paths (several initrds become one:
+/// concatenated cpio archives are what the kernel expects); netboot files stay where they are.
+/// Returns the scratch files to remove once the installer has run.
+fn extract_boot_files(plan: &Plan, files: &KernelBoot) -> Result<ScratchFiles, Error> {
     let boot = plan.boot()?;
     let Some(iso_path) = &boot.iso else {
-        let initrd = boot.initrd.first().map(PathBuf::from);
-        let files = KernelBoot {
-            kernel: PathBuf::from(&boot.kernel),
-            initrd,
-            append: boot.cmdline.clone(),
-        };
-        return Ok((files, ScratchFiles::default()));
+        return Ok(ScratchFiles::default());
     };
     let iso = Iso::open(iso_path)?;
-    let kernel = run_dir.kernel();
-    let initrd = (!boot.initrd.is_empty()).then(|| run_dir.initrd());
+    let (kernel, initrd) = (&files.kernel, &files.initrd);
     // Guarded before they are written: a failed extraction removes what it left too.
     let scratch = ScratchFiles(
         [Some(kernel.clone()), initrd.clone()]
@@ -277,34 +310,37 @@ fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, ScratchFiles
         let initrd = initrd
             .as_ref()
             .map(|path| scope.spawn(|| iso.extract(&initrd_parts, path)));
-        iso.extract(&[boot.kernel.as_str()], &kernel)?;
+        iso.extract(&[boot.kernel.as_str()], kernel)?;
         if let Some(extracting) = initrd {
             extracting.join().expect("initrd extraction panicked")?;
         }
         Ok::<_, crate::image::IsoError>(())
     })?;
-    Ok((
-        KernelBoot {
-            kernel,
-            initrd,
-            append: boot.cmdline.clone(),
-        },
-        scratch,
-    ))
+    Ok(scratch)
 }
 
-/// SeaBIOS needs nothing; OVMF (AAVMF) gets its own copy of the variable store per VM.
+/// SeaBIOS needs nothing; OVMF (AAVMF) gets its own copy of the variable store per VM, in the
+/// run directory ([`copy_vars_store`] makes it).
 pub fn firmware_files(plan: &Plan, run_dir: &RunDir, vm: &str) -> Result<FirmwareFiles, Error> {
     match plan.firmware {
         GuestFirmware::Uefi => {
-            let (code, vars_template) =
-                qemu::find_uefi_in(plan.arch, plan.qemu()?.firmware_dir.as_deref())?;
-            let vars = run_dir.efivars(vm);
-            std::fs::copy(&vars_template, &vars)?;
-            Ok(FirmwareFiles::Uefi { code, vars })
+            let (code, _) = qemu::find_uefi_in(plan.arch, plan.qemu()?.firmware_dir.as_deref())?;
+            Ok(FirmwareFiles::Uefi {
+                code,
+                vars: run_dir.efivars(vm),
+            })
         }
         GuestFirmware::Bios => Ok(FirmwareFiles::Bios),
     }
+}
+
+/// Copies the firmware's variable store template to the VM's own copy (UEFI only).
+pub fn copy_vars_store(plan: &Plan, firmware: &FirmwareFiles) -> Result<(), Error> {
+    if let FirmwareFiles::Uefi { vars, .. } = firmware {
+        let (_, template) = qemu::find_uefi_in(plan.arch, plan.qemu()?.firmware_dir.as_deref())?;
+        std::fs::copy(&template, vars)?;
+    }
+    Ok(())
 }
 
 fn accel_name(accel: AccelKind) -> &'static str {

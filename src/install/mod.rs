@@ -9,6 +9,7 @@ pub mod esp;
 pub mod fetch;
 pub mod finish;
 pub mod plan;
+pub mod render;
 pub mod report;
 pub mod serve;
 pub mod verify;
@@ -365,6 +366,19 @@ pub fn install(
     }
 }
 
+/// Keeps the answer files as the guest is served them, secrets redacted: `answers/NAME`.
+fn keep_answers(plan: &Plan, record: &Record) -> Result<(), Error> {
+    let dir = record.dir.answers();
+    crate::run::create_private_dir(&dir)?;
+    for file in &plan.files {
+        crate::run::write_private(
+            &dir.join(&file.name),
+            &record.secrets.redact_bytes(&file.content),
+        )?;
+    }
+    Ok(())
+}
+
 /// The stages after the plan: boot → drive → finish → verify, and the outcome.
 fn run(
     plan: &Plan,
@@ -374,6 +388,7 @@ fn run(
 ) -> Result<Outcome, Error> {
     let mut laps = report::Laps::start();
     plan.disk.target.create_if_needed()?;
+    keep_answers(plan, record)?;
     let files = plan
         .files
         .iter()

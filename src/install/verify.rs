@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::Live;
-use super::boot::{firmware_files, start_vm, target_disk};
+use super::boot::{copy_vars_store, firmware_files, start_vm, target_disk};
 use super::plan::{Plan, VerifyPlan};
 use crate::Error;
 use crate::console::Expectation;
@@ -32,11 +32,13 @@ pub fn verify(
     );
     // A fresh variable store: the real machine's NVRAM has none of the entries the installer
     // wrote into the install VM's, so the disk must boot without them.
+    let firmware = firmware_files(plan, &record.dir, "verify")?;
+    copy_vars_store(plan, &firmware)?;
     let machine = Machine {
         accel,
         memory_mib: plan.memory_mib,
         cpus: plan.cpus,
-        firmware: firmware_files(plan, &record.dir, "verify")?,
+        firmware,
         disk: target_disk(plan),
         cdrom: None,
         kernel: None,

@@ -1,10 +1,10 @@
 //! `ferry bundle`: one `.tar.gz` of a run for support, with secrets removed.
 //!
 //! Holds the run directory's records (plan, host facts, QEMU arguments and stderr, serial log,
-//! transcript, ferry log, events, status, summary, screenshots, the boot check's records) and
-//! `versions.txt` (ferry's and QEMU's versions). The secret values were redacted when the
-//! records were written; text files pass through [`secrets::scrub_lines`] too (password- and
-//! key-looking lines), screenshots are copied as they are. Only regular files are read, never
+//! transcript, the answer files served, ferry log, events, status, summary, screenshots, the
+//! boot check's records) and `versions.txt` (ferry's and QEMU's versions). The secret values
+//! were redacted when the records were written; text files pass through
+//! [`secrets::scrub_lines`] too (password- and key-looking lines), screenshots are copied as they are. Only regular files are read, never
 //! through a link: a record that is a link (`serial.log -> /etc/shadow`) or not a regular
 //! file is left out and named in `skipped.txt`. Sockets and disk-sized scratch files stay out.
 
@@ -51,9 +51,8 @@ pub fn write(run_dir: &RunDir, out: Option<&Path>, force: bool) -> Result<PathBu
     let mut skipped = String::new();
     for (sub, dir) in [("", run_dir.clone()), ("verify", run_dir.verify())] {
         for path in dir.text_records() {
-            let name = Path::new(&run)
-                .join(sub)
-                .join(path.file_name().unwrap_or_default());
+            let inside = path.strip_prefix(dir.path()).unwrap_or(&path);
+            let name = Path::new(&run).join(sub).join(inside);
             match read_regular(&path) {
                 Ok(Some(bytes)) => {
                     append(&mut tar, &name, &clean(&bytes))?;

@@ -140,10 +140,7 @@ impl RunDir {
     /// mode 0700 (and `root` too if it is created here), NAME in [`safe_name`]'s characters.
     pub fn create(root: &Path, name: &str) -> std::io::Result<RunDir> {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(root)?;
+        create_private_dir(root)?;
         let stamp = timestamp();
         let name = safe_name(name);
         for n in 0.. {
@@ -261,6 +258,10 @@ impl RunDir {
     pub fn control_socket(&self) -> PathBuf {
         self.file("control.sock")
     }
+    /// The answer files as they were served (secrets redacted), one file each: `answers/NAME`.
+    pub fn answers(&self) -> PathBuf {
+        self.file("answers")
+    }
     /// The installer's kernel and initrd copied out of the ISO (removed after the install).
     pub fn kernel(&self) -> PathBuf {
         self.file("kernel")
@@ -277,9 +278,20 @@ impl RunDir {
         self.file(&format!("screen-{stage}.png"))
     }
 
-    /// The text records `ferry bundle` takes (secrets scrubbed), here and in [`Self::verify`].
+    /// The text records `ferry bundle` takes (secrets scrubbed), here and in [`Self::verify`]:
+    /// paths under this directory.
     pub fn text_records(&self) -> Vec<PathBuf> {
-        vec![
+        // Listed only as a directory of its own: never through a link to elsewhere.
+        let real_dir = std::fs::symlink_metadata(self.answers()).is_ok_and(|m| m.is_dir());
+        let mut answers: Vec<PathBuf> = std::fs::read_dir(self.answers())
+            .into_iter()
+            .filter(|_| real_dir)
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .collect();
+        answers.sort();
+        let mut records = vec![
             self.plan(),
             self.facts(),
             self.qemu_args(),
@@ -293,7 +305,9 @@ impl RunDir {
             self.status(),
             self.summary(),
             self.supervisor_log(),
-        ]
+        ];
+        records.extend(answers);
+        records
     }
 }
 
@@ -308,6 +322,30 @@ impl AsRef<Path> for RunDir {
 /// creation mask is the process's own, as the OS keeps it.
 pub fn private_files() {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+}
+
+/// Writes `bytes` to `path`, mode 0600 whatever the umask or an earlier file's mode: a
+/// record that may hold what secrets were redacted from, or (`--show-secrets`) the secrets.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)
+}
+
+/// Creates `path` (and its missing parents) mode 0700; an existing directory is left as it is.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 /// Where runs go: `--runs-dir`, `$FERRY_RUNS`, `/var/lib/ferry/runs` for root, else the XDG

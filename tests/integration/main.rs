@@ -13,6 +13,7 @@ mod json;
 mod ops;
 mod qemu_archive;
 mod recipes;
+mod render;
 mod screen;
 mod secrets;
 mod stream;

@@ -5,7 +5,7 @@
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::*;
@@ -240,7 +240,7 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
     assert_eq!(mode(&scratch.disk()), 0o600);
 
     // The bundle holds none either.
-    let unpacked = bundle(&scratch, &run, "bundle");
+    let unpacked = unpacked_bundle(&scratch, &run, "bundle");
     let files = files_under(&unpacked);
     assert!(files.iter().any(|f| f.ends_with("serial.log")), "{files:?}");
     assert_clean(&files);
@@ -250,7 +250,7 @@ fn secrets_are_nowhere_in_the_run_directory_the_bundle_or_an_argv() {
     std::fs::write(&target, "root:$6$NotForTheBundle:19000:0:99999:7:::\n").unwrap();
     std::fs::remove_file(run.join("serial.log")).unwrap();
     std::os::unix::fs::symlink(&target, run.join("serial.log")).unwrap();
-    let unpacked = bundle(&scratch, &run, "linked");
+    let unpacked = unpacked_bundle(&scratch, &run, "linked");
     let files = files_under(&unpacked);
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
@@ -309,29 +309,4 @@ fn ferry_plan_prints_secrets_redacted_unless_asked() {
     let all = json.to_string();
     let escaped = serde_json::to_string(ODD).unwrap();
     assert!(all.contains(&escaped[1..escaped.len() - 1]), "{all}");
-}
-
-/// `ferry bundle` of `run` unpacked into `SCRATCH/NAME`.
-fn bundle(scratch: &Scratch, run: &Path, name: &str) -> PathBuf {
-    let id = run.file_name().unwrap().to_str().unwrap();
-    let tarball = scratch.dir.path().join(format!("{name}.tar.gz"));
-    let out = ferry()
-        .args(["bundle", id, "-o", tarball.to_str().unwrap(), "--runs-dir"])
-        .arg(scratch.runs())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{:?}", text(&out));
-    let unpacked = scratch.dir.path().join(name);
-    std::fs::create_dir(&unpacked).unwrap();
-    assert!(
-        Command::new("tar")
-            .arg("xzf")
-            .arg(&tarball)
-            .arg("-C")
-            .arg(&unpacked)
-            .status()
-            .unwrap()
-            .success()
-    );
-    unpacked
 }

@@ -225,3 +225,28 @@ pub fn kvm_opens() -> bool {
         .open("/dev/kvm")
         .is_ok()
 }
+
+/// `ferry bundle` of `run` unpacked into `SCRATCH/NAME`.
+pub fn unpacked_bundle(scratch: &Scratch, run: &Path, name: &str) -> PathBuf {
+    let id = run.file_name().unwrap().to_str().unwrap();
+    let tarball = scratch.dir.path().join(format!("{name}.tar.gz"));
+    let out = ferry()
+        .args(["bundle", id, "-o", tarball.to_str().unwrap(), "--runs-dir"])
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let unpacked = scratch.dir.path().join(name);
+    std::fs::create_dir(&unpacked).unwrap();
+    assert!(
+        Command::new("tar")
+            .arg("xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&unpacked)
+            .status()
+            .unwrap()
+            .success()
+    );
+    unpacked
+}
