@@ -96,9 +96,11 @@ impl Progress {
                 last: Instant::now(),
             },
             Mode::Terminal => {
-                let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+                let term = StatusTerm(console::Term::stderr());
+                let multi =
+                    MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(term)));
                 let style =
-                    ProgressStyle::with_template("{spinner} {wide_msg}").expect("valid template");
+                    ProgressStyle::with_template("{spinner} {msg}").expect("valid template");
                 let bar = multi.add(ProgressBar::new_spinner().with_style(style));
                 bar.enable_steady_tick(Duration::from_millis(250));
                 Out::Terminal { multi, bar }
@@ -176,6 +178,9 @@ impl Progress {
                 if !self.console.is_empty() {
                     text = format!("{text} · {}", self.console);
                 }
+                // Short of the last columns (see StatusTerm).
+                let room = terminal_width().saturating_sub(2 + ECHO_MARGIN);
+                let text: String = text.chars().take(room).collect();
                 if let Out::Terminal { bar, .. } = &self.out {
                     bar.set_message(text);
                 }
@@ -244,6 +249,57 @@ impl Drop for Progress {
     fn drop(&mut self) {
         self.clear();
     }
+}
+
+/// Columns the status line leaves free at the end of the terminal's line.
+const ECHO_MARGIN: usize = 8;
+
+/// stderr's terminal as the status line's draw target, ending its lines [`ECHO_MARGIN`]
+/// columns short of the edge: the terminal echoes a Ctrl-C (`^C`) after the line, and a line
+/// pushed to wrap by it could no longer be redrawn in place (it would stay on the screen).
+#[derive(Debug)]
+struct StatusTerm(console::Term);
+
+impl indicatif::TermLike for StatusTerm {
+    fn width(&self) -> u16 {
+        self.0.size().1
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        // indicatif pads a line with spaces to the edge; each redraw clears the line anyway.
+        match s.bytes().all(|b| b == b' ') {
+            true => self.0.write_str(&s[..s.len().saturating_sub(ECHO_MARGIN)]),
+            false => self.0.write_str(s),
+        }
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// The width of the terminal on stderr.
+fn terminal_width() -> usize {
+    usize::from(console::Term::stderr().size().1)
 }
 
 /// `m:ss`, or `h:mm:ss` from an hour on.

@@ -418,6 +418,12 @@ timeout = "3m"
         serial_contains(&run, "[yes/no]: ").then_some(())
     });
     assert!(!scratch.qemu_pids().is_empty());
+    // The status line is up when Ctrl-C comes.
+    tmux.wait_screen(
+        "install",
+        "step 1/1 'wait for the impossible'",
+        Duration::from_secs(60),
+    );
     let pressed = Instant::now();
     for _ in 0..times {
         tmux.keys("install", &["C-c"]);
@@ -434,6 +440,17 @@ timeout = "3m"
     let before = std::fs::read_to_string(dir.join("before")).unwrap();
     let after = std::fs::read_to_string(dir.join("after")).unwrap();
     assert_eq!(before, after, "terminal settings changed");
+    // ... and gone afterwards: the interruption's error is the last line ferry printed.
+    let screen = tmux.screen("install");
+    assert!(
+        !screen.contains("· step "),
+        "a status line was left: {screen}"
+    );
+    let last = screen
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(last.starts_with("ferry: error: "), "{screen}");
     let summary = json_file(&run.join("summary.json")).unwrap();
     assert_eq!(summary["state"], "interrupted", "{summary}");
     assert!(scratch.qemu_pids().is_empty(), "QEMU outlived ferry");
