@@ -41,6 +41,7 @@ fn steps(plan: &Plan, booted: &mut Booted, record: &Record, live: &dyn Live) -> 
     let total = plan.steps.len();
     for (i, step) in plan.steps.iter().enumerate() {
         super::check_stop(record)?;
+        record.step(Stage::Drive, &step.name, (i + 1, total), step.timeout);
         let console = step_console(booted, step);
         if !step.expect.is_empty() {
             let waiting: Vec<String> = step.expect.iter().map(ToString::to_string).collect();

@@ -8,6 +8,7 @@
 //! - [`live`]: what the control socket reaches inside the supervisor: the serial console of
 //!   the running VM, viewers, the pause on failure, the ACPI power-down on signals.
 //! - [`attach`]: the raw terminal of `ferry attach` (restored on every exit path).
+//! - [`progress`]: the foreground's status line (terminal) or periodic lines (logs).
 //! - [`runs`]: `ferry runs`, `status`, `logs`.
 //! - [`bundle`]: `ferry bundle`, with secrets redacted.
 //! - [`cache`]: `ferry cache list|prune|clean`.
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod control;
 pub mod live;
 pub mod lock;
+pub mod progress;
 pub mod runs;
 pub mod supervise;
 

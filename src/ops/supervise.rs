@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::live::{Live, OnFailure};
 use super::lock;
+use super::progress::{Mode, Progress};
 use super::{OpsError, control};
 use crate::Error;
 use crate::install::{self, ProfileSource, Request};
@@ -52,6 +53,7 @@ pub struct Launch {
 
 /// The foreground of `ferry install`: returns the exit code to exit with.
 pub fn launch(launch: Launch) -> Result<i32, Error> {
+    let mode = Mode::for_stderr(launch.request.quiet)?;
     let (plan, name) = install::prepare(&launch.request)?;
     let root = crate::run::runs_root(launch.request.runs_dir.as_deref());
     let mut disk_lock = lock::acquire(&root, &plan.disk.target.path)?;
@@ -73,7 +75,7 @@ pub fn launch(launch: Launch) -> Result<i32, Error> {
         request: launch.request,
     };
     let child = spawn(&run_dir, &handover, &mut disk_lock, plan.qemu().ok())?;
-    follow(&run_dir, child, handover.request.quiet, launch.detach, true)
+    follow(&run_dir, child, mode, launch.detach, true)
 }
 
 /// Starts the supervisor of `run_dir`: writes the handover, then `ferry supervise RUN_DIR`.
@@ -195,7 +197,7 @@ pub fn boot(manual: ManualBoot) -> Result<i32, Error> {
         }
         eprintln!();
     }
-    let code = follow(&run_dir, child, true, false, false)?;
+    let code = follow(&run_dir, child, Mode::Quiet, false, false)?;
     eprintln!(
         "ferry: the VM ended; run directory {}",
         run_dir.path().display()
@@ -207,39 +209,38 @@ pub fn boot(manual: ManualBoot) -> Result<i32, Error> {
 fn follow(
     run_dir: &RunDir,
     mut child: Child,
-    quiet: bool,
+    mode: Mode,
     detach: bool,
     print_result: bool,
 ) -> Result<i32, Error> {
     let pid = child.id();
     forward_interrupts(pid);
     let mut offset = 0;
-    let mut err = std::io::stderr();
     let run = run_dir.command_args();
+    // Cleared before the final lines, and when dropped on any other way out.
+    let mut progress = Progress::new(if detach { Mode::Quiet } else { mode }, run_dir);
     loop {
         let (batch, next) = events::read_from(run_dir, offset)?;
         offset = next;
-        for event in batch {
-            match event {
+        for line in batch {
+            progress.event(&line);
+            match line.event {
                 Event::Started { pid } if detach => {
                     println!("{}", run_dir.name());
                     let _ = writeln!(
-                        err,
+                        std::io::stderr(),
                         "ferry: install running in the background (pid {pid}, run directory {})\n\
                          ferry: follow it with `ferry status {run}`, `ferry logs -f {run}`, `ferry attach {run}`",
                         run_dir.path().display()
                     );
                     return Ok(0);
                 }
-                // A closed terminal must not end the install: ignore write errors.
-                Event::Progress { stage, message } if !quiet => {
-                    let _ = writeln!(err, "ferry: {stage:<6} {message}");
+                Event::Progress { stage, message } => {
+                    progress.say(&format!("ferry: {stage:<6} {message}"));
                 }
-                Event::Paused { message, .. } if !quiet => {
-                    let _ = writeln!(err, "ferry: paused: {message}");
-                }
-                Event::Resumed { step } if !quiet => {
-                    let _ = writeln!(err, "ferry: resumed after step '{step}'");
+                Event::Paused { message, .. } => progress.say(&format!("ferry: paused: {message}")),
+                Event::Resumed { step } => {
+                    progress.say(&format!("ferry: resumed after step '{step}'"));
                 }
                 Event::End {
                     code,
@@ -247,12 +248,14 @@ fn follow(
                     error,
                     ..
                 } => {
+                    progress.clear();
+                    // A closed terminal must not end the install: ignore write errors.
                     if print_result {
                         print!("{stdout}");
                         let _ = std::io::stdout().flush();
                     }
                     if let Some(error) = error {
-                        let _ = writeln!(err, "ferry: error: {error}");
+                        let _ = writeln!(std::io::stderr(), "ferry: error: {error}");
                     }
                     let _ = child.wait();
                     return Ok(code);
@@ -263,11 +266,12 @@ fn follow(
         if let Ok(Some(_)) = child.try_wait() {
             // Read what it wrote before it exited.
             let (batch, _) = events::read_from(run_dir, offset)?;
-            if batch.iter().any(|e| matches!(e, Event::End { .. })) {
+            if batch.iter().any(|l| matches!(l.event, Event::End { .. })) {
                 continue;
             }
             return Err(OpsError::SupervisorLost(run_dir.path().to_path_buf()).into());
         }
+        progress.tick();
         std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -89,6 +89,15 @@ pub enum Event {
     Started { pid: u32 },
     /// A progress line (what the foreground prints).
     Progress { stage: Stage, message: String },
+    /// A step of `stage` begins: step `index` of `count` (from 1), waiting at most
+    /// `timeout_seconds` (what the foreground's status line shows).
+    Step {
+        stage: Stage,
+        name: String,
+        index: usize,
+        count: usize,
+        timeout_seconds: f64,
+    },
     /// A step failed and the VM was left running (`--on-failure pause`).
     Paused { step: String, message: String },
     /// The operator resumed a paused run.
@@ -244,6 +253,7 @@ impl Events {
                 rec.status.stage = *stage;
                 rec.status.step.clone_from(message);
             }
+            Event::Step { stage, .. } => rec.status.stage = *stage,
             Event::Paused { message, .. } => {
                 rec.status.state = State::Paused;
                 rec.status.step.clone_from(message);
@@ -303,9 +313,9 @@ pub fn read_status(dir: &RunDir) -> Option<Status> {
     serde_json::from_str(&text).ok()
 }
 
-/// Reads the events appended to `events.jsonl` since `offset` (complete lines only), and
+/// Reads the lines appended to `events.jsonl` since `offset` (complete lines only), and
 /// returns them with the new offset.
-pub fn read_from(dir: &RunDir, offset: u64) -> std::io::Result<(Vec<Event>, u64)> {
+pub fn read_from(dir: &RunDir, offset: u64) -> std::io::Result<(Vec<Line>, u64)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut file = match File::open(dir.events()) {
         Ok(f) => f,
@@ -320,7 +330,6 @@ pub fn read_from(dir: &RunDir, offset: u64) -> std::io::Result<(Vec<Event>, u64)
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .filter_map(|l| serde_json::from_slice::<Line>(l).ok())
-        .map(|l| l.event)
         .collect();
     Ok((events, offset + complete as u64))
 }
@@ -354,7 +363,7 @@ mod tests {
         assert_eq!(line["event"], "resumed");
         assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
         let (read, _) = read_from(&run, 0).unwrap();
-        assert!(matches!(&read[1], Event::Resumed { step } if step == "s"));
+        assert!(matches!(&read[1].event, Event::Resumed { step } if step == "s"));
         let status = read_status(&run).unwrap();
         assert_eq!(status.schema_version, SCHEMA_VERSION);
     }

@@ -16,6 +16,7 @@ pub mod secrets;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -435,6 +436,23 @@ impl Record {
         self.events.emit(&Event::Progress {
             stage,
             message: message.to_string(),
+        });
+    }
+
+    /// Records that step `index` of `count` (from 1) of `stage` begins, with its timeout.
+    pub fn step(
+        &self,
+        stage: Stage,
+        name: &str,
+        (index, count): (usize, usize),
+        timeout: Duration,
+    ) {
+        self.events.emit(&Event::Step {
+            stage,
+            name: name.to_string(),
+            index,
+            count,
+            timeout_seconds: timeout.as_secs_f64(),
         });
     }
 

@@ -78,6 +78,18 @@ timeout = "3s"
         assert!(event["event"].is_string(), "{line}");
     }
     assert!(events.lines().last().unwrap().contains(r#""event":"end""#));
+    // Each drive step announces itself with its number and timeout (the status line's source).
+    let step = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "step")
+        .unwrap_or_else(|| panic!("a step event in {events}"));
+    assert_eq!(step["name"], "wait for the impossible", "{step}");
+    assert_eq!(
+        (step["index"].as_u64(), step["count"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(step["timeout_seconds"], 3.0, "{step}");
 
     let listed = ferry()
         .args(["runs", "--json", "--runs-dir"])

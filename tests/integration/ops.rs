@@ -149,6 +149,18 @@ fn serial_contains(run: &Path, text: &str) -> bool {
     std::fs::read_to_string(run.join("serial.log")).is_ok_and(|s| s.contains(text))
 }
 
+/// Attaches to run `id` on the terminal "operator" (read-write) and waits for the installer's
+/// question there.
+fn attach_at_the_question(tmux: &Tmux, scratch: &Scratch, id: &str) {
+    let attach = format!(
+        "{} attach {id} --runs-dir {}; echo attach-ended-$?; sleep 120",
+        sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
+        sh_quote(&scratch.runs())
+    );
+    tmux.start("operator", &attach);
+    tmux.wait_screen("operator", "[yes/no]:", Duration::from_secs(60));
+}
+
 /// The foreground's command line for a terminal.
 fn install_line(scratch: &Scratch, profile: &Path, extra: &str) -> String {
     format!(
@@ -285,13 +297,7 @@ timeout = "2m"
         serial_contains(&run, "[yes/no]: ").then_some(())
     });
     // Resuming needs the run to be paused; a second `abort` later would be refused.
-    let attach = format!(
-        "{} attach {id} --runs-dir {}; echo attach-ended-$?; sleep 120",
-        sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
-        sh_quote(&scratch.runs())
-    );
-    tmux.start("operator", &attach);
-    tmux.wait_screen("operator", "[yes/no]:", Duration::from_secs(60));
+    attach_at_the_question(&tmux, &scratch, &id);
     tmux.keys("operator", &["yes", "Enter"]);
     wait_for("the installer to go on", Duration::from_secs(30), || {
         serial_contains(&run, "tiny-installer: partitioning").then_some(())
@@ -412,6 +418,12 @@ timeout = "3m"
         serial_contains(&run, "[yes/no]: ").then_some(())
     });
     assert!(!scratch.qemu_pids().is_empty());
+    // The status line is up when Ctrl-C comes.
+    tmux.wait_screen(
+        "install",
+        "step 1/1 'wait for the impossible'",
+        Duration::from_secs(60),
+    );
     let pressed = Instant::now();
     for _ in 0..times {
         tmux.keys("install", &["C-c"]);
@@ -428,6 +440,17 @@ timeout = "3m"
     let before = std::fs::read_to_string(dir.join("before")).unwrap();
     let after = std::fs::read_to_string(dir.join("after")).unwrap();
     assert_eq!(before, after, "terminal settings changed");
+    // ... and gone afterwards: the interruption's error is the last line ferry printed.
+    let screen = tmux.screen("install");
+    assert!(
+        !screen.contains("· step "),
+        "a status line was left: {screen}"
+    );
+    let last = screen
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    assert!(last.starts_with("ferry: error: "), "{screen}");
     let summary = json_file(&run.join("summary.json")).unwrap();
     assert_eq!(summary["state"], "interrupted", "{summary}");
     assert!(scratch.qemu_pids().is_empty(), "QEMU outlived ferry");
@@ -843,4 +866,154 @@ timeout = "3s"
         json_file(&run.join("summary.json")).filter(|s| s["state"] == "interrupted")
     });
     assert!(!run.join("kernel").exists() && !run.join("initrd").exists());
+}
+
+/// A step that waits up to 10 minutes for `word`.
+fn hold(name: &str, word: &str) -> String {
+    format!("[[steps]]\nname = {name:?}\nexpect = {word:?}\ntimeout = \"10m\"\n")
+}
+
+/// The elapsed time (`m:ss`, in seconds) the status line shows for `step` ("step 1/4 'name'").
+fn status_elapsed(screen: &str, step: &str) -> Option<u64> {
+    let line = screen.lines().find(|l| l.contains(step))?;
+    let after = line.split_once(&format!("{step} · "))?.1;
+    let (m, s) = after.split_once(" / ")?.0.split_once(':')?;
+    Some(m.trim().parse::<u64>().ok()? * 60 + s.parse::<u64>().ok()?)
+}
+
+#[test]
+fn terminal_shows_a_live_status_line_and_is_clean_afterwards() {
+    let scratch = Scratch::new();
+    let tmux = Tmux::new(&scratch);
+    // The first two steps wait for words the operator types at the installer's question (it
+    // echoes them and asks again), so each step lasts until the test moves on.
+    let steps = [hold("first hold", "go-ahead"), hold("second hold", "go-on")].concat();
+    let profile = profile(&scratch, &(steps + INSTALL_STEPS));
+    let line = install_line(&scratch, &profile, "");
+    tmux.start(
+        "install",
+        &format!("{line}; echo install-ended-$?; sleep 120"),
+    );
+    let run = run_dir_of(&scratch);
+    let id = run.file_name().unwrap().to_string_lossy().into_owned();
+
+    // Step 1 of 4, its elapsed time growing against its timeout, the console's last line.
+    let first = "step 1/4 'first hold'";
+    let screen = tmux.wait_screen("install", first, Duration::from_secs(120));
+    assert!(
+        screen.contains("drive · step 1/4 'first hold' · "),
+        "{screen}"
+    );
+    let seen = status_elapsed(&screen, first).unwrap_or_else(|| panic!("{screen}"));
+    let screen = wait_until(Duration::from_secs(60), || {
+        let screen = tmux.screen("install");
+        match status_elapsed(&screen, first) {
+            Some(later) if later > seen => Ok(screen),
+            _ => Err(format!(
+                "the elapsed time past {seen}s; the screen:\n{screen}"
+            )),
+        }
+    });
+    assert!(screen.contains(" / 10:00"), "{screen}");
+    tmux.wait_screen("install", "· Install tiny OS", Duration::from_secs(120));
+
+    // The operator answers through `ferry attach`: each word ends a step.
+    attach_at_the_question(&tmux, &scratch, &id);
+    tmux.keys("operator", &["go-ahead", "Enter"]);
+    tmux.wait_screen("install", "step 2/4 'second hold'", Duration::from_secs(60));
+    tmux.keys("operator", &["go-on", "Enter"]);
+
+    // The install ends: the status line is gone, the summary is intact.
+    let screen = tmux.wait_screen("install", "install-ended-", Duration::from_secs(180));
+    assert!(screen.contains("install-ended-0"), "{screen}");
+    assert!(
+        !screen.contains("· step "),
+        "a status line was left: {screen}"
+    );
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("install-ended-"))
+        .unwrap();
+    assert!(lines[end - 1].starts_with("  run directory: "), "{screen}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("installed onto ")),
+        "{screen}"
+    );
+}
+
+/// Starts an install of a profile whose one step never matches, stderr into a file, with the
+/// plain progress line due every second; returns the foreground, the run and the file.
+fn held_install(scratch: &Scratch, extra: &[&str]) -> (std::process::Child, PathBuf, PathBuf) {
+    let profile = profile(
+        scratch,
+        &hold("wait for the impossible", "this text never appears"),
+    );
+    let log = scratch.dir.path().join("stderr.log");
+    let foreground = scratch
+        .install(&profile, &[&["--on-failure", "abort"], extra].concat())
+        .env("FERRY_PROGRESS_INTERVAL", "1s")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (foreground, run_dir_of(scratch), log)
+}
+
+fn stop_and_wait(scratch: &Scratch, run: &Path, mut foreground: std::process::Child) {
+    let id = run.file_name().unwrap().to_string_lossy().into_owned();
+    let out = ferry_in(scratch, &["stop", &id]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let status = foreground.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn off_a_terminal_a_long_step_prints_still_waiting_lines_even_with_json() {
+    let scratch = Scratch::new();
+    let (foreground, run, log) = held_install(&scratch, &["--json"]);
+    let line = wait_for("a still-waiting line", Duration::from_secs(180), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.lines()
+            .find(|l| l.contains("still waiting") && l.contains("step 1/1"))
+            .map(str::to_string)
+    });
+    stop_and_wait(&scratch, &run, foreground);
+    assert!(
+        line.starts_with("ferry: still waiting: drive · step 1/1 'wait for the impossible' · "),
+        "{line}"
+    );
+    assert!(line.contains(" / 10:00"), "{line}");
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    // No terminal, no status line: plain lines only.
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn quiet_prints_no_progress() {
+    let scratch = Scratch::new();
+    let (foreground, run, log) = held_install(&scratch, &["--quiet"]);
+    // Held for several of the progress intervals (a line would have been due without
+    // --quiet): the step waits, the installer asked its question meanwhile.
+    let mut drive_since = None;
+    wait_for(
+        "the step to be held a while",
+        Duration::from_secs(180),
+        || {
+            let status = json_file(&run.join("status.json"))?;
+            if drive_since.is_none() && status["stage"] == "drive" {
+                drive_since = Some(Instant::now());
+            }
+            let held = drive_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(3));
+            (held && serial_contains(&run, "[yes/no]: ")).then_some(())
+        },
+    );
+    stop_and_wait(&scratch, &run, foreground);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!stderr.contains("still waiting"), "{stderr}");
+    assert!(!stderr.contains("ferry: drive"), "{stderr}");
 }

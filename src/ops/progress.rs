@@ -1,0 +1,373 @@
+//! What the foreground of `ferry install` shows while a run goes on, from its events: on a
+//! terminal, one status line (stage, step i/n, elapsed against the step's timeout, the last
+//! console line) redrawn at least once a second under the progress lines; elsewhere (a log, a
+//! pipe), a plain "still waiting" line when nothing was printed for an interval, so a long
+//! step shows life; with `--quiet`, nothing.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::Error;
+use crate::run::events::{Line, Timestamp};
+use crate::run::{Event, RunDir, Stage};
+
+/// How often the plain line comes when nothing else was printed; tests lower it.
+pub const INTERVAL_ENV: &str = "FERRY_PROGRESS_INTERVAL";
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the status line reads the console's last line (it renders `serial.log`'s tail).
+const CONSOLE_EVERY: Duration = Duration::from_millis(500);
+
+/// Where the progress goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Mode {
+    /// `--quiet`: nothing.
+    Quiet,
+    /// stderr is a terminal: the status line.
+    Terminal,
+    /// stderr is a file or a pipe: a plain line every `interval` of silence.
+    Lines { interval: Duration },
+}
+
+impl Mode {
+    /// The mode for this process's stderr; [`INTERVAL_ENV`] sets the plain lines' interval.
+    pub fn for_stderr(quiet: bool) -> Result<Mode, Error> {
+        if quiet {
+            return Ok(Mode::Quiet);
+        }
+        if std::io::stderr().is_terminal() {
+            return Ok(Mode::Terminal);
+        }
+        let interval = match std::env::var(INTERVAL_ENV) {
+            Ok(text) => humantime::parse_duration(&text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{INTERVAL_ENV}={text:?}: expected a duration such as 30s"
+                    ))
+                })?,
+            Err(_) => DEFAULT_INTERVAL,
+        };
+        Ok(Mode::Lines { interval })
+    }
+}
+
+/// The step under way, as its `step` event said.
+struct Step {
+    name: String,
+    index: usize,
+    count: usize,
+    timeout: Duration,
+    since: Timestamp,
+}
+
+/// The foreground's progress output. Dropping it clears the status line, so no half line is
+/// left on any exit path.
+pub struct Progress {
+    out: Out,
+    run_dir: RunDir,
+    stage: Option<(Stage, Timestamp)>,
+    step: Option<Step>,
+    paused: bool,
+    console: String,
+    console_read: Option<Instant>,
+}
+
+enum Out {
+    Quiet,
+    Terminal {
+        multi: MultiProgress,
+        bar: ProgressBar,
+    },
+    Lines {
+        interval: Duration,
+        last: Instant,
+    },
+}
+
+impl Progress {
+    pub fn new(mode: Mode, run_dir: &RunDir) -> Progress {
+        let out = match mode {
+            Mode::Quiet => Out::Quiet,
+            Mode::Lines { interval } => Out::Lines {
+                interval,
+                last: Instant::now(),
+            },
+            Mode::Terminal => {
+                let term = StatusTerm(console::Term::stderr());
+                let multi =
+                    MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(term)));
+                let style =
+                    ProgressStyle::with_template("{spinner} {msg}").expect("valid template");
+                let bar = multi.add(ProgressBar::new_spinner().with_style(style));
+                bar.enable_steady_tick(Duration::from_millis(250));
+                Out::Terminal { multi, bar }
+            }
+        };
+        Progress {
+            out,
+            run_dir: run_dir.clone(),
+            stage: None,
+            step: None,
+            paused: false,
+            console: String::new(),
+            console_read: None,
+        }
+    }
+
+    /// Takes in what an event says about where the run stands.
+    pub fn event(&mut self, line: &Line) {
+        match &line.event {
+            Event::Progress { stage, .. } | Event::Step { stage, .. }
+                if self.stage.is_none_or(|(s, _)| s != *stage) =>
+            {
+                self.stage = Some((*stage, line.time));
+                self.step = None;
+            }
+            _ => {}
+        }
+        match &line.event {
+            Event::Step {
+                name,
+                index,
+                count,
+                timeout_seconds,
+                ..
+            } => {
+                self.step = Some(Step {
+                    name: name.clone(),
+                    index: *index,
+                    count: *count,
+                    timeout: Duration::try_from_secs_f64(*timeout_seconds).unwrap_or_default(),
+                    since: line.time,
+                });
+            }
+            Event::Paused { .. } => self.paused = true,
+            Event::Resumed { .. } => self.paused = false,
+            _ => {}
+        }
+    }
+
+    /// Prints `text` as a line of its own (above the status line on a terminal). A closed
+    /// terminal must not end the install: write errors are ignored.
+    pub fn say(&mut self, text: &str) {
+        match &mut self.out {
+            Out::Quiet => {}
+            Out::Terminal { multi, .. } => {
+                let _ = multi.println(text);
+            }
+            Out::Lines { last, .. } => {
+                let _ = writeln!(std::io::stderr(), "{text}");
+                *last = Instant::now();
+            }
+        }
+    }
+
+    /// Brings the status line up to date, or prints the plain line when it is due.
+    pub fn tick(&mut self) {
+        if self.stage.is_none() {
+            return;
+        }
+        match &self.out {
+            Out::Quiet => {}
+            Out::Terminal { .. } => {
+                self.read_console();
+                let mut text = self.where_now(Timestamp::now());
+                if !self.console.is_empty() {
+                    text = format!("{text} · {}", self.console);
+                }
+                // Short of the last columns (see StatusTerm).
+                let room = terminal_width().saturating_sub(2 + ECHO_MARGIN);
+                let text: String = text.chars().take(room).collect();
+                if let Out::Terminal { bar, .. } = &self.out {
+                    bar.set_message(text);
+                }
+            }
+            Out::Lines { interval, last } if !self.paused && last.elapsed() >= *interval => {
+                self.read_console();
+                let mut text =
+                    format!("ferry: still waiting: {}", self.where_now(Timestamp::now()));
+                if !self.console.is_empty() {
+                    text = format!("{text}; console: {}", self.console);
+                }
+                self.say(&text);
+            }
+            Out::Lines { .. } => {}
+        }
+    }
+
+    /// Clears the status line (before the run's final lines are printed).
+    pub fn clear(&mut self) {
+        if let Out::Terminal { bar, .. } = &self.out {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// Where the run stands: stage, step i/n with its name, elapsed against the step's
+    /// timeout (or the time in the stage between steps).
+    fn where_now(&self, now: Timestamp) -> String {
+        let Some((stage, since)) = self.stage else {
+            return String::new();
+        };
+        let paused = if self.paused { " (paused)" } else { "" };
+        match &self.step {
+            Some(step) => format!(
+                "{stage} · step {}/{} '{}'{paused} · {} / {}",
+                step.index,
+                step.count,
+                step.name,
+                clock(now.since(step.since)),
+                clock(step.timeout)
+            ),
+            None => format!("{stage}{paused} · {}", clock(now.since(since))),
+        }
+    }
+
+    /// The console's last line, control characters dropped (it goes on one terminal line).
+    fn read_console(&mut self) {
+        if self
+            .console_read
+            .is_some_and(|at| at.elapsed() < CONSOLE_EVERY)
+        {
+            return;
+        }
+        self.console_read = Some(Instant::now());
+        self.console = super::runs::console_lines(&self.run_dir, 1)
+            .pop()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect::<String>()
+            .trim()
+            .to_string();
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Columns the status line leaves free at the end of the terminal's line.
+const ECHO_MARGIN: usize = 8;
+
+/// stderr's terminal as the status line's draw target, ending its lines [`ECHO_MARGIN`]
+/// columns short of the edge: the terminal echoes a Ctrl-C (`^C`) after the line, and a line
+/// pushed to wrap by it could no longer be redrawn in place (it would stay on the screen).
+#[derive(Debug)]
+struct StatusTerm(console::Term);
+
+impl indicatif::TermLike for StatusTerm {
+    fn width(&self) -> u16 {
+        self.0.size().1
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        // indicatif pads a line with spaces to the edge; each redraw clears the line anyway.
+        match s.bytes().all(|b| b == b' ') {
+            true => self.0.write_str(&s[..s.len().saturating_sub(ECHO_MARGIN)]),
+            false => self.0.write_str(s),
+        }
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// The width of the terminal on stderr.
+fn terminal_width() -> usize {
+    usize::from(console::Term::stderr().size().1)
+}
+
+/// `m:ss`, or `h:mm:ss` from an hour on.
+fn clock(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        3600.. => format!("{}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60),
+        _ => format!("{}:{:02}", s / 60, s % 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::events::SCHEMA_VERSION;
+    use std::time::SystemTime;
+
+    fn at(secs: u64, event: Event) -> Line {
+        Line {
+            schema_version: SCHEMA_VERSION,
+            time: Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            event,
+        }
+    }
+
+    #[test]
+    fn the_status_names_stage_step_and_elapsed_against_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut progress = Progress::new(Mode::Quiet, &RunDir::at(dir.path()));
+        let now = |secs| Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        progress.event(&at(
+            100,
+            Event::Progress {
+                stage: Stage::Boot,
+                message: "starting QEMU".into(),
+            },
+        ));
+        assert_eq!(progress.where_now(now(107)), "boot · 0:07");
+        progress.event(&at(
+            110,
+            Event::Step {
+                stage: Stage::Drive,
+                name: "installation".into(),
+                index: 2,
+                count: 3,
+                timeout_seconds: 3600.0,
+            },
+        ));
+        assert_eq!(
+            progress.where_now(now(200)),
+            "drive · step 2/3 'installation' · 1:30 / 1:00:00"
+        );
+        progress.event(&at(
+            200,
+            Event::Paused {
+                step: "installation".into(),
+                message: "timed out".into(),
+            },
+        ));
+        assert!(progress.where_now(now(200)).contains("(paused)"));
+        // A later stage's line ends the step.
+        progress.event(&at(
+            300,
+            Event::Progress {
+                stage: Stage::Finish,
+                message: "waiting for power-off".into(),
+            },
+        ));
+        assert!(progress.where_now(now(301)).starts_with("finish"));
+    }
+}
