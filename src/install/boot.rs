@@ -4,17 +4,19 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Live;
-use super::plan::{GuestFirmware, Plan};
+use super::plan::{GuestFirmware, IsoSource, Plan, PlanError};
 use super::serve;
 use crate::Error;
 use crate::console::vga::{self, ScreenFeed};
 use crate::console::{Console, Sink, transcript};
+use crate::fetch::stream::{NbdServer, StreamedImage};
 use crate::image::Iso;
 use crate::profile::BootMode;
-use crate::qemu::cmdline::GuestFwd;
+use crate::qemu::cmdline::{GuestFwd, Media};
 use crate::qemu::vga::VgaMonitor;
 use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, ProcessError, Qemu};
 use crate::run::secrets::Redacting;
@@ -45,6 +47,9 @@ pub struct Booted {
     pub accel: AccelKind,
     /// Files copied out of the ISO, removed once the installer has run.
     pub scratch: ScratchFiles,
+    /// The streamed image's server, stopped (its socket removed) when dropped: after `vm`,
+    /// the field before it, so QEMU is gone first.
+    pub stream: Option<NbdServer>,
 }
 
 /// The installer's kernel and initrd copied into the run directory: tens of megabytes, on a
@@ -61,14 +66,39 @@ impl Drop for ScratchFiles {
     }
 }
 
-/// Boots the installer.
-pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Error> {
+/// The NBD export QEMU asks for.
+const EXPORT: &str = "installer";
+
+/// Boots the installer; a streamed image (`streamed`, the plan's `IsoSource::Stream`) is
+/// served over NBD from the run directory for as long as the VM runs.
+pub fn boot(
+    plan: &Plan,
+    streamed: Option<&Arc<StreamedImage>>,
+    record: &Record,
+    live: &dyn Live,
+) -> Result<Booted, Error> {
     let (kernel, scratch) = match plan.boot()?.mode {
         BootMode::Kernel => {
-            let (kernel, scratch) = boot_files(plan, &record.dir)?;
+            let (kernel, scratch) = boot_files(plan, streamed, &record.dir)?;
             (Some(kernel), scratch)
         }
         BootMode::Loader => (None, ScratchFiles::default()),
+    };
+    let (cdrom, stream) = match (plan.boot()?.iso.as_ref(), streamed) {
+        (Some(IsoSource::File(path)), _) => (Some(Media::File { path: path.clone() }), None),
+        (Some(IsoSource::Stream { .. }), Some(image)) => {
+            let socket = record.dir.nbd_socket();
+            let server = NbdServer::start(&socket, EXPORT, image.clone())?;
+            let media = Media::Nbd {
+                socket,
+                export: EXPORT.into(),
+            };
+            (Some(media), Some(server))
+        }
+        (Some(IsoSource::Stream { .. }), None) => {
+            return Err(PlanError::NotFetched("the streamed image was not opened").into());
+        }
+        (None, _) => (None, None),
     };
     let firmware = firmware_files(plan, &record.dir, "install")?;
     record.progress(
@@ -88,7 +118,7 @@ pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Err
         cpus: plan.cpus,
         firmware: firmware.clone(),
         disk: target_disk(plan),
-        cdrom: plan.boot.as_ref().and_then(|b| b.iso.clone()),
+        cdrom: cdrom.clone(),
         kernel: kernel.clone(),
         mac: plan.mac.clone(),
         guestfwd: Some(guestfwd.clone()),
@@ -104,6 +134,7 @@ pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Err
         screen,
         accel,
         scratch,
+        stream,
     })
 }
 
@@ -250,9 +281,14 @@ pub fn target_disk(plan: &Plan) -> Disk {
 /// The kernel and initrd to boot: netboot files as they are; from an ISO, copied out of it
 /// (several initrds become one: concatenated cpio archives are what the kernel expects).
 /// Returns the boot and the scratch files to remove once the installer has run.
-fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, ScratchFiles), Error> {
+/// A streamed image's are read through its verification, as QEMU's reads are.
+fn boot_files(
+    plan: &Plan,
+    streamed: Option<&Arc<StreamedImage>>,
+    run_dir: &RunDir,
+) -> Result<(KernelBoot, ScratchFiles), Error> {
     let boot = plan.boot()?;
-    let Some(iso_path) = &boot.iso else {
+    let Some(source) = &boot.iso else {
         let initrd = boot.initrd.first().map(PathBuf::from);
         let files = KernelBoot {
             kernel: PathBuf::from(&boot.kernel),
@@ -261,7 +297,15 @@ fn boot_files(plan: &Plan, run_dir: &RunDir) -> Result<(KernelBoot, ScratchFiles
         };
         return Ok((files, ScratchFiles::default()));
     };
-    let iso = Iso::open(iso_path)?;
+    let iso = match (source, streamed) {
+        (IsoSource::File(path), _) => Iso::open(path)?,
+        (IsoSource::Stream { url }, Some(image)) => {
+            Iso::from_source(Box::new(image.clone()), Path::new(url))?
+        }
+        (IsoSource::Stream { .. }, None) => {
+            return Err(PlanError::NotFetched("the streamed image was not opened").into());
+        }
+    };
     let kernel = run_dir.kernel();
     let initrd = (!boot.initrd.is_empty()).then(|| run_dir.initrd());
     // Guarded before they are written: a failed extraction removes what it left too.
