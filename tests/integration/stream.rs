@@ -13,7 +13,7 @@ use ferry::fetch::{ChecksumSource, FetchError, Fetcher, Request, parse_url, prog
 use ferry::image::{Iso, boot_entries};
 
 use crate::fetch::{Reply, Server, body, digest, options};
-use crate::support::{Scratch, ferry, fixture};
+use crate::support::{Scratch, fixture, text};
 
 const MIB: usize = 1 << 20;
 
@@ -421,13 +421,6 @@ fn url_profile(scratch: &Scratch, url: &str, sha256: ferry::fetch::Sha256Digest)
     path
 }
 
-fn text(output: &std::process::Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// An ISO larger than the cache's file system (a tmpfs, as on a rescue system) is streamed
 /// without `--stream`: `ferry plan` says so and why, the install passes its boot check, and the
 /// cache holds the chunk record only.
@@ -444,15 +437,7 @@ fn an_image_larger_than_the_cache_is_streamed_and_installs() {
     let profile = url_profile(&scratch, &server.url("/tiny.iso"), sum);
     let cache_arg = ["--cache-dir", cache.dir.to_str().unwrap()];
 
-    let output = ferry()
-        .arg("plan")
-        .arg(&profile)
-        .arg("--disk")
-        .arg(scratch.disk())
-        .args(["--size", "2G"])
-        .args(cache_arg)
-        .output()
-        .unwrap();
+    let output = scratch.plan(&profile, &cache_arg);
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}{stderr}");
     assert!(
@@ -471,11 +456,11 @@ fn an_image_larger_than_the_cache_is_streamed_and_installs() {
     );
     assert!(stdout.contains("boot check passed"), "{stdout}");
     let run = scratch.run_dir();
-    let plan: serde_json::Value =
+    let planned: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
-    assert_eq!(plan["fetch"]["delivery"]["kind"], "stream", "{plan}");
-    assert_eq!(plan["fetch"]["delivery"]["why"]["reason"], "too_large");
-    assert_eq!(plan["boot"]["iso"]["url"], server.url("/tiny.iso"));
+    assert_eq!(planned["fetch"]["delivery"]["kind"], "stream", "{planned}");
+    assert_eq!(planned["fetch"]["delivery"]["why"]["reason"], "too_large");
+    assert_eq!(planned["boot"]["iso"]["url"], server.url("/tiny.iso"));
     let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
     assert!(
         args.contains("file.driver=nbd,file.server.type=unix") && !args.contains("tiny.iso"),
@@ -556,4 +541,17 @@ fn a_byte_changed_during_a_streamed_install_fails_it_naming_the_chunk() {
     assert!(summary.contains("\"failed\""), "{summary}");
     assert!(!run.join("qemu.args").exists(), "QEMU started");
     assert!(!run.join("kernel").exists() && !run.join("image.nbd").exists());
+}
+
+/// `--stream` is for a downloaded image: with a local ISO it is refused, naming the option.
+#[test]
+fn stream_is_refused_for_a_local_image() {
+    let scratch = Scratch::new();
+    let output = scratch.plan(&fixture("tiny.toml"), &["--stream"]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--stream streams a downloaded image") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
 }
