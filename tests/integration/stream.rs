@@ -555,3 +555,70 @@ fn stream_is_refused_for_a_local_image() {
         "{stderr}"
     );
 }
+
+/// `ferry stop` during a streamed install: QEMU is gone, and so is the stream's socket (its
+/// server stopped with the VM).
+#[test]
+fn a_stopped_streamed_install_leaves_no_socket_or_qemu() {
+    let iso = Arc::new(std::fs::read(fixture("build/tiny-isolinux.iso")).unwrap());
+    let sum = digest(&iso);
+    let server = Server::start({
+        let iso = iso.clone();
+        move |_, _| Reply::Shared(iso.clone())
+    });
+    let scratch = Scratch::new();
+    let profile = url_profile(&scratch, &server.url("/tiny.iso"), sum);
+    // A first step that waits for what the installer never prints: the install runs until the
+    // stop.
+    let text_of = std::fs::read_to_string(&profile).unwrap().replacen(
+        "expect = \"[yes/no]: \"",
+        "expect = \"never printed\"\ntimeout = \"10m\"",
+        1,
+    );
+    std::fs::write(&profile, text_of).unwrap();
+    let cache = scratch.dir.path().join("cache");
+    let foreground = scratch
+        .install(
+            &profile,
+            &[
+                "--stream",
+                "--stop-grace",
+                "1s",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = crate::support::wait_for("the run directory", Duration::from_secs(60), || {
+        std::fs::read_dir(scratch.runs())
+            .ok()?
+            .flatten()
+            .next()
+            .map(|e| e.path())
+    });
+    crate::support::wait_for("the installer's prompt", Duration::from_secs(180), || {
+        let serial = std::fs::read_to_string(run.join("serial.log")).ok()?;
+        serial.contains("[yes/no]: ").then_some(())
+    });
+    assert!(
+        run.join("image.nbd").exists(),
+        "no NBD socket while QEMU runs"
+    );
+    let id = run.file_name().unwrap().to_str().unwrap().to_string();
+    let stop = crate::support::ferry()
+        .args(["stop", &id, "--runs-dir"])
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{:?}", text(&stop));
+    let output = foreground.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{:?}", text(&output));
+    assert!(
+        !run.join("image.nbd").exists(),
+        "the NBD socket outlived the run"
+    );
+    assert!(scratch.qemu_pids().is_empty(), "QEMU outlived ferry");
+}
