@@ -421,20 +421,25 @@ fn url_profile(scratch: &Scratch, url: &str, sha256: ferry::fetch::Sha256Digest)
     path
 }
 
+/// The tiny fixture ISO served over HTTP, and [`url_profile`] for it; the ISO's size.
+fn served_tiny(scratch: &Scratch) -> (Server, PathBuf, usize) {
+    let iso = Arc::new(std::fs::read(fixture("build/tiny-isolinux.iso")).unwrap());
+    let server = Server::start({
+        let iso = iso.clone();
+        move |_, _| Reply::Shared(iso.clone())
+    });
+    let profile = url_profile(scratch, &server.url("/tiny.iso"), digest(&iso));
+    (server, profile, iso.len())
+}
+
 /// An ISO larger than the cache's file system (a tmpfs, as on a rescue system) is streamed
 /// without `--stream`: `ferry plan` says so and why, the install passes its boot check, and the
 /// cache holds the chunk record only.
 #[test]
 fn an_image_larger_than_the_cache_is_streamed_and_installs() {
-    let iso = Arc::new(std::fs::read(fixture("build/tiny-isolinux.iso")).unwrap());
-    let sum = digest(&iso);
-    let server = Server::start({
-        let iso = iso.clone();
-        move |_, _| Reply::Shared(iso.clone())
-    });
     let scratch = Scratch::new();
-    let cache = Tmpfs::mount(scratch.dir.path().join("cache"), iso.len() / 2);
-    let profile = url_profile(&scratch, &server.url("/tiny.iso"), sum);
+    let (server, profile, size) = served_tiny(&scratch);
+    let cache = Tmpfs::mount(scratch.dir.path().join("cache"), size / 2);
     let cache_arg = ["--cache-dir", cache.dir.to_str().unwrap()];
 
     let output = scratch.plan(&profile, &cache_arg);
@@ -560,14 +565,8 @@ fn stream_is_refused_for_a_local_image() {
 /// server stopped with the VM).
 #[test]
 fn a_stopped_streamed_install_leaves_no_socket_or_qemu() {
-    let iso = Arc::new(std::fs::read(fixture("build/tiny-isolinux.iso")).unwrap());
-    let sum = digest(&iso);
-    let server = Server::start({
-        let iso = iso.clone();
-        move |_, _| Reply::Shared(iso.clone())
-    });
     let scratch = Scratch::new();
-    let profile = url_profile(&scratch, &server.url("/tiny.iso"), sum);
+    let (_server, profile, _) = served_tiny(&scratch);
     // A first step that waits for what the installer never prints: the install runs until the
     // stop.
     let text_of = std::fs::read_to_string(&profile).unwrap().replacen(
