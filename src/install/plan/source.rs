@@ -445,6 +445,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn streams_when_asked_and_uses_a_cached_image_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = Request {
+            // Never asked: both decisions are made without the server.
+            urls: vec![fetch::parse_url("http://192.0.2.1/x.iso").unwrap()],
+            checksum: fetch::ChecksumSource::Sha256(Sha256Digest([7; 32])),
+            dest: dir.path().join("cache/x.iso"),
+        };
+        let asked = Options {
+            stream: true,
+            stream_cache: Some(64 << 20),
+            ..Options::default()
+        };
+        let streamed = delivery(&request, true, &asked);
+        assert_eq!(
+            streamed,
+            Delivery::Stream {
+                cache_limit: 64 << 20,
+                why: StreamWhy::Asked
+            }
+        );
+        assert_eq!(
+            streamed.describe(),
+            "verified streaming, at most 64 MiB of chunks in memory (--stream)"
+        );
+        assert_eq!(
+            delivery(&request, true, &Options::default()),
+            Delivery::Download {
+                why: DownloadWhy::Cached
+            }
+        );
+        // The cache directory does not exist yet: its nearest existing ancestor counts.
+        assert!(free_space(&request.dest) > 0);
+    }
+
+    #[test]
     fn console_goes_last_and_extra_before_separator() {
         assert_eq!(
             compose_cmdline(Arch::X86_64, "quiet", "url=x"),
