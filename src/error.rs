@@ -36,6 +36,8 @@ pub enum Error {
     #[error(transparent)]
     Fetch(#[from] FetchError),
     #[error(transparent)]
+    Stream(#[from] crate::fetch::stream::StreamError),
+    #[error(transparent)]
     Qemu(#[from] QemuError),
     #[error(transparent)]
     Process(#[from] ProcessError),
@@ -67,6 +69,7 @@ impl Error {
             Error::Plan(e) => e.exit_code(),
             Error::Esp(e) => e.exit_code(),
             Error::Image(_) | Error::Iso(_) | Error::Fetch(_) => 4,
+            Error::Stream(e) => e.exit_code(),
             Error::Qemu(_) | Error::Process(_) => 5,
             Error::Step {
                 stage: Stage::Verify,

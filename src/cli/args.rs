@@ -446,6 +446,13 @@ pub struct TargetArgs {
     /// The initrd to boot with --kernel.
     #[arg(long, value_name = "PATH", requires = "kernel")]
     pub initrd: Option<PathBuf>,
+    /// Stream the downloaded image to QEMU, verified chunk by chunk, instead of storing it
+    /// [default: only when it does not fit the cache's file system].
+    #[arg(long)]
+    pub stream: bool,
+    /// The most memory the streamed image's verified chunks may take (e.g. 64M) [default: 256M].
+    #[arg(long, value_name = "SIZE")]
+    pub stream_cache: Option<String>,
     #[command(flatten)]
     pub sources: SourceArgs,
 }
@@ -503,6 +510,14 @@ impl TargetArgs {
                 cache_dir: self.sources.cache_dir.clone(),
                 catalog: self.sources.catalog.clone(),
                 arch: self.arch,
+                stream: self.stream,
+                stream_cache: self
+                    .stream_cache
+                    .as_deref()
+                    .map(|s| {
+                        parse_size(s).map_err(|e| Error::Usage(format!("--stream-cache: {e}")))
+                    })
+                    .transpose()?,
             },
             runs_dir,
             yes,

@@ -144,6 +144,8 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
                 image: None,
                 kernel: None,
                 initrd: None,
+                stream: false,
+                stream_cache: None,
                 sources: SourceArgs {
                     cache_dir: None,
                     catalog: None,

@@ -312,6 +312,46 @@ impl Fetcher {
         })
     }
 
+    /// The size of the file at the first of `urls` that says, from one request for its first
+    /// byte (no retries: the plan asks it, and a download still works without an answer).
+    pub fn remote_size(&self, urls: &[Url]) -> Result<u64, FetchError> {
+        let mut last = FetchError::Setup("no URL".into());
+        for url in urls {
+            let response = match self.send(url, Some((0, Some(0)))) {
+                Ok(response) => response,
+                Err(Failed::Final(e)) => {
+                    last = e;
+                    continue;
+                }
+                Err(Failed::Transient(e)) => {
+                    last = FetchError::Setup(format!("{url}: {e}"));
+                    continue;
+                }
+            };
+            let size = match response.status() {
+                StatusCode::PARTIAL_CONTENT => response
+                    .headers()
+                    .get(CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_content_range)
+                    .and_then(|(_, total)| total),
+                StatusCode::OK => response.content_length(),
+                status => {
+                    last = match status_failure(url, status) {
+                        Failed::Final(e) => e,
+                        Failed::Transient(e) => FetchError::Setup(format!("{url}: {e}")),
+                    };
+                    continue;
+                }
+            };
+            match size {
+                Some(size) => return Ok(size),
+                None => last = FetchError::Setup(format!("{url}: the server did not say its size")),
+            }
+        }
+        Err(last)
+    }
+
     /// The digest `request` must match, or `None` when it is [`ChecksumSource::Unverified`].
     pub fn expected_digest(
         &self,

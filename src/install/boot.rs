@@ -4,17 +4,19 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Live;
-use super::plan::{GuestFirmware, Plan};
+use super::plan::{GuestFirmware, IsoSource, Plan, PlanError};
 use super::serve;
 use crate::Error;
 use crate::console::vga::{self, ScreenFeed};
 use crate::console::{Console, Sink, transcript};
+use crate::fetch::stream::{NbdServer, StreamedImage};
 use crate::image::Iso;
 use crate::profile::BootMode;
-use crate::qemu::cmdline::GuestFwd;
+use crate::qemu::cmdline::{GuestFwd, Media};
 use crate::qemu::vga::VgaMonitor;
 use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, ProcessError, Qemu};
 use crate::run::secrets::Redacting;
@@ -45,6 +47,9 @@ pub struct Booted {
     pub accel: AccelKind,
     /// Files copied out of the ISO, removed once the installer has run.
     pub scratch: ScratchFiles,
+    /// The streamed image's server, stopped (its socket removed) when dropped: after `vm`,
+    /// the field before it, so QEMU is gone first.
+    pub stream: Option<NbdServer>,
 }
 
 /// The installer's kernel and initrd copied into the run directory: tens of megabytes, on a
@@ -61,11 +66,29 @@ impl Drop for ScratchFiles {
     }
 }
 
-/// Boots the installer.
-pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Error> {
+/// The NBD export QEMU asks for.
+const EXPORT: &str = "installer";
+
+/// Boots the installer; a streamed image (`streamed`, the plan's `IsoSource::Stream`) is
+/// served over NBD from the run directory for as long as the VM runs.
+pub fn boot(
+    plan: &Plan,
+    streamed: Option<&Arc<StreamedImage>>,
+    record: &Record,
+    live: &dyn Live,
+) -> Result<Booted, Error> {
     let install = machine(plan, &record.dir, plan.accel.first)?;
+    let stream = match (&install.cdrom, streamed) {
+        (Some(Media::Nbd { socket, export }), Some(image)) => {
+            Some(NbdServer::start(socket, export, image.clone())?)
+        }
+        (Some(Media::Nbd { .. }), None) => {
+            return Err(PlanError::NotFetched("the streamed image was not opened").into());
+        }
+        _ => None,
+    };
     let scratch = match &install.kernel {
-        Some(kernel) => extract_boot_files(plan, kernel)?,
+        Some(kernel) => extract_boot_files(plan, streamed, kernel)?,
         None => ScratchFiles::default(),
     };
     copy_vars_store(plan, &install.firmware)?;
@@ -91,6 +114,7 @@ pub fn boot(plan: &Plan, record: &Record, live: &dyn Live) -> Result<Booted, Err
         screen,
         accel,
         scratch,
+        stream,
     })
 }
 
@@ -109,7 +133,13 @@ pub fn machine(plan: &Plan, dir: &RunDir, accel: AccelKind) -> Result<Machine, E
         cpus: plan.cpus,
         firmware: firmware_files(plan, dir, "install")?,
         disk: target_disk(plan),
-        cdrom: boot.iso.clone(),
+        cdrom: boot.iso.as_ref().map(|iso| match iso {
+            IsoSource::File(path) => Media::File { path: path.clone() },
+            IsoSource::Stream { .. } => Media::Nbd {
+                socket: dir.nbd_socket(),
+                export: EXPORT.into(),
+            },
+        }),
         kernel,
         mac: plan.mac.clone(),
         guestfwd: Some(answers_forward(dir)?),
@@ -289,13 +319,26 @@ fn kernel_boot(plan: &Plan, run_dir: &RunDir) -> Result<KernelBoot, Error> {
 
 /// Copies the kernel and initrd out of the ISO to `files`' paths (several initrds become one:
 /// concatenated cpio archives are what the kernel expects); netboot files stay where they are.
-/// Returns the scratch files to remove once the installer has run.
-fn extract_boot_files(plan: &Plan, files: &KernelBoot) -> Result<ScratchFiles, Error> {
+/// A streamed image's are read through its verification, as QEMU's reads are. Returns the
+/// scratch files to remove once the installer has run.
+fn extract_boot_files(
+    plan: &Plan,
+    streamed: Option<&Arc<StreamedImage>>,
+    files: &KernelBoot,
+) -> Result<ScratchFiles, Error> {
     let boot = plan.boot()?;
-    let Some(iso_path) = &boot.iso else {
+    let Some(source) = &boot.iso else {
         return Ok(ScratchFiles::default());
     };
-    let iso = Iso::open(iso_path)?;
+    let iso = match (source, streamed) {
+        (IsoSource::File(path), _) => Iso::open(path)?,
+        (IsoSource::Stream { url }, Some(image)) => {
+            Iso::from_source(Box::new(image.clone()), Path::new(url))?
+        }
+        (IsoSource::Stream { .. }, None) => {
+            return Err(PlanError::NotFetched("the streamed image was not opened").into());
+        }
+    };
     let (kernel, initrd) = (&files.kernel, &files.initrd);
     // Guarded before they are written: a failed extraction removes what it left too.
     let scratch = ScratchFiles(

@@ -5,16 +5,27 @@
 
 use std::time::Instant;
 
-use super::plan::{Downloads, FetchPlan, QemuPlan};
+use super::plan::{Delivery, Downloads, FetchPlan, FetchedImage, QemuPlan};
 use crate::Error;
 use crate::fetch::debian::{Archive, Keyring};
 use crate::fetch::{FetchOptions, Fetched, Fetcher};
 use crate::run::{Record, Stage};
 
-/// Returns the stage's duration, or `None` when nothing is downloaded.
-pub fn fetch(downloads: &Downloads, record: &Record, quiet: bool) -> Result<Option<f64>, Error> {
+/// What the fetch stage did: its duration (`None` when nothing was fetched), and the image as
+/// the plan made after it reads it.
+pub struct Done {
+    pub seconds: Option<f64>,
+    pub image: Option<FetchedImage>,
+}
+
+/// Fetches QEMU when needed, and the image: downloaded, or (the plan's [`Delivery::Stream`])
+/// verified by a first pass and opened for streaming.
+pub fn fetch(downloads: &Downloads, record: &Record, quiet: bool) -> Result<Done, Error> {
     if downloads.image.is_none() && matches!(downloads.qemu, QemuPlan::Ready(_)) {
-        return Ok(None);
+        return Ok(Done {
+            seconds: None,
+            image: None,
+        });
     }
     let timer = Instant::now();
     let fetcher = Fetcher::new(FetchOptions::from_env()?)?;
@@ -55,7 +66,39 @@ pub fn fetch(downloads: &Downloads, record: &Record, quiet: bool) -> Result<Opti
             );
         }
     }
-    if let Some(fetch) = &downloads.image {
+    let mut fetched_image = None;
+    if let Some(fetch) = &downloads.image
+        && let Delivery::Stream { cache_limit, .. } = fetch.delivery
+    {
+        record.progress(
+            Stage::Fetch,
+            &format!(
+                "streaming {} ({})",
+                fetch.request.url(),
+                fetch.delivery.describe()
+            ),
+        );
+        let image = crate::fetch::stream::open(
+            &fetcher,
+            &fetch.request,
+            cache_limit,
+            &mut *crate::fetch::progress::for_stderr(quiet),
+        )?;
+        record.progress(
+            Stage::Fetch,
+            &format!(
+                "{} verified for streaming ({} bytes, sha256 {}; {} chunk digests)",
+                fetch.request.url(),
+                image.len(),
+                image.record().sha256,
+                image.record().chunks()
+            ),
+        );
+        fetched_image = Some(FetchedImage {
+            plan: fetch.clone(),
+            streamed: Some(image),
+        });
+    } else if let Some(fetch) = &downloads.image {
         let image = download(&fetcher, fetch, record, quiet)?.path;
         if let Some(unpack) = &fetch.netboot
             && !unpack.is_unpacked_from(&image)
@@ -70,8 +113,15 @@ pub fn fetch(downloads: &Downloads, record: &Record, quiet: bool) -> Result<Opti
             crate::fetch::debian::extract_netboot(&image, &unpack.major, &unpack.arch, &unpack.dir)
                 .map_err(crate::fetch::FetchError::from)?;
         }
+        fetched_image = Some(FetchedImage {
+            plan: fetch.clone(),
+            streamed: None,
+        });
     }
-    Ok(Some(timer.elapsed().as_secs_f64()))
+    Ok(Done {
+        seconds: Some(timer.elapsed().as_secs_f64()),
+        image: fetched_image,
+    })
 }
 
 /// Downloads one file of the fetch stage into the cache (or verifies the cached copy),

@@ -186,7 +186,7 @@ fn preview(profile: &Profile, request: &Request) -> Result<Plan, Error> {
         Some(dir) => Facts::read_at(&crate::host::Root::at(dir)),
         None => Facts::read(),
     };
-    plan::make(profile, &request.options, &facts, &serve::guest_url())
+    plan::make(profile, &request.options, &facts, &serve::guest_url(), None)
 }
 
 /// Where the profile comes from.
@@ -331,19 +331,26 @@ pub fn install(
             record.dir.path().display()
         ),
     );
-    let fetched = fetch::fetch(&downloads, record, request.quiet).and_then(|fetch_seconds| {
+    let fetched = fetch::fetch(&downloads, record, request.quiet).and_then(|fetched| {
         let timer = Instant::now();
         // Facts read now: a download into a tmpfs cache has taken memory.
         let facts = Facts::read();
-        let plan = plan::make(profile, &request.options, &facts, &serve::guest_url())?;
+        let plan = plan::make(
+            profile,
+            &request.options,
+            &facts,
+            &serve::guest_url(),
+            fetched.image.as_ref(),
+        )?;
         planned += timer.elapsed().as_secs_f64();
         record.write_json(&record.dir.facts(), &facts)?;
         record.write_json(&record.dir.plan(), &plan)?;
-        Ok((plan, fetch_seconds))
+        Ok((plan, fetched))
     });
     let (plan, result) = match fetched {
-        Ok((plan, fetch_seconds)) => {
-            let result = run(&plan, fetch_seconds, record, live);
+        Ok((plan, fetched)) => {
+            let streamed = fetched.image.and_then(|i| i.streamed);
+            let result = run(&plan, fetched.seconds, streamed.as_ref(), record, live);
             (Some(plan), result)
         }
         Err(e) => (None, Err(e)),
@@ -379,10 +386,29 @@ fn keep_answers(plan: &Plan, record: &Record) -> Result<(), Error> {
     Ok(())
 }
 
-/// The stages after the plan: boot → drive → finish → verify, and the outcome.
+/// The stages after the plan: boot → drive → finish → verify, and the outcome. A chunk of a
+/// streamed image that no longer matched its record fails the run, whatever the installer
+/// made of the I/O error it got instead.
 fn run(
     plan: &Plan,
     fetch_seconds: Option<f64>,
+    streamed: Option<&std::sync::Arc<crate::fetch::stream::StreamedImage>>,
+    record: &Record,
+    live: &dyn Live,
+) -> Result<Outcome, Error> {
+    let result = run_stages(plan, fetch_seconds, streamed, record, live);
+    match streamed.and_then(|image| image.failure()) {
+        Some(changed) if !matches!(result, Err(Error::Interrupted)) => {
+            Err(crate::fetch::stream::StreamError::ChunkChanged(changed).into())
+        }
+        _ => result,
+    }
+}
+
+fn run_stages(
+    plan: &Plan,
+    fetch_seconds: Option<f64>,
+    streamed: Option<&std::sync::Arc<crate::fetch::stream::StreamedImage>>,
     record: &Record,
     live: &dyn Live,
 ) -> Result<Outcome, Error> {
@@ -396,7 +422,7 @@ fn run(
         .collect();
     let _server = serve::Server::start(&record.dir.answers_socket(), files, Default::default())?;
 
-    let mut booted = boot::boot(plan, record, live)?;
+    let mut booted = boot::boot(plan, streamed, record, live)?;
     laps.lap(Stage::Boot);
     drive::drive(plan, &mut booted, record, live)?;
     laps.lap(Stage::Drive);

@@ -91,7 +91,7 @@ pub struct Machine {
     pub firmware: FirmwareFiles,
     pub disk: Disk,
     /// The installer image, attached as a CD-ROM (installers look for their media there).
-    pub cdrom: Option<PathBuf>,
+    pub cdrom: Option<Media>,
     pub kernel: Option<KernelBoot>,
     /// The NIC's MAC address; QEMU picks one when absent.
     pub mac: Option<String>,
@@ -172,8 +172,7 @@ pub fn command_line_for(arch: Arch, machine: &Machine) -> Vec<String> {
         ]);
     }
     disk_args(&mut args, arch, &machine.disk);
-    if let Some(iso) = &machine.cdrom {
-        let media = Media::File { path: iso.clone() };
+    if let Some(media) = &machine.cdrom {
         args.push(["-drive".to_string(), media.drive("installer")]);
         // Without a kernel to boot, the CD boots through its own loader: before the disk,
         // which may hold the system being replaced.
@@ -382,7 +381,9 @@ mod tests {
                 serial: None,
                 model: None,
             },
-            cdrom: Some("/isos/tiny.iso".into()),
+            cdrom: Some(Media::File {
+                path: "/isos/tiny.iso".into(),
+            }),
             kernel: Some(KernelBoot {
                 kernel: "/run/k".into(),
                 initrd: Some("/run/i".into()),

@@ -256,6 +256,11 @@ impl RunDir {
     pub fn answers_socket(&self) -> PathBuf {
         self.file("answers.sock")
     }
+    /// The verified stream's NBD socket (`fetch::stream::NbdServer`), QEMU's CD-ROM when the
+    /// image is streamed; removed when the VM is gone.
+    pub fn nbd_socket(&self) -> PathBuf {
+        self.file("image.nbd")
+    }
     pub fn control_socket(&self) -> PathBuf {
         self.file("control.sock")
     }

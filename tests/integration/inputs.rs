@@ -1,23 +1,9 @@
 //! Bounded input: what the operator sees when a profile, a file argument or `--disk`/`--size`
 //! is out of range. Each refusal is one line naming the field or path and the limit.
 
-use std::path::Path;
 use std::process::Output;
 
 use crate::support::{Scratch, ferry};
-
-/// `ferry plan PROFILE --disk D --size 2G` under a scratch directory.
-fn plan(scratch: &Scratch, profile: &Path, extra: &[&str]) -> Output {
-    ferry()
-        .arg("plan")
-        .arg(profile)
-        .arg("--disk")
-        .arg(scratch.disk())
-        .args(["--size", "2G"])
-        .args(extra)
-        .output()
-        .unwrap()
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -48,7 +34,7 @@ fn overlong_timeouts_are_refused_at_their_position() {
         ),
     ] {
         let p = profile(&scratch, rest);
-        let out = plan(&scratch, &p, &[]);
+        let out = scratch.plan(&p, &[]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert_eq!(err.lines().count(), 1, "{err}");
@@ -134,7 +120,7 @@ fn oversized_vm_and_undersized_images_are_refused() {
         ),
     ] {
         let p = profile(&scratch, rest);
-        let out = plan(&scratch, &p, &[]);
+        let out = scratch.plan(&p, &[]);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.trim_end().ends_with(want), "{err}");
@@ -162,7 +148,7 @@ fn oversized_vm_and_undersized_images_are_refused() {
     }
     // A 0-byte leftover is not silently installed onto.
     std::fs::write(scratch.disk(), "").unwrap();
-    let out = plan(&scratch, &p, &[]);
+    let out = scratch.plan(&p, &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(21), "{err}");
     assert!(err.contains("is a disk image of only 0 B"), "{err}");
@@ -201,7 +187,7 @@ fn option_files_and_memory_beyond_the_host_are_refused_in_one_line() {
         &scratch,
         &format!("[vm]\nmemory = \"{}M\"\n", total_mib + 1024),
     );
-    let out = plan(&scratch, &p, &[]);
+    let out = scratch.plan(&p, &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

@@ -13,7 +13,7 @@ use ferry::fetch::{ChecksumSource, FetchError, Fetcher, Request, parse_url, prog
 use ferry::image::{Iso, boot_entries};
 
 use crate::fetch::{Reply, Server, body, digest, options};
-use crate::support::fixture;
+use crate::support::{Scratch, fixture, text};
 
 const MIB: usize = 1 << 20;
 
@@ -186,7 +186,7 @@ fn a_byte_changed_after_the_first_pass_is_never_served() {
     assert_eq!(buf, original[..4096], "other chunks are still served");
     let error = image.read_at(&mut buf, at as u64).unwrap_err();
     assert!(
-        matches!(error, StreamError::ChunkChanged { chunk: 5, .. }),
+        matches!(&error, StreamError::ChunkChanged(c) if c.chunk == 5),
         "{error}"
     );
     let message = error.to_string();
@@ -199,7 +199,7 @@ fn a_byte_changed_after_the_first_pass_is_never_served() {
         original[..4096],
         "the buffer got none of the changed bytes"
     );
-    assert_eq!(image.failure().as_deref(), Some(message.as_str()));
+    assert_eq!(image.failure().map(|c| c.to_string()), Some(message));
 
     // QEMU's client gets an I/O error, never the changed byte.
     let nbd = case.serve(&image);
@@ -378,4 +378,246 @@ fn qemu_query_block(media: &ferry::qemu::cmdline::Media) -> String {
         .unwrap();
     let output = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// A tmpfs mounted in a test's scratch directory (tests run as root), unmounted when dropped.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount(dir: PathBuf, bytes: usize) -> Tmpfs {
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs (needs root) failed");
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+/// The tiny profile with its image at `url` (verified by `sha256`) instead of a local path.
+fn url_profile(scratch: &Scratch, url: &str, sha256: ferry::fetch::Sha256Digest) -> PathBuf {
+    let profile = std::fs::read_to_string(fixture("tiny.toml"))
+        .unwrap()
+        .replace(
+            "path = \"build/tiny-isolinux.iso\"",
+            &format!("url = \"{url}\"\nsha256 = \"{sha256}\""),
+        )
+        .replace(
+            "template = \"answers.sh.j2\"",
+            &format!("template = \"{}\"", fixture("answers.sh.j2").display()),
+        );
+    let path = scratch.dir.path().join("stream.toml");
+    std::fs::write(&path, profile).unwrap();
+    path
+}
+
+/// The tiny fixture ISO served over HTTP, and [`url_profile`] for it; the ISO's size.
+fn served_tiny(scratch: &Scratch) -> (Server, PathBuf, usize) {
+    let iso = Arc::new(std::fs::read(fixture("build/tiny-isolinux.iso")).unwrap());
+    let server = Server::start({
+        let iso = iso.clone();
+        move |_, _| Reply::Shared(iso.clone())
+    });
+    let profile = url_profile(scratch, &server.url("/tiny.iso"), digest(&iso));
+    (server, profile, iso.len())
+}
+
+/// An ISO larger than the cache's file system (a tmpfs, as on a rescue system) is streamed
+/// without `--stream`: `ferry plan` says so and why, the install passes its boot check, and the
+/// cache holds the chunk record only.
+#[test]
+fn an_image_larger_than_the_cache_is_streamed_and_installs() {
+    let scratch = Scratch::new();
+    let (server, profile, size) = served_tiny(&scratch);
+    let cache = Tmpfs::mount(scratch.dir.path().join("cache"), size / 2);
+    let cache_arg = ["--cache-dir", cache.dir.to_str().unwrap()];
+
+    let output = scratch.plan(&profile, &cache_arg);
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "verified streaming, at most 256 MiB of chunks in memory (30 MiB does not fit the \
+             cache's file system (15 MiB free))"
+        ),
+        "{stdout}"
+    );
+
+    let output = scratch.install(&profile, &cache_arg).output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "install failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+    let run = scratch.run_dir();
+    let planned: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(planned["fetch"]["delivery"]["kind"], "stream", "{planned}");
+    assert_eq!(planned["fetch"]["delivery"]["why"]["reason"], "too_large");
+    assert_eq!(planned["boot"]["iso"]["url"], server.url("/tiny.iso"));
+    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
+    assert!(
+        args.contains("file.driver=nbd,file.server.type=unix") && !args.contains("tiny.iso"),
+        "{args}"
+    );
+    // Stopped with the VM: no socket left, nor a kernel or initrd copy.
+    assert!(!run.join("image.nbd").exists());
+    assert!(!run.join("kernel").exists() && !run.join("initrd").exists());
+    let mut held: Vec<PathBuf> = walk(&cache.dir);
+    held.sort();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(held[0].to_string_lossy().ends_with(".chunks"), "{held:?}");
+}
+
+/// Files under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// The mirror changes one byte of the installer's kernel after the first pass verified the
+/// image: the install fails with exit code 10 and the chunk named, and the changed byte
+/// reached neither the run directory nor QEMU (which never started).
+#[test]
+fn a_byte_changed_during_a_streamed_install_fails_it_naming_the_chunk() {
+    let iso = std::fs::read(fixture("build/tiny-isolinux.iso")).unwrap();
+    let sum = digest(&iso);
+    // Where the kernel lies in the image: ISO 9660 files are contiguous.
+    let kernel = std::fs::read(fixture("build/vmlinuz")).unwrap();
+    let at = iso
+        .windows(4096)
+        .position(|w| w == &kernel[..4096])
+        .expect("the fixture ISO holds build/vmlinuz")
+        + kernel.len() / 2;
+    let mut changed = iso.clone();
+    changed[at] ^= 0xff;
+    let (iso, changed) = (Arc::new(iso), Arc::new(changed));
+    // The whole-image pass (no Range) gets the original; every range read after it, the
+    // changed file.
+    let server = Server::start({
+        let (iso, changed) = (iso.clone(), changed.clone());
+        move |seen, _| match seen.range {
+            None => Reply::Shared(iso.clone()),
+            Some(_) => Reply::Shared(changed.clone()),
+        }
+    });
+    let scratch = Scratch::new();
+    let profile = url_profile(&scratch, &server.url("/tiny.iso"), sum);
+    let cache = scratch.dir.path().join("cache");
+    let output = scratch
+        .install(
+            &profile,
+            &["--stream", "--cache-dir", cache.to_str().unwrap()],
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(10), "{stdout}\n{stderr}");
+    let chunk = at as u64 / stream::CHUNK_SIZE;
+    let start = chunk * stream::CHUNK_SIZE;
+    let named = format!(
+        "chunk {chunk} (bytes {start}-{}) is not the verified image's",
+        start + stream::CHUNK_SIZE - 1
+    );
+    let error: Vec<&str> = stderr.lines().filter(|l| l.contains(&named)).collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert!(error[0].contains("try another mirror"), "{stderr}");
+    let run = scratch.run_dir();
+    let summary = std::fs::read_to_string(run.join("summary.json")).unwrap();
+    assert!(summary.contains("\"failed\""), "{summary}");
+    assert!(!run.join("qemu.args").exists(), "QEMU started");
+    assert!(!run.join("kernel").exists() && !run.join("image.nbd").exists());
+}
+
+/// `--stream` is for a downloaded image: with a local ISO it is refused, naming the option.
+#[test]
+fn stream_is_refused_for_a_local_image() {
+    let scratch = Scratch::new();
+    let output = scratch.plan(&fixture("tiny.toml"), &["--stream"]);
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("--stream streams a downloaded image") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
+
+/// `ferry stop` during a streamed install: QEMU is gone, and so is the stream's socket (its
+/// server stopped with the VM).
+#[test]
+fn a_stopped_streamed_install_leaves_no_socket_or_qemu() {
+    let scratch = Scratch::new();
+    let (_server, profile, _) = served_tiny(&scratch);
+    // A first step that waits for what the installer never prints: the install runs until the
+    // stop.
+    let text_of = std::fs::read_to_string(&profile).unwrap().replacen(
+        "expect = \"[yes/no]: \"",
+        "expect = \"never printed\"\ntimeout = \"10m\"",
+        1,
+    );
+    std::fs::write(&profile, text_of).unwrap();
+    let cache = scratch.dir.path().join("cache");
+    let foreground = scratch
+        .install(
+            &profile,
+            &[
+                "--stream",
+                "--stop-grace",
+                "1s",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = crate::support::wait_for("the run directory", Duration::from_secs(60), || {
+        std::fs::read_dir(scratch.runs())
+            .ok()?
+            .flatten()
+            .next()
+            .map(|e| e.path())
+    });
+    crate::support::wait_for("the installer's prompt", Duration::from_secs(180), || {
+        let serial = std::fs::read_to_string(run.join("serial.log")).ok()?;
+        serial.contains("[yes/no]: ").then_some(())
+    });
+    assert!(
+        run.join("image.nbd").exists(),
+        "no NBD socket while QEMU runs"
+    );
+    let id = run.file_name().unwrap().to_str().unwrap().to_string();
+    let stop = crate::support::ferry()
+        .args(["stop", &id, "--runs-dir"])
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{:?}", text(&stop));
+    let output = foreground.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{:?}", text(&output));
+    assert!(
+        !run.join("image.nbd").exists(),
+        "the NBD socket outlived the run"
+    );
+    assert!(scratch.qemu_pids().is_empty(), "QEMU outlived ferry");
 }

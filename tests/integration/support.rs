@@ -52,6 +52,18 @@ impl Scratch {
         assert_eq!(dirs.len(), 1, "expected one run directory, found {dirs:?}");
         dirs.pop().unwrap()
     }
+    /// `ferry plan PROFILE --disk D --size 2G` plus `extra`.
+    pub fn plan(&self, profile: &Path, extra: &[&str]) -> Output {
+        ferry()
+            .arg("plan")
+            .arg(profile)
+            .arg("--disk")
+            .arg(self.disk())
+            .args(["--size", "2G"])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
     /// `ferry install PROFILE --disk D --size 2G --yes --runs-dir R` plus `extra`.
     pub fn install(&self, profile: &Path, extra: &[&str]) -> Command {
         let mut cmd = ferry();

@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use url::Url;
 
-use super::StreamError;
 use super::cache::{CacheStats, ChunkCache};
 use super::chunks::ChunkRecord;
+use super::{ChangedChunk, StreamError};
 use crate::fetch::{FetchError, Fetcher};
 
 /// The image behind `urls` (mirrors, in order), readable at any offset, verified chunk by
@@ -19,7 +19,7 @@ pub struct StreamedImage {
     record: ChunkRecord,
     cache: Mutex<ChunkCache>,
     /// The first chunk that failed verification on every mirror: the install must fail.
-    failure: Mutex<Option<String>>,
+    failure: Mutex<Option<ChangedChunk>>,
 }
 
 impl StreamedImage {
@@ -56,7 +56,7 @@ impl StreamedImage {
 
     /// The first verification failure, if any chunk failed on every mirror. A guest read of
     /// it got an I/O error; the caller ends the install with this message.
-    pub fn failure(&self) -> Option<String> {
+    pub fn failure(&self) -> Option<ChangedChunk> {
         self.failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -108,7 +108,7 @@ impl StreamedImage {
                     return Ok(chunk);
                 }
                 Err(actual) => {
-                    let error = StreamError::ChunkChanged {
+                    let changed = ChangedChunk {
                         url: url.to_string(),
                         chunk: index,
                         offset,
@@ -116,11 +116,12 @@ impl StreamedImage {
                         expected: self.record.expected(index),
                         actual,
                     };
-                    tracing::warn!("{error}");
+                    tracing::warn!("{changed}");
                     self.failure
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .get_or_insert_with(|| error.to_string());
+                        .get_or_insert_with(|| changed.clone());
+                    let error = StreamError::ChunkChanged(changed);
                     if self.urls.len() == 1 {
                         return Err(error);
                     }

@@ -33,24 +33,31 @@ use super::{FetchError, Fetcher, Progress, Request, Sha256Digest};
 /// The default bound of the chunk cache.
 pub const DEFAULT_CACHE_LIMIT: u64 = 256 << 20;
 
-/// Streaming failures. Exit code 4, as for downloads ([`StreamError::exit_code`]).
+/// A chunk whose bytes no longer match the record on any mirror: never served, and the
+/// install fails with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{url}: chunk {chunk} (bytes {offset}-{end}) is not the verified image's: expected sha256 \
+     {expected}, got {actual}; the mirror changed the file since it was verified, and the \
+     chunk was not served (try another mirror, or download the image)"
+)]
+pub struct ChangedChunk {
+    pub url: String,
+    pub chunk: u64,
+    pub offset: u64,
+    pub end: u64,
+    pub expected: Sha256Digest,
+    pub actual: Sha256Digest,
+}
+
+/// Streaming failures. Exit code 4, as for downloads, but 10 for a changed chunk
+/// ([`StreamError::exit_code`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    #[error(
-        "{url}: chunk {chunk} (bytes {offset}-{end}) is not the verified image's: expected sha256 \
-         {expected}, got {actual}; the mirror changed the file since it was verified, and the \
-         chunk was not served (try another mirror, or download the image)"
-    )]
-    ChunkChanged {
-        url: String,
-        chunk: u64,
-        offset: u64,
-        end: u64,
-        expected: Sha256Digest,
-        actual: Sha256Digest,
-    },
+    #[error(transparent)]
+    ChunkChanged(ChangedChunk),
     #[error(
         "{url}: streaming needs a checksum to verify the image with; give --sha256 HEX (or a \
          catalog image, or a SHA256SUMS next to it)"
@@ -65,9 +72,13 @@ pub enum StreamError {
 }
 
 impl StreamError {
-    /// Exit codes are part of ferry's interface: a stream is a fetch (4).
+    /// Exit codes are part of ferry's interface: a stream is a fetch (4); a mirror that
+    /// changed the file under a running install is its own case (10).
     pub fn exit_code(&self) -> i32 {
-        4
+        match self {
+            StreamError::ChunkChanged(_) => 10,
+            _ => 4,
+        }
     }
 }
 

@@ -106,6 +106,13 @@ pub struct Options {
     pub arch: Option<Arch>,
     /// The image catalog directory (`--catalog`); `None`: the built-in catalog.
     pub catalog: Option<PathBuf>,
+    /// `--stream`: serve a downloaded image to QEMU by verified streaming, never storing it.
+    #[serde(default)]
+    pub stream: bool,
+    /// `--stream-cache SIZE`: the bound of the streamed chunks kept in memory; `None`: the
+    /// default ([`crate::fetch::stream::DEFAULT_CACHE_LIMIT`]).
+    #[serde(default)]
+    pub stream_cache: Option<u64>,
 }
 
 impl Options {
@@ -256,14 +263,89 @@ pub fn downloads(profile: &Profile, opts: &Options) -> Result<Downloads, Error> 
     })
 }
 
-/// An image to download into the cache and verify.
+/// An image to download into the cache and verify, or to stream.
 #[derive(Debug, Clone, Serialize)]
 pub struct FetchPlan {
     pub request: Request,
     /// Whether the cache holds the file already (it is verified again before use).
     pub cached: bool,
+    /// Downloaded into the cache, or streamed to QEMU: decided in the plan.
+    pub delivery: Delivery,
     /// For a Debian netboot package: where its kernel and initrd are unpacked.
     pub netboot: Option<NetbootUnpack>,
+}
+
+/// How a fetched image reaches QEMU. Decided by the plan (`--stream`, or the image does not fit
+/// the cache's file system), so the fetch stage and the boot follow one decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Delivery {
+    /// Downloaded into the cache and verified, then attached as a file.
+    Download { why: DownloadWhy },
+    /// Verified streaming (`crate::fetch::stream`): nothing stored but the chunk record, at
+    /// most `cache_limit` bytes of verified chunks in memory.
+    Stream { cache_limit: u64, why: StreamWhy },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum DownloadWhy {
+    /// The cache holds it already.
+    Cached,
+    /// It fits the cache's file system.
+    Fits { size: u64, free: u64 },
+    /// The server did not say its size; the download is tried.
+    SizeUnknown { error: String },
+    /// Not an ISO QEMU reads (a netboot package to unpack, QEMU's bundle).
+    NotAnIso,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum StreamWhy {
+    /// `--stream`.
+    Asked,
+    /// Larger than the free space of the cache's file system.
+    TooLarge { size: u64, free: u64 },
+}
+
+impl Delivery {
+    /// The decision and why, in one line (`ferry plan`).
+    pub fn describe(&self) -> String {
+        let mib = |n: &u64| format!("{} MiB", n.div_ceil(1 << 20));
+        match self {
+            Delivery::Download { why } => match why {
+                DownloadWhy::Cached => "download: the cache holds it".into(),
+                DownloadWhy::Fits { size, free } => format!(
+                    "download: {} fits the cache's file system ({} free; --stream streams it instead)",
+                    mib(size),
+                    mib(free)
+                ),
+                DownloadWhy::SizeUnknown { error } => {
+                    format!("download: its size is unknown ({error})")
+                }
+                DownloadWhy::NotAnIso => "download: unpacked, not read by QEMU".into(),
+            },
+            Delivery::Stream { cache_limit, why } => {
+                let why = match why {
+                    StreamWhy::Asked => "--stream".to_string(),
+                    StreamWhy::TooLarge { size, free } => format!(
+                        "{} does not fit the cache's file system ({} free)",
+                        mib(size),
+                        mib(free)
+                    ),
+                };
+                format!(
+                    "verified streaming, at most {} of chunks in memory ({why})",
+                    mib(cache_limit)
+                )
+            }
+        }
+    }
+
+    pub fn streams(&self) -> bool {
+        matches!(self, Delivery::Stream { .. })
+    }
 }
 
 /// debian-installer's netboot kernel and initrd, unpacked from the fetched `.deb` into the
@@ -306,7 +388,7 @@ pub struct BootPlan {
     /// are empty.
     pub mode: BootMode,
     /// The installer ISO, attached as a CD-ROM; none for a netboot kernel.
-    pub iso: Option<PathBuf>,
+    pub iso: Option<IsoSource>,
     /// The ISO's boot-menu entry the kernel comes from.
     pub entry: Option<BootEntry>,
     /// Paths on the ISO when there is one, else files on this machine.
@@ -332,6 +414,34 @@ impl BootPlan {
                 .to_string(),
         }
     }
+}
+
+/// Where the installer ISO is read from. In plan.json a file is its path (as before streaming
+/// existed), a stream `{"url": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum IsoSource {
+    /// A local (or downloaded and verified) file.
+    File(PathBuf),
+    /// The verified stream of the image at `url` (the first mirror), served to QEMU over NBD.
+    Stream { url: String },
+}
+
+impl IsoSource {
+    pub fn describe(&self) -> String {
+        match self {
+            IsoSource::File(path) => path.display().to_string(),
+            IsoSource::Stream { url } => format!("{url} (streamed)"),
+        }
+    }
+}
+
+/// What the fetch stage made of the image, for the plan made after it: the download plan it
+/// followed, and the image when it is streamed.
+#[derive(Clone)]
+pub struct FetchedImage {
+    pub plan: FetchPlan,
+    pub streamed: Option<std::sync::Arc<crate::fetch::stream::StreamedImage>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -405,11 +515,14 @@ mod secs {
 const STEP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Makes the plan. Reads the profile's templates and the image's boot menu; writes nothing.
+/// `fetched`: what the fetch stage did with the image (the install plans after it); `None`
+/// decides here (`ferry plan`, the confirmation).
 pub fn make(
     profile: &Profile,
     opts: &Options,
     facts: &Facts,
     serve_url: &str,
+    fetched: Option<&FetchedImage>,
 ) -> Result<Plan, Error> {
     // Asking QEMU its version takes tens of milliseconds: do it while the rest is planned.
     let plan = std::thread::scope(|scope| {
@@ -421,7 +534,7 @@ pub fn make(
                 opts.cache_dir.as_deref(),
             )
         });
-        plan_with(profile, opts, facts, serve_url, qemu)
+        plan_with(profile, opts, facts, serve_url, fetched, qemu)
     })?;
     let cmdline = plan.boot.as_ref().map(|b| b.cmdline.as_str());
     tracing::info!(accel = ?plan.accel, ?cmdline, "plan made");
@@ -433,6 +546,7 @@ fn plan_with(
     opts: &Options,
     facts: &Facts,
     serve_url: &str,
+    fetched: Option<&FetchedImage>,
     qemu: std::thread::ScopedJoinHandle<'_, Result<QemuPlan, Error>>,
 ) -> Result<Plan, Error> {
     let spec = &profile.spec;
@@ -456,8 +570,15 @@ fn plan_with(
             .map_err(Error::from)
     };
 
-    let fetch = source::image_download(profile, opts)?;
-    let mut boot = source::boot_source(profile, opts, fetch.as_ref())?;
+    let fetch = match fetched {
+        Some(fetched) => Some(FetchPlan {
+            cached: fetched.plan.request.dest.is_file(),
+            ..fetched.plan.clone()
+        }),
+        None => source::image_download(profile, opts)?,
+    };
+    let streamed = fetched.and_then(|f| f.streamed.as_ref());
+    let mut boot = source::boot_source(profile, opts, fetch.as_ref(), streamed)?;
     let extra = spec
         .boot
         .append

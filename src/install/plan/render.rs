@@ -23,17 +23,19 @@ pub fn render(plan: &Plan) -> String {
         format!("{} {}", plan.profile.display(), plan.description),
     );
     if let Some(fetch) = &plan.fetch {
-        let state = match fetch.cached {
-            true => "cached; verified again before use",
-            false => "not cached: downloaded before QEMU starts",
+        let state = match (fetch.delivery.streams(), fetch.cached) {
+            (true, _) => "streamed: verified by a first pass, then chunk by chunk as QEMU reads",
+            (false, true) => "cached; verified again before use",
+            (false, false) => "not cached: downloaded before QEMU starts",
         };
         line("fetch", format!("{} ({state})", fetch.request.url()));
         line("checksum", fetch.request.checksum.describe());
+        line("delivery", fetch.delivery.describe());
     }
     match &plan.boot {
         Some(boot) => {
             if let Some(iso) = &boot.iso {
-                line("image", iso.display().to_string());
+                line("image", iso.describe());
             }
             match boot.mode {
                 BootMode::Kernel => {

@@ -3,10 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{BootPlan, FetchPlan, NetbootUnpack, Options, PlanError, QemuPlan};
+use std::sync::Arc;
+
+use super::{
+    BootPlan, Delivery, DownloadWhy, FetchPlan, IsoSource, NetbootUnpack, Options, PlanError,
+    QemuPlan, StreamWhy,
+};
 use crate::Error;
 use crate::arch::Arch;
-use crate::fetch::{self, Sha256Digest};
+use crate::fetch::stream::StreamedImage;
+use crate::fetch::{self, Request, Sha256Digest};
 use crate::image::Iso;
 use crate::profile::{BootMode, Profile};
 use crate::qemu::{QemuBinary, archive};
@@ -74,6 +80,9 @@ pub fn locate_qemu(
         fetch: FetchPlan {
             cached: request.dest.is_file(),
             request,
+            delivery: Delivery::Download {
+                why: DownloadWhy::NotAnIso,
+            },
             netboot: None,
         },
         cache_dir,
@@ -101,6 +110,12 @@ pub(super) fn image_download(
         Sha256Digest::parse(hex.get_ref()).expect("checked when the profile was parsed")
     });
     if opts.image.is_some() || opts.kernel.is_some() {
+        if opts.stream {
+            return Err(PlanError::Options(
+                "--stream streams a downloaded image (the profile's url or catalog name), not --image or --kernel",
+            )
+            .into());
+        }
         return Ok(None); // --image or --kernel replaces the profile's image
     }
     let request = match (&image.url, &image.name) {
@@ -141,10 +156,21 @@ pub(super) fn image_download(
                     arch: package.arch.clone(),
                     dir,
                 };
+                if opts.stream {
+                    return Err(PlanError::field(
+                        profile,
+                        name,
+                        "a netboot package is unpacked, so it cannot be streamed: drop --stream",
+                    )
+                    .into());
+                }
                 let cached = request.dest.is_file();
                 return Ok(Some(FetchPlan {
                     request,
                     cached,
+                    delivery: Delivery::Download {
+                        why: DownloadWhy::NotAnIso,
+                    },
                     netboot: Some(netboot),
                 }));
             }
@@ -153,14 +179,78 @@ pub(super) fn image_download(
             }
             request
         }
+        (None, None) if opts.stream => {
+            return Err(PlanError::Options(
+                "--stream streams a downloaded image: this profile's [image] has no url or name",
+            )
+            .into());
+        }
         (None, None) => return Ok(None),
     };
     let cached = request.dest.is_file();
     Ok(Some(FetchPlan {
+        delivery: delivery(&request, cached, opts),
         request,
         cached,
         netboot: None,
     }))
+}
+
+/// Download or stream: `--stream`; else a cached image is used; else the image is streamed
+/// when it is larger than the free space of the cache's file system (a rescue system's RAM
+/// disk), asking the server its size.
+fn delivery(request: &Request, cached: bool, opts: &Options) -> Delivery {
+    let cache_limit = opts
+        .stream_cache
+        .unwrap_or(fetch::stream::DEFAULT_CACHE_LIMIT);
+    if opts.stream {
+        return Delivery::Stream {
+            cache_limit,
+            why: StreamWhy::Asked,
+        };
+    }
+    if cached {
+        return Delivery::Download {
+            why: DownloadWhy::Cached,
+        };
+    }
+    let size = fetch::FetchOptions::from_env()
+        .and_then(fetch::Fetcher::new)
+        .and_then(|fetcher| fetcher.remote_size(&request.urls));
+    let size = match size {
+        Ok(size) => size,
+        Err(e) => {
+            return Delivery::Download {
+                why: DownloadWhy::SizeUnknown {
+                    error: e.to_string(),
+                },
+            };
+        }
+    };
+    let free = free_space(&request.dest);
+    if size > free {
+        Delivery::Stream {
+            cache_limit,
+            why: StreamWhy::TooLarge { size, free },
+        }
+    } else {
+        Delivery::Download {
+            why: DownloadWhy::Fits { size, free },
+        }
+    }
+}
+
+/// The bytes an unprivileged write may still use on the file system that will hold `path`
+/// (its nearest existing ancestor's); unknown counts as plenty, so the download is tried.
+fn free_space(path: &Path) -> u64 {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
+    match nix::sys::statvfs::statvfs(existing) {
+        Ok(fs) => fs.blocks_available().saturating_mul(fs.fragment_size()),
+        Err(_) => u64::MAX,
+    }
 }
 
 /// The kernel, initrd and base command line: from the ISO's boot menu, or netboot files;
@@ -170,6 +260,7 @@ pub(super) fn boot_source(
     profile: &Profile,
     opts: &Options,
     download: Option<&FetchPlan>,
+    streamed: Option<&Arc<StreamedImage>>,
 ) -> Result<Option<BootPlan>, Error> {
     let image = &profile.spec.image;
     if opts.image.is_some() && opts.kernel.is_some() {
@@ -217,6 +308,22 @@ pub(super) fn boot_source(
             image.cmdline.clone(),
         )));
     }
+    if let Some(download) = download
+        && download.delivery.streams()
+    {
+        // The menu is read through the verified stream, once the fetch stage opened it.
+        let Some(streamed) = streamed else {
+            return Ok(None);
+        };
+        let source = IsoSource::Stream {
+            url: download.request.url().to_string(),
+        };
+        if loader {
+            return Ok(Some(loader_boot(source)));
+        }
+        let iso = Iso::from_source(Box::new(streamed.clone()), &download.request.dest)?;
+        return iso_boot(profile, &iso, source).map(Some);
+    }
     let iso_path = match (&opts.image, &image.path, download) {
         (Some(path), _, _) => Some(existing_arg("--image", path)?),
         (None, Some(path), _) => Some(existing_file(profile, path)?),
@@ -224,10 +331,12 @@ pub(super) fn boot_source(
         (None, None, Some(_)) => return Ok(None),
         (None, None, None) => None,
     };
-    match iso_path {
-        Some(iso_path) if loader => return Ok(Some(loader_boot(iso_path))),
-        Some(iso_path) => return iso_boot(profile, iso_path).map(Some),
-        None => {}
+    if let Some(path) = iso_path {
+        let source = IsoSource::File(path.clone());
+        if loader {
+            return Ok(Some(loader_boot(source)));
+        }
+        return iso_boot(profile, &Iso::open(&path)?, source).map(Some);
     }
     let kernel = image
         .kernel
@@ -256,12 +365,12 @@ fn netboot(kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String) -> BootPla
     }
 }
 
-/// The ISO at `iso_path` booted by its own loader: its menus are not read (FreeBSD's and
-/// OpenBSD's are not ones ferry parses), the steps drive them.
-fn loader_boot(iso_path: PathBuf) -> BootPlan {
+/// The ISO booted by its own loader: its menus are not read (FreeBSD's and OpenBSD's are not
+/// ones ferry parses), the steps drive them.
+fn loader_boot(iso: IsoSource) -> BootPlan {
     BootPlan {
         mode: BootMode::Loader,
-        iso: Some(iso_path),
+        iso: Some(iso),
         entry: None,
         kernel: String::new(),
         initrd: Vec::new(),
@@ -269,14 +378,13 @@ fn loader_boot(iso_path: PathBuf) -> BootPlan {
     }
 }
 
-/// The boot-menu entry the profile chose from the ISO at `iso_path`.
-fn iso_boot(profile: &Profile, iso_path: PathBuf) -> Result<BootPlan, Error> {
-    let iso = Iso::open(&iso_path)?;
-    let entries = crate::image::boot_entries(&iso)?;
+/// The boot-menu entry the profile chose from `iso` (read from `source`).
+fn iso_boot(profile: &Profile, iso: &Iso, source: IsoSource) -> Result<BootPlan, Error> {
+    let entries = crate::image::boot_entries(iso)?;
     let entry = crate::image::select(&entries, profile.spec.boot.entry.get_ref())?.clone();
     Ok(BootPlan {
         mode: BootMode::Kernel,
-        iso: Some(iso_path),
+        iso: Some(source),
         kernel: entry.kernel.clone(),
         initrd: entry.initrd.clone(),
         cmdline: entry.cmdline.clone(),
@@ -335,6 +443,42 @@ pub fn compose_cmdline(arch: Arch, entry: &str, extra: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streams_when_asked_and_uses_a_cached_image_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = Request {
+            // Never asked: both decisions are made without the server.
+            urls: vec![fetch::parse_url("http://192.0.2.1/x.iso").unwrap()],
+            checksum: fetch::ChecksumSource::Sha256(Sha256Digest([7; 32])),
+            dest: dir.path().join("cache/x.iso"),
+        };
+        let asked = Options {
+            stream: true,
+            stream_cache: Some(64 << 20),
+            ..Options::default()
+        };
+        let streamed = delivery(&request, true, &asked);
+        assert_eq!(
+            streamed,
+            Delivery::Stream {
+                cache_limit: 64 << 20,
+                why: StreamWhy::Asked
+            }
+        );
+        assert_eq!(
+            streamed.describe(),
+            "verified streaming, at most 64 MiB of chunks in memory (--stream)"
+        );
+        assert_eq!(
+            delivery(&request, true, &Options::default()),
+            Delivery::Download {
+                why: DownloadWhy::Cached
+            }
+        );
+        // The cache directory does not exist yet: its nearest existing ancestor counts.
+        assert!(free_space(&request.dest) > 0);
+    }
 
     #[test]
     fn console_goes_last_and_extra_before_separator() {
