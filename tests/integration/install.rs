@@ -97,10 +97,8 @@ fn installs_from_netboot_kernel_and_initrd() {
     install_and_check("tiny-netboot.toml");
 }
 
-/// A profile like tiny.toml whose first step waits (as long as a loaded host needs) for the
-/// installer's question, and whose second step waits `timeout` for text that never comes: that
-/// timeout starts only once the guest is up, so boot speed never decides the outcome.
-fn never_matching_profile(scratch: &Scratch, timeout: &str) -> std::path::PathBuf {
+/// The tiny fixture's profile `name` (TCG, its answer file) with `steps` after it.
+fn answered_profile(scratch: &Scratch, name: &str, steps: &str) -> std::path::PathBuf {
     let rest = format!(
         r#"
 [vars]
@@ -108,6 +106,54 @@ hostname = "tiny"
 [[files]]
 name = "answers.sh"
 template = "{template}"
+{steps}"#,
+        template = fixture("answers.sh.j2").display(),
+    );
+    scratch.tiny_profile(name, &rest)
+}
+
+/// Starts a fixture install with `steps` and `--on-failure pause`; returns the running
+/// foreground, its run directory and `events.jsonl` once the run has paused.
+fn install_until_paused(
+    scratch: &Scratch,
+    steps: &str,
+) -> (std::process::Child, std::path::PathBuf, String) {
+    let profile = answered_profile(scratch, "paused.toml", steps);
+    let child = scratch
+        .install(&profile, &["--on-failure", "pause"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (run, events) = wait_for("the pause", Duration::from_secs(900), || {
+        let run = std::fs::read_dir(scratch.runs())
+            .ok()?
+            .flatten()
+            .next()?
+            .path();
+        let events = std::fs::read_to_string(run.join("events.jsonl")).ok()?;
+        events.contains("\"paused\"").then_some((run, events))
+    });
+    (child, run, events)
+}
+
+/// `ferry resume` of the paused run in `run`.
+fn resume(scratch: &Scratch, run: &std::path::Path) {
+    let id = run.file_name().unwrap().to_str().unwrap();
+    let resumed = ferry()
+        .args(["resume", id, "--runs-dir"])
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{:?}", text(&resumed));
+}
+
+/// A profile like tiny.toml whose first step waits (as long as a loaded host needs) for the
+/// installer's question, and whose second step waits `timeout` for text that never comes: that
+/// timeout starts only once the guest is up, so boot speed never decides the outcome.
+fn never_matching_profile(scratch: &Scratch, timeout: &str) -> std::path::PathBuf {
+    let steps = format!(
+        r#"
 [[steps]]
 name = "the installer's question"
 expect = "[yes/no]: "
@@ -116,10 +162,9 @@ timeout = "15m"
 name = "wait for the impossible"
 expect = "this text never appears"
 timeout = "{timeout}"
-"#,
-        template = fixture("answers.sh.j2").display(),
+"#
     );
-    scratch.tiny_profile("stuck.toml", &rest)
+    answered_profile(scratch, "stuck.toml", &steps)
 }
 
 #[test]
@@ -531,17 +576,7 @@ verify = { expect = "this text never appears", timeout = "15m" }
 /// past its start-up), and returns ferry's exit code and output.
 fn kill_qemu_once(steps: &str, event: &str, serial: &str) -> (Option<i32>, String) {
     let scratch = Scratch::new();
-    let rest = format!(
-        r#"
-[vars]
-hostname = "tiny"
-[[files]]
-name = "answers.sh"
-template = "{template}"
-{steps}"#,
-        template = fixture("answers.sh.j2").display(),
-    );
-    let profile = scratch.tiny_profile("killed.toml", &rest);
+    let profile = answered_profile(&scratch, "killed.toml", steps);
     let child = scratch
         .install(&profile, &[])
         .stdout(Stdio::piped())
@@ -642,44 +677,12 @@ timeout = "15m"
 verify = { enabled = false }
 "#;
     let scratch = Scratch::new();
-    let rest = format!(
-        r#"
-[vars]
-hostname = "tiny"
-[[files]]
-name = "answers.sh"
-template = "{template}"
-{steps}"#,
-        template = fixture("answers.sh.j2").display(),
-    );
-    let profile = scratch.tiny_profile("paused.toml", &rest);
-    let child = scratch
-        .install(&profile, &["--on-failure", "pause"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let run = wait_for("the pause", Duration::from_secs(900), || {
-        let run = std::fs::read_dir(scratch.runs())
-            .ok()?
-            .flatten()
-            .next()?
-            .path();
-        let events = std::fs::read_to_string(run.join("events.jsonl")).ok()?;
-        events.contains("\"paused\"").then_some((run, events))
-    });
-    let (run, events) = run;
+    let (child, run, events) = install_until_paused(&scratch, steps);
     assert!(
         events.contains("the console closed (the guest powered off) before a match"),
         "{events}"
     );
-    let id = run.file_name().unwrap().to_str().unwrap();
-    let resumed = ferry()
-        .args(["resume", id, "--runs-dir"])
-        .arg(scratch.runs())
-        .output()
-        .unwrap();
-    assert!(resumed.status.success(), "{:?}", text(&resumed));
+    resume(&scratch, &run);
     let output = child.wait_with_output().unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -711,41 +714,10 @@ timeout = "15m"
 verify = { expect = "/login: ?$/", timeout = "15m" }
 "#;
     let scratch = Scratch::new();
-    let rest = format!(
-        r#"
-[vars]
-hostname = "tiny"
-[[files]]
-name = "answers.sh"
-template = "{template}"
-{steps}"#,
-        template = fixture("answers.sh.j2").display(),
-    );
-    let profile = scratch.tiny_profile("unrecorded.toml", &rest);
-    let child = scratch
-        .install(&profile, &["--on-failure", "pause"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let run = wait_for("the pause", Duration::from_secs(900), || {
-        let run = std::fs::read_dir(scratch.runs())
-            .ok()?
-            .flatten()
-            .next()?
-            .path();
-        let events = std::fs::read_to_string(run.join("events.jsonl")).ok()?;
-        events.contains("\"paused\"").then_some(run)
-    });
+    let (child, run, _) = install_until_paused(&scratch, steps);
     std::fs::create_dir_all(run.join("verify")).unwrap();
     std::os::unix::fs::symlink("/dev/full", run.join("verify/serial.log")).unwrap();
-    let id = run.file_name().unwrap().to_str().unwrap();
-    let resumed = ferry()
-        .args(["resume", id, "--runs-dir"])
-        .arg(scratch.runs())
-        .output()
-        .unwrap();
-    assert!(resumed.status.success(), "{:?}", text(&resumed));
+    resume(&scratch, &run);
 
     let output = child.wait_with_output().unwrap();
     let (stdout, stderr) = text(&output);
