@@ -16,26 +16,19 @@ fn host_dir(scratch: &Scratch, host: &str, steps: &str) -> PathBuf {
     let dir = scratch.dir.path().join(host);
     std::fs::create_dir_all(dir.join("profile")).unwrap();
     std::fs::copy(fixture("answers.sh.j2"), dir.join("profile/answers.sh.j2")).unwrap();
-    let profile = format!(
-        r#"[image]
-path = "{iso}"
-[vm]
-memory = "512M"
-cpus = 1
-accel = "tcg"
-[boot]
-append = "url={{{{ serve.url }}}}/answers.sh"
-[vars]
+    scratch.tiny_profile(
+        &format!("{host}/profile/install.toml"),
+        &format!(
+            r#"[vars]
 hostname = "{host}"
 [[files]]
 name = "answers.sh"
 template = "answers.sh.j2"
 [defaults]
 fail = ["tiny-installer: ERROR"]
-{steps}"#,
-        iso = fixture("build/tiny-isolinux.iso").display(),
+{steps}"#
+        ),
     );
-    std::fs::write(dir.join("profile/install.toml"), profile).unwrap();
     dir
 }
 
