@@ -320,10 +320,9 @@ fn without_qemu(mut cmd: Command, scratch: &Scratch, catalog: &Path, cache: &Pat
     cmd
 }
 
-fn doctor(scratch: &Scratch, catalog: &Path, cache: &Path) -> String {
-    let mut cmd = ferry();
-    cmd.args(["doctor", "--no-probe"]);
-    let out = without_qemu(cmd, scratch, catalog, cache).output().unwrap();
+/// The `qemu …` line of what `cmd` prints: where QEMU comes from.
+fn qemu_line(mut cmd: Command) -> String {
+    let out = cmd.output().unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     stdout
@@ -333,6 +332,12 @@ fn doctor(scratch: &Scratch, catalog: &Path, cache: &Path) -> String {
         .to_string()
 }
 
+fn doctor(scratch: &Scratch, catalog: &Path, cache: &Path) -> String {
+    let mut cmd = ferry();
+    cmd.args(["doctor", "--no-probe"]);
+    qemu_line(without_qemu(cmd, scratch, catalog, cache))
+}
+
 fn plan(scratch: &Scratch, catalog: &Path, cache: &Path) -> String {
     let mut cmd = ferry();
     cmd.arg("plan")
@@ -340,14 +345,7 @@ fn plan(scratch: &Scratch, catalog: &Path, cache: &Path) -> String {
         .arg("--disk")
         .arg(scratch.disk())
         .args(["--size", "2G"]);
-    let out = without_qemu(cmd, scratch, catalog, cache).output().unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
-    stdout
-        .lines()
-        .find(|l| l.starts_with("qemu "))
-        .unwrap_or_else(|| panic!("no qemu line in:\n{stdout}"))
-        .to_string()
+    qemu_line(without_qemu(cmd, scratch, catalog, cache))
 }
 
 /// A rescue system without QEMU: `ferry plan` and `ferry doctor` say QEMU will come from the
