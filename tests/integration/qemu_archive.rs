@@ -75,10 +75,13 @@ fn kept(path: &str) -> Option<Vec<u8>> {
         .get_bytes(&url, &mut progress::Quiet)
         .inspect_err(|e| eprintln!("mirror: {path}: {e}"))
         .ok()?;
-    std::fs::create_dir_all(local.parent()?).ok()?;
-    let partial = local.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, &body).ok()?;
-    std::fs::rename(&partial, &local).ok()?;
+    // Tests run as threads of one process and may miss on the same file at once: each writes
+    // its own temporary file, and the last rename wins with identical bytes.
+    let parent = local.parent()?;
+    std::fs::create_dir_all(parent).ok()?;
+    let mut partial = tempfile::NamedTempFile::new_in(parent).ok()?;
+    std::io::Write::write_all(&mut partial, &body).ok()?;
+    partial.persist(&local).ok()?;
     Some(body)
 }
 
