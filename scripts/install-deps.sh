@@ -55,10 +55,16 @@ install_ansible() {
   "$ANSIBLE_VENV/bin/pip" install -q ansible-core
 }
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
+# missing: the listed packages that are not installed.
+find_missing() {
+  missing=()
+  local p
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+}
+
+find_missing
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
   install_ksvalidator
@@ -72,5 +78,12 @@ fi
 echo "install-deps: installing ${missing[*]}"
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+# apt may remove a listed package that conflicts with the new ones (a newer qemu-utils from
+# backports breaks bookworm's qemu-system-x86): install it again, now in the matching version.
+find_missing
+if [ ${#missing[@]} -ne 0 ]; then
+  echo "install-deps: installing again what apt removed: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
 install_ksvalidator
 install_ansible
