@@ -10,7 +10,7 @@ come seconds later and vary by hundreds of milliseconds under TCG, drowning what
 
 usage: bench-startup.py FERRY ISO [N]
 """
-import json, os, shlex, socket, statistics, subprocess, sys, tempfile, time
+import json, os, shlex, shutil, socket, statistics, subprocess, sys, tempfile, time
 
 def ferry_first_byte(ferry, profile, scratch):
     runs = os.path.join(scratch, "runs")
@@ -35,9 +35,15 @@ def ferry_first_byte(ferry, profile, scratch):
             except FileNotFoundError:
                 pass
         time.sleep(0.0005)
+    # The kernel and initrd ferry extracted are removed when it ends: the bare QEMU gets
+    # copies, taken while ferry still runs (otherwise it would fail at once, and that
+    # failure would pass for its first byte).
+    args = open(os.path.join(run_dir, "qemu.args")).read()
+    for name in ("kernel", "initrd"):
+        shutil.copy(os.path.join(run_dir, name), os.path.join(scratch, name))
+        args = args.replace(os.path.join(run_dir, name), os.path.join(scratch, name))
     proc.terminate()
     proc.wait()
-    args = open(os.path.join(run_dir, "qemu.args")).read()
     # ferry sets the kernel command line over QMP (never in QEMU's argv); the bare QEMU gets
     # it as -append instead of waiting in --preconfig.
     cmdline = json.load(open(os.path.join(run_dir, "plan.json")))["boot"]["cmdline"]
@@ -59,7 +65,8 @@ def qemu_first_byte(args, scratch):
             break
         except OSError:
             time.sleep(0.0005)
-    s.recv(1)
+    if not s.recv(1):
+        sys.exit(f"bare qemu ended before printing anything: {shlex.join(argv)}")
     first = time.monotonic() - t0
     proc.kill()
     proc.wait()

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::Live;
@@ -14,7 +15,7 @@ use crate::Error;
 use crate::console::vga::{self, ScreenFeed};
 use crate::console::{Console, Sink, transcript};
 use crate::fetch::stream::{NbdServer, StreamedImage};
-use crate::image::Iso;
+use crate::image::{Iso, IsoError};
 use crate::profile::BootMode;
 use crate::qemu::cmdline::{GuestFwd, Media};
 use crate::qemu::vga::VgaMonitor;
@@ -46,21 +47,39 @@ pub struct Booted {
     /// The accelerator it runs under (the boot check uses the same).
     pub accel: AccelKind,
     /// Files copied out of the ISO, removed once the installer has run.
-    pub scratch: ScratchFiles,
+    pub scratch: BootFiles,
     /// The streamed image's server, stopped (its socket removed) when dropped: after `vm`,
     /// the field before it, so QEMU is gone first.
     pub stream: Option<NbdServer>,
 }
 
-/// The installer's kernel and initrd copied into the run directory: tens of megabytes, on a
-/// rescue system in RAM. Removed when dropped — after the installer ran, and when a run
-/// fails or is interrupted on the way.
+/// The installer's kernel and initrd, copied out of the ISO into the run directory by a thread
+/// while QEMU loads: QEMU reads them only when it builds the machine ([`Qemu::spawn`]), so the
+/// copy and QEMU's own start-up overlap. Tens of megabytes, on a rescue system in RAM: removed
+/// when dropped — after the installer ran, and when a run fails or is interrupted on the way.
 #[derive(Debug, Default)]
-pub struct ScratchFiles(Vec<PathBuf>);
+pub struct BootFiles {
+    copying: Option<JoinHandle<Result<(), IsoError>>>,
+    paths: Vec<PathBuf>,
+}
 
-impl Drop for ScratchFiles {
+impl BootFiles {
+    /// Waits until the files are whole; the copy's error, once.
+    fn ready(&mut self) -> Result<(), Error> {
+        match self.copying.take() {
+            Some(copying) => Ok(copying.join().expect("boot file copy panicked")?),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BootFiles {
     fn drop(&mut self) {
-        for file in &self.0 {
+        // A copy still running would write the files again.
+        if let Some(copying) = self.copying.take() {
+            let _ = copying.join();
+        }
+        for file in &self.paths {
             let _ = std::fs::remove_file(file);
         }
     }
@@ -87,9 +106,9 @@ pub fn boot(
         }
         _ => None,
     };
-    let scratch = match &install.kernel {
-        Some(kernel) => extract_boot_files(plan, streamed, kernel)?,
-        None => ScratchFiles::default(),
+    let mut scratch = match &install.kernel {
+        Some(kernel) => copy_boot_files(plan, streamed, kernel)?,
+        None => BootFiles::default(),
     };
     copy_vars_store(plan, &install.firmware)?;
     record.progress(
@@ -106,7 +125,7 @@ pub fn boot(
         accel,
         ..install.clone()
     };
-    let (started, accel) = boot_with_fallback(plan, &machine, record, live)?;
+    let (started, accel) = boot_with_fallback(plan, &machine, &mut scratch, record, live)?;
     let (vm, console, screen) = started;
     Ok(Booted {
         vm,
@@ -167,12 +186,20 @@ type Started = (Qemu, Console, Option<Screen>);
 fn boot_with_fallback(
     plan: &Plan,
     machine: &dyn Fn(AccelKind) -> Machine,
+    boot_files: &mut BootFiles,
     record: &Record,
     live: &dyn Live,
 ) -> Result<(Started, AccelKind), Error> {
-    let start = |accel| -> Result<Started, Error> {
+    let mut start = |accel| -> Result<Started, Error> {
         let machine = machine(accel);
-        let (vm, console) = start_vm(plan, &machine, &record.dir, record, live)?;
+        let (vm, console) = start_vm(
+            plan,
+            &machine,
+            &record.dir,
+            Some(&mut *boot_files),
+            record,
+            live,
+        )?;
         let screen = match &machine.screen_socket {
             Some(socket) => Some(start_screen(plan, socket, record)?),
             None => None,
@@ -200,10 +227,12 @@ fn boot_with_fallback(
         }
         // QEMU's own words (often an assertion) are in qemu.stderr and ferry.log; one calm
         // line is enough on the operator's terminal.
-        Err(e) => {
+        Err(e @ (Error::Process(_) | Error::Qemu(_))) => {
             tracing::warn!("QEMU under KVM: {e}");
             "QEMU stopped under KVM".to_string()
         }
+        // Not QEMU's doing (the boot files, the run directory): TCG would fail the same way.
+        Err(e) => return Err(e),
     };
     super::check_stop(record)?;
     // Kept for this boot: later plans and installs start under TCG straight away.
@@ -219,11 +248,13 @@ fn boot_with_fallback(
 
 /// Starts QEMU for `machine`, recording its arguments, stderr and serial console into `dir`
 /// (the record's secrets redacted, a record that cannot be written noted in its losses);
-/// attached viewers see the console and may type into it.
+/// attached viewers see the console and may type into it. The guest starts once `boot_files`
+/// are whole.
 pub fn start_vm(
     plan: &Plan,
     machine: &Machine,
     dir: &RunDir,
+    boot_files: Option<&mut BootFiles>,
     record: &Record,
     live: &dyn Live,
 ) -> Result<(Qemu, Console), Error> {
@@ -236,7 +267,11 @@ pub fn start_vm(
     )?;
     tracing::info!(accel = ?machine.accel, "starting QEMU");
     let stderr = secrets.writer(File::create(dir.qemu_stderr())?);
-    let vm = Qemu::start(binary, &args, machine, &dir.qemu_stderr(), Box::new(stderr))?;
+    let spawned = Qemu::spawn(binary, &args, machine, &dir.qemu_stderr(), Box::new(stderr))?;
+    if let Some(files) = boot_files {
+        files.ready()?;
+    }
+    let vm = spawned.connect(machine)?;
     let title = format!("ferry: {}", plan.profile.display());
     let mut sinks: Vec<Box<dyn Sink>> = transcript::create(dir.path(), &title)?
         .into_iter()
@@ -317,18 +352,17 @@ fn kernel_boot(plan: &Plan, run_dir: &RunDir) -> Result<KernelBoot, Error> {
     })
 }
 
-/// Copies the kernel and initrd out of the ISO to `files`' paths (several initrds become one:
-/// concatenated cpio archives are what the kernel expects); netboot files stay where they are.
-/// A streamed image's are read through its verification, as QEMU's reads are. Returns the
-/// scratch files to remove once the installer has run.
-fn extract_boot_files(
+/// Starts copying the kernel and initrd out of the ISO to `files`' paths (several initrds
+/// become one: concatenated cpio archives are what the kernel expects); netboot files stay
+/// where they are. A streamed image's are read through its verification, as QEMU's reads are.
+fn copy_boot_files(
     plan: &Plan,
     streamed: Option<&Arc<StreamedImage>>,
     files: &KernelBoot,
-) -> Result<ScratchFiles, Error> {
+) -> Result<BootFiles, Error> {
     let boot = plan.boot()?;
     let Some(source) = &boot.iso else {
-        return Ok(ScratchFiles::default());
+        return Ok(BootFiles::default());
     };
     let iso = match (source, streamed) {
         (IsoSource::File(path), _) => Iso::open(path)?,
@@ -339,27 +373,33 @@ fn extract_boot_files(
             return Err(PlanError::NotFetched("the streamed image was not opened").into());
         }
     };
-    let (kernel, initrd) = (&files.kernel, &files.initrd);
-    // Guarded before they are written: a failed extraction removes what it left too.
-    let scratch = ScratchFiles(
-        [Some(kernel.clone()), initrd.clone()]
-            .into_iter()
-            .flatten()
-            .collect(),
-    );
-    let initrd_parts: Vec<&str> = boot.initrd.iter().map(String::as_str).collect();
-    // Tens of megabytes each, copied before QEMU can start: both at once.
-    std::thread::scope(|scope| {
-        let initrd = initrd
-            .as_ref()
-            .map(|path| scope.spawn(|| iso.extract(&initrd_parts, path)));
-        iso.extract(&[boot.kernel.as_str()], kernel)?;
-        if let Some(extracting) = initrd {
-            extracting.join().expect("initrd extraction panicked")?;
-        }
-        Ok::<_, crate::image::IsoError>(())
-    })?;
-    Ok(scratch)
+    let (kernel, initrd) = (files.kernel.clone(), files.initrd.clone());
+    let paths = [Some(kernel.clone()), initrd.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let (kernel_part, initrd_parts) = (boot.kernel.clone(), boot.initrd.clone());
+    let copying = std::thread::spawn(move || {
+        // Tens of megabytes each: both at once.
+        std::thread::scope(|scope| {
+            let initrd = initrd.as_ref().map(|path| {
+                scope.spawn(|| {
+                    let parts: Vec<&str> = initrd_parts.iter().map(String::as_str).collect();
+                    iso.extract(&parts, path)
+                })
+            });
+            iso.extract(&[kernel_part.as_str()], &kernel)?;
+            if let Some(extracting) = initrd {
+                extracting.join().expect("initrd extraction panicked")?;
+            }
+            Ok(())
+        })
+    });
+    // Removed when dropped, even after a failed copy.
+    Ok(BootFiles {
+        copying: Some(copying),
+        paths,
+    })
 }
 
 /// SeaBIOS needs nothing; OVMF (AAVMF) gets its own copy of the variable store per VM, in the

@@ -49,7 +49,7 @@ pub fn verify(
         screen_socket: None,
     };
     let started = Instant::now();
-    let (mut vm, mut console) = start_vm(plan, &machine, &dir, record, live)?;
+    let (mut vm, mut console) = start_vm(plan, &machine, &dir, None, record, live)?;
     let expectation = Expectation::new("boot check", verify.expect.clone(), verify.timeout)
         .failing_on(verify.fail.clone());
     let result = console.expect(&expectation);

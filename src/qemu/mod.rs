@@ -18,7 +18,7 @@ pub use cmdline::{
     AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, command_line, command_line_for,
     screen_monitor_args, shell_quote,
 };
-pub use process::{ProcessError, Qemu};
+pub use process::{ProcessError, Qemu, Spawned};
 
 /// The oldest QEMU ferry drives (Debian 12's); older ones lack options ferry uses.
 const MIN_VERSION: (u32, u32) = (7, 2);

@@ -86,10 +86,23 @@ impl Qemu {
         args: &[String],
         machine: &Machine,
         stderr_path: &Path,
-        mut stderr: Box<dyn Write + Send>,
+        stderr: Box<dyn Write + Send>,
     ) -> Result<Qemu, ProcessError> {
-        let (serial_socket, qmp_socket) = (&machine.serial_socket, &machine.qmp_socket);
-        for socket in [serial_socket, qmp_socket] {
+        Qemu::spawn(binary, args, machine, stderr_path, stderr)?.connect(machine)
+    }
+
+    /// The first half of [`Qemu::start`]: QEMU's process, not yet connected to. It builds no
+    /// machine before [`Spawned::connect`] (the serial console waits for ferry, a kernel boot
+    /// waits in `--preconfig`), so the files the machine reads — a kernel, an initrd — may
+    /// still be being written while QEMU loads.
+    pub fn spawn(
+        binary: &QemuBinary,
+        args: &[String],
+        machine: &Machine,
+        stderr_path: &Path,
+        mut stderr: Box<dyn Write + Send>,
+    ) -> Result<Spawned, ProcessError> {
+        for socket in [&machine.serial_socket, &machine.qmp_socket] {
             let _ = std::fs::remove_file(socket);
         }
         let mut command = Command::new(&binary.program);
@@ -127,29 +140,12 @@ impl Qemu {
                 let _ = std::io::copy(&mut pipe, &mut stderr);
             }
         });
-        let mut qemu = Partial {
+        Ok(Spawned(Partial {
             child: Some(child),
             stderr_path: stderr_path.to_path_buf(),
             copier: Some(copier),
-        };
-        let serial = qemu.connect(serial_socket)?;
-        let qmp_stream = qemu.connect(qmp_socket)?;
-        let mut qmp = Qmp::handshake(qmp_stream).map_err(|e| qemu.exit_error(e))?;
-        if let Some(boot) = &machine.kernel {
-            set_kernel_command_line(&mut qmp, &boot.append).map_err(|e| qemu.exit_error(e))?;
-        }
-        if let (Ok(stream), Some(child)) = (qmp.control_stream(), qemu.child.as_ref())
-            && let Ok(mut controls) = CONTROLS.lock()
-        {
-            controls.push((child.id() as i32, stream));
-        }
-        Ok(Qemu {
-            child: qemu.child.take().expect("child present until handed over"),
-            serial,
-            qmp,
-        })
+        }))
     }
-
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -229,6 +225,33 @@ impl Qemu {
         let status = self.child.wait().map_err(ProcessError::Wait)?;
         forget(self.child.id());
         Ok(status)
+    }
+}
+
+/// A QEMU process that has not built its machine yet ([`Qemu::spawn`]); killed when dropped.
+pub struct Spawned(Partial);
+
+impl Spawned {
+    /// Connects to `machine`'s serial and QMP sockets and lets QEMU build the machine (for a
+    /// kernel boot, with its command line set over QMP): the guest starts.
+    pub fn connect(mut self, machine: &Machine) -> Result<Qemu, ProcessError> {
+        let qemu = &mut self.0;
+        let serial = qemu.connect(&machine.serial_socket)?;
+        let qmp_stream = qemu.connect(&machine.qmp_socket)?;
+        let mut qmp = Qmp::handshake(qmp_stream).map_err(|e| qemu.exit_error(e))?;
+        if let Some(boot) = &machine.kernel {
+            set_kernel_command_line(&mut qmp, &boot.append).map_err(|e| qemu.exit_error(e))?;
+        }
+        if let (Ok(stream), Some(child)) = (qmp.control_stream(), qemu.child.as_ref())
+            && let Ok(mut controls) = CONTROLS.lock()
+        {
+            controls.push((child.id() as i32, stream));
+        }
+        Ok(Qemu {
+            child: qemu.child.take().expect("child present until handed over"),
+            serial,
+            qmp,
+        })
     }
 }
 
