@@ -227,8 +227,12 @@ fn default_true() -> bool {
     true
 }
 
+/// A getty's prompt, last on its line — or followed at once by a console message
+/// (`[   12.3] …`, `[  OK  ] …`), which a kernel may print before ferry has read the prompt.
+pub const LOGIN_PROMPT: &str = r"login: ?($|\[)";
+
 fn default_login() -> Vec<Pattern> {
-    vec![Pattern::regex(r"login: ?$")]
+    vec![Pattern::regex(LOGIN_PROMPT)]
 }
 
 fn default_verify_timeout() -> Seconds {

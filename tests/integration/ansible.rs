@@ -57,7 +57,7 @@ name = "installation"
 expect = "tiny-installer: installation complete"
 timeout = "5m"
 [finish]
-verify = { expect = "/login: ?$/", timeout = "5m" }
+verify = { expect = "/login: ?($|\\[)/", timeout = "5m" }
 "#,
     );
     let failing = host_dir(

@@ -711,7 +711,7 @@ name = "installation"
 expect = "tiny-installer: installation complete"
 timeout = "15m"
 [finish]
-verify = { expect = "/login: ?$/", timeout = "15m" }
+verify = { expect = "/login: ?($|\\[)/", timeout = "15m" }
 "#;
     let scratch = Scratch::new();
     let (child, run, _) = install_until_paused(&scratch, steps);

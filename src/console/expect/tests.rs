@@ -46,6 +46,27 @@ fn literal_match() {
     assert_eq!(m.text, "login: ");
 }
 
+/// The boot check's prompt is seen when a kernel message joins its line before ferry reads
+/// it (a loaded host reads late), and not in text that merely mentions a login.
+#[test]
+fn login_prompt_followed_at_once_by_a_kernel_message() {
+    let login = || exp(vec![re(crate::profile::LOGIN_PROMPT)], SHORT);
+    for seen in [
+        &b"Tiny GNU/Linux 1.0 tiny ttyS0\r\ntiny login: [    2.925419] clocksource: Switched\r\n"[..],
+        b"debian login: ",
+        b"debian login:\r\n",
+    ] {
+        let (mut c, mut peer) = console();
+        peer.write_all(seen).unwrap();
+        let m = c.expect(&exp(vec![re(crate::profile::LOGIN_PROMPT)], LONG));
+        assert!(m.is_ok(), "{:?}: {m:?}", String::from_utf8_lossy(seen));
+    }
+    let (mut c, mut peer) = console();
+    peer.write_all(b"Last login: Tue Dec  1 on ttyS0\r\n")
+        .unwrap();
+    assert!(c.expect(&login()).is_err());
+}
+
 #[test]
 fn single_literal_and_regex_match() {
     let (mut c, mut peer) = console();
