@@ -132,6 +132,41 @@ fn alpine_answer_file_sourced_as_setup_alpine_does() {
     assert!(out.status.success(), "{}", text(&out).1);
 }
 
+/// Opt-in (needs a checkout of alpinelinux/alpine-conf, which no package registry carries):
+/// alpine-conf's own setup-alpine sources the rendered answer file, dry, with every command it
+/// runs recorded (tests/fixtures/validators/alpine-conf-dry-run.sh); then the setup-* calls
+/// must be the unattended ones.
+///
+///   FERRY_ALPINE_CONF=/path/to/alpine-conf cargo test --test integration -- --ignored alpine_conf
+#[test]
+#[ignore = "needs FERRY_ALPINE_CONF, a checkout of alpinelinux/alpine-conf"]
+fn alpine_answer_file_through_alpine_confs_setup_alpine() {
+    let conf = std::env::var("FERRY_ALPINE_CONF").expect("FERRY_ALPINE_CONF");
+    let scratch = Scratch::new();
+    let dir = render(&scratch, &["--var", "hostname=web1"]);
+    let out = std::process::Command::new("sh")
+        .arg(repo().join("tests/fixtures/validators/alpine-conf-dry-run.sh"))
+        .arg(conf)
+        .arg(dir.join("files/answers"))
+        .output()
+        .unwrap();
+    let (calls, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for call in [
+        "\nsetup-hostname [web1]\n",
+        "\nsetup-interfaces [-r] [-i]\n  stdin: auto lo\n",
+        "  stdin: iface eth0 inet dhcp\n",
+        "\nsetup-apkrepos [https://dl-cdn.alpinelinux.org/alpine/v3.22/main] [https://dl-cdn.alpinelinux.org/alpine/v3.22/community]\n",
+        "\nsetup-user [none]\n",
+        "\nsetup-sshd [-k] [http://10.0.2.100/authorized_keys] [openssh]\n",
+        "] [-q] [-m] [sys] [/dev/vda]\n  env: ERASE_DISKS=[/dev/vda] KERNELOPTS=[quiet console=tty0 console=ttyS0,115200n8]\n",
+    ] {
+        assert!(calls.contains(call), "{call:?} not in\n{calls}");
+    }
+    // -e: no password asked.
+    assert!(!calls.contains("\npasswd"), "{calls}");
+}
+
 /// `ferry plan alpine --render DIR` with `extra`: DIR (in the scratch directory).
 fn render(scratch: &Scratch, extra: &[&str]) -> PathBuf {
     let dir = scratch.dir.path().join("render");

@@ -220,7 +220,7 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).1.contains(
-            "debian-11 is neither a profile file, a built-in recipe nor a catalog image with one (recipes: debian-12, debian-13, nixos, ubuntu-24.04, rocky-9, rocky-10, alma-9, alma-10, freebsd, openbsd; images: "
+            "debian-11 is neither a profile file, a built-in recipe nor a catalog image with one (recipes: debian-12, debian-13, nixos, ubuntu-24.04, rocky-9, rocky-10, alma-9, alma-10, freebsd, openbsd, alpine; images: "
         ),
         "{}",
         text(&out).1
