@@ -123,13 +123,50 @@ fn alpine_answer_file_sourced_as_setup_alpine_does() {
          INTERFACESOPTS=[auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n]\n\
          ERASE_DISKS=[/dev/vda] KERNELOPTS=[quiet console=tty0 console=ttyS0,115200n8]\n"
     );
-    // finish.sh is plain sh (the live system runs it with `sh -e`).
+    // finish.sh and the OpenRC service are plain sh.
+    for file in ["finish.sh", "ferry-nameif"] {
+        let out = std::process::Command::new("busybox")
+            .args(["sh", "-n"])
+            .arg(dir.join("files").join(file))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{file}: {}", text(&out).1);
+    }
+}
+
+/// A root password reaches finish.sh as a quoted heredoc (any character survives) and is
+/// hashed there; without one, root gets `*` (no password, key login still allowed).
+#[test]
+fn alpine_finish_script_sets_roots_password_or_none() {
+    let scratch = Scratch::new();
+    let dir = render(
+        &scratch,
+        &["--var", "root_password=it's $(not) run", "--show-secrets"],
+    );
+    let finish = std::fs::read_to_string(dir.join("files/finish.sh")).unwrap();
+    assert!(
+        finish.contains(
+            "password=$(cat <<'FERRY_EOF'\nit's $(not) run\nFERRY_EOF\n)\nhash=$(cryptpw -m sha512 \"$password\")\n"
+        ) && !finish.contains("root:*:"),
+        "{finish}"
+    );
+    // The heredoc yields the password unchanged: sh runs the same lines with an echo for cryptpw.
+    let start = finish.find("password=$(").unwrap();
+    let end = finish.find("hash=").unwrap();
+    let script = format!("{}printf '%s' \"$password\"", &finish[start..end]);
     let out = std::process::Command::new("busybox")
-        .args(["sh", "-n"])
-        .arg(dir.join("files/finish.sh"))
+        .args(["sh", "-c", &script])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", text(&out).1);
+    assert_eq!(text(&out).0, "it's $(not) run");
+
+    let scratch = Scratch::new();
+    let finish = std::fs::read_to_string(render(&scratch, &[]).join("files/finish.sh")).unwrap();
+    assert!(
+        finish.contains("sed -i 's|^root:[^:]*:|root:*:|' /mnt/etc/shadow\n")
+            && !finish.contains("cryptpw"),
+        "{finish}"
+    );
 }
 
 /// Opt-in (needs a checkout of alpinelinux/alpine-conf, which no package registry carries):
