@@ -55,6 +55,27 @@ install_ansible() {
   "$ANSIBLE_VENV/bin/pip" install -q ansible-core
 }
 
+# Alpine's ifupdown-ng (Debian packages it; installing it would replace this machine's
+# ifupdown): unpacked into /opt/ferry-validators/ifupdown-ng for the alpine recipe's tests,
+# which run its ifup in a network namespace of their own.
+IFUPDOWN_NG=/opt/ferry-validators/ifupdown-ng
+install_ifupdown_ng() {
+  if [ -x "$IFUPDOWN_NG/sbin/ifup" ]; then
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: ifupdown-ng missing; run as root: sudo $0" >&2
+    exit 1
+  fi
+  echo "install-deps: unpacking ifupdown-ng into $IFUPDOWN_NG"
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download -q ifupdown-ng) || { apt-get update -q && (cd "$tmp" && apt-get download -q ifupdown-ng); }
+  mkdir -p "$IFUPDOWN_NG"
+  dpkg-deb -x "$tmp"/ifupdown-ng_*.deb "$IFUPDOWN_NG"
+  rm -rf "$tmp"
+}
+
 # missing: the listed packages that are not installed.
 find_missing() {
   missing=()
@@ -69,6 +90,7 @@ if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"
   install_ksvalidator
   install_ansible
+  install_ifupdown_ng
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -87,3 +109,4 @@ if [ ${#missing[@]} -ne 0 ]; then
 fi
 install_ksvalidator
 install_ansible
+install_ifupdown_ng

@@ -13,6 +13,9 @@
 #   tiny-ubuntu.iso    Ubuntu 24.04 live-server look-alike: its GRUB menu and casper paths
 #   tiny-el.iso        Rocky Linux 9 boot ISO look-alike: lorax's GRUB and isolinux menus
 #                      (both boot the tiny installer, which then plays Subiquity or Anaconda)
+#   tiny-alpine.iso    Alpine virt ISO look-alike: aports' syslinux and GRUB menus and boot
+#                      files, a live system with a root login on ttyS0 and a stand-in
+#                      setup-alpine that reads the answer file and installs the tiny OS
 #   vmlinuz, installer.gz   the kernel and installer initramfs all ISOs carry
 #   sercon-port.bin    fw_cfg blob making SeaBIOS mirror VGA text to COM1
 #   stamp              cache key; a rebuild happens only when it changes
@@ -274,6 +277,45 @@ build_el_iso() { # OUT
 	plain_iso "$tree" Rocky-9-6-x86_64-dvd "$1"
 }
 
+# The Alpine look-alike's live initramfs: its own init (alpine-live-init) and setup-alpine
+# stand-in (alpine-setup), Alpine's busybox tools, sfdisk, and the tiny OS with the GRUB
+# images of the tiny installer (they find the root file system by its label, tiny-root).
+build_alpine_live() { # OUT
+	local root=$WORK/alpine-live
+	add_busybox "$root"
+	cp "$GUEST/alpine-live-init" "$root/init"
+	cp "$GUEST/udhcpc.script" "$root/etc/udhcpc.script"
+	add_with_libs "$root" "$(command -v sfdisk)"
+	add_modules "$root"
+	mkdir -p "$root/usr/local/bin" "$root/root" "$root/mnt" "$root/payload"
+	cp "$GUEST/alpine-setup" "$root/usr/local/bin/setup-alpine"
+	# Busybox's shell runs its poweroff applet before PATH, which only signals PID 1.
+	printf '%s\n' 'cd "$HOME"' "PS1='\\h:\\w\\$ '" 'poweroff() { sync; /bin/busybox poweroff -f; }' >"$root/etc/fixture-shrc"
+	: >"$root/etc/inittab"
+	# Alpine's own: busybox's prompt shows root's home as ~ through it.
+	echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+	echo 'root:x:0:root' >"$root/etc/group"
+	cp "$WORK/installer/payload/"{vmlinuz,initrd.img,boot.img,core.img,grubx64.efi} "$root/payload/"
+	make_cpio "$root" "$1"
+}
+
+# Laid out as aports' mkimg.base.sh lays out the virt ISO (profile_virt): boot/vmlinuz-virt,
+# boot/initramfs-virt, boot/modloop-virt, boot/syslinux/syslinux.cfg, boot/grub/grub.cfg,
+# apks/.boot_repository, .alpine-release; its volume id. The modloop (a squashfs of the
+# kernel's modules) is a stand-in file: the look-alike's modules are in its initramfs.
+build_alpine_iso() { # OUT
+	local tree=$WORK/alpine-tree
+	mkdir -p "$tree/boot/syslinux" "$tree/boot/grub" "$tree/apks/x86_64"
+	cp "$OUT/vmlinuz" "$tree/boot/vmlinuz-virt"
+	build_alpine_live "$tree/boot/initramfs-virt"
+	echo "stand-in for the virt kernel's modloop (squashfs)" >"$tree/boot/modloop-virt"
+	cp "$GUEST/alpine-syslinux.cfg" "$tree/boot/syslinux/syslinux.cfg"
+	cp "$GUEST/alpine-grub.cfg" "$tree/boot/grub/grub.cfg"
+	: >"$tree/apks/.boot_repository"
+	echo "alpine-virt-3.22.2 x86_64" >"$tree/.alpine-release"
+	plain_iso "$tree" "alpine-virt 3.22.2 x86_64" "$1"
+}
+
 build_isolinux_iso() { # OUT
 	local tree=$WORK/isolinux-tree
 	mkdir -p "$tree/isolinux" "$tree/boot"
@@ -320,7 +362,8 @@ main() {
 	key=$(stamp)
 	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$key" ] &&
 		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ] && [ -f "$OUT/tiny-nixos.iso" ] &&
-		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ] && [ -f "$OUT/tiny-screen.iso" ]; then
+		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ] && [ -f "$OUT/tiny-screen.iso" ] &&
+		[ -f "$OUT/tiny-alpine.iso" ]; then
 		echo "make-fixtures: $OUT is up to date (kernel $KVER)"
 		return
 	fi
@@ -338,6 +381,7 @@ main() {
 	build_nixos_iso "$OUT/tiny-nixos.iso"
 	build_ubuntu_iso "$OUT/tiny-ubuntu.iso"
 	build_el_iso "$OUT/tiny-el.iso"
+	build_alpine_iso "$OUT/tiny-alpine.iso"
 	build_screen_iso "$OUT/tiny-screen.iso"
 	printf '\xf8\x03' >"$OUT/sercon-port.bin"
 	echo "$key" >"$OUT/stamp"

@@ -47,6 +47,7 @@ pub static RECIPES: &[Recipe] = &[
     recipe!("alma-10", family "el", ["kickstart.cfg.j2"]),
     recipe!("freebsd", ["installerconfig.j2"]),
     recipe!("openbsd", ["install.conf.j2"]),
+    recipe!("alpine", ["answers.j2", "finish.sh.j2"]),
 ];
 
 /// The built-in recipe called `name`, or the one that installs the catalog image called

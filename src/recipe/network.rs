@@ -1,7 +1,8 @@
 //! The installed system's network, translated from one plain description of the host's NIC
 //! into each OS's own configuration: Debian's ifupdown `/etc/network/interfaces`, a systemd
 //! `.link` file that pins the interface name to the MAC, `/etc/resolv.conf`, NixOS options,
-//! Ubuntu's netplan and a NetworkManager keyfile (RHEL family).
+//! Ubuntu's netplan, a NetworkManager keyfile (RHEL family), and for Alpine ifupdown-ng's
+//! interfaces with busybox nameif's `/etc/mactab` (`network/alpine.rs`).
 //!
 //! The input, [`Network`], says nothing about where it came from (a `--network` file today,
 //! the host's facts later), and every output is a pure function of it.
@@ -10,6 +11,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+mod alpine;
 
 /// The host's network as the installed system should have it: one NIC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +93,10 @@ pub struct Rendered {
     pub networkmanager: String,
     /// FreeBSD's `rc.conf` lines, when the FreeBSD name is known.
     pub freebsd_rc_conf: Option<String>,
+    /// Alpine: the NIC's name there, ifupdown-ng's interfaces and busybox nameif's mactab.
+    pub alpine_interface: String,
+    pub ifupdown_ng: String,
+    pub mactab: String,
 }
 
 /// How a gateway is reached.
@@ -148,6 +155,9 @@ impl Network {
             netplan: self.netplan(),
             networkmanager: self.networkmanager(),
             freebsd_rc_conf: self.freebsd_rc_conf(),
+            alpine_interface: self.alpine_interface(),
+            ifupdown_ng: self.ifupdown_ng(),
+            mactab: self.mactab(),
         })
     }
 

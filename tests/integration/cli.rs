@@ -178,16 +178,16 @@ fn catalog_names_plan_with_their_recipe_or_say_what_exists() {
         "{json}"
     );
 
-    let no_recipe = plan("alpine-virt");
+    let no_recipe = plan("debian-12-netboot");
     let (_, stderr) = text(&no_recipe);
     assert_eq!(no_recipe.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        stderr.contains("alpine-virt is a catalog image without a built-in recipe"),
+        stderr.contains("debian-12-netboot is a catalog image without a built-in recipe"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("[image] name = \"alpine-virt\""),
+        stderr.contains("[image] name = \"debian-12-netboot\""),
         "{stderr}"
     );
 

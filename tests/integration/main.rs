@@ -1,6 +1,7 @@
 //! ferry's integration tests: the real binary, real QEMU (TCG), real fixture ISOs built by
 //! `scripts/make-fixtures.sh`, real disk image files.
 
+mod alpine;
 mod ansible;
 mod bundle;
 mod cli;
