@@ -58,7 +58,9 @@ impl DiskBus {
 }
 
 /// Where a step waits for its text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsoleSource {
     /// The serial console (what installers and kernels with `console=ttyS0` use).
@@ -69,7 +71,9 @@ pub enum ConsoleSource {
 }
 
 /// How the installer boots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BootMode {
     /// ferry boots the chosen menu entry's kernel itself, with a serial console.
@@ -240,6 +244,21 @@ impl FromStr for Pattern {
             Some(source) if s.len() >= 2 => checked_regex(source),
             _ => Ok(Pattern::literal(s)),
         }
+    }
+}
+
+impl schemars::JsonSchema for Pattern {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Pattern".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "`/…/` is a regular expression, anything else literal text"
+        })
     }
 }
 

@@ -49,6 +49,22 @@ impl std::fmt::Display for Timestamp {
     }
 }
 
+impl schemars::JsonSchema for Timestamp {
+    fn inline_schema() -> bool {
+        true
+    }
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$",
+            "description": "RFC 3339, UTC, to the second"
+        })
+    }
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
@@ -73,7 +89,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// A line of `events.jsonl`: the event, when it happened, and the format's version.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Line {
     pub schema_version: u32,
     pub time: Timestamp,
@@ -82,7 +98,7 @@ pub struct Line {
 }
 
 /// What happened (one line of `events.jsonl`, with its time).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
     /// The supervisor runs.
@@ -112,8 +128,8 @@ pub enum Event {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "&str", try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum State {
     Running,
     Paused,
@@ -167,7 +183,7 @@ impl std::fmt::Display for State {
 }
 
 /// `status.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Status {
     /// Missing in status.json from before schema_version 1.
     #[serde(default)]
@@ -337,6 +353,21 @@ pub fn read_from(dir: &RunDir, offset: u64) -> std::io::Result<(Vec<Line>, u64)>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// serde's names (what the JSON and its schema say) are the names ferry reads back.
+    #[test]
+    fn states_and_stages_are_written_as_they_are_read() {
+        for state in State::ALL {
+            let json = serde_json::to_value(state).unwrap();
+            assert_eq!(json, state.as_str());
+            assert_eq!(serde_json::from_value::<State>(json).unwrap(), state);
+        }
+        for stage in Stage::ALL {
+            let json = serde_json::to_value(stage).unwrap();
+            assert_eq!(json, stage.as_str());
+            assert_eq!(serde_json::from_value::<Stage>(json).unwrap(), stage);
+        }
+    }
 
     #[test]
     fn timestamps_are_rfc3339_and_old_epoch_seconds_still_read() {

@@ -26,8 +26,8 @@ pub use secrets::Secrets;
 use crate::console::Sink;
 
 /// The stages of the flow, as events, errors and `ferry status` name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "&str", try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Stage {
     Plan,
     Fetch,
