@@ -3,12 +3,12 @@
 //! chain), and the profile's image — downloaded and verified (or the cached copies verified
 //! again) and unpacked. The plan is made after it, from what is in the cache then.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::plan::{Delivery, Downloads, FetchPlan, FetchedImage, QemuPlan};
 use crate::Error;
 use crate::fetch::debian::{Archive, Keyring};
-use crate::fetch::{FetchOptions, Fetched, Fetcher};
+use crate::fetch::{FetchOptions, Fetched, Fetcher, Progress};
 use crate::run::{Record, Stage};
 
 /// What the fetch stage did: its duration (`None` when nothing was fetched), and the image as
@@ -20,7 +20,7 @@ pub struct Done {
 
 /// Fetches QEMU when needed, and the image: downloaded, or (the plan's [`Delivery::Stream`])
 /// verified by a first pass and opened for streaming.
-pub fn fetch(downloads: &Downloads, record: &Record, quiet: bool) -> Result<Done, Error> {
+pub fn fetch(downloads: &Downloads, record: &Record) -> Result<Done, Error> {
     if downloads.image.is_none() && matches!(downloads.qemu, QemuPlan::Ready(_)) {
         return Ok(Done {
             seconds: None,
@@ -37,7 +37,7 @@ pub fn fetch(downloads: &Downloads, record: &Record, quiet: bool) -> Result<Done
             why,
         } => {
             record.progress(Stage::Fetch, &format!("{why}: ferry's portable QEMU it is"));
-            let tarball = download(&fetcher, fetch, record, quiet)?;
+            let tarball = download(&fetcher, fetch, record)?;
             record.progress(
                 Stage::Fetch,
                 &format!("unpacking the QEMU bundle into {}", cache_dir.display()),
@@ -82,7 +82,7 @@ pub fn fetch(downloads: &Downloads, record: &Record, quiet: bool) -> Result<Done
             &fetcher,
             &fetch.request,
             cache_limit,
-            &mut *crate::fetch::progress::for_stderr(quiet),
+            &mut Recorded::new(record),
         )?;
         record.progress(
             Stage::Fetch,
@@ -99,7 +99,7 @@ pub fn fetch(downloads: &Downloads, record: &Record, quiet: bool) -> Result<Done
             streamed: Some(image),
         });
     } else if let Some(fetch) = &downloads.image {
-        let image = download(&fetcher, fetch, record, quiet)?.path;
+        let image = download(&fetcher, fetch, record)?.path;
         if let Some(unpack) = &fetch.netboot
             && !unpack.is_unpacked_from(&image)
         {
@@ -130,7 +130,6 @@ fn download(
     fetcher: &Fetcher,
     fetch: &FetchPlan,
     record: &Record,
-    quiet: bool,
 ) -> Result<Fetched, Error> {
     let doing = match fetch.cached {
         true => "verifying the cached copy of",
@@ -140,7 +139,7 @@ fn download(
     record.progress(Stage::Fetch, &format!("{doing} {url} ({checksum})"));
     let fetched = fetcher.fetch(
         &fetch.request,
-        &mut *crate::fetch::progress::for_stderr(quiet),
+        &mut Recorded::new(record),
     )?;
     let (path, bytes, sha256) = (fetched.path.display(), fetched.bytes, fetched.sha256);
     record.progress(
@@ -148,4 +147,62 @@ fn download(
         &format!("{path} verified ({bytes} bytes, sha256 {sha256})"),
     );
     Ok(fetched)
+}
+
+/// A download's progress into the run's record, for the foreground to show (the supervisor's
+/// own stderr is a file nobody watches): `download` events when a transfer starts and then
+/// once a second while bytes flow, and the downloader's messages (a retry, the next mirror)
+/// as progress lines.
+struct Recorded<'a> {
+    record: &'a Record,
+    url: String,
+    total: Option<u64>,
+    /// Where this transfer started, in bytes and time: its average rate is measured from there.
+    first: (u64, Instant),
+    last: Instant,
+}
+
+impl<'a> Recorded<'a> {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    fn new(record: &'a Record) -> Recorded<'a> {
+        let now = Instant::now();
+        Recorded {
+            record,
+            url: String::new(),
+            total: None,
+            first: (0, now),
+            last: now,
+        }
+    }
+
+    fn report(&mut self, done: u64) {
+        let (first, since) = self.first;
+        let elapsed = since.elapsed().as_secs_f64();
+        let rate = match elapsed > 0.0 {
+            true => (done.saturating_sub(first) as f64 / elapsed) as u64,
+            false => 0,
+        };
+        self.record.download(&self.url, done, self.total, rate);
+        self.last = Instant::now();
+    }
+}
+
+impl Progress for Recorded<'_> {
+    fn start(&mut self, url: &str, done: u64, total: Option<u64>) {
+        self.url = url.to_string();
+        self.total = total;
+        self.first = (done, Instant::now());
+        self.report(done);
+    }
+
+    fn advance(&mut self, done: u64) {
+        if self.last.elapsed() >= Self::EVERY {
+            self.report(done);
+        }
+    }
+
+    fn message(&mut self, text: &str) {
+        self.record.progress(Stage::Fetch, text);
+    }
 }

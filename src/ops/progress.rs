@@ -1,6 +1,6 @@
 //! What the foreground of `ferry install` shows while a run goes on, from its events: on a
 //! terminal, one status line (stage, step i/n, elapsed against the step's timeout, the last
-//! console line) redrawn at least once a second under the progress lines; elsewhere (a log, a
+//! console line; in the fetch stage, the download's bytes, rate and time left) redrawn at least once a second under the progress lines; elsewhere (a log, a
 //! pipe), a plain "still waiting" line when nothing was printed for an interval, so a long
 //! step shows life; with `--quiet`, nothing.
 
@@ -63,6 +63,27 @@ struct Step {
     since: Timestamp,
 }
 
+/// The download under way, as its last `download` event said.
+struct Download {
+    url: String,
+    done: u64,
+    total: Option<u64>,
+    bytes_per_second: u64,
+}
+
+impl Download {
+    /// `tiny.iso 12.0 MiB of 30.0 MiB (40%) at 1.5 MiB/s, 12s left`: the file's name (the
+    /// URL's last segment; the progress line before named it in full) and how far it is.
+    fn describe(&self) -> String {
+        let name = self.url.trim_end_matches('/').rsplit('/').next();
+        format!(
+            "{} {}",
+            name.unwrap_or(&self.url),
+            crate::fetch::progress::describe(self.done, self.total, self.bytes_per_second)
+        )
+    }
+}
+
 /// The foreground's progress output. Dropping it clears the status line, so no half line is
 /// left on any exit path.
 pub struct Progress {
@@ -70,6 +91,7 @@ pub struct Progress {
     run_dir: RunDir,
     stage: Option<(Stage, Timestamp)>,
     step: Option<Step>,
+    download: Option<Download>,
     paused: bool,
     console: String,
     console_read: Option<Instant>,
@@ -111,6 +133,7 @@ impl Progress {
             run_dir: run_dir.clone(),
             stage: None,
             step: None,
+            download: None,
             paused: false,
             console: String::new(),
             console_read: None,
@@ -144,6 +167,23 @@ impl Progress {
                     since: line.time,
                 });
             }
+            Event::Download {
+                url,
+                done_bytes,
+                total_bytes,
+                bytes_per_second,
+            } => {
+                self.stage.get_or_insert((Stage::Fetch, line.time));
+                self.download = Some(Download {
+                    url: url.clone(),
+                    done: *done_bytes,
+                    total: *total_bytes,
+                    bytes_per_second: *bytes_per_second,
+                });
+            }
+            // The download is over, or a retry or the next mirror is said: its next `download`
+            // event brings it back.
+            Event::Progress { .. } => self.download = None,
             Event::Paused { .. } => self.paused = true,
             Event::Resumed { .. } => self.paused = false,
             _ => {}
@@ -221,7 +261,14 @@ impl Progress {
                 clock(now.since(step.since)),
                 clock(step.timeout)
             ),
-            None => format!("{stage}{paused} · {}", clock(now.since(since))),
+            None => match &self.download {
+                Some(download) => format!(
+                    "{stage} · {} · {}",
+                    clock(now.since(since)),
+                    download.describe()
+                ),
+                None => format!("{stage}{paused} · {}", clock(now.since(since))),
+            },
         }
     }
 
@@ -369,5 +416,41 @@ mod tests {
             },
         ));
         assert!(progress.where_now(now(301)).starts_with("finish"));
+    }
+
+    #[test]
+    fn in_the_fetch_stage_the_status_names_the_download_and_how_far_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut progress = Progress::new(Mode::Quiet, &RunDir::at(dir.path()));
+        let now = |secs| Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        progress.event(&at(
+            100,
+            Event::Progress {
+                stage: Stage::Fetch,
+                message: "downloading http://h/pub/x.iso (sha256 from the profile)".into(),
+            },
+        ));
+        let download = |done| Event::Download {
+            url: "http://h/pub/x.iso".into(),
+            done_bytes: done,
+            total_bytes: Some(30 << 20),
+            bytes_per_second: 3 << 19,
+        };
+        progress.event(&at(101, download(12 << 20)));
+        assert_eq!(
+            progress.where_now(now(108)),
+            "fetch · 0:08 · x.iso 12.0 MiB of 30.0 MiB (40%) at 1.5 MiB/s, 12s left"
+        );
+        // A retry's line hides the numbers until the transfer reports again.
+        progress.event(&at(
+            109,
+            Event::Progress {
+                stage: Stage::Fetch,
+                message: "retrying in 1s".into(),
+            },
+        ));
+        assert_eq!(progress.where_now(now(110)), "fetch · 0:10");
+        progress.event(&at(111, download(15 << 20)));
+        assert!(progress.where_now(now(111)).contains("x.iso 15.0 MiB of 30.0 MiB (50%)"));
     }
 }

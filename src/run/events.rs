@@ -114,6 +114,16 @@ pub enum Event {
         count: usize,
         timeout_seconds: f64,
     },
+    /// A download of the fetch stage goes on: `done_bytes` of `url` are in, of `total_bytes`
+    /// (null when the server did not say), at `bytes_per_second` on average since the transfer
+    /// (re)started. Comes when a transfer starts and then at most once a second while bytes
+    /// flow (what the foreground's status line shows); a `progress` event ends it.
+    Download {
+        url: String,
+        done_bytes: u64,
+        total_bytes: Option<u64>,
+        bytes_per_second: u64,
+    },
     /// A step failed and the VM was left running (`--on-failure pause`).
     Paused { step: String, message: String },
     /// The operator resumed a paused run.
@@ -270,6 +280,7 @@ impl Events {
                 rec.status.step.clone_from(message);
             }
             Event::Step { stage, .. } => rec.status.stage = *stage,
+            Event::Download { .. } => rec.status.stage = Stage::Fetch,
             Event::Paused { message, .. } => {
                 rec.status.state = State::Paused;
                 rec.status.step.clone_from(message);

@@ -444,6 +444,17 @@ impl Record {
         });
     }
 
+    /// Records how far a download of the fetch stage is: `done` bytes of `url` (of `total`), at
+    /// `bytes_per_second`. Not logged: it comes every second.
+    pub fn download(&self, url: &str, done: u64, total: Option<u64>, bytes_per_second: u64) {
+        self.events.emit(&Event::Download {
+            url: url.to_string(),
+            done_bytes: done,
+            total_bytes: total,
+            bytes_per_second,
+        });
+    }
+
     /// Records that step `index` of `count` (from 1) of `stage` begins, with its timeout.
     pub fn step(
         &self,
