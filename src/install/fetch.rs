@@ -126,21 +126,14 @@ pub fn fetch(downloads: &Downloads, record: &Record) -> Result<Done, Error> {
 
 /// Downloads one file of the fetch stage into the cache (or verifies the cached copy),
 /// reporting progress.
-fn download(
-    fetcher: &Fetcher,
-    fetch: &FetchPlan,
-    record: &Record,
-) -> Result<Fetched, Error> {
+fn download(fetcher: &Fetcher, fetch: &FetchPlan, record: &Record) -> Result<Fetched, Error> {
     let doing = match fetch.cached {
         true => "verifying the cached copy of",
         false => "downloading",
     };
     let (url, checksum) = (fetch.request.url(), fetch.request.checksum.describe());
     record.progress(Stage::Fetch, &format!("{doing} {url} ({checksum})"));
-    let fetched = fetcher.fetch(
-        &fetch.request,
-        &mut Recorded::new(record),
-    )?;
+    let fetched = fetcher.fetch(&fetch.request, &mut Recorded::new(record))?;
     let (path, bytes, sha256) = (fetched.path.display(), fetched.bytes, fetched.sha256);
     record.progress(
         Stage::Fetch,
@@ -150,16 +143,18 @@ fn download(
 }
 
 /// A download's progress into the run's record, for the foreground to show (the supervisor's
-/// own stderr is a file nobody watches): `download` events when a transfer starts and then
-/// once a second while bytes flow, and the downloader's messages (a retry, the next mirror)
-/// as progress lines.
+/// own stderr is a file nobody watches): `download` events when a transfer starts, then once
+/// a second while bytes flow, and for every 1 % of the file besides (so a fast burst that then
+/// stalls shows where it stalled); the downloader's messages (a retry, the next mirror) as
+/// progress lines.
 struct Recorded<'a> {
     record: &'a Record,
     url: String,
     total: Option<u64>,
     /// Where this transfer started, in bytes and time: its average rate is measured from there.
     first: (u64, Instant),
-    last: Instant,
+    /// The last report: its bytes and time.
+    last: (u64, Instant),
 }
 
 impl<'a> Recorded<'a> {
@@ -172,7 +167,7 @@ impl<'a> Recorded<'a> {
             url: String::new(),
             total: None,
             first: (0, now),
-            last: now,
+            last: (0, now),
         }
     }
 
@@ -184,7 +179,7 @@ impl<'a> Recorded<'a> {
             false => 0,
         };
         self.record.download(&self.url, done, self.total, rate);
-        self.last = Instant::now();
+        self.last = (done, Instant::now());
     }
 }
 
@@ -197,7 +192,11 @@ impl Progress for Recorded<'_> {
     }
 
     fn advance(&mut self, done: u64) {
-        if self.last.elapsed() >= Self::EVERY {
+        let (reported, at) = self.last;
+        let hundredth = self
+            .total
+            .is_some_and(|total| done.saturating_sub(reported).saturating_mul(100) >= total);
+        if hundredth || at.elapsed() >= Self::EVERY {
             self.report(done);
         }
     }

@@ -63,23 +63,34 @@ struct Step {
     since: Timestamp,
 }
 
-/// The download under way, as its last `download` event said.
+/// The download under way, as its last `download` event said, and when.
 struct Download {
     url: String,
     done: u64,
     total: Option<u64>,
     bytes_per_second: u64,
+    at: Timestamp,
 }
+
+/// A download that reported nothing for this long is said to be stalled: bytes that flow are
+/// reported every second.
+const STALLED: Duration = Duration::from_secs(5);
 
 impl Download {
     /// `tiny.iso 12.0 MiB of 30.0 MiB (40%) at 1.5 MiB/s, 12s left`: the file's name (the
-    /// URL's last segment; the progress line before named it in full) and how far it is.
-    fn describe(&self) -> String {
+    /// URL's last segment; the progress line before named it in full) and how far it is; a
+    /// stalled one `… at 0 B/s, nothing for 0:12` rather than its last rate and time left.
+    fn describe(&self, now: Timestamp) -> String {
         let name = self.url.trim_end_matches('/').rsplit('/').next();
+        let quiet = now.since(self.at);
+        let (rate, stalled) = match quiet >= STALLED {
+            true => (0, format!(", nothing for {}", clock(quiet))),
+            false => (self.bytes_per_second, String::new()),
+        };
         format!(
-            "{} {}",
+            "{} {}{stalled}",
             name.unwrap_or(&self.url),
-            crate::fetch::progress::describe(self.done, self.total, self.bytes_per_second)
+            crate::fetch::progress::describe(self.done, self.total, rate)
         )
     }
 }
@@ -179,6 +190,7 @@ impl Progress {
                     done: *done_bytes,
                     total: *total_bytes,
                     bytes_per_second: *bytes_per_second,
+                    at: line.time,
                 });
             }
             // The download is over, or a retry or the next mirror is said: its next `download`
@@ -265,7 +277,7 @@ impl Progress {
                 Some(download) => format!(
                     "{stage} · {} · {}",
                     clock(now.since(since)),
-                    download.describe()
+                    download.describe(now)
                 ),
                 None => format!("{stage}{paused} · {}", clock(now.since(since))),
             },
@@ -438,8 +450,8 @@ mod tests {
         };
         progress.event(&at(101, download(12 << 20)));
         assert_eq!(
-            progress.where_now(now(108)),
-            "fetch · 0:08 · x.iso 12.0 MiB of 30.0 MiB (40%) at 1.5 MiB/s, 12s left"
+            progress.where_now(now(104)),
+            "fetch · 0:04 · x.iso 12.0 MiB of 30.0 MiB (40%) at 1.5 MiB/s, 12s left"
         );
         // A retry's line hides the numbers until the transfer reports again.
         progress.event(&at(
@@ -451,6 +463,15 @@ mod tests {
         ));
         assert_eq!(progress.where_now(now(110)), "fetch · 0:10");
         progress.event(&at(111, download(15 << 20)));
-        assert!(progress.where_now(now(111)).contains("x.iso 15.0 MiB of 30.0 MiB (50%)"));
+        assert!(
+            progress
+                .where_now(now(111))
+                .contains("x.iso 15.0 MiB of 30.0 MiB (50%)")
+        );
+        // Nothing more comes: no rate and time left from before, but how long it has stalled.
+        assert_eq!(
+            progress.where_now(now(123)),
+            "fetch · 0:23 · x.iso 15.0 MiB of 30.0 MiB (50%) at 0 B/s, nothing for 0:12"
+        );
     }
 }

@@ -116,8 +116,9 @@ pub enum Event {
     },
     /// A download of the fetch stage goes on: `done_bytes` of `url` are in, of `total_bytes`
     /// (null when the server did not say), at `bytes_per_second` on average since the transfer
-    /// (re)started. Comes when a transfer starts and then at most once a second while bytes
-    /// flow (what the foreground's status line shows); a `progress` event ends it.
+    /// (re)started. Comes when a transfer starts, then once a second while bytes flow and
+    /// for every 1 % of the file (what the foreground's status line shows); a `progress`
+    /// event ends it.
     Download {
         url: String,
         done_bytes: u64,
