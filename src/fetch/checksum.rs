@@ -41,17 +41,7 @@ impl fmt::Debug for Sha256Digest {
     }
 }
 
-impl schemars::JsonSchema for Sha256Digest {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Sha256Digest".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({ "type": "string", "pattern": "^[0-9a-f]{64}$" })
-    }
-}
+string_schema!(Sha256Digest, { "pattern": "^[0-9a-f]{64}$" });
 
 impl Serialize for Sha256Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

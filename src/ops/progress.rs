@@ -379,23 +379,32 @@ mod tests {
     fn at(secs: u64, event: Event) -> Line {
         Line {
             schema_version: SCHEMA_VERSION,
-            time: Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            time: now(secs),
             event,
         }
+    }
+
+    fn now(secs: u64) -> Timestamp {
+        Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    /// A progress with no output, and the event that puts it in `stage` at second 100.
+    fn in_stage(dir: &tempfile::TempDir, stage: Stage, message: &str) -> Progress {
+        let mut progress = Progress::new(Mode::Quiet, &RunDir::at(dir.path()));
+        progress.event(&at(
+            100,
+            Event::Progress {
+                stage,
+                message: message.into(),
+            },
+        ));
+        progress
     }
 
     #[test]
     fn the_status_names_stage_step_and_elapsed_against_the_timeout() {
         let dir = tempfile::tempdir().unwrap();
-        let mut progress = Progress::new(Mode::Quiet, &RunDir::at(dir.path()));
-        let now = |secs| Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-        progress.event(&at(
-            100,
-            Event::Progress {
-                stage: Stage::Boot,
-                message: "starting QEMU".into(),
-            },
-        ));
+        let mut progress = in_stage(&dir, Stage::Boot, "starting QEMU");
         assert_eq!(progress.where_now(now(107)), "boot · 0:07");
         progress.event(&at(
             110,
@@ -433,15 +442,7 @@ mod tests {
     #[test]
     fn in_the_fetch_stage_the_status_names_the_download_and_how_far_it_is() {
         let dir = tempfile::tempdir().unwrap();
-        let mut progress = Progress::new(Mode::Quiet, &RunDir::at(dir.path()));
-        let now = |secs| Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-        progress.event(&at(
-            100,
-            Event::Progress {
-                stage: Stage::Fetch,
-                message: "downloading http://h/pub/x.iso (sha256 from the profile)".into(),
-            },
-        ));
+        let mut progress = in_stage(&dir, Stage::Fetch, "downloading http://h/pub/x.iso");
         let download = |done| Event::Download {
             url: "http://h/pub/x.iso".into(),
             done_bytes: done,

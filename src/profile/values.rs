@@ -247,20 +247,9 @@ impl FromStr for Pattern {
     }
 }
 
-impl schemars::JsonSchema for Pattern {
-    fn inline_schema() -> bool {
-        true
-    }
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Pattern".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "string",
-            "description": "`/…/` is a regular expression, anything else literal text"
-        })
-    }
-}
+string_schema!(Pattern, {
+    "description": "`/…/` is a regular expression, anything else literal text",
+});
 
 impl Serialize for Pattern {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
