@@ -1122,26 +1122,51 @@ fn terminal_shows_the_download_in_the_status_line() {
     );
 }
 
-#[test]
-fn off_a_terminal_the_download_is_in_the_still_waiting_line_even_with_json() {
-    let scratch = Scratch::new();
-    let (profile, _server, gate, of_total, cache) = held_download(&scratch);
+/// An install held in its download: the foreground, its run, the file its stderr goes to,
+/// the gate that lets the rest of the image come, and the download's ` of TOTAL (`; the
+/// server serves as long as this lives.
+struct HeldInstall {
+    foreground: std::process::Child,
+    run: PathBuf,
+    log: PathBuf,
+    gate: Gate,
+    of_total: String,
+    _server: Server,
+}
+
+/// The install of [`held_download`] with the `extra` option, off a terminal (stderr into a
+/// file), the plain progress line due every second.
+fn held_download_install(scratch: &Scratch, extra: &str) -> HeldInstall {
+    let (profile, server, gate, of_total, cache) = held_download(scratch);
     let log = scratch.dir.path().join("stderr.log");
-    let cache: Vec<&str> = cache.iter().map(String::as_str).collect();
     let foreground = scratch
-        .install(&profile, &[&cache[..], &["--json"]].concat())
+        .install(&profile, &[cache[0].as_str(), &cache[1], extra])
         .env("FERRY_PROGRESS_INTERVAL", "1s")
+        // The held transfer must not time out and be resumed while the test looks.
         .env("FERRY_READ_TIMEOUT", "10m")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let run = run_dir_of(&scratch);
+    HeldInstall {
+        foreground,
+        run: run_dir_of(scratch),
+        log,
+        gate,
+        of_total,
+        _server: server,
+    }
+}
+
+#[test]
+fn off_a_terminal_the_download_is_in_the_still_waiting_line_even_with_json() {
+    let scratch = Scratch::new();
+    let held = held_download_install(&scratch, "--json");
     let line = wait_for(
         "a still-waiting line at half the download",
         Duration::from_secs(120),
         || {
-            let text = std::fs::read_to_string(&log).ok()?;
+            let text = std::fs::read_to_string(&held.log).ok()?;
             text.lines()
                 .filter(|l| l.starts_with("ferry: still waiting: fetch · "))
                 .find(|l| percent(l).is_some_and(|p| p >= 49))
@@ -1149,17 +1174,51 @@ fn off_a_terminal_the_download_is_in_the_still_waiting_line_even_with_json() {
         },
     );
     assert!(line.contains("· tiny.iso "), "{line}");
-    assert!(line.contains(&of_total), "{line}");
+    assert!(line.contains(&held.of_total), "{line}");
     assert!(rate_and_time_left(&line), "{line}");
-    gate.open();
-    stop_and_wait(&scratch, &run, foreground);
+    held.gate.open();
+    stop_and_wait(&scratch, &held.run, held.foreground);
     // What the line was made from: download events, valid against their schema.
-    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let events = std::fs::read_to_string(held.run.join("events.jsonl")).unwrap();
     assert!(events.contains(r#""event":"download""#), "{events}");
     assert_schema("event", &events, true);
-    let stderr = std::fs::read_to_string(&log).unwrap();
+    let stderr = std::fs::read_to_string(&held.log).unwrap();
     assert!(
         !stderr.contains('\r') && !stderr.contains('\x1b'),
         "{stderr:?}"
     );
+}
+
+#[test]
+fn quiet_prints_no_download_progress() {
+    let scratch = Scratch::new();
+    let held = held_download_install(&scratch, "--quiet");
+    // Held at half for several of the plain line's intervals (a line would have been due
+    // every second without --quiet).
+    let at_half = |events: &str| {
+        events.lines().any(|l| {
+            let event: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            let (done, total) = (event["done_bytes"].as_u64(), event["total_bytes"].as_u64());
+            done.zip(total).is_some_and(|(d, t)| d * 100 / t >= 49)
+        })
+    };
+    let mut since = None;
+    wait_for(
+        "the download held at half a while",
+        Duration::from_secs(120),
+        || {
+            let events = std::fs::read_to_string(held.run.join("events.jsonl")).ok()?;
+            if since.is_none() && at_half(&events) {
+                since = Some(Instant::now());
+            }
+            since
+                .is_some_and(|t| t.elapsed() >= Duration::from_secs(3))
+                .then_some(())
+        },
+    );
+    held.gate.open();
+    stop_and_wait(&scratch, &held.run, held.foreground);
+    let stderr = std::fs::read_to_string(&held.log).unwrap();
+    assert!(!stderr.contains("still waiting"), "{stderr}");
+    assert!(!stderr.contains("tiny.iso"), "{stderr}");
 }
