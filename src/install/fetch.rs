@@ -155,11 +155,11 @@ struct Recorded<'a> {
     first: (u64, Instant),
     /// The last report: its bytes and time.
     last: (u64, Instant),
+    /// How often bytes that flow are reported (a second; tests take longer).
+    every: Duration,
 }
 
 impl<'a> Recorded<'a> {
-    const EVERY: Duration = Duration::from_secs(1);
-
     fn new(record: &'a Record) -> Recorded<'a> {
         let now = Instant::now();
         Recorded {
@@ -168,6 +168,7 @@ impl<'a> Recorded<'a> {
             total: None,
             first: (0, now),
             last: (0, now),
+            every: Duration::from_secs(1),
         }
     }
 
@@ -196,12 +197,64 @@ impl Progress for Recorded<'_> {
         let hundredth = self
             .total
             .is_some_and(|total| done.saturating_sub(reported).saturating_mul(100) >= total);
-        if hundredth || at.elapsed() >= Self::EVERY {
+        if hundredth || at.elapsed() >= self.every {
             self.report(done);
         }
     }
 
     fn message(&mut self, text: &str) {
         self.record.progress(Stage::Fetch, text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::events::{self, Events};
+    use crate::run::{Event, RunDir};
+
+    /// A burst reports every 1 % of the file without waiting for the second; less than that
+    /// waits; a retry's message is a progress line.
+    #[test]
+    fn downloads_are_recorded_when_they_start_and_every_hundredth() {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = RunDir::at(dir.path());
+        let record = Record {
+            dir: run_dir.clone(),
+            events: Events::start(&run_dir, "p.toml".as_ref(), "d.img".as_ref()).unwrap(),
+            secrets: Default::default(),
+            stop: Default::default(),
+            losses: Default::default(),
+        };
+        let mut progress = Recorded::new(&record);
+        // Only the hundredths report here, however slowly this machine runs the test.
+        progress.every = Duration::from_secs(3600);
+        progress.start("http://h/x.iso", 0, Some(1000));
+        progress.advance(5);
+        progress.advance(10);
+        progress.advance(15);
+        progress.message("retrying in 1s");
+        let (lines, _) = events::read_from(&run_dir, 0).unwrap();
+        let said: Vec<String> = lines
+            .iter()
+            .filter_map(|line| match &line.event {
+                Event::Download {
+                    url,
+                    done_bytes,
+                    total_bytes,
+                    ..
+                } => Some(format!("{url} {done_bytes}/{total_bytes:?}")),
+                Event::Progress { stage, message } => Some(format!("{stage}: {message}")),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            said,
+            [
+                "http://h/x.iso 0/Some(1000)",
+                "http://h/x.iso 10/Some(1000)",
+                "fetch: retrying in 1s"
+            ]
+        );
     }
 }
