@@ -988,7 +988,11 @@ fn off_a_terminal_a_long_step_prints_still_waiting_lines_even_with_json() {
     assert!(line.contains(" / 10:00"), "{line}");
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(!stderr.contains(SECRET), "{stderr}");
-    // No terminal, no status line: plain lines only.
+    assert_plain_lines(&stderr);
+}
+
+/// No terminal, no status line: plain lines only.
+fn assert_plain_lines(stderr: &str) {
     assert!(
         !stderr.contains('\r') && !stderr.contains('\x1b'),
         "{stderr:?}"
@@ -1182,11 +1186,7 @@ fn off_a_terminal_the_download_is_in_the_still_waiting_line_even_with_json() {
     let events = std::fs::read_to_string(held.run.join("events.jsonl")).unwrap();
     assert!(events.contains(r#""event":"download""#), "{events}");
     assert_schema("event", &events, true);
-    let stderr = std::fs::read_to_string(&held.log).unwrap();
-    assert!(
-        !stderr.contains('\r') && !stderr.contains('\x1b'),
-        "{stderr:?}"
-    );
+    assert_plain_lines(&std::fs::read_to_string(&held.log).unwrap());
 }
 
 #[test]
