@@ -21,7 +21,7 @@ use crate::qemu::AccelKind;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     /// The tree the facts were read from (`/` for this machine).
@@ -38,7 +38,7 @@ pub struct Report {
     pub qemu: QemuReport,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct KvmReport {
     #[serde(flatten)]
     pub device: KvmFacts,
@@ -49,7 +49,7 @@ pub struct KvmReport {
     pub probe_skipped: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct QemuReport {
     pub program: Option<String>,
     pub version: Option<String>,

@@ -2,6 +2,7 @@
 //! and how results are printed.
 
 mod args;
+pub mod schemas;
 
 pub use args::*;
 
@@ -311,7 +312,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
 }
 
 /// A `--json` document: `schema_version` first, then the value's fields.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 struct Versioned<'a, T> {
     schema_version: u32,
     #[serde(flatten)]

@@ -100,7 +100,7 @@ pub fn touch(path: &Path) {
 }
 
 /// What a cache unit is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CachedKind {
     /// A verified download (an image, a kernel, a Debian index or package).

@@ -75,7 +75,7 @@ const EMBEDDED: &[(&str, &str)] = &[
 ];
 
 /// One image: what it is, where to get it, how to verify it, how to boot it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     /// The name `ferry fetch` and profiles use; the file name without `.toml`.
@@ -105,7 +105,7 @@ pub struct Entry {
     pub recipe: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A bootable ISO 9660 image.
@@ -129,7 +129,7 @@ impl Kind {
 }
 
 /// How to boot the image with a serial console.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BootHints {
     /// The boot-menu entry to take (`default`, a label, a title, or `Submenu > Title`).
@@ -140,7 +140,7 @@ pub struct BootHints {
 }
 
 /// How the installer gets a serial console.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Serial {
     /// The installer already uses the serial port.
@@ -179,7 +179,7 @@ impl Entry {
 }
 
 /// The entries, sorted by name.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Catalog {
     /// `embedded` or the directory the entries came from.
     pub source: String,

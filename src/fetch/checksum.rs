@@ -41,6 +41,8 @@ impl fmt::Debug for Sha256Digest {
     }
 }
 
+string_schema!(Sha256Digest, { "pattern": "^[0-9a-f]{64}$" });
+
 impl Serialize for Sha256Digest {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_hex())
@@ -56,7 +58,7 @@ impl<'de> Deserialize<'de> for Sha256Digest {
 }
 
 /// Where the expected digest of a download comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChecksumSource {
     /// Known in advance: from the catalog, a profile's `sha256`, or `--sha256`.
@@ -92,7 +94,7 @@ impl ChecksumSource {
 
 /// A package in a Debian archive, located and verified through the archive's signed
 /// `InRelease` (see [`ChecksumSource::Debian`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DebianPackage {
     /// The archive's base URL, e.g. `https://deb.debian.org/debian`.

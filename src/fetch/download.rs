@@ -80,7 +80,7 @@ impl FetchOptions {
 }
 
 /// One file to fetch.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Request {
     /// Mirrors, tried in order; all serve the same file.
     pub urls: Vec<Url>,

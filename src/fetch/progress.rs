@@ -66,26 +66,7 @@ impl Lines {
     fn line(&mut self) {
         let elapsed = self.started.elapsed().as_secs_f64().max(1e-3);
         let rate = (self.done - self.first) as f64 / elapsed;
-        let text = match self.total {
-            Some(total) if total > 0 => {
-                let eta = if rate > 0.0 {
-                    format!(
-                        ", {} left",
-                        secs((total.saturating_sub(self.done)) as f64 / rate)
-                    )
-                } else {
-                    String::new()
-                };
-                format!(
-                    "{} of {} ({}%) at {}/s{eta}",
-                    bytes(self.done),
-                    bytes(total),
-                    self.done * 100 / total,
-                    bytes(rate as u64)
-                )
-            }
-            _ => format!("{} at {}/s", bytes(self.done), bytes(rate as u64)),
-        };
+        let text = describe(self.done, self.total, rate as u64);
         self.say(&text);
         self.last_line = Instant::now();
     }
@@ -189,6 +170,30 @@ impl Progress for Bar {
     }
 }
 
+/// How far a download is: `12.0 MiB of 30.0 MiB (40%) at 1.5 MiB/s, 12s left`, or
+/// `12.0 MiB at 1.5 MiB/s` when the total is unknown.
+pub fn describe(done: u64, total: Option<u64>, bytes_per_second: u64) -> String {
+    match total {
+        Some(total) if total > 0 => {
+            let eta = match bytes_per_second {
+                0 => String::new(),
+                rate => format!(
+                    ", {} left",
+                    secs(total.saturating_sub(done) as f64 / rate as f64)
+                ),
+            };
+            format!(
+                "{} of {} ({}%) at {}/s{eta}",
+                bytes(done),
+                bytes(total),
+                done.saturating_mul(100) / total,
+                bytes(bytes_per_second)
+            )
+        }
+        _ => format!("{} at {}/s", bytes(done), bytes(bytes_per_second)),
+    }
+}
+
 fn secs(s: f64) -> String {
     let s = s.round() as u64;
     if s >= 3600 {
@@ -233,6 +238,16 @@ mod tests {
         );
         assert_eq!(text.lines().count(), 11, "{text}");
         assert!(text.contains("1000 B of 1000 B (100%)"), "{text}");
+    }
+
+    #[test]
+    fn a_download_says_how_far_how_fast_and_how_long() {
+        assert_eq!(
+            describe(12 << 20, Some(30 << 20), 3 << 19),
+            "12.0 MiB of 30.0 MiB (40%) at 1.5 MiB/s, 12s left"
+        );
+        assert_eq!(describe(0, Some(1000), 0), "0 B of 1000 B (0%) at 0 B/s");
+        assert_eq!(describe(1536, None, 512), "1.5 KiB at 512 B/s");
     }
 
     #[test]

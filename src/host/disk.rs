@@ -81,7 +81,7 @@ impl DiskError {
 /// (`--size 512` meant 512M) or a leftover, not a disk to install onto.
 pub const MIN_IMAGE_BYTES: u64 = 1 << 30;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     /// A disk image file (the demonstration and test path).
@@ -90,7 +90,7 @@ pub enum TargetKind {
 }
 
 /// The disk the installer will write to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Target {
     pub path: PathBuf,
     pub kind: TargetKind,

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::Root;
 
 /// How a disk is attached to the host, which decides how the VM attaches it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Bus {
     Nvme,
@@ -24,7 +24,7 @@ pub enum Bus {
 }
 
 /// One whole disk.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct DiskInfo {
     /// Kernel name (`nvme0n1`, `sda`, `vda`).
     pub name: String,
@@ -49,7 +49,7 @@ pub struct DiskInfo {
     pub backs_root: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct Partition {
     pub name: String,
     pub number: u32,
@@ -60,7 +60,7 @@ pub struct Partition {
 }
 
 /// A device built on top of a disk or partition.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Holder {
     /// Kernel name: `md0`, `dm-0`.
     pub name: String,
@@ -69,7 +69,7 @@ pub struct Holder {
     pub description: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HolderKind {
     Md,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::Root;
 use crate::qemu::{AccelKind, QemuBinary};
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct KvmFacts {
     /// /dev/kvm exists.
     pub present: bool,
@@ -56,7 +56,7 @@ impl KvmFacts {
 }
 
 /// What booting the probe guest showed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Probe {
     pub accel: AccelKind,
     /// The guest ran and wrote its line.
@@ -75,7 +75,7 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// file, and every later command decides from it — so they agree, and an install never starts
 /// under a KVM that was seen to hang guests. A reboot (new boot id) or a reloaded kvm module
 /// (a new /dev/kvm) makes it stale.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Verdict {
     /// /proc/sys/kernel/random/boot_id when it was decided.
     pub boot_id: String,

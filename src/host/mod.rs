@@ -113,8 +113,8 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 /// The firmware the running system was booted through (`/sys/firmware/efi` exists or not).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(into = "&str")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum BootFirmware {
     Uefi,
     #[default]
@@ -164,7 +164,7 @@ pub struct Facts {
 }
 
 /// The machine itself: architecture, how its hardware is described to the kernel, its model.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Platform {
     pub arch: Arch,
     pub description: HardwareDescription,
@@ -184,7 +184,7 @@ impl Default for Platform {
 
 /// How the firmware describes the hardware: ACPI tables (PCs, arm64 servers: Ampere, Graviton,
 /// Hetzner's CAX) or a device tree (arm64 boards and some clouds' VMs), which have no DMI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum HardwareDescription {
     Acpi,
@@ -192,7 +192,7 @@ pub enum HardwareDescription {
     Unknown,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct Cpu {
     pub model: String,
     /// Logical CPUs listed in /proc/cpuinfo.
@@ -203,7 +203,7 @@ pub struct Cpu {
     pub hypervisor: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct MemoryFacts {
     pub total_bytes: u64,
     pub available_bytes: u64,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Root;
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct Network {
     /// Physical NICs (those with a `device` in sysfs) and any interface a default route uses.
     pub nics: Vec<Nic>,
@@ -23,7 +23,7 @@ pub struct Network {
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Default, schemars::JsonSchema)]
 pub struct Nic {
     pub name: String,
     pub altnames: Vec<String>,
@@ -43,7 +43,7 @@ pub struct Nic {
     pub dhcp: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Address {
     /// `ipv4` or `ipv6`.
     pub family: &'static str,
@@ -55,7 +55,7 @@ pub struct Address {
     pub dynamic: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Route {
     pub family: &'static str,
     /// `default` or a prefix.

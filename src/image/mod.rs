@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 pub use iso9660::{DirEntry, Iso, IsoError, Source};
 
 /// Which boot loader's menu an entry came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MenuKind {
     Syslinux,
@@ -32,7 +32,7 @@ impl std::fmt::Display for MenuKind {
 }
 
 /// What `ferry inspect --json` prints: the ISO and its boot-menu entries.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct Inspection<'a> {
     pub iso: &'a std::path::Path,
     pub volume_id: &'a str,
@@ -40,7 +40,7 @@ pub struct Inspection<'a> {
 }
 
 /// One bootable Linux entry of an ISO's boot menu.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct BootEntry {
     pub menu: MenuKind,
     /// The config file that defines the entry, e.g. `/isolinux/txt.cfg`.

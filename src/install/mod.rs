@@ -331,7 +331,7 @@ pub fn install(
             record.dir.path().display()
         ),
     );
-    let fetched = fetch::fetch(&downloads, record, request.quiet).and_then(|fetched| {
+    let fetched = fetch::fetch(&downloads, record).and_then(|fetched| {
         let timer = Instant::now();
         // Facts read now: a download into a tmpfs cache has taken memory.
         let facts = Facts::read();

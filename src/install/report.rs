@@ -12,7 +12,7 @@ use crate::qemu::AccelKind;
 use crate::run::{Record, Stage, State};
 
 /// What a finished install reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     pub run_dir: PathBuf,
     pub disk: PathBuf,
@@ -26,14 +26,14 @@ pub struct Outcome {
 }
 
 /// How long one stage took.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema)]
 pub struct StageTime {
     pub stage: Stage,
     pub seconds: f64,
 }
 
 /// What `ferry install --json` prints on stdout, whether the install succeeded or not.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct InstallJson<'a> {
     pub schema_version: u32,
     pub ok: bool,
@@ -134,7 +134,7 @@ impl Laps {
 
 /// CPU time used by ferry itself and by the QEMU processes it ran. Under TCG every cycle
 /// ferry spends is taken from the guest, so this is worth watching.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CpuUse {
     pub ferry_seconds: f64,
     pub qemu_seconds: f64,
@@ -191,8 +191,8 @@ pub fn summarize(
 }
 
 /// `summary.json`.
-#[derive(Debug, Serialize)]
-struct Summary<'a> {
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct Summary<'a> {
     schema_version: u32,
     profile: &'a Path,
     disk: &'a Path,

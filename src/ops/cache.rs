@@ -12,14 +12,14 @@ use crate::fetch::cache::{self, Cached, CachedKind};
 use crate::run::events::Timestamp;
 
 /// `ferry cache list --json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Listing {
     pub cache_dir: PathBuf,
     pub total_bytes: u64,
     pub entries: Vec<Entry>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Entry {
     pub path: PathBuf,
     pub kind: CachedKind,

@@ -1,6 +1,6 @@
 //! What the foreground of `ferry install` shows while a run goes on, from its events: on a
 //! terminal, one status line (stage, step i/n, elapsed against the step's timeout, the last
-//! console line) redrawn at least once a second under the progress lines; elsewhere (a log, a
+//! console line; in the fetch stage, the download's bytes, rate and time left) redrawn at least once a second under the progress lines; elsewhere (a log, a
 //! pipe), a plain "still waiting" line when nothing was printed for an interval, so a long
 //! step shows life; with `--quiet`, nothing.
 
@@ -63,6 +63,38 @@ struct Step {
     since: Timestamp,
 }
 
+/// The download under way, as its last `download` event said, and when.
+struct Download {
+    url: String,
+    done: u64,
+    total: Option<u64>,
+    bytes_per_second: u64,
+    at: Timestamp,
+}
+
+/// A download that reported nothing for this long is said to be stalled: bytes that flow are
+/// reported every second.
+const STALLED: Duration = Duration::from_secs(5);
+
+impl Download {
+    /// `tiny.iso 12.0 MiB of 30.0 MiB (40%) at 1.5 MiB/s, 12s left`: the file's name (the
+    /// URL's last segment; the progress line before named it in full) and how far it is; a
+    /// stalled one `… at 0 B/s, nothing for 0:12` rather than its last rate and time left.
+    fn describe(&self, now: Timestamp) -> String {
+        let name = self.url.trim_end_matches('/').rsplit('/').next();
+        let quiet = now.since(self.at);
+        let (rate, stalled) = match quiet >= STALLED {
+            true => (0, format!(", nothing for {}", clock(quiet))),
+            false => (self.bytes_per_second, String::new()),
+        };
+        format!(
+            "{} {}{stalled}",
+            name.unwrap_or(&self.url),
+            crate::fetch::progress::describe(self.done, self.total, rate)
+        )
+    }
+}
+
 /// The foreground's progress output. Dropping it clears the status line, so no half line is
 /// left on any exit path.
 pub struct Progress {
@@ -70,6 +102,7 @@ pub struct Progress {
     run_dir: RunDir,
     stage: Option<(Stage, Timestamp)>,
     step: Option<Step>,
+    download: Option<Download>,
     paused: bool,
     console: String,
     console_read: Option<Instant>,
@@ -111,6 +144,7 @@ impl Progress {
             run_dir: run_dir.clone(),
             stage: None,
             step: None,
+            download: None,
             paused: false,
             console: String::new(),
             console_read: None,
@@ -144,6 +178,24 @@ impl Progress {
                     since: line.time,
                 });
             }
+            Event::Download {
+                url,
+                done_bytes,
+                total_bytes,
+                bytes_per_second,
+            } => {
+                self.stage.get_or_insert((Stage::Fetch, line.time));
+                self.download = Some(Download {
+                    url: url.clone(),
+                    done: *done_bytes,
+                    total: *total_bytes,
+                    bytes_per_second: *bytes_per_second,
+                    at: line.time,
+                });
+            }
+            // The download is over, or a retry or the next mirror is said: its next `download`
+            // event brings it back.
+            Event::Progress { .. } => self.download = None,
             Event::Paused { .. } => self.paused = true,
             Event::Resumed { .. } => self.paused = false,
             _ => {}
@@ -221,7 +273,14 @@ impl Progress {
                 clock(now.since(step.since)),
                 clock(step.timeout)
             ),
-            None => format!("{stage}{paused} · {}", clock(now.since(since))),
+            None => match &self.download {
+                Some(download) => format!(
+                    "{stage} · {} · {}",
+                    clock(now.since(since)),
+                    download.describe(now)
+                ),
+                None => format!("{stage}{paused} · {}", clock(now.since(since))),
+            },
         }
     }
 
@@ -320,23 +379,32 @@ mod tests {
     fn at(secs: u64, event: Event) -> Line {
         Line {
             schema_version: SCHEMA_VERSION,
-            time: Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            time: now(secs),
             event,
         }
+    }
+
+    fn now(secs: u64) -> Timestamp {
+        Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    /// A progress with no output, and the event that puts it in `stage` at second 100.
+    fn in_stage(dir: &tempfile::TempDir, stage: Stage, message: &str) -> Progress {
+        let mut progress = Progress::new(Mode::Quiet, &RunDir::at(dir.path()));
+        progress.event(&at(
+            100,
+            Event::Progress {
+                stage,
+                message: message.into(),
+            },
+        ));
+        progress
     }
 
     #[test]
     fn the_status_names_stage_step_and_elapsed_against_the_timeout() {
         let dir = tempfile::tempdir().unwrap();
-        let mut progress = Progress::new(Mode::Quiet, &RunDir::at(dir.path()));
-        let now = |secs| Timestamp::from(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
-        progress.event(&at(
-            100,
-            Event::Progress {
-                stage: Stage::Boot,
-                message: "starting QEMU".into(),
-            },
-        ));
+        let mut progress = in_stage(&dir, Stage::Boot, "starting QEMU");
         assert_eq!(progress.where_now(now(107)), "boot · 0:07");
         progress.event(&at(
             110,
@@ -369,5 +437,42 @@ mod tests {
             },
         ));
         assert!(progress.where_now(now(301)).starts_with("finish"));
+    }
+
+    #[test]
+    fn in_the_fetch_stage_the_status_names_the_download_and_how_far_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut progress = in_stage(&dir, Stage::Fetch, "downloading http://h/pub/x.iso");
+        let download = |done| Event::Download {
+            url: "http://h/pub/x.iso".into(),
+            done_bytes: done,
+            total_bytes: Some(30 << 20),
+            bytes_per_second: 3 << 19,
+        };
+        progress.event(&at(101, download(12 << 20)));
+        assert_eq!(
+            progress.where_now(now(104)),
+            "fetch · 0:04 · x.iso 12.0 MiB of 30.0 MiB (40%) at 1.5 MiB/s, 12s left"
+        );
+        // A retry's line hides the numbers until the transfer reports again.
+        progress.event(&at(
+            109,
+            Event::Progress {
+                stage: Stage::Fetch,
+                message: "retrying in 1s".into(),
+            },
+        ));
+        assert_eq!(progress.where_now(now(110)), "fetch · 0:10");
+        progress.event(&at(111, download(15 << 20)));
+        assert!(
+            progress
+                .where_now(now(111))
+                .contains("x.iso 15.0 MiB of 30.0 MiB (50%)")
+        );
+        // Nothing more comes: no rate and time left from before, but how long it has stalled.
+        assert_eq!(
+            progress.where_now(now(123)),
+            "fetch · 0:23 · x.iso 15.0 MiB of 30.0 MiB (50%) at 0 B/s, nothing for 0:12"
+        );
     }
 }

@@ -93,13 +93,13 @@ pub fn print_list(root: &Path) {
 }
 
 /// `ferry runs --json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RunList {
     pub runs: Vec<Listed>,
 }
 
 /// A run in `ferry runs --json`; `status` is null for a directory without status.json.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Listed {
     pub run: String,
     pub run_dir: PathBuf,
@@ -150,7 +150,7 @@ pub fn prune(root: &Path, older_than: Duration) -> Result<Pruned, Error> {
     Ok(pruned)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub run: String,
     #[serde(flatten)]

@@ -58,7 +58,9 @@ impl DiskBus {
 }
 
 /// Where a step waits for its text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsoleSource {
     /// The serial console (what installers and kernels with `console=ttyS0` use).
@@ -69,7 +71,9 @@ pub enum ConsoleSource {
 }
 
 /// How the installer boots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BootMode {
     /// ferry boots the chosen menu entry's kernel itself, with a serial console.
@@ -242,6 +246,10 @@ impl FromStr for Pattern {
         }
     }
 }
+
+string_schema!(Pattern, {
+    "description": "`/…/` is a regular expression, anything else literal text",
+});
 
 impl Serialize for Pattern {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

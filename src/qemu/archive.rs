@@ -25,7 +25,7 @@ use crate::fetch::debian::{Archive, DebianError, Pin, Transport};
 pub const SUITE: &str = "bookworm";
 
 /// Where the packages come from and, optionally, exactly which.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Source {
     pub suite: String,
     pub arch: Arch,
@@ -131,7 +131,7 @@ pub enum ArchiveError {
 }
 
 /// Where QEMU will come from, said without touching the network (for `plan` and `doctor`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Origin {
     /// Unpacked by an earlier run.

@@ -9,7 +9,7 @@ use crate::arch::Arch;
 use crate::profile::DiskBus;
 
 /// The accelerator one QEMU process runs with (`auto` is resolved before this point).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AccelKind {
     Kvm,
@@ -27,7 +27,7 @@ pub enum FirmwareFiles {
 }
 
 /// QEMU's cache mode for the target disk, resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CacheMode {
     None,

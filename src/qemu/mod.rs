@@ -63,7 +63,7 @@ impl From<archive::ArchiveError> for QemuError {
 
 /// How to run QEMU: the program, arguments that precede ferry's own (a bundled loader), and
 /// environment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct QemuBinary {
     pub program: PathBuf,
     pub pre_args: Vec<String>,

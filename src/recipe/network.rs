@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 mod alpine;
 
 /// The host's network as the installed system should have it: one NIC.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     /// The interface's name in the rescue system (often `eth0`: rescue systems tend to boot
@@ -45,7 +45,7 @@ pub struct Network {
     pub freebsd_name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Gateway {
     pub address: IpAddr,

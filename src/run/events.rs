@@ -49,6 +49,11 @@ impl std::fmt::Display for Timestamp {
     }
 }
 
+string_schema!(Timestamp, {
+    "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$",
+    "description": "RFC 3339, UTC, to the second",
+});
+
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
@@ -73,7 +78,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 }
 
 /// A line of `events.jsonl`: the event, when it happened, and the format's version.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Line {
     pub schema_version: u32,
     pub time: Timestamp,
@@ -82,7 +87,7 @@ pub struct Line {
 }
 
 /// What happened (one line of `events.jsonl`, with its time).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
     /// The supervisor runs.
@@ -98,6 +103,17 @@ pub enum Event {
         count: usize,
         timeout_seconds: f64,
     },
+    /// A download of the fetch stage goes on: `done_bytes` of `url` are in, of `total_bytes`
+    /// (null when the server did not say), at `bytes_per_second` on average since the transfer
+    /// (re)started. Comes when a transfer starts, then once a second while bytes flow and
+    /// for every 1 % of the file (what the foreground's status line shows); a `progress`
+    /// event ends it.
+    Download {
+        url: String,
+        done_bytes: u64,
+        total_bytes: Option<u64>,
+        bytes_per_second: u64,
+    },
     /// A step failed and the VM was left running (`--on-failure pause`).
     Paused { step: String, message: String },
     /// The operator resumed a paused run.
@@ -112,8 +128,8 @@ pub enum Event {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "&str", try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum State {
     Running,
     Paused,
@@ -167,7 +183,7 @@ impl std::fmt::Display for State {
 }
 
 /// `status.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Status {
     /// Missing in status.json from before schema_version 1.
     #[serde(default)]
@@ -254,6 +270,7 @@ impl Events {
                 rec.status.step.clone_from(message);
             }
             Event::Step { stage, .. } => rec.status.stage = *stage,
+            Event::Download { .. } => rec.status.stage = Stage::Fetch,
             Event::Paused { message, .. } => {
                 rec.status.state = State::Paused;
                 rec.status.step.clone_from(message);
@@ -337,6 +354,21 @@ pub fn read_from(dir: &RunDir, offset: u64) -> std::io::Result<(Vec<Line>, u64)>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// serde's names (what the JSON and its schema say) are the names ferry reads back.
+    #[test]
+    fn states_and_stages_are_written_as_they_are_read() {
+        for state in State::ALL {
+            let json = serde_json::to_value(state).unwrap();
+            assert_eq!(json, state.as_str());
+            assert_eq!(serde_json::from_value::<State>(json).unwrap(), state);
+        }
+        for stage in Stage::ALL {
+            let json = serde_json::to_value(stage).unwrap();
+            assert_eq!(json, stage.as_str());
+            assert_eq!(serde_json::from_value::<Stage>(json).unwrap(), stage);
+        }
+    }
 
     #[test]
     fn timestamps_are_rfc3339_and_old_epoch_seconds_still_read() {

@@ -26,8 +26,8 @@ pub use secrets::Secrets;
 use crate::console::Sink;
 
 /// The stages of the flow, as events, errors and `ferry status` name them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(into = "&str", try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Stage {
     Plan,
     Fetch,
@@ -441,6 +441,17 @@ impl Record {
         self.events.emit(&Event::Progress {
             stage,
             message: message.to_string(),
+        });
+    }
+
+    /// Records how far a download of the fetch stage is: `done` bytes of `url` (of `total`), at
+    /// `bytes_per_second`. Not logged: it comes every second.
+    pub fn download(&self, url: &str, done: u64, total: Option<u64>, bytes_per_second: u64) {
+        self.events.emit(&Event::Download {
+            url: url.to_string(),
+            done_bytes: done,
+            total_bytes: total,
+            bytes_per_second,
         });
     }
 

@@ -41,6 +41,31 @@ pub enum Reply {
     },
     Status(u16),
     Redirect(String),
+    /// Announce `body` in full, send it up to byte `upto`, then hold the rest until `gate`
+    /// opens: a download that stays where the test wants it for as long as the test looks.
+    Gated {
+        body: Arc<Vec<u8>>,
+        upto: usize,
+        gate: Gate,
+    },
+}
+
+/// Opened once by the test; a [`Reply::Gated`] waits for it.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        *self.0.0.lock().unwrap() = true;
+        self.0.1.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.0.0.lock().unwrap();
+        while !*open {
+            open = self.0.1.wait(open).unwrap();
+        }
+    }
 }
 
 type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
@@ -187,6 +212,17 @@ fn serve(mut stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Seen>>) {
                     .unwrap();
             }
             Ok(())
+        }
+        Reply::Gated { body, upto, gate } => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body[..upto]);
+            let _ = stream.flush();
+            gate.wait();
+            stream.write_all(&body[upto..])
         }
         Reply::Status(status) => respond(&mut stream, status, &[], b"no\n"),
         Reply::Redirect(to) => respond(&mut stream, 302, &[format!("Location: {to}")], b""),

@@ -4,8 +4,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::fetch::{Gate, Reply, Server, digest};
 use crate::support::*;
 
 /// A private tmux server (its own socket): killed with everything in it when dropped.
@@ -986,7 +988,11 @@ fn off_a_terminal_a_long_step_prints_still_waiting_lines_even_with_json() {
     assert!(line.contains(" / 10:00"), "{line}");
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(!stderr.contains(SECRET), "{stderr}");
-    // No terminal, no status line: plain lines only.
+    assert_plain_lines(&stderr);
+}
+
+/// No terminal, no status line: plain lines only.
+fn assert_plain_lines(stderr: &str) {
     assert!(
         !stderr.contains('\r') && !stderr.contains('\x1b'),
         "{stderr:?}"
@@ -1016,4 +1022,203 @@ fn quiet_prints_no_progress() {
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(!stderr.contains("still waiting"), "{stderr}");
     assert!(!stderr.contains("ferry: drive"), "{stderr}");
+}
+
+/// An install whose image is the tiny ISO at a URL of a loopback server that sends the first
+/// half and holds the rest until the returned gate opens, into a cache in the scratch
+/// directory. Returns the profile, the server (serving while it lives), the gate, the
+/// options the install takes, and what the status line says of the download while it is held:
+/// the file's name and its total (`tiny.iso ` and ` of 30.0 MiB (`).
+fn held_download(scratch: &Scratch) -> (PathBuf, Server, Gate, String, [String; 2]) {
+    let iso = Arc::new(std::fs::read(fixture("build/tiny-isolinux.iso")).unwrap());
+    let sum = digest(&iso);
+    let gate = Gate::default();
+    let server = {
+        let (iso, gate) = (iso.clone(), gate.clone());
+        Server::start(move |seen, _| match seen.range {
+            // The plan asks the size (the first byte).
+            Some(_) => Reply::Shared(iso.clone()),
+            None => Reply::Gated {
+                body: iso.clone(),
+                upto: iso.len() / 2,
+                gate: gate.clone(),
+            },
+        })
+    };
+    let profile = profile(scratch, INSTALL_STEPS);
+    let text = std::fs::read_to_string(&profile).unwrap().replace(
+        &format!(
+            "path = \"{}\"",
+            fixture("build/tiny-isolinux.iso").display()
+        ),
+        &format!(
+            "url = \"{}\"\nsha256 = \"{sum}\"",
+            server.url("/pub/tiny.iso")
+        ),
+    );
+    assert!(text.contains("url = "), "{text}");
+    std::fs::write(&profile, text).unwrap();
+    let total = ferry::host::disk::human_bytes(iso.len() as u64);
+    let cache = scratch.dir.path().join("cache").display().to_string();
+    (
+        profile,
+        server,
+        gate,
+        format!(" of {total} ("),
+        ["--cache-dir".into(), cache],
+    )
+}
+
+/// Whether a download line ends in its rate and the time left (`at 1.5 MiB/s, 12s left`), or,
+/// on a machine so loaded that the test looked only after the download had stalled for a
+/// while (the gate holds it), says so (`at 0 B/s, nothing for 0:06`).
+fn rate_and_time_left(line: &str) -> bool {
+    let line = line.trim_end();
+    (line.contains("/s, ") && line.ends_with(" left")) || line.contains(" at 0 B/s, nothing for ")
+}
+
+/// The percentage a download line shows (`… (49%) at …`).
+fn percent(line: &str) -> Option<u64> {
+    line.split_once(" (")?.1.split_once("%)")?.0.parse().ok()
+}
+
+#[test]
+fn terminal_shows_the_download_in_the_status_line() {
+    let scratch = Scratch::new();
+    let tmux = Tmux::new(&scratch);
+    let (profile, _server, gate, of_total, cache) = held_download(&scratch);
+    // The held transfer must not time out and be resumed while the test looks.
+    let line = install_line(&scratch, &profile, &cache.join(" "));
+    tmux.start(
+        "install",
+        &format!("FERRY_READ_TIMEOUT=10m {line}; echo install-ended-$?; sleep 120"),
+    );
+    // The status line names the file, its bytes of the total, the rate and the time left;
+    // half the file was sent, and the line gets there (every 1 % of the file is reported).
+    let status = wait_until(Duration::from_secs(120), || {
+        let screen = tmux.screen("install");
+        match screen.lines().find(|l| l.contains(&of_total)) {
+            Some(line) if matches!(percent(line), Some(49..=50)) => Ok(line.to_string()),
+            _ => Err(format!("the download at half; the screen:\n{screen}")),
+        }
+    });
+    assert!(status.contains("fetch · 0:"), "{status}");
+    assert!(status.contains("· tiny.iso "), "{status}");
+    assert!(rate_and_time_left(&status), "{status}");
+    // Held there, the line says so instead of a rate and time left that no longer hold.
+    let screen = tmux.wait_screen(
+        "install",
+        " at 0 B/s, nothing for 0:",
+        Duration::from_secs(60),
+    );
+    let status = screen.lines().find(|l| l.contains(&of_total)).unwrap();
+    assert!(matches!(percent(status), Some(49..=50)), "{screen}");
+
+    // The rest comes: the download is verified, the install goes on and ends; no status
+    // line is left.
+    gate.open();
+    let screen = tmux.wait_screen("install", "install-ended-", Duration::from_secs(300));
+    assert!(screen.contains("install-ended-0"), "{screen}");
+    assert!(screen.contains("ferry: fetch  ") && screen.contains(" verified ("));
+    assert!(
+        !screen.contains(&of_total),
+        "a status line was left: {screen}"
+    );
+}
+
+/// An install held in its download: the foreground, its run, the file its stderr goes to,
+/// the gate that lets the rest of the image come, and the download's ` of TOTAL (`; the
+/// server serves as long as this lives.
+struct HeldInstall {
+    foreground: std::process::Child,
+    run: PathBuf,
+    log: PathBuf,
+    gate: Gate,
+    of_total: String,
+    _server: Server,
+}
+
+/// The install of [`held_download`] with the `extra` option, off a terminal (stderr into a
+/// file), the plain progress line due every second.
+fn held_download_install(scratch: &Scratch, extra: &str) -> HeldInstall {
+    let (profile, server, gate, of_total, cache) = held_download(scratch);
+    let log = scratch.dir.path().join("stderr.log");
+    let foreground = scratch
+        .install(&profile, &[cache[0].as_str(), &cache[1], extra])
+        .env("FERRY_PROGRESS_INTERVAL", "1s")
+        // The held transfer must not time out and be resumed while the test looks.
+        .env("FERRY_READ_TIMEOUT", "10m")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    HeldInstall {
+        foreground,
+        run: run_dir_of(scratch),
+        log,
+        gate,
+        of_total,
+        _server: server,
+    }
+}
+
+#[test]
+fn off_a_terminal_the_download_is_in_the_still_waiting_line_even_with_json() {
+    let scratch = Scratch::new();
+    let held = held_download_install(&scratch, "--json");
+    let line = wait_for(
+        "a still-waiting line at half the download",
+        Duration::from_secs(120),
+        || {
+            let text = std::fs::read_to_string(&held.log).ok()?;
+            text.lines()
+                .filter(|l| l.starts_with("ferry: still waiting: fetch · "))
+                .find(|l| percent(l).is_some_and(|p| p >= 49))
+                .map(str::to_string)
+        },
+    );
+    assert!(line.contains("· tiny.iso "), "{line}");
+    assert!(line.contains(&held.of_total), "{line}");
+    assert!(rate_and_time_left(&line), "{line}");
+    held.gate.open();
+    stop_and_wait(&scratch, &held.run, held.foreground);
+    // What the line was made from: download events, valid against their schema.
+    let events = std::fs::read_to_string(held.run.join("events.jsonl")).unwrap();
+    assert!(events.contains(r#""event":"download""#), "{events}");
+    assert_schema("event", &events, true);
+    assert_plain_lines(&std::fs::read_to_string(&held.log).unwrap());
+}
+
+#[test]
+fn quiet_prints_no_download_progress() {
+    let scratch = Scratch::new();
+    let held = held_download_install(&scratch, "--quiet");
+    // Held at half for several of the plain line's intervals (a line would have been due
+    // every second without --quiet).
+    let at_half = |events: &str| {
+        events.lines().any(|l| {
+            let event: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+            let (done, total) = (event["done_bytes"].as_u64(), event["total_bytes"].as_u64());
+            done.zip(total).is_some_and(|(d, t)| d * 100 / t >= 49)
+        })
+    };
+    let mut since = None;
+    wait_for(
+        "the download held at half a while",
+        Duration::from_secs(120),
+        || {
+            let events = std::fs::read_to_string(held.run.join("events.jsonl")).ok()?;
+            if since.is_none() && at_half(&events) {
+                since = Some(Instant::now());
+            }
+            since
+                .is_some_and(|t| t.elapsed() >= Duration::from_secs(3))
+                .then_some(())
+        },
+    );
+    held.gate.open();
+    stop_and_wait(&scratch, &held.run, held.foreground);
+    let stderr = std::fs::read_to_string(&held.log).unwrap();
+    assert!(!stderr.contains("still waiting"), "{stderr}");
+    assert!(!stderr.contains("tiny.iso"), "{stderr}");
 }

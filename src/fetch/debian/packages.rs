@@ -29,7 +29,7 @@ pub struct Package {
 
 /// A package pinned by name, version, pool path, size and SHA-256, as a `Packages` index lists
 /// it: what a resolved set records, and what a catalog entry can name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pin {
     pub name: String,

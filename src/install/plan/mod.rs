@@ -122,7 +122,7 @@ impl Options {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Plan {
     pub profile: PathBuf,
     pub description: String,
@@ -189,7 +189,7 @@ impl Plan {
 }
 
 /// Which QEMU runs the install.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum QemuPlan {
     Ready(QemuBinary),
@@ -264,7 +264,7 @@ pub fn downloads(profile: &Profile, opts: &Options) -> Result<Downloads, Error> 
 }
 
 /// An image to download into the cache and verify, or to stream.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FetchPlan {
     pub request: Request,
     /// Whether the cache holds the file already (it is verified again before use).
@@ -277,7 +277,7 @@ pub struct FetchPlan {
 
 /// How a fetched image reaches QEMU. Decided by the plan (`--stream`, or the image does not fit
 /// the cache's file system), so the fetch stage and the boot follow one decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Delivery {
     /// Downloaded into the cache and verified, then attached as a file.
@@ -287,7 +287,7 @@ pub enum Delivery {
     Stream { cache_limit: u64, why: StreamWhy },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum DownloadWhy {
     /// The cache holds it already.
@@ -300,7 +300,7 @@ pub enum DownloadWhy {
     NotAnIso,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum StreamWhy {
     /// `--stream`.
@@ -350,7 +350,7 @@ impl Delivery {
 
 /// debian-installer's netboot kernel and initrd, unpacked from the fetched `.deb` into the
 /// cache next to it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct NetbootUnpack {
     /// Debian's major version and architecture, which name the files' directory in the .deb.
     pub major: String,
@@ -382,7 +382,7 @@ impl NetbootUnpack {
 /// What boots under [`BootMode::Loader`].
 pub const LOADER_TITLE: &str = "the ISO's own boot loader";
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BootPlan {
     /// `loader`: the ISO boots through its own boot loader, and the fields below but `iso`
     /// are empty.
@@ -418,7 +418,7 @@ impl BootPlan {
 
 /// Where the installer ISO is read from. In plan.json a file is its path (as before streaming
 /// existed), a stream `{"url": …}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum IsoSource {
     /// A local (or downloaded and verified) file.
@@ -444,7 +444,7 @@ pub struct FetchedImage {
     pub streamed: Option<std::sync::Arc<crate::fetch::stream::StreamedImage>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct AccelPlan {
     pub first: AccelKind,
     /// Restart under TCG if the guest stays silent under KVM.
@@ -452,7 +452,7 @@ pub struct AccelPlan {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DiskPlan {
     pub target: Target,
     pub bus: GuestBus,
@@ -464,7 +464,7 @@ pub struct DiskPlan {
     pub model: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ServedFile {
     pub name: String,
     pub url: String,
@@ -473,7 +473,7 @@ pub struct ServedFile {
     pub bytes: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Step {
     pub name: String,
     /// Where `expect` waits: the serial console or the VGA screen.
@@ -483,21 +483,24 @@ pub struct Step {
     /// Keys to type (Packer's syntax, rendered; checked when the profile was parsed).
     pub keys: Option<String>,
     #[serde(with = "secs")]
+    #[schemars(with = "f64")]
     pub timeout: Duration,
     pub fail: Vec<Pattern>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct FinishPlan {
     #[serde(with = "secs")]
+    #[schemars(with = "f64")]
     pub poweroff_timeout: Duration,
     pub verify: Option<VerifyPlan>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct VerifyPlan {
     pub expect: Vec<Pattern>,
     #[serde(with = "secs")]
+    #[schemars(with = "f64")]
     pub timeout: Duration,
     pub fail: Vec<Pattern>,
 }

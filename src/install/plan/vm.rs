@@ -13,8 +13,8 @@ use crate::profile::{Accel, DiskBus, DiskCache, Firmware, Memory, ProfileSpec};
 use crate::qemu::{AccelKind, CacheMode};
 
 /// The firmware the VM boots: the profile's `auto` resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(into = "&str")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum GuestFirmware {
     Bios,
     Uefi,
@@ -36,8 +36,8 @@ impl From<GuestFirmware> for &'static str {
 }
 
 /// How the target disk is attached to the VM: the profile's `auto` resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(into = "&str")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum GuestBus {
     Virtio,
     Sata,
