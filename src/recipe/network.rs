@@ -1,7 +1,8 @@
 //! The installed system's network, translated from one plain description of the host's NIC
 //! into each OS's own configuration: Debian's ifupdown `/etc/network/interfaces`, a systemd
 //! `.link` file that pins the interface name to the MAC, `/etc/resolv.conf`, NixOS options,
-//! Ubuntu's netplan and a NetworkManager keyfile (RHEL family).
+//! Ubuntu's netplan, a NetworkManager keyfile (RHEL family) and a systemd-networkd `.network`
+//! file (Arch Linux, `networkd.rs`).
 //!
 //! The input, [`Network`], says nothing about where it came from (a `--network` file today,
 //! the host's facts later), and every output is a pure function of it.
@@ -10,6 +11,8 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+mod networkd;
 
 /// The host's network as the installed system should have it: one NIC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +91,7 @@ pub struct Rendered {
     pub nixos: String,
     pub netplan: String,
     pub networkmanager: String,
+    pub networkd: String,
     /// FreeBSD's `rc.conf` lines, when the FreeBSD name is known.
     pub freebsd_rc_conf: Option<String>,
 }
@@ -147,6 +151,7 @@ impl Network {
             nixos: self.nixos(),
             netplan: self.netplan(),
             networkmanager: self.networkmanager(),
+            networkd: self.networkd(),
             freebsd_rc_conf: self.freebsd_rc_conf(),
         })
     }
