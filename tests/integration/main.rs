@@ -2,6 +2,7 @@
 //! `scripts/make-fixtures.sh`, real disk image files.
 
 mod ansible;
+mod arch;
 mod bundle;
 mod cli;
 mod debian;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::*;
 
-fn test_key(dir: &Path) -> PathBuf {
+pub(crate) fn test_key(dir: &Path) -> PathBuf {
     let key = dir.join("id_test.pub");
     std::fs::write(
         &key,
@@ -220,7 +220,7 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).1.contains(
-            "debian-11 is neither a profile file, a built-in recipe nor a catalog image with one (recipes: debian-12, debian-13, nixos, ubuntu-24.04, rocky-9, rocky-10, alma-9, alma-10, freebsd, openbsd; images: "
+            "debian-11 is neither a profile file, a built-in recipe nor a catalog image with one (recipes: debian-12, debian-13, nixos, ubuntu-24.04, rocky-9, rocky-10, alma-9, alma-10, arch, freebsd, openbsd; images: "
         ),
         "{}",
         text(&out).1
@@ -362,7 +362,7 @@ fn install_nixos_fixture(firmware: &str, network: Option<&str>) -> (Scratch, Vec
 /// `ferry install RECIPE --image build/ISO` under TCG as host `ferrytest`, with `--network`
 /// when given. Asserts that the install and the boot check passed; returns the scratch
 /// directory (its disk holds the result) and QEMU's arguments.
-fn install_fixture(
+pub(crate) fn install_fixture(
     recipe: &str,
     iso: &str,
     firmware: &str,
@@ -410,7 +410,7 @@ fn install_fixture(
 }
 
 /// (first sector, sectors) of each GPT partition.
-fn gpt_partitions(disk: &Path) -> Vec<(u32, u32)> {
+pub(crate) fn gpt_partitions(disk: &Path) -> Vec<(u32, u32)> {
     let bytes = std::fs::read(disk).map(|b| b[..34 * 512].to_vec()).unwrap();
     assert_eq!(&bytes[512..520], b"EFI PART", "no GPT header");
     let le = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
@@ -520,13 +520,13 @@ fn nixos_recipe_uefi_installs_the_removable_loader() {
 }
 
 /// A routed /32 with an off-link gateway and IPv6 through fe80::1, as `--network` takes it.
-const ROUTED_32: &str = "name = \"eth0\"\npredicted_name = \"enp7s0\"\nmac = \"52:54:00:ab:cd:ef\"\n\
+pub(crate) const ROUTED_32: &str = "name = \"eth0\"\npredicted_name = \"enp7s0\"\nmac = \"52:54:00:ab:cd:ef\"\n\
     addresses = [[\"203.0.113.10\", 32], [\"2001:db8:1::2\", 64]]\n\
     ipv4_gateway = { address = \"172.31.1.1\", onlink = true }\n\
     ipv6_gateway = { address = \"fe80::1\" }\ndns = [\"185.12.64.1\"]\n";
 
 /// `ferry plan NAME --image LOOK-ALIKE --json`: the boot entry's title, kernel and command line.
-fn plan_look_alike(recipe: &str, iso: &str) -> (String, String, String) {
+pub(crate) fn plan_look_alike(recipe: &str, iso: &str) -> (String, String, String) {
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
     let out = ferry()
