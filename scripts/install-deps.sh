@@ -19,6 +19,7 @@ packages=(
   mksh                                        # OpenBSD install.sub's answer matching (recipe tests)
   libparted-dev pkg-config gcc python3-dev    # recipe tests: archinstall's pyparted is built from source (below)
   pciutils                                    # recipe tests: archinstall runs lspci when imported
+  systemd                                     # recipe tests: systemd-networkd applies the arch recipe's .network file
 )
 
 # pykickstart is not packaged in Debian 12: its ksvalidator comes from PyPI into a venv,

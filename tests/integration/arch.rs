@@ -309,3 +309,104 @@ fn arch_recipe_installs_from_the_look_alike_uefi() {
         "{config}"
     );
 }
+
+/// Debian 12's systemd-networkd itself applies the rendered `.network` file (routed /32,
+/// off-link gateway, fe80::1): in private network and mount namespaces, to a veth whose MAC
+/// is the host's, with sysfs read-only (networkd then takes links as ready without udev).
+/// It must match the file by MAC, report no problem in it, and set up what the file says.
+#[test]
+fn networkd_applies_the_rendered_network_file() {
+    let scratch = Scratch::new();
+    let dir = scratch.dir.path();
+    let key = test_key(dir);
+    std::fs::write(dir.join("network.toml"), ROUTED_32).unwrap();
+    let render = dir.join("render");
+    let out = ferry()
+        .args(["plan", "arch", "--image"])
+        .arg(fixture("build/tiny-arch.iso"))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--ssh-key"])
+        .arg(&key)
+        .arg("--network")
+        .arg(dir.join("network.toml"))
+        .arg("--render")
+        .arg(&render)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let script = r#"
+set -e
+mount -t tmpfs tmpfs /run
+mkdir -p /run/systemd/netif
+chown systemd-network: /run/systemd/netif
+mount -t sysfs -o ro sysfs /sys
+mount --bind "$1" /etc/systemd/network
+ip link set lo up
+ip link add veth0 address 52:54:00:ab:cd:ef type veth peer name veth1
+ip link set veth1 up
+SYSTEMD_LOG_LEVEL=debug /lib/systemd/systemd-networkd >"$2" 2>&1 &
+pid=$!
+# Until both default routes are in place (30 s at most: a bound on failure only).
+i=0
+until ip route | grep -q '^default via 172.31.1.1 ' && ip -6 route | grep -q '^default via fe80::1 '; do
+    i=$((i + 1))
+    [ $i -lt 300 ] || break
+    sleep 0.1
+done
+ip -o addr show dev veth0
+ip route
+ip -6 route
+kill $pid
+wait $pid || true
+"#;
+    // networkd reads its files as the systemd-network user; --render's are root's, 0600.
+    let net = dir.join("network");
+    std::fs::create_dir(&net).unwrap();
+    std::fs::copy(
+        render.join("files/10-ferry.network"),
+        net.join("10-ferry.network"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [
+        (dir, 0o755),
+        (&net, 0o755),
+        (&net.join("10-ferry.network"), 0o644),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let log = dir.join("networkd.log");
+    let out = Command::new("unshare")
+        .args([
+            "--net",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(&net)
+        .arg(&log)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{log}");
+    assert!(
+        log.contains("veth0: found matching network '/etc/systemd/network/10-ferry.network'"),
+        "{log}"
+    );
+    // networkd names the file and line of anything it does not accept.
+    assert!(!log.contains("10-ferry.network:"), "{log}");
+    for line in [
+        "inet 203.0.113.10/32 scope global veth0",
+        "inet6 2001:db8:1::2/64 scope global",
+        "default via 172.31.1.1 dev veth0 proto static onlink",
+        "default via fe80::1 dev veth0 proto static",
+    ] {
+        assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
+    }
+}
