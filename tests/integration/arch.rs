@@ -410,3 +410,63 @@ wait $pid || true
         assert!(stdout.contains(line), "{line:?} not in\n{stdout}");
     }
 }
+
+/// The recipe copied out with the PXE entry `arch_http` (no `archisosearchuuid`): the
+/// look-alike's initramfs cannot find its medium and drops to archiso's emergency shell, and
+/// the recipe's fail pattern ends the install there with exit code 6, well before the first
+/// step's 15-minute timeout.
+#[test]
+fn arch_recipe_fails_fast_when_archiso_cannot_find_its_medium() {
+    let scratch = Scratch::new();
+    let dir = scratch.dir.path();
+    let key = test_key(dir);
+    let shown = |args: &[&str]| {
+        let out = ferry().args(args).output().unwrap();
+        assert!(out.status.success());
+        text(&out).0
+    };
+    let profile = shown(&["recipe", "show", "arch"]);
+    assert!(profile.contains("\nentry = \"arch\"\n"), "{profile}");
+    std::fs::write(
+        dir.join("arch-pxe.toml"),
+        profile.replace("\nentry = \"arch\"\n", "\nentry = \"arch_http\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("user_configuration.json.j2"),
+        shown(&[
+            "recipe",
+            "show",
+            "arch",
+            "--file",
+            "user_configuration.json.j2",
+        ]),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = ferry()
+        .arg("install")
+        .arg(dir.join("arch-pxe.toml"))
+        .arg("--image")
+        .arg(fixture("build/tiny-arch.iso"))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--yes", "--accel", "tcg", "--ssh-key"])
+        .arg(&key)
+        .arg("--runs-dir")
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("failure pattern /Falling back to interactive prompt/ matched"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(600),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+}
