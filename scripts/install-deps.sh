@@ -17,6 +17,9 @@ packages=(
   netplan.io                                  # recipe tests: `netplan generate` checks the netplan rendering
   python3-venv                                # recipe tests: pykickstart's ksvalidator (below)
   mksh                                        # OpenBSD install.sub's answer matching (recipe tests)
+  libparted-dev pkg-config gcc python3-dev    # recipe tests: archinstall's pyparted is built from source (below)
+  pciutils                                    # recipe tests: archinstall runs lspci when imported
+  systemd                                     # recipe tests: systemd-networkd applies the arch recipe's .network file
 )
 
 # pykickstart is not packaged in Debian 12: its ksvalidator comes from PyPI into a venv,
@@ -76,6 +79,23 @@ install_ifupdown_ng() {
   rm -rf "$tmp"
 }
 
+# archinstall (PyPI) loads the arch recipe's configuration in the tests, from its own venv.
+# 2.8.0 is the newest release that runs on Debian 12's Python 3.11 (2.8.1 and later use 3.12
+# syntax). A failure here (no PyPI) is reported, not fatal: only that test then fails.
+ARCHINSTALL_VENV=/opt/ferry-archinstall
+install_archinstall() {
+  if "$ARCHINSTALL_VENV/bin/python" -c 'import importlib.metadata as m; assert m.version("archinstall") == "2.8.0"' 2>/dev/null; then
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: archinstall missing; run as root: sudo $0" >&2
+    return 1
+  fi
+  echo "install-deps: installing archinstall 2.8.0 into $ARCHINSTALL_VENV"
+  python3 -m venv "$ARCHINSTALL_VENV" &&
+    "$ARCHINSTALL_VENV/bin/pip" install -q archinstall==2.8.0
+}
+
 # missing: the listed packages that are not installed.
 find_missing() {
   missing=()
@@ -91,6 +111,7 @@ if [ ${#missing[@]} -eq 0 ]; then
   install_ksvalidator
   install_ansible
   install_ifupdown_ng
+  install_archinstall || echo "install-deps: archinstall not installed: the arch recipe's validator test will fail" >&2
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -110,3 +131,4 @@ fi
 install_ksvalidator
 install_ansible
 install_ifupdown_ng
+install_archinstall || echo "install-deps: archinstall not installed: the arch recipe's validator test will fail" >&2

@@ -12,10 +12,12 @@
 #                      their command lines and install the tiny OS
 #   tiny-ubuntu.iso    Ubuntu 24.04 live-server look-alike: its GRUB menu and casper paths
 #   tiny-el.iso        Rocky Linux 9 boot ISO look-alike: lorax's GRUB and isolinux menus
-#                      (both boot the tiny installer, which then plays Subiquity or Anaconda)
 #   tiny-alpine.iso    Alpine virt ISO look-alike: aports' syslinux and GRUB menus and boot
 #                      files, a live system with a root login on ttyS0 and a stand-in
 #                      setup-alpine that reads the answer file and installs the tiny OS
+#   tiny-arch.iso      Arch Linux monthly ISO look-alike: archiso's syslinux and systemd-boot
+#                      menus, /arch/boot/x86_64 (these boot the tiny installer, which then
+#                      plays Subiquity, Anaconda or archiso's live system with archinstall)
 #   vmlinuz, installer.gz   the kernel and installer initramfs all ISOs carry
 #   sercon-port.bin    fw_cfg blob making SeaBIOS mirror VGA text to COM1
 #   stamp              cache key; a rebuild happens only when it changes
@@ -160,6 +162,7 @@ build_installer() { # OUT
 	local root=$WORK/installer m
 	add_busybox "$root"
 	cp "$GUEST/installer-init" "$root/init"
+	cp "$GUEST/archiso-live" "$root/archiso-live"
 	cp "$GUEST/udhcpc.script" "$root/etc/udhcpc.script"
 	# busybox fdisk cannot write GPT: bring util-linux sfdisk.
 	add_with_libs "$root" "$(command -v sfdisk)"
@@ -264,6 +267,46 @@ build_ubuntu_iso() { # OUT
 	plain_iso "$tree" "Ubuntu-Server 24.04.3 LTS amd64" "$1"
 }
 
+# The Arch look-alike's build date: mkarchiso derives the ISO's label, version and UUID (the
+# ISO 9660 modification date, which archisosearchuuid= finds) from SOURCE_DATE_EPOCH.
+ARCH_SOURCE_DATE_EPOCH=1796111652 # 2026-12-01 07:54:12 UTC
+
+# archiso's releng profile as mkarchiso lays it out (archiso commit 52bf735; guest/archiso*):
+# /boot/syslinux/*.cfg and /loader (systemd-boot, also copied onto ISO 9660) with mkarchiso's
+# substitutions, kernel and initramfs under /arch/boot/x86_64, /arch/version, the empty
+# /boot/UUID.uuid GRUB would search for. The releng profile boots EFI by systemd-boot, so there
+# is no grub.cfg on the ISO. The initramfs is installer.gz plus /etc/archiso-uuid (a second
+# cpio archive), the UUID its archiso personality looks for.
+build_arch_iso() { # OUT
+	local tree=$WORK/arch-tree f uuid version label
+	uuid=$(TZ=UTC date -d "@$ARCH_SOURCE_DATE_EPOCH" +%F-%H-%M-%S-00)
+	version=$(TZ=UTC date -d "@$ARCH_SOURCE_DATE_EPOCH" +%Y.%m.%d)
+	label=ARCH_$(TZ=UTC date -d "@$ARCH_SOURCE_DATE_EPOCH" +%Y%m)
+	mkdir -p "$tree/boot/syslinux" "$tree/loader/entries" "$tree/arch/boot/x86_64" "$WORK/arch-uuid/etc"
+	substitute() { # FILE OUT: mkarchiso's sed
+		sed "s|%ARCHISO_LABEL%|$label|g; s|%ARCHISO_UUID%|$uuid|g; s|%INSTALL_DIR%|arch|g; s|%ARCH%|x86_64|g" "$1" >"$2"
+	}
+	substitute "$GUEST/archiso-syslinux.cfg" "$tree/boot/syslinux/syslinux.cfg"
+	for f in "$GUEST"/archiso_*.cfg; do
+		substitute "$f" "$tree/boot/syslinux/${f##*/}"
+	done
+	cp "$GUEST/archiso-loader.conf" "$tree/loader/loader.conf"
+	for f in "$GUEST"/archiso-0*.conf; do
+		f=${f##*/}
+		substitute "$GUEST/$f" "$tree/loader/entries/${f#archiso-}"
+	done
+	cp "$OUT/vmlinuz" "$tree/arch/boot/x86_64/vmlinuz-linux"
+	echo "$uuid" >"$WORK/arch-uuid/etc/archiso-uuid"
+	make_cpio "$WORK/arch-uuid" "$WORK/arch-uuid.cpio.gz"
+	cat "$OUT/installer.gz" "$WORK/arch-uuid.cpio.gz" >"$tree/arch/boot/x86_64/initramfs-linux.img"
+	echo "$version" >"$tree/arch/version"
+	: >"$tree/boot/$uuid.uuid"
+	# xorriso takes every ISO 9660 date from SOURCE_DATE_EPOCH, as in mkarchiso's builds.
+	SOURCE_DATE_EPOCH=$ARCH_SOURCE_DATE_EPOCH run_logged xorriso -as mkisofs -o "$1" -V "$label" \
+		-iso-level 3 -full-iso9660-filenames -joliet -joliet-long -rational-rock "$tree"
+	[ "$(blkid -o value -s UUID "$1")" = "$uuid" ] || die "tiny-arch.iso's UUID is not $uuid"
+}
+
 build_el_iso() { # OUT
 	local tree=$WORK/el-tree
 	mkdir -p "$tree/EFI/BOOT" "$tree/isolinux" "$tree/images/pxeboot"
@@ -363,7 +406,8 @@ main() {
 	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$key" ] &&
 		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ] && [ -f "$OUT/tiny-nixos.iso" ] &&
 		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ] && [ -f "$OUT/tiny-screen.iso" ] &&
-		[ -f "$OUT/tiny-alpine.iso" ]; then
+		[ -f "$OUT/tiny-alpine.iso" ] &&
+		[ -f "$OUT/tiny-arch.iso" ]; then
 		echo "make-fixtures: $OUT is up to date (kernel $KVER)"
 		return
 	fi
@@ -382,6 +426,7 @@ main() {
 	build_ubuntu_iso "$OUT/tiny-ubuntu.iso"
 	build_el_iso "$OUT/tiny-el.iso"
 	build_alpine_iso "$OUT/tiny-alpine.iso"
+	build_arch_iso "$OUT/tiny-arch.iso"
 	build_screen_iso "$OUT/tiny-screen.iso"
 	printf '\xf8\x03' >"$OUT/sercon-port.bin"
 	echo "$key" >"$OUT/stamp"

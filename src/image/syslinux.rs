@@ -6,6 +6,10 @@
 //! `MENU END`, `TEXT HELP`…`ENDTEXT`. Relative paths resolve against the directory of the
 //! top-level config (syslinux's working directory). Entries whose kernel is a COM32 module,
 //! a boot sector or `LOCALBOOT` are not Linux entries and are left out.
+//!
+//! A label that loads another config (`CONFIG file`, as archiso's `syslinux.cfg` does for its
+//! BIOS and PXE menus) becomes a submenu holding that config's entries, and a `DEFAULT` label
+//! that runs `whichsys.c32` boots its `-iso-` choice: what syslinux boots from the CD.
 
 use super::{
     BootEntry, MAX_MENU_DEPTH, MAX_MENU_ITEMS, MenuError, MenuKind, ReadBudget, normalize_path,
@@ -35,9 +39,11 @@ pub fn parse(
         default: None,
         ontimeout: None,
         depth: 0,
+        chained_defaults: Vec::new(),
     };
     p.file(&config_path)?;
     p.finish_label();
+    p.follow_configs()?;
     Ok(p.into_entries())
 }
 
@@ -70,6 +76,10 @@ struct Label {
     initrd: Option<Vec<String>>,
     append: Option<String>,
     menu_default: bool,
+    /// The COM32 module the label runs (`whichsys.c32`).
+    module: Option<String>,
+    /// The config file a `CONFIG` label loads.
+    chain: Option<String>,
 }
 
 struct Parser<'r> {
@@ -84,6 +94,8 @@ struct Parser<'r> {
     default: Option<String>,
     ontimeout: Option<String>,
     depth: usize,
+    /// (label, the default label of the config it loads) for each `CONFIG` label.
+    chained_defaults: Vec<(String, String)>,
 }
 
 impl Parser<'_> {
@@ -150,10 +162,25 @@ impl Parser<'_> {
                         l.kernel = Some(k.to_string());
                         l.kernel_args = words.map(str::to_string).collect();
                         l.not_linux = k.is_empty() || is_module(k);
+                        if is_module(k) {
+                            l.module = Some(k.to_string());
+                        }
                     }
                 }
-                "boot" | "bss" | "pxe" | "fdimage" | "comboot" | "com32" | "config"
-                | "localboot" => {
+                "com32" => {
+                    if let Some(l) = self.current.as_mut() {
+                        l.module = Some(split_word(rest).0.to_string());
+                        l.not_linux = true;
+                    }
+                }
+                "config" => {
+                    let file = self.resolve(split_word(rest).0);
+                    if let Some(l) = self.current.as_mut() {
+                        l.chain = Some(file);
+                        l.not_linux = true;
+                    }
+                }
+                "boot" | "bss" | "pxe" | "fdimage" | "comboot" | "localboot" => {
                     if let Some(l) = self.current.as_mut() {
                         l.not_linux = true;
                     }
@@ -274,6 +301,66 @@ impl Parser<'_> {
         normalize_path(&self.base, path)
     }
 
+    /// Reads the config each top-level `CONFIG` label loads, as a submenu named by the label
+    /// (one level: a `CONFIG` inside such a file is not followed). The file's `DEFAULT` (or
+    /// `ONTIMEOUT`) is what choosing the label boots; it does not replace the top's. Paths in
+    /// it resolve against the same directory (the optional directory argument is not read).
+    fn follow_configs(&mut self) -> Result<(), MenuError> {
+        let chains: Vec<(String, Option<String>, String)> = self
+            .labels
+            .iter()
+            .filter_map(|l| Some((l.label.clone(), l.menu_label.clone(), l.chain.clone()?)))
+            .collect();
+        for (label, title, file) in chains {
+            let outer = (self.default.take(), self.ontimeout.take());
+            self.push_submenu(label.clone(), &file)?;
+            let i = *self.stack.last().expect("just pushed");
+            // Named by the label (the file's MENU TITLE may be shared, as archiso's is).
+            self.submenus[i].label = Some(title.unwrap_or_else(|| label.clone()));
+            self.file(&file)?;
+            self.finish_label();
+            self.stack.pop();
+            if let Some(inner) = self.ontimeout.take().or(self.default.take()) {
+                self.chained_defaults.push((label, inner));
+            }
+            (self.default, self.ontimeout) = outer;
+        }
+        Ok(())
+    }
+
+    /// The label that choosing `name` ends up booting from a CD: `whichsys.c32`'s `-iso-`
+    /// choice, and a `CONFIG` label's config's default (a few hops at most).
+    fn boots(&self, name: &str) -> String {
+        let mut name = name.to_string();
+        for _ in 0..4 {
+            let Some(l) = self
+                .labels
+                .iter()
+                .find(|l| l.label == name && l.submenus.is_empty())
+            else {
+                break;
+            };
+            let whichsys = l
+                .module
+                .as_deref()
+                .is_some_and(|m| m.rsplit('/').next() == Some("whichsys.c32"));
+            let iso_choice = l.append.as_deref().and_then(|a| {
+                let mut words = a.split_whitespace();
+                words.by_ref().find(|w| *w == "-iso-")?;
+                words.next()
+            });
+            if let (true, Some(choice)) = (whichsys, iso_choice) {
+                name = choice.to_string();
+            } else if let Some((_, inner)) = self.chained_defaults.iter().find(|(l, _)| *l == name)
+            {
+                name = inner.clone();
+            } else {
+                break;
+            }
+        }
+        name
+    }
+
     fn into_entries(self) -> Vec<BootEntry> {
         let labels: Vec<&Label> = self
             .labels
@@ -283,8 +370,8 @@ impl Parser<'_> {
         // What boots unattended: ONTIMEOUT, else MENU DEFAULT of the top menu, else the
         // DEFAULT label, else the first MENU DEFAULT inside a submenu.
         let by_label = |name: &Option<String>| {
-            name.as_ref()
-                .and_then(|n| labels.iter().position(|l| &l.label == n))
+            let name = self.boots(name.as_deref()?);
+            labels.iter().position(|l| l.label == name)
         };
         let default = by_label(&self.ontimeout)
             .or_else(|| {
@@ -299,7 +386,8 @@ impl Parser<'_> {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let kernel = normalize_path(&self.base, l.kernel.as_deref().unwrap_or(""));
+                let kernel =
+                    normalize_path(&self.base, tftp_root(l.kernel.as_deref().unwrap_or("")));
                 let append = l
                     .append
                     .as_deref()
@@ -331,7 +419,7 @@ impl Parser<'_> {
                     kernel,
                     initrd: initrd
                         .iter()
-                        .map(|f| normalize_path(&self.base, f))
+                        .map(|f| normalize_path(&self.base, tftp_root(f)))
                         .collect(),
                     cmdline: args.join(" "),
                     is_default: Some(i) == default,
@@ -339,6 +427,11 @@ impl Parser<'_> {
             })
             .collect()
     }
+}
+
+/// PXELINUX's `::/path` (the TFTP server's root) is the medium's root.
+fn tftp_root(path: &str) -> &str {
+    path.strip_prefix("::").unwrap_or(path)
 }
 
 /// First whitespace-separated word and the trimmed rest.
@@ -538,6 +631,74 @@ label auto
         assert!(e[1].is_default);
         // Relative to the config's directory.
         assert_eq!(e[1].kernel, "/isolinux/linux");
+    }
+
+    /// archiso's releng menus as mkarchiso writes them onto the ISO: `DEFAULT select` runs
+    /// whichsys.c32, whose `-iso-` choice `sys` loads archiso_sys.cfg (`DEFAULT arch`).
+    #[test]
+    fn archiso_whichsys_and_config_labels() {
+        let guest = |name: &str| {
+            let text = std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/fixtures/guest")
+                    .join(name),
+            )
+            .unwrap();
+            text.replace("%ARCH%", "x86_64")
+                .replace("%INSTALL_DIR%", "arch")
+                .replace("%ARCHISO_UUID%", "2026-12-01-07-54-12-00")
+        };
+        let names = [
+            "archiso_head.cfg",
+            "archiso_sys.cfg",
+            "archiso_sys-linux.cfg",
+            "archiso_pxe.cfg",
+            "archiso_pxe-linux.cfg",
+            "archiso_tail.cfg",
+        ];
+        let mut files = vec![(
+            "/boot/syslinux/syslinux.cfg".to_string(),
+            guest("archiso-syslinux.cfg"),
+        )];
+        files.extend(
+            names
+                .iter()
+                .map(|n| (format!("/boot/syslinux/{n}"), guest(n))),
+        );
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        let e = parse_files("/boot/syslinux/syslinux.cfg", &files);
+        let labels: Vec<&str> = e.iter().filter_map(|e| e.label.as_deref()).collect();
+        // memtest86+ boots by the Linux protocol: an entry in both menus.
+        assert_eq!(
+            labels,
+            [
+                "arch_nbd",
+                "arch_nfs",
+                "arch_http",
+                "memtest",
+                "arch",
+                "archspeech",
+                "memtest"
+            ]
+        );
+        let default: Vec<&BootEntry> = e.iter().filter(|e| e.is_default).collect();
+        assert_eq!(default.len(), 1);
+        let arch = default[0];
+        assert_eq!(arch.label.as_deref(), Some("arch"));
+        assert_eq!(arch.path, ["sys"]);
+        assert_eq!(arch.title, "Arch Linux install medium (x86_64, BIOS)");
+        assert_eq!(arch.kernel, "/arch/boot/x86_64/vmlinuz-linux");
+        assert_eq!(arch.initrd, ["/arch/boot/x86_64/initramfs-linux.img"]);
+        assert_eq!(
+            arch.cmdline,
+            "archisobasedir=arch archisosearchuuid=2026-12-01-07-54-12-00"
+        );
+        // PXELINUX's ::/ is the root.
+        assert_eq!(e[0].kernel, "/arch/boot/x86_64/vmlinuz-linux");
+        assert_eq!(e[0].path, ["pxe"]);
     }
 
     #[test]

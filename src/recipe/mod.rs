@@ -45,6 +45,7 @@ pub static RECIPES: &[Recipe] = &[
     recipe!("rocky-10", family "el", ["kickstart.cfg.j2"]),
     recipe!("alma-9", family "el", ["kickstart.cfg.j2"]),
     recipe!("alma-10", family "el", ["kickstart.cfg.j2"]),
+    recipe!("arch", ["user_configuration.json.j2"]),
     recipe!("freebsd", ["installerconfig.j2"]),
     recipe!("openbsd", ["install.conf.j2"]),
     recipe!("alpine", ["answers.j2", "finish.sh.j2"]),

@@ -1,8 +1,9 @@
 //! The installed system's network, translated from one plain description of the host's NIC
 //! into each OS's own configuration: Debian's ifupdown `/etc/network/interfaces`, a systemd
 //! `.link` file that pins the interface name to the MAC, `/etc/resolv.conf`, NixOS options,
-//! Ubuntu's netplan, a NetworkManager keyfile (RHEL family), and for Alpine ifupdown-ng's
-//! interfaces with busybox nameif's `/etc/mactab` (`network/alpine.rs`).
+//! Ubuntu's netplan, a NetworkManager keyfile (RHEL family), a systemd-networkd `.network`
+//! file (Arch Linux, `networkd.rs`), and for Alpine ifupdown-ng's interfaces with busybox
+//! nameif's `/etc/mactab` (`network/alpine.rs`).
 //!
 //! The input, [`Network`], says nothing about where it came from (a `--network` file today,
 //! the host's facts later), and every output is a pure function of it.
@@ -13,6 +14,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 mod alpine;
+mod networkd;
 
 /// The host's network as the installed system should have it: one NIC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -91,6 +93,7 @@ pub struct Rendered {
     pub nixos: String,
     pub netplan: String,
     pub networkmanager: String,
+    pub networkd: String,
     /// FreeBSD's `rc.conf` lines, when the FreeBSD name is known.
     pub freebsd_rc_conf: Option<String>,
     /// Alpine: the NIC's name there, ifupdown-ng's interfaces and busybox nameif's mactab.
@@ -154,6 +157,7 @@ impl Network {
             nixos: self.nixos(),
             netplan: self.netplan(),
             networkmanager: self.networkmanager(),
+            networkd: self.networkd(),
             freebsd_rc_conf: self.freebsd_rc_conf(),
             alpine_interface: self.alpine_interface(),
             ifupdown_ng: self.ifupdown_ng(),

@@ -3,6 +3,7 @@
 
 mod alpine;
 mod ansible;
+mod arch;
 mod bundle;
 mod cli;
 mod debian;

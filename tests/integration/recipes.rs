@@ -220,7 +220,7 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out).1.contains(
-            "debian-11 is neither a profile file, a built-in recipe nor a catalog image with one (recipes: debian-12, debian-13, nixos, ubuntu-24.04, rocky-9, rocky-10, alma-9, alma-10, freebsd, openbsd, alpine; images: "
+            "debian-11 is neither a profile file, a built-in recipe nor a catalog image with one (recipes: debian-12, debian-13, nixos, ubuntu-24.04, rocky-9, rocky-10, alma-9, alma-10, arch, freebsd, openbsd, alpine; images: "
         ),
         "{}",
         text(&out).1
@@ -526,7 +526,7 @@ pub(crate) const ROUTED_32: &str = "name = \"eth0\"\npredicted_name = \"enp7s0\"
     ipv6_gateway = { address = \"fe80::1\" }\ndns = [\"185.12.64.1\"]\n";
 
 /// `ferry plan NAME --image LOOK-ALIKE --json`: the boot entry's title, kernel and command line.
-fn plan_look_alike(recipe: &str, iso: &str) -> (String, String, String) {
+pub(crate) fn plan_look_alike(recipe: &str, iso: &str) -> (String, String, String) {
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
     let out = ferry()
