@@ -23,6 +23,8 @@ pub enum QmpError {
     },
     #[error("the QMP connection closed (QEMU exited)")]
     Closed,
+    #[error("QEMU did not answer `{command}` within {} s", waited.as_secs())]
+    NoReply { command: String, waited: Duration },
 }
 
 /// Writes `system_powerdown` (an ACPI power-button press) on a [`Qmp::control_stream`]. The
@@ -70,7 +72,20 @@ impl Qmp {
         line.push('\n');
         self.writer.write_all(line.as_bytes())?;
         loop {
-            let message = self.read_message()?;
+            let message = self.read_message().map_err(|e| match e {
+                QmpError::Io(io)
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    QmpError::NoReply {
+                        command: command.into(),
+                        waited: REPLY_TIMEOUT,
+                    }
+                }
+                e => e,
+            })?;
             if message.get("id").is_some() {
                 continue; // the reply to a command written by another thread (see `request_powerdown`)
             }
@@ -281,6 +296,21 @@ mod tests {
             std::thread::sleep(Duration::from_millis(500));
         });
         Qmp::handshake(ours).unwrap()
+    }
+
+    /// A QEMU that stops answering is named with the command it did not answer.
+    #[test]
+    fn a_command_left_unanswered_is_named() {
+        let mut qmp = fake_qemu(vec![]);
+        qmp.reader
+            .get_ref()
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let e = qmp.execute("x-exit-preconfig", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "QEMU did not answer `x-exit-preconfig` within 30 s"
+        );
     }
 
     #[test]
