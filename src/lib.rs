@@ -42,5 +42,6 @@ pub mod qemu;
 pub mod recipe;
 pub mod run;
 pub mod style;
+pub mod table;
 
 pub use error::Error;

@@ -277,7 +277,10 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
                     let cache = fetch::cache::cache_dir(sources.cache_dir.as_deref());
                     print!(
                         "{}",
-                        catalog.render_table(|e| e.request(&cache).is_ok_and(|r| r.dest.is_file()))
+                        catalog.render_table(
+                            |e| e.request(&cache).is_ok_and(|r| r.dest.is_file()),
+                            crate::table::stdout_width(),
+                        )
                     );
                 }
             }
@@ -293,7 +296,10 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
                 }))?,
                 false => {
                     println!("{} (volume {})", iso.display(), image.volume_id());
-                    print!("{}", crate::image::render_table(&entries));
+                    print!(
+                        "{}",
+                        crate::image::render_table(&entries, crate::table::stdout_width())
+                    );
                 }
             }
         }

@@ -228,8 +228,9 @@ impl Catalog {
             .ok_or_else(|| FetchError::UnknownImage { name: name.into() })
     }
 
-    /// The catalog as a table; `cached` says whether an entry's file is in the cache.
-    pub fn render_table(&self, cached: impl Fn(&Entry) -> bool) -> String {
+    /// The catalog as a table; `cached` says whether an entry's file is in the cache; with
+    /// `fit`, cut to that many columns (see [`crate::table::render`]).
+    pub fn render_table(&self, cached: impl Fn(&Entry) -> bool, fit: Option<usize>) -> String {
         let mut rows =
             vec![["NAME", "OS", "VERSION", "KIND", "CACHED", "DESCRIPTION"].map(String::from)];
         for e in &self.entries {
@@ -239,20 +240,7 @@ impl Catalog {
                 [&e.name, &e.os, &e.version, kind, cached, &e.description].map(|s| s.to_string()),
             );
         }
-        let widths: Vec<usize> = (0..6)
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        let mut out = String::new();
-        for row in rows {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!("{c:<w$}"))
-                .collect();
-            out.push_str(cells.join("  ").trim_end());
-            out.push('\n');
-        }
-        out
+        crate::table::render(&rows, fit)
     }
 }
 
@@ -405,7 +393,7 @@ mod tests {
                 .to_string()
                 .contains("ferry images")
         );
-        let table = catalog.render_table(|e| e.name == "archlinux");
+        let table = catalog.render_table(|e| e.name == "archlinux", None);
         assert!(table.starts_with("NAME "), "{table}");
         assert!(
             table
@@ -485,7 +473,7 @@ mod tests {
         assert_eq!(catalog.qemu_bundle().unwrap().name, "q");
         assert!(
             catalog
-                .render_table(|_| false)
+                .render_table(|_| false, None)
                 .contains("\nq     o   1        qemu")
         );
     }

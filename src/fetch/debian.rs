@@ -21,6 +21,8 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+use super::progress::{Progress, Quiet};
+
 pub use deb::DebError;
 pub use openpgp::{Keyring, OpenPgpError, Signer};
 pub use packages::{Package, Pin};
@@ -47,11 +49,13 @@ pub trait Transport {
     fn get(&self, url: &str) -> Result<Vec<u8>, TransportError>;
     /// Stores `url` at `dest`. A transport should verify `expected` on the way and leave
     /// nothing at `dest` on failure; the caller checks the file again either way.
+    /// Bytes as they come go to `progress`.
     fn download(
         &self,
         url: &str,
         dest: &Path,
         expected: &Expected<'_>,
+        progress: &mut dyn Progress,
     ) -> Result<(), TransportError>;
 }
 
@@ -297,8 +301,13 @@ impl<T: Transport> Archive<T> {
     }
 
     /// Downloads a package's `.deb` into `dir` (named as in the pool) and checks it against
-    /// the size and SHA-256 the `Packages` index lists.
-    pub fn download_package(&self, package: &Package, dir: &Path) -> Result<PathBuf, DebianError> {
+    /// the size and SHA-256 the `Packages` index lists, its bytes reported to `progress`.
+    pub fn download_package(
+        &self,
+        package: &Package,
+        dir: &Path,
+        progress: &mut dyn Progress,
+    ) -> Result<PathBuf, DebianError> {
         let base = package.filename.rsplit('/').next().unwrap_or_default();
         if base.is_empty()
             || base.starts_with('.')
@@ -318,7 +327,7 @@ impl<T: Transport> Archive<T> {
             sha256: &package.sha256,
             size: Some(package.size),
         };
-        self.download_checked(base, &url, &dest, &expected, "the Packages index")?;
+        self.download_checked(base, &url, &dest, &expected, "the Packages index", progress)?;
         Ok(dest)
     }
 
@@ -361,6 +370,7 @@ impl<T: Transport> Archive<T> {
             dest,
             &Expected { sha256, size: None },
             &authority,
+            &mut Quiet,
         )
     }
 
@@ -371,9 +381,10 @@ impl<T: Transport> Archive<T> {
         dest: &Path,
         expected: &Expected<'_>,
         authority: &str,
+        progress: &mut dyn Progress,
     ) -> Result<(), DebianError> {
         self.transport
-            .download(url, dest, expected)
+            .download(url, dest, expected, progress)
             .map_err(|source| DebianError::Transport {
                 what: what.to_string(),
                 url: url.to_string(),
@@ -412,7 +423,7 @@ impl<T: Transport> Archive<T> {
         })?;
         let name = format!("debian-installer-{major}-netboot-{arch}");
         let package = self.package(&suite, "main", arch, &name)?;
-        let deb = self.download_package(&package, dir)?;
+        let deb = self.download_package(&package, dir, &mut Quiet)?;
         let out = dir.join(format!("{}_{}", package.name, package.version));
         let (kernel, initrd) = extract_netboot(&deb, &major.to_string(), arch, &out)?;
         Ok(Netboot {

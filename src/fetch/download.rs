@@ -641,6 +641,7 @@ impl super::debian::Transport for &Fetcher {
         url: &str,
         dest: &Path,
         expected: &super::debian::Expected<'_>,
+        progress: &mut dyn Progress,
     ) -> Result<(), super::debian::TransportError> {
         let digest = Sha256Digest::parse(expected.sha256).ok_or_else(|| {
             FetchError::Setup(format!(
@@ -654,7 +655,7 @@ impl super::debian::Transport for &Fetcher {
             checksum,
             dest: dest.to_path_buf(),
         };
-        self.fetch(&request, &mut super::progress::Quiet)?;
+        self.fetch(&request, progress)?;
         Ok(())
     }
 }

@@ -13,6 +13,9 @@ pub trait Progress {
     fn start(&mut self, _url: &str, _done: u64, _total: Option<u64>) {}
     /// `done` bytes are received now (written, or queued to be).
     fn advance(&mut self, _done: u64) {}
+    /// The same transfer goes on with its next file, `url` (a [`Set`] reports its files as
+    /// one transfer, so that rate and time left are the whole set's).
+    fn next_file(&mut self, _url: &str) {}
     /// Something worth a line: a retry, a mirror switch, a restart, verification.
     fn message(&mut self, _text: &str) {}
     /// The transfer ended (successfully or not); the bar, if any, goes away.
@@ -34,6 +37,59 @@ pub fn for_stderr(quiet: bool) -> Box<dyn Progress> {
     } else {
         Box::new(Lines::new(Box::new(std::io::stderr())))
     }
+}
+
+/// Files downloaded one after another (Debian's packages for QEMU) as one transfer to `inner`:
+/// bytes of the whole set against its total, so the rate and time left are the set's; each
+/// file's own start names it ([`Progress::next_file`]). The owner says when a file is done
+/// ([`Set::file_done`]) and finishes `inner` after the last.
+pub struct Set<'a> {
+    inner: &'a mut dyn Progress,
+    total: u64,
+    /// Bytes of the files already done.
+    before: u64,
+    started: bool,
+}
+
+impl<'a> Set<'a> {
+    pub fn new(inner: &'a mut dyn Progress, total: u64) -> Set<'a> {
+        Set {
+            inner,
+            total,
+            before: 0,
+            started: false,
+        }
+    }
+
+    /// A file of `size` bytes is done (downloaded, or found already there): the next one's
+    /// bytes count from after it.
+    pub fn file_done(&mut self, size: u64) {
+        self.before += size;
+        self.inner.advance(self.before.min(self.total));
+    }
+}
+
+impl Progress for Set<'_> {
+    fn start(&mut self, url: &str, done: u64, _file_total: Option<u64>) {
+        let done = (self.before + done).min(self.total);
+        match std::mem::replace(&mut self.started, true) {
+            false => self.inner.start(url, done, Some(self.total)),
+            true => {
+                self.inner.next_file(url);
+                self.inner.advance(done);
+            }
+        }
+    }
+
+    fn advance(&mut self, done: u64) {
+        self.inner.advance((self.before + done).min(self.total));
+    }
+
+    fn message(&mut self, text: &str) {
+        self.inner.message(text);
+    }
+
+    // A file's end is not the set's: `inner` is finished by the owner.
 }
 
 /// A line every [`Lines::INTERVAL`] or every 10 %, whichever comes first, for logs and pipes.
@@ -156,6 +212,12 @@ impl Progress for Bar {
         }
     }
 
+    fn next_file(&mut self, url: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(url.rsplit('/').next().unwrap_or(url).to_string());
+        }
+    }
+
     fn message(&mut self, text: &str) {
         match &self.bar {
             Some(bar) => bar.println(format!("ferry: fetch  {text}")),
@@ -221,6 +283,62 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
+    }
+
+    /// What a progress heard, one line per call.
+    #[derive(Default)]
+    struct Heard(Vec<String>);
+
+    impl Progress for Heard {
+        fn start(&mut self, url: &str, done: u64, total: Option<u64>) {
+            self.0.push(format!("start {url} {done}/{total:?}"));
+        }
+        fn advance(&mut self, done: u64) {
+            self.0.push(format!("{done}"));
+        }
+        fn next_file(&mut self, url: &str) {
+            self.0.push(format!("next {url}"));
+        }
+        fn message(&mut self, text: &str) {
+            self.0.push(format!("say {text}"));
+        }
+        fn finish(&mut self) {
+            self.0.push("finish".into());
+        }
+    }
+
+    /// Two files as one transfer: the second counts on from the first, a resumed file from
+    /// where it resumes, and neither file's end finishes the set.
+    #[test]
+    fn a_set_reports_its_files_as_one_transfer() {
+        let mut heard = Heard::default();
+        let mut set = Set::new(&mut heard, 150);
+        set.start("http://m/a.deb", 0, Some(100));
+        set.advance(60);
+        set.message("retrying in 1s");
+        set.start("http://m/a.deb", 60, Some(40));
+        set.advance(100);
+        set.finish();
+        set.file_done(100);
+        set.start("http://m/b.deb", 0, Some(50));
+        set.advance(50);
+        set.file_done(50);
+        assert_eq!(
+            heard.0,
+            [
+                "start http://m/a.deb 0/Some(150)",
+                "60",
+                "say retrying in 1s",
+                "next http://m/a.deb",
+                "60",
+                "100",
+                "100",
+                "next http://m/b.deb",
+                "100",
+                "150",
+                "150",
+            ]
+        );
     }
 
     #[test]

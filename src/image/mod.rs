@@ -371,8 +371,9 @@ fn list_entries<'a>(entries: impl IntoIterator<Item = &'a BootEntry>) -> String 
     out
 }
 
-/// A table for `ferry inspect`: default marker, entry, label, kernel, initrd, cmdline.
-pub fn render_table(entries: &[BootEntry]) -> String {
+/// A table for `ferry inspect`: default marker, entry, label, kernel, initrd, cmdline; with
+/// `fit`, cut to that many columns (see [`crate::table::render`]).
+pub fn render_table(entries: &[BootEntry], fit: Option<usize>) -> String {
     let header = ["", "ENTRY", "LABEL", "KERNEL", "INITRD", "CMDLINE"].map(String::from);
     let mut rows = vec![header];
     for e in entries {
@@ -385,29 +386,7 @@ pub fn render_table(entries: &[BootEntry]) -> String {
             e.cmdline.clone(),
         ]);
     }
-    let mut widths = [0usize; 6];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
-            if i > 0 {
-                line.push_str("  ");
-            }
-            line.push_str(cell);
-            if i + 1 < row.len() {
-                let pad = widths[i] - cell.chars().count();
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::render(&rows, fit)
 }
 
 /// Resolve `path` against `base_dir` (when relative) and normalize it: one `/` between
@@ -702,7 +681,7 @@ mod tests {
 
     #[test]
     fn table() {
-        let t = render_table(&sample());
+        let t = render_table(&sample(), None);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 7, "{t}");
         assert!(

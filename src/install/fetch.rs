@@ -54,9 +54,13 @@ pub fn fetch(downloads: &Downloads, record: &Record) -> Result<Done, Error> {
         } => {
             record.progress(Stage::Fetch, &format!("{why}: {}", origin.describe()));
             let archive = Archive::new(archive, Keyring::debian(), &fetcher);
-            let assembled = crate::qemu::archive::ensure(&archive, source, cache_dir, &mut |s| {
-                record.progress(Stage::Fetch, s)
-            })?;
+            let assembled = crate::qemu::archive::ensure(
+                &archive,
+                source,
+                cache_dir,
+                &mut |s| record.progress(Stage::Fetch, s),
+                &mut Recorded::new(record),
+            )?;
             record.progress(
                 Stage::Fetch,
                 &format!(
@@ -155,6 +159,8 @@ struct Recorded<'a> {
     first: (u64, Instant),
     /// The last report: its bytes and time.
     last: (u64, Instant),
+    /// The bytes received so far.
+    done: u64,
     /// How often bytes that flow are reported (a second; tests take longer).
     every: Duration,
 }
@@ -168,6 +174,7 @@ impl<'a> Recorded<'a> {
             total: None,
             first: (0, now),
             last: (0, now),
+            done: 0,
             every: Duration::from_secs(1),
         }
     }
@@ -189,10 +196,12 @@ impl Progress for Recorded<'_> {
         self.url = url.to_string();
         self.total = total;
         self.first = (done, Instant::now());
+        self.done = done;
         self.report(done);
     }
 
     fn advance(&mut self, done: u64) {
+        self.done = done;
         let (reported, at) = self.last;
         let hundredth = self
             .total
@@ -202,8 +211,19 @@ impl Progress for Recorded<'_> {
         }
     }
 
+    fn next_file(&mut self, url: &str) {
+        self.url = url.to_string();
+    }
+
     fn message(&mut self, text: &str) {
         self.record.progress(Stage::Fetch, text);
+    }
+
+    /// The end is recorded however soon it came after the last report.
+    fn finish(&mut self) {
+        if self.done != self.last.0 {
+            self.report(self.done);
+        }
     }
 }
 
@@ -214,7 +234,8 @@ mod tests {
     use crate::run::{Event, RunDir};
 
     /// A burst reports every 1 % of the file without waiting for the second; less than that
-    /// waits; a retry's message is a progress line.
+    /// waits; a retry's message is a progress line; the next file of a set is named from its
+    /// next report on; the end is reported even when it came sooner.
     #[test]
     fn downloads_are_recorded_when_they_start_and_every_hundredth() {
         let dir = tempfile::tempdir().unwrap();
@@ -234,6 +255,10 @@ mod tests {
         progress.advance(10);
         progress.advance(15);
         progress.message("retrying in 1s");
+        progress.next_file("http://h/y.deb");
+        progress.advance(22);
+        progress.advance(24);
+        progress.finish();
         let (lines, _) = events::read_from(&run_dir, 0).unwrap();
         let said: Vec<String> = lines
             .iter()
@@ -253,7 +278,9 @@ mod tests {
             [
                 "http://h/x.iso 0/Some(1000)",
                 "http://h/x.iso 10/Some(1000)",
-                "fetch: retrying in 1s"
+                "fetch: retrying in 1s",
+                "http://h/y.deb 22/Some(1000)",
+                "http://h/y.deb 24/Some(1000)",
             ]
         );
     }

@@ -20,6 +20,7 @@ use crate::fetch::catalog::{Entry, Kind};
 use crate::fetch::debian::deb::{self, Link};
 use crate::fetch::debian::resolve::ResolveError;
 use crate::fetch::debian::{Archive, DebianError, Pin, Transport};
+use crate::fetch::progress::{Progress, Set};
 
 /// The Debian release ferry's QEMU comes from: its QEMU is the one ferry is tested with.
 pub const SUITE: &str = "bookworm";
@@ -196,12 +197,14 @@ pub struct QemuInstall {
 /// The QEMU of `source`: from the cache if an earlier run unpacked it (no request at all),
 /// else resolved through `archive`'s signed chain (or taken from the pinned set), every `.deb`
 /// downloaded and verified before any is unpacked, unpacked into the cache as one unit, and
-/// its `--version` checked through the bundled loader. `say` hears each step.
+/// its `--version` checked through the bundled loader. `say` hears each step, `progress` the
+/// packages' bytes as one transfer (see [`Set`]).
 pub fn ensure<T: Transport>(
     archive: &Archive<T>,
     source: &Source,
     cache_dir: &Path,
     say: &mut dyn FnMut(&str),
+    progress: &mut dyn Progress,
 ) -> Result<QemuInstall, QemuError> {
     if let Some(done) = cached(source, cache_dir) {
         return done;
@@ -212,17 +215,21 @@ pub fn ensure<T: Transport>(
     };
     let debs = base(cache_dir).join("debs");
     std::fs::create_dir_all(&debs).map_err(|e| io_err(&debs, e))?;
+    let total = set.iter().map(|p| p.size).sum::<u64>();
     say(&format!(
         "downloading {} packages ({} MB) into {}",
         set.len(),
-        set.iter().map(|p| p.size).sum::<u64>().div_ceil(1_000_000),
+        total.div_ceil(1_000_000),
         debs.display()
     ));
-    let files = set
-        .iter()
-        .map(|pin| archive.download_package(&pin.package(), &debs))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ArchiveError::from)?;
+    let mut files = Vec::new();
+    let mut packages = Set::new(progress, total);
+    for pin in &set {
+        let file = archive.download_package(&pin.package(), &debs, &mut packages);
+        files.push(file.map_err(ArchiveError::from)?);
+        packages.file_done(pin.size);
+    }
+    progress.finish();
     let dest = source.unit_dir(cache_dir, &set);
     say(&format!("unpacking QEMU into {}", dest.display()));
     let arch = source.arch;

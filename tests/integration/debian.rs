@@ -29,8 +29,9 @@ impl Transport for Replaced {
         url: &str,
         dest: &Path,
         expected: &Expected<'_>,
+        progress: &mut dyn ferry::fetch::Progress,
     ) -> Result<(), TransportError> {
-        (&self.1).download(url, dest, expected)
+        (&self.1).download(url, dest, expected, progress)
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ferry::fetch::{
     ChecksumSource, FetchError, FetchOptions, Fetched, Fetcher, Progress, Request, Sha256Digest,
-    cache, parse_url,
+    cache, parse_url, progress,
 };
 use sha2::{Digest, Sha256};
 
@@ -1134,7 +1134,12 @@ fn debian_transport_is_the_fetcher() {
         size: Some(LEN as u64),
     };
     transport
-        .download(&server.url("/x.deb"), &case.dest(), &expected)
+        .download(
+            &server.url("/x.deb"),
+            &case.dest(),
+            &expected,
+            &mut progress::Quiet,
+        )
         .unwrap();
     assert_eq!(std::fs::read(case.dest()).unwrap(), data);
 
@@ -1145,7 +1150,12 @@ fn debian_transport_is_the_fetcher() {
         size: None,
     };
     let error = transport
-        .download(&server.url("/x.deb"), &case.dest(), &expected)
+        .download(
+            &server.url("/x.deb"),
+            &case.dest(),
+            &expected,
+            &mut progress::Quiet,
+        )
         .unwrap_err();
     assert!(error.to_string().contains("checksum mismatch"), "{error}");
     case.assert_no_final();

@@ -1222,3 +1222,51 @@ fn quiet_prints_no_download_progress() {
     assert!(!stderr.contains("still waiting"), "{stderr}");
     assert!(!stderr.contains("tiny.iso"), "{stderr}");
 }
+
+#[test]
+fn inspect_fits_its_table_to_the_terminal_and_keeps_full_lines_in_a_pipe() {
+    let scratch = Scratch::new();
+    let tmux = Tmux::new(&scratch);
+    let iso = fixture("build/tiny-nixos.iso");
+    tmux.start(
+        "inspect",
+        &format!(
+            "{} inspect {}; echo inspect-ended-$?; sleep 600",
+            sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
+            sh_quote(&iso)
+        ),
+    );
+    let screen = tmux.wait_screen("inspect", "inspect-ended-", Duration::from_secs(60));
+    assert!(screen.contains("inspect-ended-0"), "{screen}");
+    // `capture-pane -J` joins the lines the terminal wrapped: a line too wide shows here whole.
+    for line in screen.lines() {
+        assert!(
+            line.trim_end().chars().count() <= 120,
+            "{line:?} in:\n{screen}"
+        );
+    }
+    // The long cells are wrapped within their row, not cut: what tells entries apart (the end
+    // of the kernel command line) is on the screen.
+    let words: Vec<&str> = screen.split_whitespace().collect();
+    for word in [
+        "boot-nomodeset",
+        "nomodeset",
+        "copytoram",
+        "boot.shell_on_fail",
+    ] {
+        assert!(words.contains(&word), "{word} in:\n{screen}");
+    }
+
+    let piped = ferry().arg("inspect").arg(&iso).output().unwrap();
+    assert!(piped.status.success());
+    let piped = String::from_utf8(piped.stdout).unwrap();
+    let nomodeset = piped
+        .lines()
+        .find(|l| l.contains("boot-nomodeset"))
+        .unwrap_or_else(|| panic!("an entry line in:\n{piped}"));
+    assert!(
+        nomodeset.ends_with("root=LABEL=nixos-minimal-24.11-x86_64 boot.shell_on_fail nomodeset")
+            && nomodeset.chars().count() > 120,
+        "the whole row on one line in a pipe: {nomodeset:?}"
+    );
+}

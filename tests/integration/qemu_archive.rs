@@ -105,9 +105,16 @@ fn ensure(mirror: &Mirror, source: &Source, cache: &Path) -> Result<QemuInstall,
         &fetcher,
     );
     let mut said = Vec::new();
-    archive::ensure(&archive, source, cache, &mut |s| said.push(s.to_string()))
-        .inspect(|_| eprintln!("{}", said.join("\n")))
-        .map_err(|e| e.to_string())
+    let mut quiet = progress::Quiet;
+    archive::ensure(
+        &archive,
+        source,
+        cache,
+        &mut |s| said.push(s.to_string()),
+        &mut quiet,
+    )
+    .inspect(|_| eprintln!("{}", said.join("\n")))
+    .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -411,6 +418,7 @@ fn network_install_without_qemu_assembles_debian_qemu_and_reuses_it_without_a_re
         other => panic!("not unpacked in the cache: {other:?}"),
     };
     let run = scratch.run_dir();
+    packages_downloads_were_recorded(&run, &cache, &mirror);
     let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
     assert!(
         args.starts_with(&format!("{}/lib/ld-linux-x86-64.so.2 ", root.display())),
@@ -456,6 +464,49 @@ fn network_install_without_qemu_assembles_debian_qemu_and_reuses_it_without_a_re
         requests,
         "the second install made requests"
     );
+}
+
+/// The packages' bytes reached the run's record as one transfer, for the foreground's status
+/// line: `download` events of the mirror's `.deb` files against the whole set's size, their
+/// bytes only growing, the last at the whole set.
+fn packages_downloads_were_recorded(run: &Path, cache: &Path, mirror: &Mirror) {
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cache.join("qemu-debian/bookworm-amd64.json")).unwrap(),
+    )
+    .unwrap();
+    let packages = record["packages"].as_array().unwrap();
+    let set: u64 = packages.iter().map(|p| p["size"].as_u64().unwrap()).sum();
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let downloads: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "download")
+        .collect();
+    let pool = format!("{}/pool/", mirror.url());
+    let debs: Vec<&serde_json::Value> = downloads
+        .iter()
+        .filter(|e| e["url"].as_str().is_some_and(|u| u.starts_with(&pool)))
+        .collect();
+    assert!(
+        debs.iter()
+            .all(|e| e["url"].as_str().unwrap().ends_with(".deb") && e["total_bytes"] == set),
+        "every package's event against the set's {set} bytes: {debs:#?}"
+    );
+    let done: Vec<u64> = debs
+        .iter()
+        .map(|e| e["done_bytes"].as_u64().unwrap())
+        .collect();
+    assert!(done.is_sorted(), "{done:?}");
+    assert_eq!(done.last(), Some(&set), "{done:?}");
+    // Many files, not only the first: the status line names the package under way.
+    let named: std::collections::BTreeSet<&str> =
+        debs.iter().map(|e| e["url"].as_str().unwrap()).collect();
+    eprintln!(
+        "download events of the packages: {} naming {} files",
+        debs.len(),
+        named.len()
+    );
+    assert!(named.len() > 10, "{named:#?}");
 }
 
 /// The number of packages the cache's record lists.

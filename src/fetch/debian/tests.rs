@@ -54,6 +54,7 @@ impl Transport for &Memory {
         url: &str,
         dest: &Path,
         _expected: &Expected<'_>,
+        _progress: &mut dyn crate::fetch::Progress,
     ) -> Result<(), TransportError> {
         let data = self.get(url)?;
         std::fs::write(dest, data)?;
@@ -406,7 +407,13 @@ fn deb_without_the_images_is_refused() {
     let package = archive
         .package(&suite, "main", "amd64", "debian-installer-12-netboot-amd64")
         .unwrap();
-    let deb = archive.download_package(&package, fake.dir.path()).unwrap();
+    let deb = archive
+        .download_package(
+            &package,
+            fake.dir.path(),
+            &mut crate::fetch::progress::Quiet,
+        )
+        .unwrap();
     std::fs::write(
         &deb,
         build_deb("data.tar", &build_tar(&[("./usr/share/doc/x", b"x")])),
