@@ -34,6 +34,12 @@ case "$target" in
     export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=${CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER:-$cross} ;;
   *) echo "build-release: unsupported target $target" >&2; exit 2 ;;
 esac
+# ring's build script reruns when CARGO_PKG_*/CARGO_MANIFEST_* change, and a caller inside cargo
+# (the integration test) has ferry's set: without them, shell and test share one build (else
+# each switch costs a 13-minute cross rebuild).
+for v in $(compgen -e | grep -E '^CARGO_(PKG_|MANIFEST_|BIN_|CRATE_|PRIMARY_|TARGET_TMPDIR)'); do
+  unset "$v"
+done
 cargo build --release --locked --target "$target"
 arch=${target%%-*}
 bin=${CARGO_TARGET_DIR:-target}/$target/release/ferry
