@@ -15,6 +15,7 @@ mod json;
 mod ops;
 mod qemu_archive;
 mod recipes;
+mod release;
 mod render;
 mod screen;
 mod secrets;
