@@ -261,12 +261,20 @@ pub fn start_vm(
     let secrets = &record.secrets;
     let binary = plan.qemu()?;
     let args = qemu::command_line_for(plan.arch, machine);
+    // A full run directory is named: the boot files may be filling it meanwhile.
+    let naming = |path: PathBuf| {
+        move |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("cannot write {}: {e}", path.display()))
+        }
+    };
     std::fs::write(
         dir.qemu_args(),
         secrets.redact(&command_line(plan, machine)?) + "\n",
-    )?;
+    )
+    .map_err(naming(dir.qemu_args()))?;
     tracing::info!(accel = ?machine.accel, "starting QEMU");
-    let stderr = secrets.writer(File::create(dir.qemu_stderr())?);
+    let stderr = File::create(dir.qemu_stderr()).map_err(naming(dir.qemu_stderr()))?;
+    let stderr = secrets.writer(stderr);
     let spawned = Qemu::spawn(binary, &args, machine, &dir.qemu_stderr(), Box::new(stderr))?;
     if let Some(files) = boot_files {
         files.ready()?;
