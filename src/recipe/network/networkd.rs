@@ -49,23 +49,8 @@ mod tests {
     use super::super::Gateway;
     use super::*;
 
-    fn ip(s: &str) -> std::net::IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn base() -> Network {
-        Network {
-            name: "eth0".into(),
-            predicted_name: Some("enp0s31f6".into()),
-            mac: "90:1B:0E:AA:BB:CC".into(),
-            addresses: Vec::new(),
-            ipv4_gateway: None,
-            ipv6_gateway: None,
-            dns: Vec::new(),
-            dhcp: false,
-            freebsd_name: None,
-        }
-    }
+    // The same NIC and address helper as the other renderings' tests.
+    use super::super::tests::{ip, nic as base};
 
     #[test]
     fn routed_32_with_off_link_gateway_and_fe80() {

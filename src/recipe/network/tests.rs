@@ -1,10 +1,10 @@
 use super::*;
 
-fn ip(s: &str) -> IpAddr {
+pub(super) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn nic() -> Network {
+pub(super) fn nic() -> Network {
     Network {
         name: "eth0".into(),
         predicted_name: Some("enp0s31f6".into()),
