@@ -43,7 +43,7 @@ ldd "$b/bin/qemu-system-x86_64" "$b"/lib/qemu/*.so |
   while read -r lib; do
     cp -L "$lib" "$b/lib/$(basename "$lib")"
   done
-if ldd "$b/bin/qemu-system-x86_64" "$b"/lib/qemu/*.so | grep -q "not found"; then
+if grep -q "not found" <<<"$(ldd "$b/bin/qemu-system-x86_64" "$b"/lib/qemu/*.so)"; then
   echo "build-qemu-bundle: unresolved libraries:" >&2
   ldd "$b/bin/qemu-system-x86_64" | grep "not found" >&2
   exit 1
@@ -65,8 +65,9 @@ version=$("$qemu" --version | head -1)
 } > "$b/BUNDLE"
 
 # It must run from the bundle alone: own loader, own libraries, no PATH, no system firmware.
-env -i QEMU_MODULE_DIR="$b/lib/qemu" "$b/lib/ld-linux-x86-64.so.2" --library-path "$b/lib" \
-  "$b/bin/qemu-system-x86_64" -L "$b/share/qemu" -accel help | grep -qx tcg ||
+accels=$(env -i QEMU_MODULE_DIR="$b/lib/qemu" "$b/lib/ld-linux-x86-64.so.2" --library-path "$b/lib" \
+  "$b/bin/qemu-system-x86_64" -L "$b/share/qemu" -accel help) || accels=
+grep -qx tcg <<<"$accels" ||
   { echo "build-qemu-bundle: the bundled QEMU does not list the TCG accelerator" >&2; exit 1; }
 
 mkdir -p "$(dirname "$out")"

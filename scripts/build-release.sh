@@ -20,7 +20,7 @@ case "${1:-}" in
   "") ;;
   *) echo "build-release: unknown argument $1 (usage: $0 [--target TRIPLE])" >&2; exit 2 ;;
 esac
-rustup target list --installed 2>/dev/null | grep -qx "$target" ||
+grep -qx "$target" <<<"$(rustup target list --installed 2>/dev/null)" ||
   { echo "build-release: missing Rust target; run: rustup target add $target" >&2; exit 1; }
 case "$target" in
   x86_64-unknown-linux-musl)

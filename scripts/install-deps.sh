@@ -26,7 +26,7 @@ packages=(
 # linked onto PATH. The tests need its RHEL9 and RHEL10 syntax versions (3.78 has both).
 KICKSTART_VENV=/opt/ferry-validators
 install_ksvalidator() {
-  if command -v ksvalidator >/dev/null && ksvalidator -l | grep -qx RHEL10; then
+  if command -v ksvalidator >/dev/null && grep -qx RHEL10 <<<"$(ksvalidator -l)"; then
     return
   fi
   if [ "$(id -u)" -ne 0 ]; then
@@ -37,7 +37,7 @@ install_ksvalidator() {
   python3 -m venv "$KICKSTART_VENV"
   "$KICKSTART_VENV/bin/pip" install -q --upgrade pykickstart
   ln -sf "$KICKSTART_VENV/bin/ksvalidator" /usr/local/bin/ksvalidator
-  ksvalidator -l | grep -qx RHEL10 || {
+  grep -qx RHEL10 <<<"$(ksvalidator -l)" || {
     echo "install-deps: the installed pykickstart has no RHEL10 syntax" >&2
     exit 1
   }

@@ -211,10 +211,14 @@ build_nixos_live() { # OUT: the live system's initramfs
 	cp "$GUEST/nixos-fake" "$root/usr/local/lib/nixos-fake"
 	# Busybox's shell runs its own applets before searching PATH: fakes named like an applet
 	# (mount, poweroff...) are reached through shell functions, defined in every shell's $ENV.
+	# The list is read whole first: `busybox --list | grep -q` under pipefail fails now and then
+	# (grep ends at the match, busybox's next write gets SIGPIPE), which left a fake unlogged.
 	: >"$root/etc/fixture-shrc"
+	local applets
+	applets=$(/bin/busybox --list)
 	for f in $NIXOS_FAKES; do
 		ln -s ../lib/nixos-fake "$root/usr/local/bin/$f"
-		if /bin/busybox --list | grep -qx -- "$f"; then
+		if grep -qx -- "$f" <<<"$applets"; then
 			echo "$f() { /usr/local/bin/$f \"\$@\"; }" >>"$root/etc/fixture-shrc"
 		fi
 	done
