@@ -89,7 +89,7 @@ fn alpine_recipe_is_listed_shown_and_planned_by_name_and_image() {
     assert_eq!(boot["kernel"], "/boot/vmlinuz-virt");
     assert_eq!(
         boot["cmdline"],
-        "modules=loop,squashfs,sd-mod,usb-storage quiet console=ttyS0,115200n8"
+        "no_timer_check modules=loop,squashfs,sd-mod,usb-storage quiet console=ttyS0,115200n8"
     );
 }
 
@@ -336,7 +336,7 @@ fn alpine_recipe_installs_from_the_look_alike() {
     let (scratch, cmdline) = install_fixture("alpine", "tiny-alpine.iso", "bios", Some(ROUTED_32));
     assert_eq!(
         cmdline,
-        "modules=loop,squashfs,sd-mod,usb-storage quiet console=ttyS0,115200n8"
+        "no_timer_check modules=loop,squashfs,sd-mod,usb-storage quiet console=ttyS0,115200n8"
     );
     let parts = mbr_partitions(&scratch.disk());
     let kinds: Vec<(bool, u8)> = parts.iter().map(|p| (p.0, p.1)).collect();

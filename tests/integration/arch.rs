@@ -44,7 +44,9 @@ fn arch_recipe_is_listed_shown_and_planned() {
     assert_eq!(kernel, "/arch/boot/x86_64/vmlinuz-linux");
     assert_eq!(
         cmdline,
-        format!("archisobasedir=arch archisosearchuuid={ISO_UUID} console=ttyS0,115200n8")
+        format!(
+            "no_timer_check archisobasedir=arch archisosearchuuid={ISO_UUID} console=ttyS0,115200n8"
+        )
     );
 
     // As the issue asks: `ferry plan arch|archlinux --disk X --size 8G --ssh-key K` (the
@@ -250,7 +252,7 @@ fn arch_recipe_installs_from_the_look_alike() {
     let (scratch, cmdline) = install_fixture("arch", "tiny-arch.iso", "bios", Some(ROUTED_32));
     assert!(
         cmdline.starts_with(&format!(
-            "archisobasedir=arch archisosearchuuid={ISO_UUID} "
+            "no_timer_check archisobasedir=arch archisosearchuuid={ISO_UUID} "
         )),
         "{cmdline}"
     );

@@ -165,7 +165,7 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     assert_eq!(planned["boot"]["initrd"][0], initrd.to_str().unwrap());
     let cmdline = planned["boot"]["cmdline"].as_str().unwrap();
     assert!(
-        cmdline.starts_with("auto=true priority=critical url=http://10.0.2.100/preseed.cfg hostname=debian domain=localdomain")
+        cmdline.starts_with("no_timer_check auto=true priority=critical url=http://10.0.2.100/preseed.cfg hostname=debian domain=localdomain")
             && cmdline.ends_with(" --- console=ttyS0,115200n8"),
         "{cmdline}"
     );
@@ -558,7 +558,7 @@ fn distribution_recipes_plan_the_installer_entry_of_their_look_alikes() {
     assert_eq!(kernel, "/casper/vmlinuz");
     assert_eq!(
         cmdline,
-        "autoinstall ds=nocloud;s=http://10.0.2.100/ --- console=ttyS0,115200n8"
+        "no_timer_check autoinstall ds=nocloud;s=http://10.0.2.100/ --- console=ttyS0,115200n8"
     );
     for recipe in ["rocky-9", "rocky-10", "alma-9", "alma-10"] {
         let (title, kernel, cmdline) = plan_look_alike(recipe, "tiny-el.iso");
@@ -566,7 +566,7 @@ fn distribution_recipes_plan_the_installer_entry_of_their_look_alikes() {
         assert_eq!(kernel, "/images/pxeboot/vmlinuz", "{recipe}");
         assert_eq!(
             cmdline,
-            "inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/ks.cfg inst.text console=ttyS0,115200n8",
+            "no_timer_check inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/ks.cfg inst.text console=ttyS0,115200n8",
             "{recipe}"
         );
     }
@@ -643,7 +643,7 @@ fn rhel_recipe_installs_from_the_lorax_look_alike() {
     let (scratch, cmdline) = install_fixture("rocky-9", "tiny-el.iso", "uefi", Some(ROUTED_32));
     assert!(
         cmdline
-            .contains("inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/")
+            .contains("no_timer_check inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/")
             && !cmdline.contains("rd.live.check"),
         "{cmdline}"
     );

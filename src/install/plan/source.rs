@@ -422,7 +422,13 @@ fn fixture_hint(path: &Path) -> &'static str {
 /// arguments go before a `---` separator (arguments after it are copied into the installed
 /// system by installers such as Debian's); the console goes last, so it becomes /dev/console
 /// and the installed system inherits it.
+///
+/// An x86 installer also gets `no_timer_check` (as Fedora's cloud images boot): a VM's vCPU
+/// can be descheduled while the kernel checks that the IO-APIC timer ticks, and on a busy host
+/// (TCG above all) the check fails with "Kernel panic - not syncing: IO-APIC + timer doesn't
+/// work!". It only skips that check and stays out of the installed system.
 pub fn compose_cmdline(arch: Arch, entry: &str, extra: &str) -> String {
+    const NO_TIMER_CHECK: &str = "no_timer_check";
     let console = serial_console(arch);
     let words: Vec<&str> = entry.split_whitespace().collect();
     let (before, after) = match words.iter().position(|w| *w == "---") {
@@ -431,6 +437,9 @@ pub fn compose_cmdline(arch: Arch, entry: &str, extra: &str) -> String {
     };
     let mut out: Vec<&str> = before.to_vec();
     out.extend(extra.split_whitespace());
+    if arch == Arch::X86_64 && !words.contains(&NO_TIMER_CHECK) && !out.contains(&NO_TIMER_CHECK) {
+        out.insert(0, NO_TIMER_CHECK);
+    }
     if let Some(after) = after {
         out.extend(after);
     }
@@ -484,19 +493,23 @@ mod tests {
     fn console_goes_last_and_extra_before_separator() {
         assert_eq!(
             compose_cmdline(Arch::X86_64, "quiet", "url=x"),
-            "quiet url=x console=ttyS0,115200n8"
+            "no_timer_check quiet url=x console=ttyS0,115200n8"
         );
         assert_eq!(
             compose_cmdline(Arch::X86_64, "vga=788 --- quiet", "auto=true url=x"),
-            "vga=788 auto=true url=x --- quiet console=ttyS0,115200n8"
+            "no_timer_check vga=788 auto=true url=x --- quiet console=ttyS0,115200n8"
         );
         assert_eq!(
             compose_cmdline(Arch::X86_64, "a console=ttyS0,115200n8", ""),
-            "a console=ttyS0,115200n8"
+            "no_timer_check a console=ttyS0,115200n8"
+        );
+        assert_eq!(
+            compose_cmdline(Arch::X86_64, "--- no_timer_check", ""),
+            "--- no_timer_check console=ttyS0,115200n8"
         );
         assert_eq!(
             compose_cmdline(Arch::X86_64, "", ""),
-            "console=ttyS0,115200n8"
+            "no_timer_check console=ttyS0,115200n8"
         );
         assert_eq!(
             compose_cmdline(Arch::Aarch64, "quiet", ""),
