@@ -212,6 +212,21 @@ pub struct MemoryFacts {
     pub tmpfs_bytes: u64,
 }
 
+impl MemoryFacts {
+    /// The memory of the system under `root` (/proc/meminfo), without the other facts.
+    pub fn read(root: &Root) -> MemoryFacts {
+        MemoryFacts::from_meminfo(&root.read("/proc/meminfo").unwrap_or_default())
+    }
+
+    fn from_meminfo(meminfo: &str) -> MemoryFacts {
+        MemoryFacts {
+            total_bytes: meminfo_kib(meminfo, "MemTotal") * 1024,
+            available_bytes: meminfo_kib(meminfo, "MemAvailable") * 1024,
+            tmpfs_bytes: meminfo_kib(meminfo, "Shmem") * 1024,
+        }
+    }
+}
+
 impl Facts {
     /// The running system's facts.
     pub fn read() -> Facts {
@@ -228,11 +243,7 @@ impl Facts {
         if root.is_system() {
             cpus = cpus.min(std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
         }
-        let memory = MemoryFacts {
-            total_bytes: meminfo_kib(&meminfo, "MemTotal") * 1024,
-            available_bytes: meminfo_kib(&meminfo, "MemAvailable") * 1024,
-            tmpfs_bytes: meminfo_kib(&meminfo, "Shmem") * 1024,
-        };
+        let memory = MemoryFacts::from_meminfo(&meminfo);
         let kvm = kvm::KvmFacts::read(root);
         Facts {
             hostname: root

@@ -480,6 +480,62 @@ fn an_image_larger_than_the_cache_is_streamed_and_installs() {
     assert!(held[0].to_string_lossy().ends_with(".chunks"), "{held:?}");
 }
 
+/// A cache in memory (a tmpfs, as on a rescue system) with room for the image, on a host whose
+/// memory would then be too short for the VM: `ferry plan` streams it and says why; with memory
+/// to spare it downloads. The host's memory comes from recorded facts (`--host-root`).
+#[test]
+fn an_image_that_would_starve_the_vm_in_a_memory_cache_is_streamed() {
+    let scratch = Scratch::new();
+    let (_server, profile, size) = served_tiny(&scratch);
+    let cache = Tmpfs::mount(scratch.dir.path().join("cache"), size * 2);
+    let host = scratch.dir.path().join("host");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(fixture("hosts/virtio-vm"))
+        .arg(&host)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let plan_with_available = |mib: u64| {
+        std::fs::write(
+            host.join("proc/meminfo"),
+            format!(
+                "MemTotal: 2097152 kB\nMemFree: {kib} kB\nMemAvailable: {kib} kB\nShmem: 0 kB\n",
+                kib = mib * 1024
+            ),
+        )
+        .unwrap();
+        let output = scratch.plan(
+            &profile,
+            &[
+                "--cache-dir",
+                cache.dir.to_str().unwrap(),
+                "--host-root",
+                host.to_str().unwrap(),
+            ],
+        );
+        let (stdout, stderr) = text(&output);
+        assert!(output.status.success(), "{stdout}{stderr}");
+        stdout
+    };
+    // The profile's 512 MiB VM and the host's 384 MiB: 896 MiB; 910 − 30 leaves 880.
+    let stdout = plan_with_available(910);
+    assert!(
+        stdout.contains(
+            "verified streaming, at most 256 MiB of chunks in memory (the cache is in memory: \
+             30 MiB stored there would leave 880 MiB of the 910 MiB available, and the VM and the \
+             host need 896 MiB)"
+        ),
+        "{stdout}"
+    );
+    let stdout = plan_with_available(2000);
+    assert!(
+        stdout.contains("download: 30 MiB fits the cache's file system"),
+        "{stdout}"
+    );
+    assert!(walk(&cache.dir).is_empty(), "ferry plan stored something");
+}
+
 /// Files under `dir`, recursively.
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -307,6 +307,13 @@ pub enum StreamWhy {
     Asked,
     /// Larger than the free space of the cache's file system.
     TooLarge { size: u64, free: u64 },
+    /// The cache is in memory (a rescue system's tmpfs): stored there, the image would leave
+    /// less than the VM and the host need (`needed`) of the `available` memory.
+    LeavesTooLittleMemory {
+        size: u64,
+        available: u64,
+        needed: u64,
+    },
 }
 
 impl Delivery {
@@ -333,6 +340,18 @@ impl Delivery {
                         "{} does not fit the cache's file system ({} free)",
                         mib(size),
                         mib(free)
+                    ),
+                    StreamWhy::LeavesTooLittleMemory {
+                        size,
+                        available,
+                        needed,
+                    } => format!(
+                        "the cache is in memory: {} stored there would leave {} of the {} \
+                         available, and the VM and the host need {}",
+                        mib(size),
+                        mib(&available.saturating_sub(*size)),
+                        mib(available),
+                        mib(needed)
                     ),
                 };
                 format!(

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use super::{
     BootPlan, Delivery, DownloadWhy, FetchPlan, IsoSource, NetbootUnpack, Options, PlanError,
-    QemuPlan, StreamWhy,
+    QemuPlan, StreamWhy, vm,
 };
 use crate::Error;
 use crate::arch::Arch;
 use crate::fetch::stream::StreamedImage;
 use crate::fetch::{self, Request, Sha256Digest};
 use crate::image::Iso;
-use crate::profile::{BootMode, Profile};
+use crate::profile::{BootMode, Memory, Profile};
 use crate::qemu::{QemuBinary, archive};
 
 /// The serial console argument ferry adds for `arch`'s guest; the last `console=` becomes
@@ -189,7 +189,7 @@ pub(super) fn image_download(
     };
     let cached = request.dest.is_file();
     Ok(Some(FetchPlan {
-        delivery: delivery(&request, cached, opts),
+        delivery: delivery(&request, cached, opts, profile.spec.vm.memory),
         request,
         cached,
         netboot: None,
@@ -197,9 +197,10 @@ pub(super) fn image_download(
 }
 
 /// Download or stream: `--stream`; else a cached image is used; else the image is streamed
-/// when it is larger than the free space of the cache's file system (a rescue system's RAM
-/// disk), asking the server its size.
-fn delivery(request: &Request, cached: bool, opts: &Options) -> Delivery {
+/// when it is larger than the free space of the cache's file system, or, when that file
+/// system is in memory (a rescue system's tmpfs), when storing it would leave too little
+/// memory for the VM (`vm_memory`) and the host. Asks the server the image's size.
+fn delivery(request: &Request, cached: bool, opts: &Options, vm_memory: Memory) -> Delivery {
     let cache_limit = opts
         .stream_cache
         .unwrap_or(fetch::stream::DEFAULT_CACHE_LIMIT);
@@ -227,27 +228,74 @@ fn delivery(request: &Request, cached: bool, opts: &Options) -> Delivery {
             };
         }
     };
-    let free = free_space(&request.dest);
+    let memory = in_memory(&request.dest).then(|| {
+        let root = opts
+            .host_root
+            .as_deref()
+            .map_or_else(crate::host::Root::system, crate::host::Root::at);
+        MemoryBudget {
+            available: crate::host::MemoryFacts::read(&root).available_bytes,
+            needed: vm::host_memory_needed(vm_memory),
+        }
+    });
+    decide(size, free_space(&request.dest), memory, cache_limit)
+}
+
+/// What an image stored in a memory-backed cache competes with.
+#[derive(Debug, Clone, Copy)]
+struct MemoryBudget {
+    available: u64,
+    /// The VM's memory and the host's margin.
+    needed: u64,
+}
+
+/// The choice for an image of `size` bytes, with `free` bytes on the cache's file system and,
+/// when that file system is in memory, the memory it competes with.
+fn decide(size: u64, free: u64, memory: Option<MemoryBudget>, cache_limit: u64) -> Delivery {
     if size > free {
-        Delivery::Stream {
+        return Delivery::Stream {
             cache_limit,
             why: StreamWhy::TooLarge { size, free },
-        }
-    } else {
-        Delivery::Download {
-            why: DownloadWhy::Fits { size, free },
-        }
+        };
     }
+    if let Some(MemoryBudget { available, needed }) = memory
+        && available.saturating_sub(size) < needed
+    {
+        return Delivery::Stream {
+            cache_limit,
+            why: StreamWhy::LeavesTooLittleMemory {
+                size,
+                available,
+                needed,
+            },
+        };
+    }
+    Delivery::Download {
+        why: DownloadWhy::Fits { size, free },
+    }
+}
+
+/// Whether the file system that will hold `path` keeps its files in memory (tmpfs, ramfs).
+fn in_memory(path: &Path) -> bool {
+    use nix::sys::statfs::{FsType, TMPFS_MAGIC, statfs};
+    // linux/magic.h; nix names tmpfs's only.
+    const RAMFS_MAGIC: FsType = FsType(0x8584_58f6);
+    statfs(nearest_existing(path)).is_ok_and(|fs| {
+        let kind = fs.filesystem_type();
+        kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
+    })
+}
+
+fn nearest_existing(path: &Path) -> &Path {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
 }
 
 /// The bytes an unprivileged write may still use on the file system that will hold `path`
 /// (its nearest existing ancestor's); unknown counts as plenty, so the download is tried.
 fn free_space(path: &Path) -> u64 {
-    let existing = path
-        .ancestors()
-        .find(|p| p.exists())
-        .unwrap_or(Path::new("/"));
-    match nix::sys::statvfs::statvfs(existing) {
+    match nix::sys::statvfs::statvfs(nearest_existing(path)) {
         Ok(fs) => fs.blocks_available().saturating_mul(fs.fragment_size()),
         Err(_) => u64::MAX,
     }
@@ -467,7 +515,7 @@ mod tests {
             stream_cache: Some(64 << 20),
             ..Options::default()
         };
-        let streamed = delivery(&request, true, &asked);
+        let streamed = delivery(&request, true, &asked, Memory::Auto);
         assert_eq!(
             streamed,
             Delivery::Stream {
@@ -480,13 +528,57 @@ mod tests {
             "verified streaming, at most 64 MiB of chunks in memory (--stream)"
         );
         assert_eq!(
-            delivery(&request, true, &Options::default()),
+            delivery(&request, true, &Options::default(), Memory::Auto),
             Delivery::Download {
                 why: DownloadWhy::Cached
             }
         );
         // The cache directory does not exist yet: its nearest existing ancestor counts.
         assert!(free_space(&request.dest) > 0);
+    }
+
+    #[test]
+    fn an_image_in_a_memory_cache_must_leave_the_vm_its_memory() {
+        const MIB: u64 = 1 << 20;
+        let limit = 256 * MIB;
+        let budget = |available_mib| {
+            Some(MemoryBudget {
+                available: available_mib * MIB,
+                needed: vm::host_memory_needed(Memory::Auto),
+            })
+        };
+        // 3000 MiB on a 4 GiB rescue system's tmpfs: 900 MiB would be left, 896 needed.
+        assert_eq!(
+            decide(3000 * MIB, 3800 * MIB, budget(3900), limit),
+            Delivery::Download {
+                why: DownloadWhy::Fits {
+                    size: 3000 * MIB,
+                    free: 3800 * MIB
+                }
+            }
+        );
+        let tight = decide(3000 * MIB, 3800 * MIB, budget(3800), limit);
+        assert_eq!(
+            tight.describe(),
+            "verified streaming, at most 256 MiB of chunks in memory (the cache is in memory: \
+             3000 MiB stored there would leave 800 MiB of the 3800 MiB available, and the VM \
+             and the host need 896 MiB)"
+        );
+        // On a disk, memory is not the cache's concern.
+        assert!(!decide(3000 * MIB, 3800 * MIB, None, limit).streams());
+        // Larger than the file system: streamed whatever the memory.
+        assert!(decide(5000 * MIB, 3800 * MIB, None, limit).streams());
+        // The profile's own memory counts, with the host's margin.
+        assert_eq!(
+            vm::host_memory_needed(Memory::Mib(2048)),
+            (2048 + 384) * MIB
+        );
+    }
+
+    #[test]
+    fn tmpfs_is_memory_and_the_build_directory_is_not() {
+        assert!(in_memory(Path::new("/dev/shm/ferry-cache/x.iso")));
+        assert!(!in_memory(Path::new(env!("CARGO_MANIFEST_DIR"))));
     }
 
     #[test]

@@ -282,6 +282,16 @@ pub(super) struct Sizing {
 /// What the rescue system keeps for itself under `auto` memory.
 const MARGIN_MIB: u64 = 384;
 const MIN_MIB: u64 = 512;
+
+/// The memory an install of a VM of `memory` needs on the host: the VM's (its least under
+/// `auto`) plus what the rescue system keeps for itself.
+pub(super) fn host_memory_needed(memory: Memory) -> u64 {
+    let vm = match memory {
+        Memory::Mib(mib) => mib,
+        Memory::Auto => MIN_MIB,
+    };
+    (vm + MARGIN_MIB) << 20
+}
 const AUTO_MAX_MIB: u64 = 4096;
 
 /// VM memory and CPUs. `auto` memory is the available RAM (files in tmpfs, such as cached
