@@ -33,7 +33,9 @@
 //! ways: the legacy window does not map `0xB8000` in VGA graphics modes, so it reads as all
 //! `0xFF` (checked with mode 13h under QEMU 7.2); and the displayed resolution (QMP
 //! `screendump`, checked every [`RESOLUTION_EVERY`] reads) is not one a text mode has, which
-//! catches VESA modes. The stream then says so in a line of its own, once per switch.
+//! catches VESA modes. A resolution counts from its second check in a row: before the guest
+//! sets a mode, QEMU's display is 640×480, which is no text mode either, and the first read
+//! comes that early. The stream then says so in a line of its own, once per switch.
 
 use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
@@ -248,13 +250,20 @@ fn feed(
     let mut text = String::new();
     let mut graphics = false;
     let mut reads = 0u32;
+    // Resolution checks in a row that found no text mode; the verdict holds between checks.
+    let mut not_text_checks = 0u32;
     while !state.stop.load(Ordering::Relaxed) {
         let mut capture = decode(&reader.text_buffer()?);
         if capture != Capture::Graphics && reads.is_multiple_of(RESOLUTION_EVERY) {
             let (w, h) = reader.resolution()?;
-            if !is_text_resolution(w, h) {
-                capture = Capture::Graphics;
-            }
+            not_text_checks = if is_text_resolution(w, h) {
+                0
+            } else {
+                not_text_checks.saturating_add(1)
+            };
+        }
+        if not_text_checks >= 2 {
+            capture = Capture::Graphics;
         }
         reads = reads.wrapping_add(1);
         text.clear();
@@ -442,10 +451,11 @@ mod tests {
         assert_eq!(out, "boot:\r\nboot:");
     }
 
-    /// Screens as the test hands them over; the stream ends when the sender is dropped.
+    /// Screens as the test hands them over; the stream ends when the sender is dropped. The
+    /// resolutions are given in turn, the last one from then on.
     struct Script {
         screens: std::sync::mpsc::Receiver<Vec<u8>>,
-        resolution: (u32, u32),
+        resolutions: Vec<(u32, u32)>,
     }
 
     impl ScreenReader for Script {
@@ -455,17 +465,27 @@ mod tests {
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "QEMU exited"))
         }
         fn resolution(&mut self) -> io::Result<(u32, u32)> {
-            Ok(self.resolution)
+            if self.resolutions.len() > 1 {
+                Ok(self.resolutions.remove(0))
+            } else {
+                Ok(self.resolutions[0])
+            }
         }
     }
 
     fn console_over(
         resolution: (u32, u32),
     ) -> (Console, ScreenFeed, std::sync::mpsc::Sender<Vec<u8>>) {
+        console_over_resolutions(vec![resolution])
+    }
+
+    fn console_over_resolutions(
+        resolutions: Vec<(u32, u32)>,
+    ) -> (Console, ScreenFeed, std::sync::mpsc::Sender<Vec<u8>>) {
         let (tx, rx) = std::sync::mpsc::channel();
         let reader = Script {
             screens: rx,
-            resolution,
+            resolutions,
         };
         let (stream, feed) = start(reader, Duration::from_millis(1)).unwrap();
         (Console::start(stream, Vec::new()).unwrap(), feed, tx)
@@ -515,12 +535,34 @@ mod tests {
     }
 
     #[test]
-    fn a_vesa_resolution_is_graphics() {
+    fn a_vesa_resolution_is_graphics_from_its_second_check_and_stays_so() {
         let (mut console, feed, screens) = console_over((1024, 768));
-        screens.send(buffer(&["stale text"])).unwrap();
+        // Reads 0 and 8 check the resolution; the verdict holds for the reads in between,
+        // whose buffer still shows the text mode's last screen.
+        for n in 0..3 * RESOLUTION_EVERY {
+            let line = if n < RESOLUTION_EVERY {
+                "text"
+            } else {
+                "stale"
+            };
+            screens.send(buffer(&[line])).unwrap();
+        }
         drop(screens);
         let _ = console.wait_closed(Duration::from_secs(5));
         assert_eq!(feed.capture(), Some(Capture::Graphics));
-        assert_eq!(console.last_lines(5), [GRAPHICS_NOTE]);
+        assert_eq!(console.last_lines(5), ["text", GRAPHICS_NOTE]);
+    }
+
+    #[test]
+    fn the_display_before_the_guest_sets_a_mode_is_not_graphics() {
+        // QEMU's display is 640×480 until the BIOS sets the text mode.
+        let (mut console, feed, screens) = console_over_resolutions(vec![(640, 480), (720, 400)]);
+        for _ in 0..3 * RESOLUTION_EVERY {
+            screens.send(buffer(&["SeaBIOS"])).unwrap();
+        }
+        drop(screens);
+        let _ = console.wait_closed(Duration::from_secs(5));
+        assert_eq!(feed.capture(), Some(Capture::Text(screen(&["SeaBIOS"]))));
+        assert_eq!(console.last_lines(5), ["SeaBIOS"]);
     }
 }
