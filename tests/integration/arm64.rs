@@ -9,6 +9,13 @@ use crate::support::*;
 #[test]
 fn installs_an_arm64_guest_under_tcg_and_boots_it() {
     let scratch = Scratch::new();
+    let planned = scratch.plan(&fixture("tiny-arm64.toml"), &["--arch", "aarch64"]);
+    let (plan_text, plan_err) = text(&planned);
+    assert!(planned.status.success(), "{plan_err}");
+    assert!(
+        plan_text.contains("ensure EFI/BOOT/BOOTAA64.EFI on the ESP"),
+        "{plan_text}"
+    );
     let output = scratch
         .install(&fixture("tiny-arm64.toml"), &["--arch", "aarch64"])
         .output()
