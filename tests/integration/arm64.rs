@@ -94,3 +94,31 @@ fn installs_an_arm64_guest_under_tcg_and_boots_it() {
     );
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
 }
+
+/// The built-in Debian recipe's image is the amd64 netboot package: planned for an aarch64
+/// guest it is refused (it would only hang at AAVMF), naming both architectures.
+#[test]
+fn an_amd64_catalog_image_is_refused_for_an_aarch64_guest() {
+    let scratch = Scratch::new();
+    let key = scratch.dir.path().join("key.pub");
+    std::fs::write(
+        &key,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFerryTestKey a@b\n",
+    )
+    .unwrap();
+    let out = ferry()
+        .args(["plan", "debian-12", "--disk"])
+        .arg(scratch.disk())
+        .args(["--size", "4G", "--arch", "aarch64", "--ssh-key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "debian-12-netboot-package is an x86_64 image and this guest is aarch64 (--arch): use an aarch64 image"
+        ),
+        "{stderr}"
+    );
+}
