@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   qemu-system-x86 qemu-utils ovmf seabios     # the VMs
+  qemu-system-arm qemu-efi-aarch64            # arm64 guests under TCG (tests/integration/arm64.rs)
   qemu-system-common qemu-system-data ipxe-qemu  # scripts/build-qemu-bundle.sh (Depends of qemu-system-x86)
   xorriso isolinux syslinux-common mtools     # fixture ISOs
   grub-pc-bin grub-efi-amd64-bin grub-common  # fixture boot loaders
@@ -96,6 +97,21 @@ install_archinstall() {
     "$ARCHINSTALL_VENV/bin/pip" install -q archinstall==2.8.0
 }
 
+# scripts/make-fixtures.sh fetches the arm64 fixture's packages (kernel, busybox, GRUB, sfdisk)
+# with `apt-get download PKG:arm64`: apt must know the arm64 architecture's package lists.
+add_arm64_architecture() {
+  if dpkg --print-foreign-architectures | grep -qx arm64 && apt-cache show busybox-static:arm64 >/dev/null 2>&1; then
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: the arm64 architecture is not known to apt; run as root: sudo $0" >&2
+    exit 1
+  fi
+  echo "install-deps: adding the arm64 architecture (dpkg --add-architecture arm64)"
+  dpkg --add-architecture arm64
+  apt-get update -q
+}
+
 # missing: the listed packages that are not installed.
 find_missing() {
   missing=()
@@ -105,6 +121,7 @@ find_missing() {
   done
 }
 
+add_arm64_architecture
 find_missing
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#packages[@]} packages present"

@@ -19,6 +19,10 @@
 #                      menus, /arch/boot/x86_64 (these boot the tiny installer, which then
 #                      plays Subiquity, Anaconda or archiso's live system with archinstall)
 #   vmlinuz, installer.gz   the kernel and installer initramfs all ISOs carry
+#   tiny-arm64.iso     the tiny installer for arm64 (GRUB layout, UEFI-bootable through
+#                      grub-mkrescue): Debian's arm64 cloud kernel and static busybox, fetched
+#                      as packages into arm64-debs/ (the x86 ones come from this machine)
+#   vmlinuz-arm64, installer-arm64.gz   its kernel and installer initramfs
 #   sercon-port.bin    fw_cfg blob making SeaBIOS mirror VGA text to COM1
 #   stamp              cache key; a rebuild happens only when it changes
 #
@@ -38,6 +42,17 @@ VOLID=TINY_INSTALLER
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
 virtio_blk scsi_common scsi_mod virtio_scsi failover net_failover virtio_net
 libata ata_piix sd_mod cdrom sr_mod isofs fat vfat nls_cp437 nls_ascii"
+
+# The arm64 installer's modules (same order rule); QEMU's virt board has no IDE.
+ARM64_MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+virtio_blk scsi_common scsi_mod virtio_scsi failover net_failover virtio_net
+sd_mod cdrom sr_mod isofs fat vfat nls_cp437 nls_ascii"
+
+# The arm64 packages, fetched with apt-get download (install-deps.sh adds the arm64 architecture)
+# and cached in $OUT/arm64-debs: the kernel is the one linux-image-cloud-arm64 depends on; sfdisk
+# with the libraries this machine's sfdisk links (add_arm64_sfdisk checks the list).
+ARM64_PACKAGES="busybox-static grub-efi-arm64-bin fdisk libfdisk1 libsmartcols1 libtinfo6
+libreadline8 libc6 libuuid1 libblkid1"
 
 # GRUB modules for the installed disk's boot images.
 GRUB_COMMON_MODULES=(part_msdos part_gpt ext2 search search_label normal configfile linux serial terminal echo test)
@@ -95,6 +110,7 @@ stamp() {
 		stat -c '%a %n' tests/fixtures/guest/* # an init that lost its x bit cannot run
 		echo "kernel $KVER"
 		dpkg-query -W busybox-static grub-pc-bin grub-efi-amd64-bin isolinux fdisk
+		ls "$OUT/arm64-debs"
 	) | sha256sum | cut -d' ' -f1
 }
 
@@ -111,10 +127,12 @@ make_cpio() {
 	(cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -6 >"$2"
 }
 
-# add_busybox ROOT: the static busybox plus a symlink for every applet.
+# add_busybox ROOT: the static busybox ($BUSYBOX, this machine's or the arm64 one) plus a
+# symlink for every applet. The applet list comes from this machine's busybox: the arm64
+# package is checked to be the same version (fetch_arm64_debs).
 add_busybox() {
 	mkdir -p "$1/bin" "$1/proc" "$1/sys" "$1/dev" "$1/tmp" "$1/etc"
-	cp /bin/busybox "$1/bin/busybox"
+	cp "$BUSYBOX" "$1/bin/busybox"
 	local applet
 	for applet in $(/bin/busybox --list); do
 		[ "$applet" = busybox ] || ln -s busybox "$1/bin/$applet"
@@ -131,13 +149,13 @@ add_with_libs() {
 }
 
 build_installed_initrd() { # OUT
-	local root=$WORK/installed
+	local root=$WORK/installed-$ARCH
 	add_busybox "$root"
 	cp "$GUEST/installed-init" "$root/init"
 	echo 'root::0:0:root:/root:/bin/sh' >"$root/etc/passwd"
 	echo 'root:x:0:' >"$root/etc/group"
 	# getty expands \n to the hostname (its \l would say /dev/ttyS0).
-	printf 'Tiny GNU/Linux 1.0 \\n ttyS0\n\n' >"$root/etc/issue"
+	printf 'Tiny GNU/Linux 1.0 \\n %s\n\n' "$CONSOLE" >"$root/etc/issue"
 	mkdir -p "$root/root"
 	make_cpio "$root" "$1"
 }
@@ -158,21 +176,56 @@ build_grub_images() { # DIR: core.img + boot.img (BIOS), grubx64.efi (UEFI)
 		-p /boot/grub fat "${GRUB_COMMON_MODULES[@]}"
 }
 
+build_arm64_grub_image() { # DIR: grubaa64.efi, as build_grub_images' UEFI image
+	local embedded=$WORK/grub-embedded.cfg
+	# shellcheck disable=SC2016 # $root is GRUB's variable
+	printf '%s\n' 'search --no-floppy --label tiny-root --set=root' 'set prefix=($root)/boot/grub' >"$embedded"
+	grub-mkimage -d "$ARM64_ROOT/usr/lib/grub/arm64-efi" -O arm64-efi -o "$1/grubaa64.efi" \
+		-c "$embedded" -p /boot/grub fat "${GRUB_COMMON_MODULES[@]}"
+}
+
+# add_arm64_sfdisk ROOT: the arm64 sfdisk, its loader and the libraries this machine's sfdisk
+# links (the same util-linux), at the paths the arm64 loader searches.
+add_arm64_sfdisk() {
+	local lib name found d
+	install -D "$ARM64_ROOT/sbin/sfdisk" "$1/sbin/sfdisk"
+	mkdir -p "$1/lib/aarch64-linux-gnu"
+	cp -L "$ARM64_ROOT/lib/ld-linux-aarch64.so.1" "$1/lib/"
+	for lib in $(ldd "$(command -v sfdisk)" | awk '/=>/ {print $1}'); do
+		found=
+		for d in lib usr/lib; do
+			[ -e "$ARM64_ROOT/$d/aarch64-linux-gnu/$lib" ] && found=$ARM64_ROOT/$d/aarch64-linux-gnu/$lib
+		done
+		[ -n "$found" ] || die "arm64 $lib (needed by sfdisk) is in none of ARM64_PACKAGES"
+		cp -L "$found" "$1/lib/aarch64-linux-gnu/$lib"
+	done
+}
+
+# The installer for $ARCH (amd64: this machine's kernel, busybox and sfdisk; arm64: the
+# fetched packages').
 build_installer() { # OUT
-	local root=$WORK/installer m
+	local root=$WORK/installer-$ARCH m
 	add_busybox "$root"
 	cp "$GUEST/installer-init" "$root/init"
 	cp "$GUEST/archiso-live" "$root/archiso-live"
 	cp "$GUEST/udhcpc.script" "$root/etc/udhcpc.script"
 	# busybox fdisk cannot write GPT: bring util-linux sfdisk.
-	add_with_libs "$root" "$(command -v sfdisk)"
+	if [ "$ARCH" = arm64 ]; then
+		add_arm64_sfdisk "$root"
+	else
+		add_with_libs "$root" "$(command -v sfdisk)"
+	fi
 
 	add_modules "$root"
 
 	mkdir -p "$root/payload"
-	cp "/boot/vmlinuz-$KVER" "$root/payload/vmlinuz"
+	cp "$KERNEL" "$root/payload/vmlinuz"
 	build_installed_initrd "$root/payload/initrd.img"
-	build_grub_images "$root/payload"
+	if [ "$ARCH" = arm64 ]; then
+		build_arm64_grub_image "$root/payload"
+	else
+		build_grub_images "$root/payload"
+	fi
 	make_cpio "$root" "$1"
 }
 
@@ -182,8 +235,8 @@ add_modules() { # ROOT
 	mkdir -p "$root/lib/modules"
 	local loaded=" " ko dep
 	for m in $MODULES; do
-		ko=$(modinfo -k "$KVER" -n "$m") || die "module $m missing from /lib/modules/$KVER"
-		for dep in $(modinfo -k "$KVER" -F depends "$m" | tr , ' '); do
+		ko=$(modinfo -b "$MODULES_BASE" -k "$KVER" -n "$m") || die "module $m missing from $MODULES_BASE/lib/modules/$KVER"
+		for dep in $(modinfo -b "$MODULES_BASE" -k "$KVER" -F depends "$m" | tr , ' '); do
 			case "$loaded" in *" $dep "*) ;; *) die "module $m needs $dep: list it earlier in MODULES" ;; esac
 		done
 		case "$ko" in
@@ -226,8 +279,8 @@ build_nixos_live() { # OUT: the live system's initramfs
 	# their configuration where a NixOS install has it: /boot/grub on the root file system
 	# labelled "nixos" (BIOS), /grub on the ESP labelled "boot" (UEFI, ESP mounted on /boot).
 	mkdir -p "$root/payload"
-	cp "$WORK/installer/payload/vmlinuz" "$WORK/installer/payload/initrd.img" \
-		"$WORK/installer/payload/boot.img" "$root/payload/"
+	cp "$WORK/installer-amd64/payload/vmlinuz" "$WORK/installer-amd64/payload/initrd.img" \
+		"$WORK/installer-amd64/payload/boot.img" "$root/payload/"
 	# shellcheck disable=SC2016 # $root is GRUB's variable
 	printf '%s\n' 'search --no-floppy --label nixos --set=root' 'set prefix=($root)/boot/grub' >"$WORK/nixos-bios.cfg"
 	# shellcheck disable=SC2016
@@ -342,7 +395,7 @@ build_alpine_live() { # OUT
 	# Alpine's own: busybox's prompt shows root's home as ~ through it.
 	echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
 	echo 'root:x:0:root' >"$root/etc/group"
-	cp "$WORK/installer/payload/"{vmlinuz,initrd.img,boot.img,core.img,grubx64.efi} "$root/payload/"
+	cp "$WORK/installer-amd64/payload/"{vmlinuz,initrd.img,boot.img,core.img,grubx64.efi} "$root/payload/"
 	make_cpio "$root" "$1"
 }
 
@@ -402,27 +455,81 @@ build_grub_iso() { # OUT
 	run_logged grub-mkrescue -o "$1" "$tree" -- -volid "$VOLID" -joliet on
 }
 
+# use_amd64 / use_arm64: what the builders above take for each architecture.
+use_amd64() {
+	ARCH=amd64 BUSYBOX=/bin/busybox KERNEL=/boot/vmlinuz-$KVER MODULES_BASE=/ CONSOLE=ttyS0
+}
+
+fetch_arm64_debs() {
+	local dir=$OUT/arm64-debs kernel p complete=yes
+	for p in linux-image-*-cloud-arm64 $ARM64_PACKAGES; do
+		# shellcheck disable=SC2086 # the kernel's name is a pattern
+		ls "$dir"/${p}_*.deb >/dev/null 2>&1 || complete=no
+	done
+	if [ $complete = no ]; then
+		dpkg --print-foreign-architectures | grep -qx arm64 ||
+			die "no arm64 packages: dpkg --add-architecture arm64 && apt-get update (scripts/install-deps.sh)"
+		echo "make-fixtures: fetching the arm64 packages into $dir"
+		rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+		(cd "$dir.tmp" && apt-get download -q linux-image-cloud-arm64:arm64) >/dev/null 2>&1 ||
+			die "apt-get download linux-image-cloud-arm64:arm64 failed"
+		kernel=$(dpkg-deb -f "$dir.tmp"/linux-image-cloud-arm64_*.deb Depends | sed 's/[ ,].*//')
+		rm "$dir.tmp"/linux-image-cloud-arm64_*.deb
+		# shellcheck disable=SC2086 # a list of package names
+		(cd "$dir.tmp" && apt-get download -q "$kernel:arm64" $(printf '%s:arm64 ' $ARM64_PACKAGES)) >/dev/null 2>&1 ||
+			die "apt-get download $kernel:arm64 $(echo $ARM64_PACKAGES) (arm64) failed"
+		rm -rf "$dir" && mv "$dir.tmp" "$dir"
+	fi
+	[ "$(dpkg-deb -f "$dir"/busybox-static_*.deb Version)" = "$(dpkg-query -W -f '${Version}' busybox-static)" ] ||
+		die "arm64 busybox-static is not this machine's version (its applet list is used): rm -r $dir"
+}
+
+use_arm64() {
+	local deb
+	ARM64_ROOT=$WORK/arm64-root
+	mkdir -p "$ARM64_ROOT"
+	for deb in "$OUT"/arm64-debs/*.deb; do
+		dpkg-deb -x "$deb" "$ARM64_ROOT"
+	done
+	KVER=$(ls "$ARM64_ROOT/lib/modules")
+	# The package's postinst would write modules.dep: modinfo needs it.
+	depmod -b "$ARM64_ROOT" "$KVER"
+	ARCH=arm64 BUSYBOX=$ARM64_ROOT/bin/busybox KERNEL=$ARM64_ROOT/boot/vmlinuz-$KVER
+	MODULES_BASE=$ARM64_ROOT MODULES=$ARM64_MODULES CONSOLE=ttyAMA0
+}
+
+build_arm64_iso() { # OUT
+	local tree=$WORK/arm64-tree
+	mkdir -p "$tree/boot/grub"
+	cp "$OUT/vmlinuz-arm64" "$tree/boot/vmlinuz"
+	cp "$OUT/installer-arm64.gz" "$tree/boot/installer.gz"
+	cp "$GUEST/grub.cfg" "$tree/boot/grub/grub.cfg"
+	run_logged grub-mkrescue -d "$ARM64_ROOT/usr/lib/grub/arm64-efi" -o "$1" "$tree" -- -volid "$VOLID" -joliet on
+}
+
 main() {
 	check_prerequisites
 	find_kernel
+	mkdir -p "$OUT"
+	fetch_arm64_debs
 	local key
 	key=$(stamp)
 	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$key" ] &&
 		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ] && [ -f "$OUT/tiny-nixos.iso" ] &&
 		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ] && [ -f "$OUT/tiny-screen.iso" ] &&
 		[ -f "$OUT/tiny-alpine.iso" ] &&
-		[ -f "$OUT/tiny-arch.iso" ]; then
+		[ -f "$OUT/tiny-arch.iso" ] && [ -f "$OUT/tiny-arm64.iso" ]; then
 		echo "make-fixtures: $OUT is up to date (kernel $KVER)"
 		return
 	fi
 
 	echo "make-fixtures: building into $OUT (kernel $KVER)"
-	mkdir -p "$OUT"
 	rm -f "$OUT/stamp"
 	WORK=$(mktemp -d)
 	trap 'rm -rf "$WORK"' EXIT
 
-	cp "/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+	use_amd64
+	cp "$KERNEL" "$OUT/vmlinuz"
 	build_installer "$OUT/installer.gz"
 	build_isolinux_iso "$OUT/tiny-isolinux.iso"
 	build_grub_iso "$OUT/tiny-grub.iso"
@@ -432,6 +539,10 @@ main() {
 	build_alpine_iso "$OUT/tiny-alpine.iso"
 	build_arch_iso "$OUT/tiny-arch.iso"
 	build_screen_iso "$OUT/tiny-screen.iso"
+	use_arm64
+	cp "$KERNEL" "$OUT/vmlinuz-arm64"
+	build_installer "$OUT/installer-arm64.gz"
+	build_arm64_iso "$OUT/tiny-arm64.iso"
 	printf '\xf8\x03' >"$OUT/sercon-port.bin"
 	echo "$key" >"$OUT/stamp"
 	echo "make-fixtures: done"

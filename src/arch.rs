@@ -72,6 +72,15 @@ impl Arch {
         }
     }
 
+    /// UEFI's name for it, in the removable-media loader `EFI/BOOT/BOOT{X64,AA64}.EFI` and in
+    /// the vendor loaders' names (`shimx64.efi`, `grubaa64.efi`).
+    pub fn efi(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x64",
+            Arch::Aarch64 => "aa64",
+        }
+    }
+
     /// The QEMU that emulates a machine of this architecture.
     pub fn qemu_system(self) -> &'static str {
         match self {

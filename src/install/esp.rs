@@ -1,9 +1,9 @@
 //! The finish step of UEFI installs: the EFI system partition must hold the removable-media
-//! loader `EFI/BOOT/BOOTX64.EFI`, because the boot entries the installer wrote live in the
-//! VM's variable store, not in the server's firmware. Reads the disk's GPT and the ESP's FAT
-//! file system directly; copies the installed loader there when the installer left only a
-//! vendor path (`EFI/<vendor>/shimx64.efi` or `grubx64.efi`). Optionally adds a boot entry to
-//! the real firmware with efibootmgr.
+//! loader `EFI/BOOT/BOOTX64.EFI` (`BOOTAA64.EFI` on aarch64), because the boot entries the
+//! installer wrote live in the VM's variable store, not in the server's firmware. Reads the
+//! disk's GPT and the ESP's FAT file system directly; copies the installed loader there when
+//! the installer left only a vendor path (`EFI/<vendor>/shimx64.efi` or `grubx64.efi`, `…aa64`
+//! on aarch64). Optionally adds a boot entry to the real firmware with efibootmgr.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -12,8 +12,18 @@ use std::process::Command;
 
 use serde::Serialize;
 
-/// The removable-media loader path UEFI firmware boots without a boot entry.
-pub const REMOVABLE_LOADER: &str = "EFI/BOOT/BOOTX64.EFI";
+use crate::arch::Arch;
+
+/// The removable-media loader's file name in `EFI/BOOT`, which UEFI firmware boots without a
+/// boot entry: `BOOTX64.EFI`, `BOOTAA64.EFI`.
+fn removable_name(arch: Arch) -> String {
+    format!("BOOT{}.EFI", arch.efi().to_uppercase())
+}
+
+/// The removable-media loader's path on the ESP.
+pub fn removable_loader(arch: Arch) -> String {
+    format!("EFI/BOOT/{}", removable_name(arch))
+}
 
 /// `C12A7328-F81F-11D2-BA4B-00A0C93EC93B` as stored on disk (mixed-endian).
 const ESP_TYPE: [u8; 16] = [
@@ -35,10 +45,15 @@ pub enum EspError {
         source: io::Error,
     },
     #[error(
-        "{}: the EFI system partition has no {REMOVABLE_LOADER} and no loader to copy there (looked for EFI/*/shimx64.efi, grubx64.efi, systemd-bootx64.efi; found: {found})",
+        "{}: the EFI system partition has no {loader} and no loader to copy there (looked for EFI/*/{looked}; found: {found})",
         path.display()
     )]
-    NoLoader { path: PathBuf, found: String },
+    NoLoader {
+        path: PathBuf,
+        loader: String,
+        looked: String,
+        found: String,
+    },
     #[error("efibootmgr failed ({status}): {output}")]
     Efibootmgr { status: String, output: String },
 }
@@ -55,7 +70,9 @@ impl EspError {
 pub struct EspReport {
     /// Partition number of the ESP (1-based, as efibootmgr's `-p`).
     pub partition: u32,
-    /// The vendor loader copied to EFI/BOOT/BOOTX64.EFI, if one was.
+    /// The removable-media loader's path: EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI.
+    pub loader: String,
+    /// The vendor loader copied to the removable-media path, if one was.
     pub copied_from: Option<String>,
     /// Other files copied into EFI/BOOT alongside it (grubx64.efi next to shim, grub.cfg).
     pub copied_also: Vec<String>,
@@ -64,10 +81,7 @@ pub struct EspReport {
 impl EspReport {
     pub fn describe(&self) -> String {
         match &self.copied_from {
-            None => format!(
-                "ESP (partition {}) holds {REMOVABLE_LOADER}",
-                self.partition
-            ),
+            None => format!("ESP (partition {}) holds {}", self.partition, self.loader),
             Some(from) => {
                 let also = if self.copied_also.is_empty() {
                     String::new()
@@ -75,8 +89,8 @@ impl EspReport {
                     format!(" (with {})", self.copied_also.join(", "))
                 };
                 format!(
-                    "ESP (partition {}) had no {REMOVABLE_LOADER}: copied {from} there{also}, so the disk boots without an NVRAM entry",
-                    self.partition
+                    "ESP (partition {}) had no {}: copied {from} there{also}, so the disk boots without an NVRAM entry",
+                    self.partition, self.loader
                 )
             }
         }
@@ -185,9 +199,9 @@ pub fn read_gpt(file: &mut File) -> io::Result<Option<Vec<GptPartition>>> {
     Ok(None)
 }
 
-/// Makes sure the disk's ESP holds EFI/BOOT/BOOTX64.EFI, copying the installed loader there
-/// if needed.
-pub fn ensure_removable_loader(disk: &Path) -> Result<EspReport, EspError> {
+/// Makes sure the disk's ESP holds the removable-media loader of an `arch` machine
+/// (EFI/BOOT/BOOTX64.EFI, BOOTAA64.EFI), copying the installed loader there if needed.
+pub fn ensure_removable_loader(disk: &Path, arch: Arch) -> Result<EspReport, EspError> {
     let io_err = |source| EspError::Io {
         path: disk.to_path_buf(),
         source,
@@ -229,16 +243,23 @@ pub fn ensure_removable_loader(disk: &Path) -> Result<EspReport, EspError> {
     let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new()).map_err(fat_err)?;
     let mut report = EspReport {
         partition: esp.number,
+        loader: removable_loader(arch),
         copied_from: None,
         copied_also: Vec::new(),
     };
     {
         let root = fs.root_dir();
-        if root.open_file(REMOVABLE_LOADER).is_err() {
-            let (vendor, loader, companions, found) = find_loader(&root).map_err(fat_err)?;
+        if root.open_file(&report.loader).is_err() {
+            let (vendor, loader, companions, found) = find_loader(&root, arch).map_err(fat_err)?;
             let Some(loader) = loader else {
                 return Err(EspError::NoLoader {
                     path: disk.to_path_buf(),
+                    loader: report.loader,
+                    looked: vendor_loaders(arch)
+                        .iter()
+                        .map(|(primary, _)| primary.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     found,
                 });
             };
@@ -248,7 +269,7 @@ pub fn ensure_removable_loader(disk: &Path) -> Result<EspReport, EspError> {
                 Err(_) => efi.create_dir("BOOT").map_err(fat_err)?,
             };
             let from_dir = efi.open_dir(&vendor).map_err(fat_err)?;
-            copy_file(&from_dir, &loader, &boot, "BOOTX64.EFI").map_err(fat_err)?;
+            copy_file(&from_dir, &loader, &boot, &removable_name(arch)).map_err(fat_err)?;
             for name in &companions {
                 copy_file(&from_dir, name, &boot, name).map_err(fat_err)?;
             }
@@ -263,10 +284,28 @@ pub fn ensure_removable_loader(disk: &Path) -> Result<EspReport, EspError> {
 
 type Found = (String, Option<String>, Vec<String>, String);
 
-/// The vendor directory and loader to copy: shim first (with grubx64.efi and mmx64.efi next
-/// to it, which shim loads from its own directory), then GRUB (with its grub.cfg), then
-/// systemd-boot. Also lists what was found, for the error message.
-fn find_loader<T: fatfs::ReadWriteSeek>(root: &fatfs::Dir<T>) -> io::Result<Found> {
+/// The vendor loaders of an `arch` machine in the order they are preferred, each with the
+/// files copied along: shim first (with grubx64.efi and mmx64.efi next to it, which shim
+/// loads from its own directory), then GRUB (with its grub.cfg), then systemd-boot.
+fn vendor_loaders(arch: Arch) -> [(String, Vec<String>); 3] {
+    let e = arch.efi();
+    [
+        (
+            format!("shim{e}.efi"),
+            vec![
+                format!("grub{e}.efi"),
+                format!("mm{e}.efi"),
+                "grub.cfg".into(),
+            ],
+        ),
+        (format!("grub{e}.efi"), vec!["grub.cfg".into()]),
+        (format!("systemd-boot{e}.efi"), vec![]),
+    ]
+}
+
+/// The vendor directory and loader to copy ([`vendor_loaders`]). Also lists what was found,
+/// for the error message.
+fn find_loader<T: fatfs::ReadWriteSeek>(root: &fatfs::Dir<T>, arch: Arch) -> io::Result<Found> {
     let efi = root.open_dir("EFI")?;
     let mut dirs: Vec<(String, Vec<String>)> = Vec::new();
     for entry in efi.iter() {
@@ -296,13 +335,9 @@ fn find_loader<T: fatfs::ReadWriteSeek>(root: &fatfs::Dir<T>) -> io::Result<Foun
             .find(|f| f.eq_ignore_ascii_case(wanted))
             .cloned()
     };
-    for (primary, companions) in [
-        ("shimx64.efi", &["grubx64.efi", "mmx64.efi", "grub.cfg"][..]),
-        ("grubx64.efi", &["grub.cfg"][..]),
-        ("systemd-bootx64.efi", &[][..]),
-    ] {
+    for (primary, companions) in vendor_loaders(arch) {
         for (dir, files) in &dirs {
-            if let Some(loader) = find(files, primary) {
+            if let Some(loader) = find(files, &primary) {
                 let with: Vec<String> = companions.iter().filter_map(|c| find(files, c)).collect();
                 return Ok((dir.clone(), Some(loader), with, found));
             }
@@ -342,8 +377,9 @@ pub fn efibootmgr() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Adds `\EFI\BOOT\BOOTX64.EFI` on partition `partition` of `disk` to this machine's firmware.
-pub fn add_boot_entry(disk: &Path, partition: u32) -> Result<String, EspError> {
+/// Adds the removable-media loader (`\EFI\BOOT\BOOTX64.EFI`, `BOOTAA64.EFI`) on partition
+/// `partition` of `disk` to this machine's firmware.
+pub fn add_boot_entry(disk: &Path, partition: u32, arch: Arch) -> Result<String, EspError> {
     let program = efibootmgr().ok_or_else(|| EspError::Efibootmgr {
         status: "not run".into(),
         output: "efibootmgr not found on PATH".into(),
@@ -358,7 +394,7 @@ pub fn add_boot_entry(disk: &Path, partition: u32) -> Result<String, EspError> {
             "-L",
             "ferry",
             "-l",
-            r"\EFI\BOOT\BOOTX64.EFI",
+            &format!(r"\EFI\BOOT\{}", removable_name(arch)),
         ])
         .output()
         .map_err(|e| EspError::Efibootmgr {
@@ -492,11 +528,12 @@ mod tests {
         ) else {
             return;
         };
-        let report = ensure_removable_loader(&disk).unwrap();
+        let report = ensure_removable_loader(&disk, Arch::X86_64).unwrap();
         assert_eq!(
             report,
             EspReport {
                 partition: 1,
+                loader: "EFI/BOOT/BOOTX64.EFI".into(),
                 copied_from: None,
                 copied_also: vec![]
             }
@@ -518,7 +555,7 @@ mod tests {
         let Some(disk) = esp_image(dir.path(), &files) else {
             return;
         };
-        let report = ensure_removable_loader(&disk).unwrap();
+        let report = ensure_removable_loader(&disk, Arch::X86_64).unwrap();
         assert_eq!(
             report.copied_from.as_deref(),
             Some("EFI/debian/shimx64.efi")
@@ -537,7 +574,12 @@ mod tests {
                 .contains("copied EFI/debian/shimx64.efi there (with grubx64.efi, grub.cfg)")
         );
         // Idempotent: a second check finds the loader.
-        assert_eq!(ensure_removable_loader(&disk).unwrap().copied_from, None);
+        assert_eq!(
+            ensure_removable_loader(&disk, Arch::X86_64)
+                .unwrap()
+                .copied_from,
+            None
+        );
     }
 
     #[test]
@@ -546,16 +588,60 @@ mod tests {
         let Some(disk) = esp_image(dir.path(), &["EFI/other/readme.txt"]) else {
             return;
         };
-        let e = ensure_removable_loader(&disk).unwrap_err().to_string();
+        let e = ensure_removable_loader(&disk, Arch::X86_64)
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.contains("no loader to copy there") && e.contains("found: EFI/other/readme.txt"),
+            e.contains("has no EFI/BOOT/BOOTX64.EFI and no loader to copy there")
+                && e.contains("looked for EFI/*/shimx64.efi, grubx64.efi, systemd-bootx64.efi;")
+                && e.contains("found: EFI/other/readme.txt"),
             "{e}"
         );
         let blank = dir.path().join("blank.img");
         File::create(&blank).unwrap().set_len(1 << 20).unwrap();
         assert!(matches!(
-            ensure_removable_loader(&blank),
+            ensure_removable_loader(&blank, Arch::X86_64),
             Err(EspError::NoGpt { .. })
         ));
+    }
+
+    /// An arm64 disk boots through BOOTAA64.EFI: its GRUB (grubaa64.efi) is copied there, and an
+    /// x86 loader on it is no loader for that machine.
+    #[test]
+    fn aarch64_takes_its_own_loader_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(disk) = esp_image(
+            dir.path(),
+            &["EFI/debian/grubaa64.efi", "EFI/debian/grub.cfg"],
+        ) else {
+            return;
+        };
+        let report = ensure_removable_loader(&disk, Arch::Aarch64).unwrap();
+        assert_eq!(report.loader, "EFI/BOOT/BOOTAA64.EFI");
+        assert_eq!(
+            report.copied_from.as_deref(),
+            Some("EFI/debian/grubaa64.efi")
+        );
+        assert_eq!(
+            read_back(&disk, "EFI/BOOT/BOOTAA64.EFI").unwrap(),
+            "loader EFI/debian/grubaa64.efi"
+        );
+        assert!(
+            report
+                .describe()
+                .starts_with("ESP (partition 1) had no EFI/BOOT/BOOTAA64.EFI")
+        );
+
+        let x86 = tempfile::tempdir().unwrap();
+        let Some(disk) = esp_image(x86.path(), &["EFI/debian/grubx64.efi"]) else {
+            return;
+        };
+        let e = ensure_removable_loader(&disk, Arch::Aarch64)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("has no EFI/BOOT/BOOTAA64.EFI and no loader to copy there (looked for EFI/*/shimaa64.efi, grubaa64.efi, systemd-bootaa64.efi; found: EFI/debian/grubx64.efi)"),
+            "{e}"
+        );
     }
 }

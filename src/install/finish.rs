@@ -43,11 +43,11 @@ fn uefi(plan: &Plan, record: &Record) -> Result<(), Error> {
         return Ok(());
     }
     let disk = &plan.disk.target.path;
-    let report = esp::ensure_removable_loader(disk)?;
+    let report = esp::ensure_removable_loader(disk, plan.arch)?;
     tracing::info!(?report, "ESP checked");
     record.progress(Stage::Finish, &report.describe());
     if plan.efi_boot_entry {
-        let output = esp::add_boot_entry(disk, report.partition)?;
+        let output = esp::add_boot_entry(disk, report.partition, plan.arch)?;
         tracing::info!(%output, "efibootmgr");
         record.progress(
             Stage::Finish,

@@ -4,6 +4,7 @@
 mod alpine;
 mod ansible;
 mod arch;
+mod arm64;
 mod bundle;
 mod cli;
 mod debian;

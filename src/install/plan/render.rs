@@ -150,13 +150,19 @@ pub fn render(plan: &Plan) -> String {
     if plan.firmware == GuestFirmware::Uefi {
         line(
             "esp",
-            "ensure EFI/BOOT/BOOTX64.EFI on the ESP (copy the installed loader if missing)".into(),
+            format!(
+                "ensure {} on the ESP (copy the installed loader if missing)",
+                crate::install::esp::removable_loader(plan.arch)
+            ),
         );
     }
     if plan.efi_boot_entry {
         line(
             "efi entry",
-            "add \\EFI\\BOOT\\BOOTX64.EFI to this machine's firmware with efibootmgr".into(),
+            format!(
+                "add \\{} to this machine's firmware with efibootmgr",
+                crate::install::esp::removable_loader(plan.arch).replace('/', "\\")
+            ),
         );
     }
     match &plan.finish.verify {

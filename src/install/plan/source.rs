@@ -138,6 +138,22 @@ pub(super) fn image_download(
                 )
                 .into());
             }
+            // An x86 installer on QEMU's aarch64 virt board (or the reverse) would only hang
+            // at the firmware: the catalog says which machine each image is for.
+            if entry.arch != opts.arch() {
+                return Err(PlanError::field(
+                    profile,
+                    name,
+                    format!(
+                        "{} is an {} image and this guest is {} (--arch): use an {} image",
+                        entry.name,
+                        entry.arch,
+                        opts.arch(),
+                        opts.arch()
+                    ),
+                )
+                .into());
+            }
             if entry.kind != fetch::catalog::Kind::Iso {
                 let Some(package) = &entry.debian else {
                     return Err(PlanError::field(
