@@ -21,7 +21,7 @@ modules=/usr/lib/x86_64-linux-gnu/qemu
 packages=(qemu-system-x86 qemu-system-common qemu-system-data seabios ipxe-qemu ovmf)
 
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+  grep -q "install ok installed" <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" ||
     { echo "build-qemu-bundle: package $p is not installed (apt-get install ${packages[*]})" >&2; exit 1; }
 done
 

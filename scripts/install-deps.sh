@@ -100,7 +100,7 @@ install_archinstall() {
 # scripts/make-fixtures.sh fetches the arm64 fixture's packages (kernel, busybox, GRUB, sfdisk)
 # with `apt-get download PKG:arm64`: apt must know the arm64 architecture's package lists.
 add_arm64_architecture() {
-  if dpkg --print-foreign-architectures | grep -qx arm64 && apt-cache show busybox-static:arm64 >/dev/null 2>&1; then
+  if grep -qx arm64 <<<"$(dpkg --print-foreign-architectures)" && apt-cache show busybox-static:arm64 >/dev/null 2>&1; then
     return
   fi
   if [ "$(id -u)" -ne 0 ]; then
@@ -117,7 +117,7 @@ find_missing() {
   missing=()
   local p
   for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    grep -q "install ok installed" <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" || missing+=("$p")
   done
 }
 

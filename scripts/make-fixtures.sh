@@ -81,7 +81,7 @@ check_prerequisites() {
 	need_cmd ldd libc-bin
 	need_cmd modinfo kmod
 	# The guest runs busybox with no shared libraries: it must be the static build.
-	dpkg-query -W -f '${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
+	grep -q 'ok installed' <<<"$(dpkg-query -W -f '${Status}' busybox-static 2>/dev/null)" ||
 		die "static busybox not installed: apt-get install busybox-static"
 	need_file /usr/lib/grub/i386-pc/boot.img grub-pc-bin
 	need_file /usr/lib/grub/x86_64-efi/linux.mod grub-efi-amd64-bin
@@ -467,7 +467,7 @@ fetch_arm64_debs() {
 		ls "$dir"/${p}_*.deb >/dev/null 2>&1 || complete=no
 	done
 	if [ $complete = no ]; then
-		dpkg --print-foreign-architectures | grep -qx arm64 ||
+		grep -qx arm64 <<<"$(dpkg --print-foreign-architectures)" ||
 			die "no arm64 packages: dpkg --add-architecture arm64 && apt-get update (scripts/install-deps.sh)"
 		echo "make-fixtures: fetching the arm64 packages into $dir"
 		rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
