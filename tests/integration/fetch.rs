@@ -593,19 +593,15 @@ fn stall_past_the_read_timeout_retries_then_keeps_the_partial() {
         }
     });
     let case = Case::new();
-    let started = std::time::Instant::now();
     let (result, _) = case.fetch(
         &[server.url("/x.iso")],
         ChecksumSource::Sha256(digest(&data)),
     );
+    // "timed out", not a truncated body: the read timeout ended each stalled attempt.
     let error = result.unwrap_err().to_string();
     assert!(
         error.contains("timed out") && error.contains("run ferry again to resume"),
         "{error}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "the read timeout was not applied"
     );
     case.assert_no_final();
     assert_eq!(std::fs::read(case.partial()).unwrap(), &data[..20_000]);

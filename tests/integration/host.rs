@@ -412,17 +412,14 @@ fn plan_of_an_image_file_uses_virtio() {
 
 #[test]
 fn doctor_on_this_machine() {
-    let started = Instant::now();
     let output = ferry()
         .args(["doctor", "--json", "--no-probe"])
         .output()
         .unwrap();
-    let elapsed = started.elapsed();
     let d = json_of(&output);
-    assert!(
-        elapsed < Duration::from_secs(1),
-        "doctor --no-probe took {elapsed:?}"
-    );
+    // --no-probe boots no guest (how fast that is belongs in a benchmark, not here).
+    assert_eq!(d["kvm"]["probe"], Value::Null, "{}", d["kvm"]);
+    assert_eq!(d["kvm"]["probe_skipped"], "--no-probe", "{}", d["kvm"]);
     // This machine's own disk and NIC, as /sys and `ip` show them.
     let sys_disks: Vec<String> = std::fs::read_dir("/sys/block")
         .unwrap()

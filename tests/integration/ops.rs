@@ -480,8 +480,8 @@ fn ctrl_c_powers_down_then_quits_after_the_grace_period() {
 
 #[test]
 fn second_ctrl_c_quits_at_once() {
-    let (_scratch, run, took) = interrupt(2, "60s");
-    assert!(took < Duration::from_secs(20), "took {took:?}");
+    // ferry exits within `interrupt`'s 40 s bound: before the 60 s grace period is over.
+    let (_scratch, run, _) = interrupt(2, "60s");
     let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
     assert!(log.contains("interrupted again"), "{log}");
 }

@@ -164,7 +164,8 @@ fn timeout_error_lists_step_patterns_and_screen() {
     let t = Instant::now();
     let err = c.expect(&e).unwrap_err();
     assert!(t.elapsed() >= Duration::from_millis(300));
-    assert!(t.elapsed() < Duration::from_secs(3));
+    // Bounds a failure only: a timeout that was never applied.
+    assert!(t.elapsed() < LONG);
     let msg = err.to_string();
     assert!(
         msg.starts_with("step 'wait for login': no match for `login:`, /Prompt: '\\?'/ within 300ms\nlast 20 lines of the screen:\n  | boot message 10\n"),
@@ -212,7 +213,6 @@ fn closed_when_the_peer_closes() {
     drop(peer);
     // What arrived before the end still matches.
     c.expect(&exp(vec![lit("Power down")], LONG)).unwrap();
-    let t = Instant::now();
     match c.expect(&exp(vec![lit("login:")], LONG)) {
         Err(ExpectError::Closed {
             waited_for, screen, ..
@@ -222,7 +222,6 @@ fn closed_when_the_peer_closes() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(t.elapsed() < Duration::from_secs(1));
     c.wait_closed(SHORT).unwrap();
 }
 
@@ -307,7 +306,8 @@ fn drop_does_not_hang_while_the_peer_is_open() {
     let (c, _peer) = console();
     let t = Instant::now();
     drop(c);
-    assert!(t.elapsed() < Duration::from_secs(1));
+    // Bounds a failure only: a drop that waited for the peer would never return.
+    assert!(t.elapsed() < LONG);
 }
 
 #[test]
