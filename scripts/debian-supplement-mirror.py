@@ -39,6 +39,7 @@ gpgv and dpkg-deb.
 
 import argparse
 import concurrent.futures
+import functools
 import gzip
 import hashlib
 import http.client
@@ -164,6 +165,7 @@ class Archive:
     def __init__(self, cache):
         self.cache = cache
         self.releases = {}
+        self.matched = {}
 
     def release(self, suite):
         """The Release text of SUITE, from its InRelease (checked with the host's Debian
@@ -182,24 +184,51 @@ class Archive:
             self.releases[suite] = (d / "Release").read_text()
         return self.releases[suite]
 
-    def packages(self, suite, index, must_match=True):
+    def packages(self, suite, index, must_match=True, alternates=()):
         """The stanzas of dists/SUITE/INDEX(.xz), checked against the Release. With
         must_match=False a mismatch is only reported (this archive copy serves trixie's
         udeb index from another point in time than trixie's InRelease)."""
-        path = f"{index}.xz"
-        digest, size = release_checksums(self.release(suite))[path]
-        local = self.cache / "dists" / suite / path
-        data = local.read_bytes() if local.exists() else None
-        if data is None or sha256(data) != digest:
-            data = http_get(f"{UPSTREAM}/dists/{suite}/{path}")
-            if sha256(data) != digest or len(data) != size:
-                if must_match:
-                    sys.exit(f"dists/{suite}/{path}: checksum does not match the Release")
-                log(f"WARNING: dists/{suite}/{path} does not match {suite}'s signed Release; "
-                    f"its entries are used as listed (the installer checks each file against them)")
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_bytes(data)
+        data = self.index_file(suite, f"{index}.xz", must_match, alternates)
         return parse_stanzas(lzma.decompress(data).decode())
+
+    def index_file(self, suite, path, must_match=True, alternates=()):
+        """dists/SUITE/PATH, checked against SUITE's signed Release or, failing that, against
+        the signed Release of one of the ALTERNATES (other dists/ names, such as "stable",
+        that must carry the same Codename): this archive copy serves some of trixie's files
+        from an earlier point release than its dists/trixie/InRelease. Which Release matched
+        is kept in self.matched[PATH]."""
+        url = f"{UPSTREAM}/dists/{suite}/{path}"
+        local = self.cache / "dists" / suite / path
+        data = local.read_bytes() if local.exists() else http_get(url)
+        for attempt in range(2):
+            for dist in (suite, *alternates):
+                release = self.release(dist)
+                codename = re.search(r"^Codename: (\S+)", release, re.M)
+                if dist != suite and (codename is None or codename[1] != suite):
+                    continue
+                digest, size = release_checksums(release)[path]
+                if sha256(data) == digest and len(data) == size:
+                    version = re.search(r"^Version: (\S+)", release, re.M)
+                    date = re.search(r"^Date: (.+)$", release, re.M)
+                    self.matched[path] = (f"dists/{dist}/InRelease (Codename {suite}, "
+                                          f"Version {version[1] if version else '?'}, "
+                                          f"{date[1] if date else '?'})")
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    local.write_bytes(data)
+                    if dist != suite:
+                        log(f"dists/{suite}/{path}: matches {self.matched[path]}, "
+                            f"not dists/{suite}/InRelease")
+                    return data
+            if attempt == 0:  # a stale cached copy: ask the archive again
+                data = http_get(url)
+        if must_match:
+            sys.exit(f"dists/{suite}/{path}: checksum matches no signed Release of {suite}")
+        log(f"WARNING: dists/{suite}/{path} does not match {suite}'s signed Release; "
+            f"its entries are used as listed (the installer checks each file against them)")
+        self.matched[path] = "unmatched"
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
+        return data
 
     def pool_file(self, stanza):
         """A package's file, checked against its index's SHA256."""
@@ -240,13 +269,14 @@ class Archive:
         return {f: memo["files"][f] for f in filenames}
 
 
-def initrd_packages(archive, netboot):
-    """The udebs installed in the netboot installer's initrd (its dpkg status file): they
-    are never downloaded, so they stay listed as bookworm lists them."""
+def initrd_packages(archive, netboot, initrd=NETBOOT_INITRD):
+    """The udebs installed in the netboot installer's initrd (its dpkg status file), as
+    {name: status stanza}: they are never downloaded, so they stay listed as the suite's
+    index lists them."""
     tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", archive.pool_file(netboot)],
                          check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-        cpio = gzip.decompress(t.extractfile(f"./{NETBOOT_INITRD}").read())
+        cpio = gzip.decompress(t.extractfile(f"./{initrd}").read())
     # The initramfs is a "newc" cpio archive: a 110-byte ASCII header, the name, the data,
     # each padded to 4 bytes.
     pos = 0
@@ -256,9 +286,9 @@ def initrd_packages(archive, netboot):
         start = (pos + 110 + name_size + 3) & ~3
         if name == "var/lib/dpkg/status":
             status = cpio[start:start + size].decode()
-            return {field(s, "Package") for s in parse_stanzas(status)}
+            return {field(s, "Package"): s for s in parse_stanzas(status)}
         pos = (start + size + 3) & ~3
-    sys.exit(f"{NETBOOT_INITRD}: no var/lib/dpkg/status in it")
+    sys.exit(f"{initrd}: no var/lib/dpkg/status in it")
 
 
 def trixie_fits(archive, stanza):
@@ -363,9 +393,9 @@ def placeholder(udeb, www):
     return own_stanza(udeb, control, data, filename)
 
 
-def write_index(stanzas, release_text, www):
+def write_index(stanzas, release_text, www, suite=SUITE):
     """The udeb Packages index (plain, .gz, .xz) and a Release whose lines for it match."""
-    dists = www / "debian" / "dists" / SUITE
+    dists = www / "debian" / "dists" / suite
     index = dists / UDEB_INDEX
     index.parent.mkdir(parents=True, exist_ok=True)
     plain = "\n".join(format_stanza(s) for s in stanzas).encode()
@@ -391,10 +421,10 @@ def write_index(stanzas, release_text, www):
     (dists / "Release").write_text("\n".join(lines) + "\n")
 
 
-def sign(www):
+def sign(www, suite=SUITE):
     """Signs the Release with a new throwaway key; publishes the key (binary OpenPGP, which
     the installer's gpgv keyring takes as is, and armored)."""
-    dists = www / "debian" / "dists" / SUITE
+    dists = www / "debian" / "dists" / suite
     with tempfile.TemporaryDirectory() as home:
         gpg = ["gpg", "--batch", "--quiet", "--homedir", home]
         subprocess.run(gpg + ["--passphrase", "", "--quick-gen-key",
@@ -417,12 +447,15 @@ def sign(www):
                         dists / "Release"], check=True, capture_output=True)
 
 
-def prepare(directory):
+def prepare(directory, suite=SUITE):
     """Builds DIR/www (the served files) and DIR/manifest.json; returns the manifest."""
+    if suite == "trixie":
+        return prepare_trixie(directory)
     archive = Archive(directory / "cache")
     release = archive.release(SUITE)
     udebs = archive.packages(SUITE, UDEB_INDEX)
-    newer = {field(s, "Package"): s for s in archive.packages(FALLBACK_SUITE, UDEB_INDEX, must_match=False)}
+    newer = {field(s, "Package"): s for s in archive.packages(
+        FALLBACK_SUITE, UDEB_INDEX, must_match=False, alternates=["stable"])}
     debs = {field(s, "Package"): s for s in archive.packages(SUITE, DEB_INDEX)}
 
     release_key = sha256(release.encode())
@@ -463,23 +496,445 @@ def prepare(directory):
             entry["filename"] = field(stanza, "Filename")
         manifest.append(entry)
 
-    write_index(stanzas, release, www)
-    sign(www)
+    return publish(directory, SUITE, stanzas, manifest, release, www)
+
+
+def publish(directory, suite, stanzas, manifest, release, www, **extra):
+    """Writes and signs the index, and DIR/manifest.json (with EXTRA's keys); returns the
+    manifest."""
+    write_index(stanzas, release, www, suite)
+    sign(www, suite)
     counts = {}
     for entry in manifest:
         counts[entry["kind"]] = counts.get(entry["kind"], 0) + 1
     (directory / "manifest.json").write_text(json.dumps(
-        {"counts": counts, "packages": manifest}, indent=1))
+        {"suite": suite, "counts": counts, **extra, "packages": manifest}, indent=1))
     log("index: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return manifest
+
+
+# ---------------------------------------------------------------------------------------
+# trixie (Debian 13)
+#
+# Here most udebs are served; missing are the kernel's module udebs, some library udebs
+# and a few programs. Nothing newer fits trixie's installer (no fallback suite): a missing
+# udeb is rebuilt from the trixie .debs its files come from, with the file list that
+# Contents-udeb gives for it.
+
+TRIXIE_NETBOOT = "debian-installer-13-netboot-amd64"
+TRIXIE_INITRD = "usr/lib/debian-installer/images/13/amd64/text/debian-installer/amd64/initrd.gz"
+# Other dists/ names whose signed Release may cover trixie's installer files: the archive copy
+# here serves the udeb index and Contents-udeb of an earlier point release (13.7, signed in
+# dists/stable/InRelease while stable was still trixie) than dists/trixie/InRelease (13.8).
+TRIXIE_ALTERNATES = ["stable"]
+CONTENTS_UDEB = "main/Contents-udeb-amd64.gz"
+
+# Missing trixie udeb -> the trixie .debs holding its files (Contents-udeb names the files).
+TRIXIE_REPACKED = {
+    "e2fsprogs-udeb": ["e2fsprogs", "libext2fs2t64", "libcom-err2", "libss2"],
+    "eject-udeb": ["eject"],
+    "fdisk-udeb": ["fdisk"],
+    "libfdisk1-udeb": ["libfdisk1"],
+    "libmount1-udeb": ["libmount1"],
+    "libsmartcols1-udeb": ["libsmartcols1"],
+    "xfsprogs-udeb": ["xfsprogs"],
+    "ntfs-3g-udeb": ["ntfs-3g", "libntfs-3g89t64"],
+}
+
+# What a standard install with the recipe's preseed loads besides the udebs of priority
+# standard and above (which anna loads by itself): the partitioner with ext4 and the
+# "atomic" recipe on msdos or gpt (UEFI: partman-efi), the base system, apt, tasksel/pkgsel,
+# GRUB, and the end of the install.
+TRIXIE_INSTALL_NEEDS = [
+    "partman-auto", "partman-base", "partman-basicfilesystems", "partman-ext3",
+    "partman-partitioning", "partman-target", "partman-efi", "partman-utils",
+    "base-installer", "bootstrap-base", "debootstrap-udeb", "apt-setup-udeb",
+    "apt-mirror-setup", "pkgsel", "grub-installer", "finish-install", "user-setup-udeb",
+    "clock-setup", "tzsetup-udeb", "choose-mirror", "network-preseed", "di-utils-mapdevfs",
+    "disk-detect", "e2fsprogs-udeb", "ext4-modules", "fat-modules", "scsi-modules",
+    "sata-modules", "ata-modules",
+]
+
+
+def compare_versions(a, b):
+    """Debian version comparison as dpkg does it: <0, 0 or >0."""
+    def split(version):
+        epoch, _, rest = version.rpartition(":")
+        upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
+        return int(epoch or 0), upstream, revision
+
+    def order(c):  # ~ before the end, the end before letters, letters before the rest
+        return -1 if c == "~" else 0 if c == "" else ord(c) if c.isalpha() else ord(c) + 256
+
+    def part(x, y):
+        while x or y:
+            dx = re.match(r"\D*", x)[0]
+            dy = re.match(r"\D*", y)[0]
+            for i in range(max(len(dx), len(dy))):
+                cx, cy = order(dx[i:i + 1]), order(dy[i:i + 1])
+                if cx != cy:
+                    return cx - cy
+            x, y = x[len(dx):], y[len(dy):]
+            nx, ny = re.match(r"\d*", x)[0], re.match(r"\d*", y)[0]
+            if int(nx or 0) != int(ny or 0):
+                return int(nx or 0) - int(ny or 0)
+            x, y = x[len(nx):], y[len(ny):]
+        return 0
+
+    (ea, ua, ra), (eb, ub, rb) = split(a), split(b)
+    return (ea - eb) or part(ua, ub) or part(ra, rb)
+
+
+def version_ok(have, op, want):
+    """Whether version HAVE satisfies the relation OP WANT (<<, <=, =, >=, >>)."""
+    c = compare_versions(have, want)
+    return {"<<": c < 0, "<=": c <= 0, "=": c == 0, ">=": c >= 0, ">>": c > 0}[op]
+
+
+def parse_depends(text):
+    """A Depends value as a list of alternatives, each a list of (name, op, version)."""
+    out = []
+    for group in (text or "").split(","):
+        alts = []
+        for alt in group.split("|"):
+            m = re.match(r"\s*([^\s(]+)\s*(?:\(\s*([<>=]+)\s*([^)\s]+)\s*\))?", alt)
+            if m:
+                alts.append((m[1], m[2], m[3]))
+        if alts:
+            out.append(alts)
+    return out
+
+
+def parse_contents(data):
+    """{udeb: [paths]} from a Contents-udeb file (gzip)."""
+    files = {}
+    for line in gzip.decompress(data).decode().splitlines():
+        path, _, where = line.rpartition(" ")
+        path = path.strip()
+        for loc in where.split(","):
+            name = loc.rsplit("/", 1)[-1]
+            files.setdefault(name, [])
+            if path != "EMPTY_PACKAGE":
+                files[name].append(path)
+    return files
+
+
+def copy_listed(src, dst, paths, rename=lambda p: p):
+    """Copies the files PATHS (each RENAME'd first) from the unpacked tree SRC into DST at
+    the same place, looking for each also with and without a leading usr/ (trixie's .debs
+    ship under /usr what some udebs list under /); symlinks stay symlinks. Returns the
+    paths not found (documentation and lintian files are left out without counting)."""
+    missing = []
+    for listed in paths:
+        path = rename(listed)
+        if path.startswith(tuple(DROPPED_DIRS)):
+            continue
+        for candidate in (path, f"usr/{path}", path.removeprefix("usr/")):
+            source = src / candidate
+            if source.is_symlink() or source.exists():
+                break
+        else:
+            missing.append(path)
+            continue
+        target = dst / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(source.readlink())
+        else:
+            shutil.copy2(source, target)
+    return missing
+
+
+# Fields of an index stanza that describe the file, not the package.
+INDEX_ONLY = {"Filename", "Size", "MD5sum", "SHA1", "SHA256", "Section", "Priority",
+              "Description-md5", "Tag", "Installed-Size", "Maintainer", "Description"}
+
+
+def rebuilt_udeb(udeb, root, www, label, **changes):
+    """Builds ROOT into a udeb with UDEB's control fields (CHANGES replaced, names use _ for
+    -), the ferry mirror as Maintainer and LABEL in the Description; returns its stanza."""
+    control = with_fields([(k, v) for k, v in udeb if k not in INDEX_ONLY], **changes)
+    name, version = field(control, "Package"), field(control, "Version")
+    description = field(udeb, "Description").split("\n")[0]
+    control += [("Maintainer", "ferry test mirror <ferry-test@invalid>"),
+                ("Installed-Size", installed_size(root)),
+                ("Description", f"{description} [repacked]\n {label}")]
+    control = [(k, v) for k, v in control if v]
+    filename = f"{OWN_POOL}/{name}_{version.split(':')[-1]}_amd64.udeb"
+    out = www / "debian" / filename
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = build_udeb(root, control, out)
+    return own_stanza(udeb, control, data, filename)
+
+
+def unpack(archive, debs, into):
+    """Unpacks the .debs (index stanzas) into INTO; returns "name_version" of each."""
+    for deb in debs:
+        subprocess.run(["dpkg-deb", "-x", archive.pool_file(deb), into], check=True)
+    return [f"{field(d, 'Package')}_{field(d, 'Version')}" for d in debs]
+
+
+def library_owners(contents, names):
+    """{shared library file name: the udebs among NAMES that ship it}, from Contents-udeb."""
+    owners = {}
+    for udeb in sorted(names):
+        for path in contents.get(udeb, []):
+            if ".so" in path.rsplit("/", 1)[-1]:
+                owners.setdefault(path.rsplit("/", 1)[-1], []).append(udeb)
+    return owners
+
+
+def needed_udebs(root, owners):
+    """The udebs whose libraries the ELF files under ROOT load (DT_NEEDED) and ROOT itself
+    does not ship; exits naming a library no udeb ships."""
+    shipped = {p.name for p in root.rglob("*")}
+    needed = set()
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.read_bytes()[:4] == b"\x7fELF":
+            out = subprocess.run(["readelf", "-d", path], check=True, capture_output=True,
+                                 text=True).stdout
+            needed |= set(re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", out))
+    udebs = set()
+    for library in sorted(needed - shipped):
+        if library not in owners:
+            sys.exit(f"{root}: no udeb in the index or the initrd ships {library}")
+        udebs.add(owners[library][0])
+    return udebs
+
+
+def repack_listed(archive, udeb, debs, paths, owners, www):
+    """A udeb made of the files PATHS (Contents-udeb's list for it) taken from the trixie
+    .debs DEBS; its version is the .debs' (the first's) when it differs from the index's.
+    The official udeb may be linked statically where the .deb's programs are not (fdisk-udeb
+    has no Depends): the udebs shipping the libraries its programs load (OWNERS) are added
+    to its Depends. Returns (stanza, manifest notes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src, root = Path(tmp) / "src", Path(tmp) / "root"
+        root.mkdir()
+        sources = unpack(archive, debs, src)
+        missing = copy_listed(src, root, paths)
+        if missing:
+            sys.exit(f"{field(udeb, 'Package')}: not in {', '.join(sources)}: {missing}")
+        version = field(debs[0], "Version")
+        label = (f"REPACKED by ferry's test mirror from trixie's {', '.join(sources)} (.deb), "
+                 f"files as Contents-udeb lists them; not an official udeb.")
+        depends = parse_depends(field(udeb, "Depends"))
+        listed = {n for alts in depends for n, _, _ in alts}
+        added = sorted(needed_udebs(root, owners) - listed - {field(udeb, "Package")})
+        changes = {"Version": version}
+        if added:
+            label += f" Depends extended with {', '.join(added)} (the .deb's libraries)."
+            changes["Depends"] = ", ".join(filter(None, [field(udeb, "Depends"), *added]))
+        stanza = rebuilt_udeb(udeb, root, www, label, **changes)
+    notes = {"from": "; ".join(sources), "files": len(paths)}
+    if added:
+        notes["depends_added"] = added
+    if version != field(udeb, "Version"):
+        notes["index_version"] = field(udeb, "Version")
+    return stanza, notes
+
+
+def repack_modules(archive, module_udebs, contents, abi_from, abi, kernel_deb, www):
+    """The kernel module udebs MODULE_UDEBS (index stanzas for kernel ABI ABI_FROM) rebuilt
+    for the initrd's kernel ABI from the linux-image .deb KERNEL_DEB: names, Depends,
+    Provides and Kernel-Version with ABI for ABI_FROM, the .deb's version, and each udeb's
+    Contents-udeb file list (module paths with ABI). Returns [(index stanza, new stanza,
+    manifest notes)]."""
+    out = []
+    version = field(kernel_deb, "Version")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        source = unpack(archive, [kernel_deb], src)[0]
+        for udeb in module_udebs:
+            name = field(udeb, "Package")
+            root = Path(tmp) / name
+            root.mkdir()
+            paths = contents.get(name, [])
+            missing = copy_listed(src, root, paths, lambda p: p.replace(abi_from, abi))
+            label = (f"REPACKED by ferry's test mirror from trixie's {source} (.deb), files "
+                     f"as Contents-udeb lists them for {name}, built for kernel {abi}; "
+                     f"not an official udeb.")
+            if missing:
+                label += f" {len(missing)} listed file(s) absent from the .deb."
+            changes = {k: field(udeb, k).replace(abi_from, abi)
+                       for k in ("Package", "Depends", "Provides", "Kernel-Version")
+                       if field(udeb, k)}
+            stanza = rebuilt_udeb(udeb, root, www, label, Version=version,
+                                  Source=field(kernel_deb, "Source") or "linux", **changes)
+            shutil.rmtree(root)
+            notes = {"from": source, "files": len(paths) - len(missing),
+                     "index_package": name, "index_version": field(udeb, "Version")}
+            if missing:
+                notes["absent_files"] = missing
+            out.append((udeb, stanza, notes))
+    return out
+
+
+def initrd_abi(initrd):
+    """The kernel ABI of the netboot initrd (from its kernel-image-ABI-di udeb) and that
+    udeb's version."""
+    for name, stanza in initrd.items():
+        m = re.fullmatch(r"kernel-image-(.+)-di", name)
+        if m:
+            return field(stanza, "Kernel-Version") or m[1], field(stanza, "Version")
+    sys.exit(f"{TRIXIE_INITRD}: no kernel-image-*-di udeb in its status")
+
+
+def self_check(stanzas, initrd, abi):
+    """What anna in the netboot initrd (kernel ABI) would fetch for a standard install with
+    the recipe's preseed: the index's udebs of priority standard and above that install on
+    that kernel, and TRIXIE_INSTALL_NEEDS; each must be in the index or the initrd, and the
+    Depends of each, recursively, must resolve there (versions compared as dpkg does).
+    Also drops from STANZAS, in place, every udeb whose Depends cannot resolve. Returns the
+    check's report (dict); exits when a needed udeb is absent or cannot be installed."""
+    def usable(s):  # anna never installs module udebs of another kernel
+        return field(s, "Kernel-Version") in (None, abi)
+
+    def candidates(available):
+        real, virtual = {}, {}
+        for s in [*available, *initrd.values()]:
+            real[field(s, "Package")] = s
+            for p in parse_depends(field(s, "Provides")):
+                virtual.setdefault(p[0][0], []).append(s)
+        return real, virtual
+
+    def unresolved(s, real, virtual):
+        bad = []
+        for alts in parse_depends(field(s, "Depends")):
+            if not any((n in real and (op is None or version_ok(field(real[n], "Version"),
+                                                                op, v)))
+                       or (op is None and n in virtual) for n, op, v in alts):
+                bad.append(" | ".join(f"{n} ({op} {v})" if op else n for n, op, v in alts))
+        return bad
+
+    # Drop what cannot install, until nothing more drops (a dependency may go with it).
+    dropped = {}
+    while True:
+        real, virtual = candidates([s for s in stanzas if usable(s)])
+        bad = {field(s, "Package"): unresolved(s, real, virtual)
+               for s in stanzas if usable(s) and field(s, "Package") not in initrd}
+        bad = {k: v for k, v in bad.items() if v}
+        if not bad:
+            break
+        dropped.update(bad)
+        stanzas[:] = [s for s in stanzas if field(s, "Package") not in bad]
+
+    real, virtual = candidates([s for s in stanzas if usable(s)])
+    wanted = {field(s, "Package") for s in stanzas if usable(s)
+              and field(s, "Priority") in ("required", "important", "standard")}
+    wanted |= {n.replace("-modules", f"-modules-{abi}-di") if n.endswith("-modules") else n
+               for n in TRIXIE_INSTALL_NEEDS}
+    absent = sorted(n for n in wanted if n not in real and n not in virtual)
+    closure, queue = set(), sorted(wanted - set(absent))
+    while queue:
+        name = queue.pop()
+        if name in closure:
+            continue
+        closure.add(name)
+        s = real.get(name) or virtual[name][0]
+        for alts in parse_depends(field(s, "Depends")):
+            for n, op, v in alts:
+                if n in real or n in virtual:
+                    queue.append(n)
+                    break
+    fetched = sorted(n for n in closure if n not in initrd and n in real)
+    # anna leaves installed udebs alone unless the index offers a newer version, which for
+    # a udeb listed only because the initrd has it would be a 404.
+    newer = sorted(field(s, "Package") for s in stanzas if field(s, "Package") in initrd
+                   and compare_versions(field(s, "Version"),
+                                        field(initrd[field(s, "Package")], "Version")) > 0)
+    if newer:
+        log(f"WARNING: the index lists newer versions than the initrd's of {newer}")
+    report = {"kernel_abi": abi, "wanted": len(wanted), "absent": absent,
+              "closure": len(closure), "fetched_from_index": fetched,
+              "index_newer_than_initrd": newer, "dropped_unresolvable": dropped}
+    log(f"self-check: {len(wanted)} udebs a standard install needs, {len(closure)} with "
+        f"their dependencies ({len(fetched)} fetched, the rest in the initrd); "
+        f"{len(dropped)} udebs dropped as uninstallable")
+    if absent:
+        sys.exit(f"self-check: needed udebs absent from the index and the initrd: {absent}")
+    return report
+
+
+def prepare_trixie(directory):
+    """prepare() for trixie: the index's served udebs as they are, the initrd's as listed,
+    the module udebs rebuilt for the initrd's kernel, TRIXIE_REPACKED repacked, the rest left
+    out; then the self-check."""
+    suite = "trixie"
+    archive = Archive(directory / "cache")
+    release = archive.release(suite)
+    udebs = archive.packages(suite, UDEB_INDEX, alternates=TRIXIE_ALTERNATES)
+    contents = parse_contents(archive.index_file(suite, CONTENTS_UDEB,
+                                                 alternates=TRIXIE_ALTERNATES))
+    debs = {field(s, "Package"): s for s in archive.packages(suite, DEB_INDEX)}
+
+    served = archive.served([field(s, "Filename") for s in udebs], sha256(release.encode()))
+    initrd = initrd_packages(archive, debs[TRIXIE_NETBOOT], TRIXIE_INITRD)
+    abi, abi_version = initrd_abi(initrd)
+    kernel_deb = debs.get(f"linux-image-{abi}")
+    if kernel_deb is None or field(kernel_deb, "Version") != abi_version:
+        sys.exit(f"no linux-image-{abi} {abi_version} .deb for the initrd's kernel")
+    # The index's module udebs to rebuild: the initrd's ABI if the index lists it, else
+    # the newest ABI it lists (same kernel series; its file lists are renamed).
+    abis = {field(s, "Kernel-Version") for s in udebs if field(s, "Kernel-Version")}
+    abi_from = abi if abi in abis else max(abis, key=functools.cmp_to_key(compare_versions))
+    log(f"initrd kernel {abi} ({abi_version}); module udebs from the index's {abi_from}")
+
+    www = directory / "www"
+    shutil.rmtree(www, ignore_errors=True)
+    www.mkdir(parents=True)
+    to_rebuild = [s for s in udebs if field(s, "Kernel-Version") == abi_from
+                  and (abi_from != abi or not served[field(s, "Filename")])]
+    rebuilt = {field(old, "Package"): (new, notes) for old, new, notes in
+               repack_modules(archive, to_rebuild, contents, abi_from, abi, kernel_deb, www)}
+
+    # Libraries a repacked udeb may load: those of the udebs listed, or in the initrd.
+    owners = library_owners(contents, {field(s, "Package") for s in udebs
+                                       if served[field(s, "Filename")]
+                                       or field(s, "Package") in initrd
+                                       or field(s, "Package") in TRIXIE_REPACKED})
+    stanzas, manifest = [], []
+    for udeb in udebs:
+        name, filename = field(udeb, "Package"), field(udeb, "Filename")
+        entry = {"package": name, "index_version": field(udeb, "Version")}
+        if name in rebuilt:
+            (stanza, notes), entry["kind"] = rebuilt[name], "repacked-kernel-modules"
+            entry.update(notes, package=field(stanza, "Package"),
+                         in_initrd=field(stanza, "Package") in initrd)
+        elif served[filename]:
+            stanza, entry["kind"] = udeb, "trixie"
+        elif name in initrd:
+            stanza, entry["kind"] = udeb, "in-initrd"
+        elif name in TRIXIE_REPACKED:
+            stanza, notes = repack_listed(archive, udeb, [debs[d] for d in TRIXIE_REPACKED[name]],
+                                          contents.get(name, []), owners, www)
+            entry.update(notes, kind="repacked")
+        else:
+            stanza, entry["kind"] = None, "left-out"
+        if stanza:
+            stanzas.append(stanza)
+            entry["version"] = field(stanza, "Version")
+            entry["filename"] = field(stanza, "Filename")
+        manifest.append(entry)
+
+    check = self_check(stanzas, initrd, abi)
+    for entry in manifest:
+        if entry["package"] in check["dropped_unresolvable"]:
+            entry["kind"] = "left-out"
+            entry["unresolvable"] = check["dropped_unresolvable"][entry["package"]]
+            entry.pop("filename", None)
+    checked = {path: archive.matched[path] for path in (f"{UDEB_INDEX}.xz", CONTENTS_UDEB)}
+    return publish(directory, suite, stanzas, manifest, release, www, self_check=check,
+                   checked_against=checked)
 
 
 class Proxy(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address, www, manifest, log_file):
+    def __init__(self, address, www, manifest, log_file, suite=SUITE):
         super().__init__(address, ProxyHandler)
         self.www = www
+        self.suite = suite
         self.kinds = {e["filename"]: e["kind"] for e in manifest if "filename" in e}
         self.log_file = log_file
         self.log_lock = threading.Lock()
@@ -490,7 +945,7 @@ class Proxy(http.server.ThreadingHTTPServer):
             return self.www / path.lstrip("/")
         if host not in (None, UPSTREAM_HOST):
             return None
-        dists = f"/debian/dists/{SUITE}/"
+        dists = f"/debian/dists/{self.suite}/"
         ours = [dists + "Release", dists + "Release.gpg", dists + UDEB_INDEX,
                 dists + UDEB_INDEX + ".gz", dists + UDEB_INDEX + ".xz"]
         if path in ours or path.startswith(f"/debian/{OWN_POOL}/"):
@@ -574,14 +1029,17 @@ def main():
                         help=f"cache and served files (default {default_dir})")
     parser.add_argument("--port", type=int, default=0, help="default: any free port")
     parser.add_argument("--prepare-only", action="store_true")
+    parser.add_argument("--suite", choices=["bookworm", "trixie"], default=SUITE,
+                        help=f"the installer's suite (default {SUITE})")
     args = parser.parse_args()
 
     args.dir.mkdir(parents=True, exist_ok=True)
-    manifest = prepare(args.dir)
+    manifest = prepare(args.dir, args.suite)
     if args.prepare_only:
         return
     with open(args.dir / "proxy.log", "w") as log_file:
-        server = Proxy(("127.0.0.1", args.port), args.dir / "www", manifest, log_file)
+        server = Proxy(("127.0.0.1", args.port), args.dir / "www", manifest, log_file,
+                       args.suite)
         print(f"ferry-mirror: listening on 127.0.0.1:{server.server_address[1]}", flush=True)
         server.serve_forever()
 
