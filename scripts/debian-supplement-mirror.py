@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A Debian 12 mirror for the installer, supplemented where deb.debian.org lacks udebs.
+"""A Debian 12 or 13 mirror for the installer, supplemented where deb.debian.org lacks udebs.
 
 The copy of the Debian archive reachable from the project's machines serves every regular
 .deb and every index, but most of bookworm's installer components (udebs) return 404, so a
@@ -28,13 +28,46 @@ and .asc, armored). The
 original InRelease passes through, so debootstrap and apt in the installed system check the
 real archive's signature, and the installed system comes wholly from the real archive.
 
+With --suite trixie (Debian 13) the index is trixie's, supplemented differently (see
+prepare_trixie): here most trixie udebs are served, and the installer's index and
+Contents-udeb are those of point release 13.7 — checked against dists/stable/InRelease of
+13.7 (Codename trixie, signed), since they do not match dists/trixie/InRelease (13.8) — while
+the netboot installer (13.8) runs kernel 6.12.117 and the index's module udebs are 6.12.107's
+(and all of those 404). So:
+
+  - every trixie udeb that deb.debian.org serves: listed as it is (the index's other kernel
+    ABIs too; anna skips module udebs of another kernel);
+  - udebs installed in the netboot initrd: listed as the index lists them (never fetched;
+    the self-check makes sure the index offers none newer than the initrd's);
+  - the kernel module udebs (*-modules-ABI-di, kernel-image-ABI-di): REPACKED for the
+    initrd's kernel ABI from the signed linux-image-ABI .deb of the same version (its
+    modules are the ones the udebs ship), each with the file list Contents-udeb gives for
+    the index's udeb of the newest ABI it lists (paths renamed to the initrd's ABI) and that
+    udeb's control fields with the ABI renamed (Package, Depends, Provides, Kernel-Version)
+    and the .deb's Version; labelled in Description and manifest;
+  - a missing one listed in TRIXIE_REPACKED (e2fsprogs-udeb, eject-udeb, fdisk-udeb,
+    libfdisk1-udeb, libmount1-udeb, libsmartcols1-udeb, xfsprogs-udeb, ntfs-3g-udeb):
+    REPACKED from the trixie .debs, with exactly the files Contents-udeb lists for it and its
+    own control fields; the udebs shipping the libraries its programs load are added to its
+    Depends where the official udeb needs none (fdisk-udeb); labelled likewise;
+  - anything else missing (the graphical installer's libraries, debian-edu): left out, and
+    so is every udeb whose Depends then cannot resolve (the graphical installer; Debian's own
+    kexec-tools-udeb and multipath-udeb, which depend on non-udeb packages).
+libc6-udeb, busybox-udeb, util-linux-udeb, libblkid1/libuuid1 and the other missing library
+udebs not named above are in the netboot initrd. A self-check then requires every udeb a
+standard install loads (priority standard and above, plus TRIXIE_INSTALL_NEEDS: the
+partitioner with ext4, the base system, apt, pkgsel, GRUB, finish-install, ...) to be in the
+index or the initrd with all its Depends resolvable (versions compared as dpkg does), and
+writes its findings into manifest.json ("self_check").
+
 Usage (the guest reaches the host's 127.0.0.1 as 10.0.2.2):
 
-  scripts/debian-supplement-mirror.py [--dir DIR] [--port PORT] [--prepare-only]
+  scripts/debian-supplement-mirror.py [--suite bookworm|trixie] [--dir DIR] [--port PORT]
+                                      [--prepare-only]
 
 It prints `ferry-mirror: listening on 127.0.0.1:PORT` once it serves, and logs every request
 to DIR/proxy.log with the kind of each udeb served. Python 3 standard library plus gpg,
-gpgv and dpkg-deb.
+gpgv, dpkg-deb and (for trixie) readelf. Use one DIR per suite.
 """
 
 import argparse
@@ -780,11 +813,12 @@ def initrd_abi(initrd):
     sys.exit(f"{TRIXIE_INITRD}: no kernel-image-*-di udeb in its status")
 
 
-def self_check(stanzas, initrd, abi):
+def self_check(stanzas, initrd, abi, needs=TRIXIE_INSTALL_NEEDS):
     """What anna in the netboot initrd (kernel ABI) would fetch for a standard install with
     the recipe's preseed: the index's udebs of priority standard and above that install on
-    that kernel, and TRIXIE_INSTALL_NEEDS; each must be in the index or the initrd, and the
-    Depends of each, recursively, must resolve there (versions compared as dpkg does).
+    that kernel, and NEEDS (NAME-modules: that module udeb for ABI); each must be in the
+    index or the initrd, and the Depends of each, recursively, must resolve there (versions
+    compared as dpkg does).
     Also drops from STANZAS, in place, every udeb whose Depends cannot resolve. Returns the
     check's report (dict); exits when a needed udeb is absent or cannot be installed."""
     def usable(s):  # anna never installs module udebs of another kernel
@@ -823,7 +857,7 @@ def self_check(stanzas, initrd, abi):
     wanted = {field(s, "Package") for s in stanzas if usable(s)
               and field(s, "Priority") in ("required", "important", "standard")}
     wanted |= {n.replace("-modules", f"-modules-{abi}-di") if n.endswith("-modules") else n
-               for n in TRIXIE_INSTALL_NEEDS}
+               for n in needs}
     absent = sorted(n for n in wanted if n not in real and n not in virtual)
     closure, queue = set(), sorted(wanted - set(absent))
     while queue:
@@ -1024,14 +1058,18 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_dir = Path(__file__).resolve().parent.parent / "tests/fixtures/build/debian-mirror"
-    parser.add_argument("--dir", type=Path, default=default_dir,
-                        help=f"cache and served files (default {default_dir})")
+    build = Path(__file__).resolve().parent.parent / "tests/fixtures/build"
+    # One directory per suite: each holds its own index, manifest and served files.
+    default_dirs = {"bookworm": build / "debian-mirror", "trixie": build / "debian-13-mirror"}
+    parser.add_argument("--dir", type=Path,
+                        help=f"cache and served files (default {default_dirs['bookworm']}, "
+                             f"for trixie {default_dirs['trixie']})")
     parser.add_argument("--port", type=int, default=0, help="default: any free port")
     parser.add_argument("--prepare-only", action="store_true")
     parser.add_argument("--suite", choices=["bookworm", "trixie"], default=SUITE,
                         help=f"the installer's suite (default {SUITE})")
     args = parser.parse_args()
+    args.dir = args.dir or default_dirs[args.suite]
 
     args.dir.mkdir(parents=True, exist_ok=True)
     manifest = prepare(args.dir, args.suite)
