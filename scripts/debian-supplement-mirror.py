@@ -218,9 +218,9 @@ class Archive:
         return self.releases[suite]
 
     def packages(self, suite, index, must_match=True, alternates=()):
-        """The stanzas of dists/SUITE/INDEX(.xz), checked against the Release. With
-        must_match=False a mismatch is only reported (this archive copy serves trixie's
-        udeb index from another point in time than trixie's InRelease)."""
+        """The stanzas of dists/SUITE/INDEX(.xz), checked as index_file() does. With
+        must_match=False a mismatch is only reported (the installer checks each file of the
+        index against it anyway)."""
         data = self.index_file(suite, f"{index}.xz", must_match, alternates)
         return parse_stanzas(lzma.decompress(data).decode())
 
@@ -239,7 +239,7 @@ class Archive:
                 codename = re.search(r"^Codename: (\S+)", release, re.M)
                 if dist != suite and (codename is None or codename[1] != suite):
                     continue
-                digest, size = release_checksums(release)[path]
+                digest, size = release_checksums(release).get(path, (None, None))
                 if sha256(data) == digest and len(data) == size:
                     version = re.search(r"^Version: (\S+)", release, re.M)
                     date = re.search(r"^Date: (.+)$", release, re.M)
@@ -901,6 +901,12 @@ def prepare_trixie(directory):
     contents = parse_contents(archive.index_file(suite, CONTENTS_UDEB,
                                                  alternates=TRIXIE_ALTERNATES))
     debs = {field(s, "Package"): s for s in archive.packages(suite, DEB_INDEX)}
+    # The installer also fetches the other components' udeb indexes (passed through) and
+    # checks each against the Release served, whose lines for them are trixie's own.
+    others = [f"{component}/debian-installer/binary-amd64/Packages.xz" for component in
+              re.search(r"^Components: (.+)$", release, re.M)[1].split() if component != "main"]
+    for path in others:
+        archive.index_file(suite, path)
 
     served = archive.served([field(s, "Filename") for s in udebs], sha256(release.encode()))
     initrd = initrd_packages(archive, debs[TRIXIE_NETBOOT], TRIXIE_INITRD)
@@ -957,7 +963,8 @@ def prepare_trixie(directory):
             entry["kind"] = "left-out"
             entry["unresolvable"] = check["dropped_unresolvable"][entry["package"]]
             entry.pop("filename", None)
-    checked = {path: archive.matched[path] for path in (f"{UDEB_INDEX}.xz", CONTENTS_UDEB)}
+    checked = {path: archive.matched[path]
+               for path in (f"{UDEB_INDEX}.xz", CONTENTS_UDEB, *others)}
     return publish(directory, suite, stanzas, manifest, release, www, self_check=check,
                    checked_against=checked)
 
