@@ -44,7 +44,8 @@ the netboot installer (13.8) runs kernel 6.12.117 and the index's module udebs a
     modules are the ones the udebs ship), each with the file list Contents-udeb gives for
     the index's udeb of the newest ABI it lists (paths renamed to the initrd's ABI) and that
     udeb's control fields with the ABI renamed (Package, Depends, Provides, Kernel-Version)
-    and the .deb's Version; labelled in Description and manifest;
+    and the .deb's Version; labelled in Description and manifest (kept in
+    cache/built-modules/ for the next start while their inputs stay the same);
   - a missing one listed in TRIXIE_REPACKED (e2fsprogs-udeb, eject-udeb, fdisk-udeb,
     libfdisk1-udeb, libmount1-udeb, libsmartcols1-udeb, xfsprogs-udeb, ntfs-3g-udeb):
     REPACKED from the trixie .debs, with exactly the files Contents-udeb lists for it and its
@@ -803,6 +804,32 @@ def repack_modules(archive, module_udebs, contents, abi_from, abi, kernel_deb, w
     return out
 
 
+def cached_modules(archive, module_udebs, contents, abi_from, abi, kernel_deb, www):
+    """repack_modules(), its udebs kept in the cache between starts (rebuilding them takes
+    minutes under load): reused while this script, the kernel .deb, and the index stanzas
+    and Contents-udeb lists they come from are all the same."""
+    inputs = [Path(__file__).read_text(), field(kernel_deb, "SHA256"), abi_from, abi,
+              [(format_stanza(s), contents.get(field(s, "Package"), [])) for s in module_udebs]]
+    key = sha256(json.dumps(inputs).encode())[:16]
+    built = archive.cache / "built-modules"
+    saved = built / key / "built.json"
+    pool = www / "debian" / OWN_POOL
+    pool.mkdir(parents=True, exist_ok=True)
+    if saved.exists():
+        out = json.loads(saved.read_text())
+        for _, stanza, _ in out:
+            shutil.copy(built / key / Path(field(stanza, "Filename")).name, pool)
+        log(f"{len(out)} kernel udebs as built before (cache/built-modules/{key})")
+        return out
+    out = repack_modules(archive, module_udebs, contents, abi_from, abi, kernel_deb, www)
+    shutil.rmtree(built, ignore_errors=True)  # only the latest build is kept
+    (built / key).mkdir(parents=True)
+    for _, stanza, _ in out:
+        shutil.copy(www / "debian" / field(stanza, "Filename"), built / key)
+    saved.write_text(json.dumps(out))
+    return out
+
+
 def initrd_abi(initrd):
     """The kernel ABI of the netboot initrd (from its kernel-image-ABI-di udeb) and that
     udeb's version."""
@@ -926,7 +953,7 @@ def prepare_trixie(directory):
     to_rebuild = [s for s in udebs if field(s, "Kernel-Version") == abi_from
                   and (abi_from != abi or not served[field(s, "Filename")])]
     rebuilt = {field(old, "Package"): (new, notes) for old, new, notes in
-               repack_modules(archive, to_rebuild, contents, abi_from, abi, kernel_deb, www)}
+               cached_modules(archive, to_rebuild, contents, abi_from, abi, kernel_deb, www)}
 
     # Libraries a repacked udeb may load: those of the udebs listed, or in the initrd.
     owners = library_owners(contents, {field(s, "Package") for s in udebs
