@@ -58,8 +58,11 @@ libc6-udeb, busybox-udeb, util-linux-udeb, libblkid1/libuuid1 and the other miss
 udebs not named above are in the netboot initrd. A self-check then requires every udeb a
 standard install loads (priority standard and above, plus TRIXIE_INSTALL_NEEDS: the
 partitioner with ext4, the base system, apt, pkgsel, GRUB, finish-install, ...) to be in the
-index or the initrd with all its Depends resolvable (versions compared as dpkg does), and
-writes its findings into manifest.json ("self_check").
+index or the initrd with all its Depends resolvable (versions compared as dpkg does); then
+unpacks the initrd and every udeb that install would fetch into one tree and checks there
+that each program or library this script built finds its libraries (the initrd's ld.so
+--list) and that the initrd's depmod indexes every fetched module. Its findings go into
+manifest.json ("self_check").
 
 Usage (the guest reaches the host's 127.0.0.1 as 10.0.2.2):
 
@@ -68,7 +71,7 @@ Usage (the guest reaches the host's 127.0.0.1 as 10.0.2.2):
 
 It prints `ferry-mirror: listening on 127.0.0.1:PORT` once it serves, and logs every request
 to DIR/proxy.log with the kind of each udeb served. Python 3 standard library plus gpg,
-gpgv, dpkg-deb and (for trixie) readelf. Use one DIR per suite.
+gpgv, dpkg-deb and (for trixie) readelf and GNU tar. Use one DIR per suite.
 """
 
 import argparse
@@ -307,22 +310,33 @@ def initrd_packages(archive, netboot, initrd=NETBOOT_INITRD):
     """The udebs installed in the netboot installer's initrd (its dpkg status file), as
     {name: status stanza}: they are never downloaded, so they stay listed as the suite's
     index lists them."""
+    for name, _, data in cpio_entries(initrd_cpio(archive, netboot, initrd)):
+        if name == "var/lib/dpkg/status":
+            return {field(s, "Package"): s for s in parse_stanzas(data.decode())}
+    sys.exit(f"{initrd}: no var/lib/dpkg/status in it")
+
+
+def initrd_cpio(archive, netboot, initrd):
+    """The uncompressed initrd INITRD of the netboot package NETBOOT (index stanza)."""
     tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", archive.pool_file(netboot)],
                          check=True, capture_output=True).stdout
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-        cpio = gzip.decompress(t.extractfile(f"./{initrd}").read())
-    # The initramfs is a "newc" cpio archive: a 110-byte ASCII header, the name, the data,
-    # each padded to 4 bytes.
+        return gzip.decompress(t.extractfile(f"./{initrd}").read())
+
+
+def cpio_entries(cpio):
+    """(name, mode, data) of each entry of a "newc" cpio archive (an initramfs): a 110-byte
+    ASCII header, the name, the data, each padded to 4 bytes."""
     pos = 0
     while cpio[pos:pos + 6] == b"070701":
+        mode = int(cpio[pos + 14:pos + 22], 16)
         size, name_size = int(cpio[pos + 54:pos + 62], 16), int(cpio[pos + 94:pos + 102], 16)
         name = cpio[pos + 110:pos + 110 + name_size - 1].decode()
         start = (pos + 110 + name_size + 3) & ~3
-        if name == "var/lib/dpkg/status":
-            status = cpio[start:start + size].decode()
-            return {field(s, "Package"): s for s in parse_stanzas(status)}
+        if name == "TRAILER!!!":
+            return
+        yield name, mode, cpio[start:start + size]
         pos = (start + size + 3) & ~3
-    sys.exit(f"{initrd}: no var/lib/dpkg/status in it")
 
 
 def trixie_fits(archive, stanza):
@@ -917,6 +931,73 @@ def self_check(stanzas, initrd, abi, needs=TRIXIE_INSTALL_NEEDS):
     return report
 
 
+def initrd_trial(archive, netboot, fetched, abi, www):
+    """Unpacks the netboot initrd and the udebs anna would fetch (FETCHED, index stanzas)
+    into a temporary tree, as udpkg would on top of the running initrd, then checks that
+    every program and library of a udeb this script built finds all its libraries there (the
+    initrd's own ld.so --list: nothing runs), and that the initrd's depmod indexes every
+    fetched module for kernel ABI. Returns the trial's report; exits on a failure."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name, mode, data in cpio_entries(initrd_cpio(archive, netboot, TRIXIE_INITRD)):
+            path, kind = root / name, mode & 0o170000
+            if kind == 0o040000:
+                path.mkdir(parents=True, exist_ok=True)
+            elif kind == 0o120000:
+                path.symlink_to(data.decode())
+            elif kind == 0o100000:
+                path.write_bytes(data)
+                path.chmod(mode & 0o7777)
+        built, modules = [], []
+        for stanza in fetched:
+            filename = field(stanza, "Filename")
+            own = filename.startswith(f"{OWN_POOL}/")
+            udeb = www / "debian" / filename if own else archive.pool_file(stanza)
+            tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", udeb], check=True,
+                                 capture_output=True).stdout
+            subprocess.run(["tar", "-x", "--keep-directory-symlink", "-C", root],
+                           input=tar, check=True)
+            with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+                files = [m.name.removeprefix("./") for m in t.getmembers() if m.isfile()]
+            modules += [f for f in files if f.endswith((".ko", ".ko.xz"))]
+            if own:
+                built += [f for f in files if not f.endswith((".ko", ".ko.xz"))]
+
+        loader = root / "lib64/ld-linux-x86-64.so.2"
+        # The loader's default directories, inside the tree; a library it finds only on
+        # this host (its defaults come last) counts as missing.
+        libraries = ":".join(f"{root}/{d}" for d in ("lib/x86_64-linux-gnu",
+                                                     "usr/lib/x86_64-linux-gnu", "lib", "usr/lib"))
+        unloadable = {}
+        programs = [f for f in built if (root / f).read_bytes()[:4] == b"\x7fELF"]
+        for path in programs:
+            out = subprocess.run([loader, "--library-path", libraries, "--list", root / path],
+                                 capture_output=True, text=True)
+            missing = [name for name, found in re.findall(r"(\S+) => (\S+)", out.stdout)
+                       if not found.startswith(str(root))]
+            if out.returncode != 0 or missing:
+                unloadable[path] = missing or out.stderr.strip()
+        if unloadable:
+            sys.exit(f"initrd trial: built programs missing libraries: {unloadable}")
+
+        depmod = subprocess.run([loader, "--library-path", libraries, "--argv0", "depmod",
+                                 root / "usr/bin/kmod", "-b", root, abi],
+                                capture_output=True, text=True)
+        if depmod.returncode != 0:
+            sys.exit(f"initrd trial: the initrd's depmod failed: {depmod.stderr}")
+        dep = (root / "lib/modules" / abi / "modules.dep").read_text()
+        indexed = {line.split(":")[0] for line in dep.splitlines()}
+        prefix = f"lib/modules/{abi}/"
+        unindexed = [m for m in modules if m.removeprefix(prefix) not in indexed]
+        if unindexed:
+            sys.exit(f"initrd trial: modules depmod did not index: {unindexed}")
+    report = {"programs_loaded": len(programs), "modules_indexed": len(modules)}
+    log(f"initrd trial: {len(fetched)} udebs unpacked into the initrd; {len(programs)} "
+        f"programs and libraries built here load with its libraries; its depmod indexed "
+        f"{len(modules)} fetched modules")
+    return report
+
+
 def prepare_trixie(directory):
     """prepare() for trixie: the index's served udebs as they are, the initrd's as listed,
     the module udebs rebuilt for the initrd's kernel, TRIXIE_REPACKED repacked, the rest left
@@ -985,6 +1066,10 @@ def prepare_trixie(directory):
         manifest.append(entry)
 
     check = self_check(stanzas, initrd, abi)
+    by_name = {field(s, "Package"): s for s in stanzas}
+    check["initrd_trial"] = initrd_trial(
+        archive, debs[TRIXIE_NETBOOT], [by_name[n] for n in check["fetched_from_index"]],
+        abi, www)
     for entry in manifest:
         if entry["package"] in check["dropped_unresolvable"]:
             entry["kind"] = "left-out"

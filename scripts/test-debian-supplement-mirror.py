@@ -92,6 +92,24 @@ class Contents(unittest.TestCase):
                 mirror.needed_udebs(root, {})
 
 
+class Cpio(unittest.TestCase):
+    def test_cpio_entries_reads_a_newc_archive(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "root"
+            (root / "etc").mkdir(parents=True)
+            (root / "etc/hostname").write_text("debian\n")
+            (root / "lib").symlink_to("usr/lib")
+            listing = "\n".join([".", "etc", "etc/hostname", "lib"]) + "\n"
+            cpio = subprocess.run(["cpio", "--quiet", "-o", "-H", "newc"], cwd=root,
+                                  input=listing.encode(), capture_output=True, check=True).stdout
+        entries = {name: (mode & 0o170000, data)
+                   for name, mode, data in mirror.cpio_entries(cpio)}
+        self.assertEqual(entries["etc"][0], 0o040000)
+        self.assertEqual(entries["etc/hostname"], (0o100000, b"debian\n"))
+        self.assertEqual(entries["lib"], (0o120000, b"usr/lib"))
+        self.assertNotIn("TRAILER!!!", entries)
+
+
 class Built(unittest.TestCase):
     def test_rebuilt_udeb_keeps_the_control_fields_and_is_labelled(self):
         udeb = stanza(
