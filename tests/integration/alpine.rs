@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::recipes::{ROUTED_32, gpt_partitions, install_fixture, read_ext4, test_key};
+use crate::recipes::{
+    ROUTED_32, fat_listing, gpt_partitions, install_fixture, read_ext4, test_key,
+};
 use crate::support::*;
 
 /// `ferry plan ARGS --json` with a test key and a scratch disk and cache: the plan.
@@ -416,23 +418,9 @@ fn alpine_recipe_uefi_boots_through_the_fallback_loader() {
         keys.contains("FerryTestKeyFerryTestKeyFerryTestKey0"),
         "{keys}"
     );
-    let out = std::process::Command::new("mdir")
-        .args(["-b", "-i"])
-        .arg(format!(
-            "{}@@{}",
-            scratch.disk().display(),
-            u64::from(parts[0].0) * 512
-        ))
-        .arg("::/EFI/boot")
-        .output()
-        .expect("mdir (mtools) runs");
+    let listing = fat_listing(&scratch.disk(), parts[0].0, "/EFI/boot");
     assert!(
-        text(&out)
-            .0
-            .to_lowercase()
-            .contains("/efi/boot/bootx64.efi"),
-        "{}{}",
-        text(&out).0,
-        text(&out).1
+        listing.to_lowercase().contains("/efi/boot/bootx64.efi"),
+        "{listing}"
     );
 }

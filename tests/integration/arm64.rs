@@ -3,7 +3,7 @@
 //! TCG on QEMU's virt board with AAVMF, then the installed disk booted alone to its login
 //! prompt on the PL011 (`ttyAMA0`).
 
-use crate::recipes::{gpt_partitions, read_ext4};
+use crate::recipes::{fat_listing, gpt_partitions, read_ext4};
 use crate::support::*;
 
 #[test]
@@ -76,22 +76,8 @@ fn installs_an_arm64_guest_under_tcg_and_boots_it() {
         grub.contains("console=ttyAMA0,115200n8 tiny.hostname=tiny") && !grub.contains("ttyS0"),
         "{grub}"
     );
-    let out = std::process::Command::new("mdir")
-        .args(["-b", "-i"])
-        .arg(format!(
-            "{}@@{}",
-            scratch.disk().display(),
-            u64::from(parts[0].0) * 512
-        ))
-        .arg("::/EFI/BOOT")
-        .output()
-        .expect("mdir (mtools) runs");
-    assert!(
-        text(&out).0.contains("/EFI/BOOT/BOOTAA64.EFI"),
-        "{}{}",
-        text(&out).0,
-        text(&out).1
-    );
+    let listing = fat_listing(&scratch.disk(), parts[0].0, "/EFI/BOOT");
+    assert!(listing.contains("/EFI/BOOT/BOOTAA64.EFI"), "{listing}");
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
 }
 

@@ -708,6 +708,23 @@ impl Drop for SupplementedMirror {
     }
 }
 
+/// Lists directory `dir` of the FAT file system (an ESP) that starts at `start_sector` of a
+/// disk image, in place (mtools' `mdir -b`: one path per line), with mdir's errors after it.
+pub(crate) fn fat_listing(disk: &Path, start_sector: u32, dir: &str) -> String {
+    let out = std::process::Command::new("mdir")
+        .args(["-b", "-i"])
+        .arg(format!(
+            "{}@@{}",
+            disk.display(),
+            u64::from(start_sector) * 512
+        ))
+        .arg(format!("::{dir}"))
+        .output()
+        .expect("mdir (mtools) runs");
+    let (stdout, stderr) = text(&out);
+    stdout + &stderr
+}
+
 /// Reads a file from the ext2/3/4 file system that starts at `start_sector` of a disk image,
 /// in place (debugfs opens `IMAGE?offset=BYTES`). Empty when the file does not exist.
 pub(crate) fn read_ext4(disk: &Path, start_sector: u32, path: &str) -> String {
