@@ -217,11 +217,26 @@ mod tests {
     /// debconf's own parser accepts every rendering (continuation lines, owners, types).
     #[test]
     fn debian_preseed_passes_debconf_set_selections_check() {
+        // A database of its own: the system's is locked by any other debconf user (a second
+        // test run, apt), and debconf-set-selections then exits 1 without a word.
+        let db = tempfile::tempdir().unwrap();
+        let conf = db.path().join("debconf.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Config: configdb\nTemplates: templatedb\n\n\
+                 Name: configdb\nDriver: File\nFilename: {0}/config.dat\n\n\
+                 Name: templatedb\nDriver: File\nFilename: {0}/templates.dat\n",
+                db.path().display()
+            ),
+        )
+        .unwrap();
         for (firmware, network) in [("bios", false), ("uefi", true)] {
             let text = render("debian-12", "preseed.cfg.j2", &context(firmware, network));
             let mut file = tempfile::NamedTempFile::new().unwrap();
             std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
             let out = std::process::Command::new("debconf-set-selections")
+                .env("DEBCONF_SYSTEMRC", &conf)
                 .arg("--checkonly")
                 .arg(file.path())
                 .output()
