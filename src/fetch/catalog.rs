@@ -40,8 +40,16 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../images/debian-12-netboot-package.toml"),
     ),
     (
+        "debian-12-netboot-package-arm64.toml",
+        include_str!("../../images/debian-12-netboot-package-arm64.toml"),
+    ),
+    (
         "debian-13-netboot-package.toml",
         include_str!("../../images/debian-13-netboot-package.toml"),
+    ),
+    (
+        "debian-13-netboot-package-arm64.toml",
+        include_str!("../../images/debian-13-netboot-package-arm64.toml"),
     ),
     (
         "freebsd-14.toml",
@@ -228,6 +236,27 @@ impl Catalog {
             .ok_or_else(|| FetchError::UnknownImage { name: name.into() })
     }
 
+    /// The entry `name` for an `arch` guest: `name` itself, or else the same image built for
+    /// `arch` (same OS, version, kind and recipe), so that one recipe serves both
+    /// architectures. When neither fits, `name` itself (the caller refuses the mismatch).
+    pub fn get_for(&self, name: &str, arch: Arch) -> Result<&Entry, FetchError> {
+        let named = self.get(name)?;
+        if named.arch == arch {
+            return Ok(named);
+        }
+        Ok(self
+            .entries
+            .iter()
+            .find(|e| {
+                e.arch == arch
+                    && e.os == named.os
+                    && e.version == named.version
+                    && e.kind == named.kind
+                    && e.recipe == named.recipe
+            })
+            .unwrap_or(named))
+    }
+
     /// The catalog as a table; `cached` says whether an entry's file is in the cache; with
     /// `fit`, cut to that many columns (see [`crate::table::render`]).
     pub fn render_table(&self, cached: impl Fn(&Entry) -> bool, fit: Option<usize>) -> String {
@@ -401,6 +430,29 @@ mod tests {
                 .any(|l| l.starts_with("archlinux ") && l.contains(" yes ")),
             "{table}"
         );
+    }
+
+    /// The Debian recipes name the amd64 package; an aarch64 guest gets the arm64 package of
+    /// the same release, and an image with no arm64 build stays itself (refused by the plan).
+    #[test]
+    fn an_entry_is_taken_for_the_guests_architecture() {
+        let catalog = Catalog::load(None).unwrap();
+        for major in ["12", "13"] {
+            let name = format!("debian-{major}-netboot-package");
+            let arm64 = catalog.get_for(&name, Arch::Aarch64).unwrap();
+            assert_eq!(arm64.name, format!("{name}-arm64"));
+            let package = arm64.debian.as_ref().unwrap();
+            assert_eq!(
+                (package.arch.as_str(), package.package.as_str()),
+                (
+                    "arm64",
+                    format!("debian-installer-{major}-netboot-arm64").as_str()
+                )
+            );
+            assert_eq!(catalog.get_for(&name, Arch::X86_64).unwrap().name, name);
+        }
+        let nixos = catalog.get_for("nixos-minimal", Arch::Aarch64).unwrap();
+        assert_eq!(nixos.arch, Arch::X86_64);
     }
 
     #[test]

@@ -459,12 +459,14 @@ pub fn extract_netboot(
             (&format!("{images}/initrd.gz"), &initrd),
         ],
     )?;
-    check_magic(
-        &kernel,
-        0x202,
-        b"HdrS",
-        "not a Linux kernel (no HdrS at 0x202)",
-    )?;
+    // x86's boot protocol header, or arm64's `Image` header (QEMU boots either directly).
+    let (offset, magic, reason) = match crate::arch::Arch::parse(arch) {
+        Some(crate::arch::Arch::Aarch64) => {
+            (0x38, b"ARMd", "not an arm64 Linux Image (no ARMd at 0x38)")
+        }
+        _ => (0x202, b"HdrS", "not a Linux kernel (no HdrS at 0x202)"),
+    };
+    check_magic(&kernel, offset, magic, reason)?;
     check_magic(&initrd, 0, &[0x1f, 0x8b], "not gzip-compressed")?;
     Ok((kernel, initrd))
 }

@@ -3,7 +3,7 @@
 //! TCG on QEMU's virt board with AAVMF, then the installed disk booted alone to its login
 //! prompt on the PL011 (`ttyAMA0`).
 
-use crate::recipes::{fat_listing, gpt_partitions, read_ext4};
+use crate::recipes::{fat_listing, gpt_partitions, read_ext4, test_key};
 use crate::support::*;
 
 #[test]
@@ -81,19 +81,15 @@ fn installs_an_arm64_guest_under_tcg_and_boots_it() {
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
 }
 
-/// The built-in Debian recipe's image is the amd64 netboot package: planned for an aarch64
-/// guest it is refused (it would only hang at AAVMF), naming both architectures.
+/// The NixOS recipe's image exists only for x86_64 (the Debian recipes switch to their arm64
+/// package): planned for an aarch64 guest it is refused (it would only hang at AAVMF), naming
+/// both architectures.
 #[test]
-fn an_amd64_catalog_image_is_refused_for_an_aarch64_guest() {
+fn an_x86_only_catalog_image_is_refused_for_an_aarch64_guest() {
     let scratch = Scratch::new();
-    let key = scratch.dir.path().join("key.pub");
-    std::fs::write(
-        &key,
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFerryTestKey a@b\n",
-    )
-    .unwrap();
+    let key = test_key(scratch.dir.path());
     let out = ferry()
-        .args(["plan", "debian-12", "--disk"])
+        .args(["plan", "nixos", "--disk"])
         .arg(scratch.disk())
         .args(["--size", "4G", "--arch", "aarch64", "--ssh-key"])
         .arg(&key)
@@ -103,8 +99,35 @@ fn an_amd64_catalog_image_is_refused_for_an_aarch64_guest() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains(
-            "debian-12-netboot-package is an x86_64 image and this guest is aarch64 (--arch): use an aarch64 image"
+            "nixos-minimal is an x86_64 image and this guest is aarch64 (--arch): use an aarch64 image"
         ),
         "{stderr}"
     );
+}
+
+/// The debian-12 recipe names the amd64 netboot package; for an aarch64 guest the plan takes
+/// the arm64 package of the same release, verified through the same chain.
+#[test]
+fn the_debian_recipe_plans_the_arm64_package_for_an_aarch64_guest() {
+    let scratch = Scratch::new();
+    let key = test_key(scratch.dir.path());
+    let out = ferry()
+        .args(["plan", "debian-12", "--json", "--disk"])
+        .arg(scratch.disk())
+        .arg("--cache-dir")
+        .arg(scratch.dir.path().join("cache"))
+        .args(["--size", "4G", "--arch", "aarch64", "--ssh-key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(plan["arch"], "aarch64", "{plan:#}");
+    let fetch = &plan["fetch"];
+    assert_eq!(
+        fetch["request"]["checksum"]["debian"]["package"], "debian-installer-12-netboot-arm64",
+        "not the arm64 package through the chain: {fetch:#}"
+    );
+    assert_eq!(fetch["netboot"]["arch"], "arm64", "{fetch:#}");
 }

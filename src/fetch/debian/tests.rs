@@ -427,3 +427,33 @@ fn deb_without_the_images_is_refused() {
         "{e}"
     );
 }
+
+/// An arm64 netboot package holds a plain `Image` (ARMd at 0x38), not an x86 bzImage; each
+/// architecture's kernel is checked by its own header.
+#[test]
+fn arm64_netboot_kernel_is_checked_by_its_image_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = "usr/lib/debian-installer/images/12/arm64/text/debian-installer/arm64";
+    let mut image = vec![0u8; 0x40];
+    image[0x38..0x3c].copy_from_slice(b"ARMd");
+    let package = |kernel: &[u8]| {
+        let deb = dir.path().join("netboot-arm64.deb");
+        let tar = build_tar(&[
+            (&format!("./{images}/linux"), kernel),
+            (&format!("./{images}/initrd.gz"), &gzip(b"070701 cpio")),
+        ]);
+        std::fs::write(&deb, build_deb("data.tar", &tar)).unwrap();
+        deb
+    };
+
+    let out = dir.path().join("arm64");
+    let (linux, _) = extract_netboot(&package(&image), "12", "arm64", &out).unwrap();
+    assert_eq!(std::fs::read(linux).unwrap(), image);
+
+    let e = extract_netboot(&package(&kernel()), "12", "arm64", &out).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not an arm64 Linux Image (no ARMd at 0x38)"),
+        "{e}"
+    );
+}

@@ -124,7 +124,7 @@ pub(super) fn image_download(
         (None, Some(name)) => {
             let catalog = fetch::catalog::Catalog::load(opts.catalog.as_deref())?;
             let entry = catalog
-                .get(name.get_ref())
+                .get_for(name.get_ref(), opts.arch())
                 .map_err(|e| PlanError::field(profile, name, e))?;
             let mut request = entry.request(&cache_dir)?;
             if entry.kind == fetch::catalog::Kind::Qemu {
