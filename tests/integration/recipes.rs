@@ -235,7 +235,7 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
 /// ferry must fail on that screen within seconds, with the installer's message.
 #[test]
 fn debian_installer_error_screen_fails_the_install_fast() {
-    let stderr = debian_installer_fails_fast("12");
+    let stderr = debian_installer_fails_fast("12", "amd64");
     assert!(
         stderr.contains("Download installer components"),
         "the installer's own message is missing:\n{stderr}"
@@ -247,21 +247,24 @@ fn debian_installer_error_screen_fails_the_install_fast() {
 /// ferry fails on it.
 #[test]
 fn debian_13_installer_error_screen_fails_the_install_fast() {
-    debian_installer_fails_fast("13");
+    debian_installer_fails_fast("13", "amd64");
 }
 
-/// `ferry install debian-RELEASE` against the real archive until the installer's first error
-/// screen; asserts ferry failed on it within seconds. Returns ferry's stderr.
-fn debian_installer_fails_fast(release: &str) -> String {
+/// `ferry install debian-RELEASE` for a guest of Debian architecture `arch` (`amd64`, `arm64`)
+/// against the real archive until the installer's first error screen; asserts ferry failed on
+/// it, ended by the recipe's failure pattern. Returns ferry's stderr.
+pub(crate) fn debian_installer_fails_fast(release: &str, arch: &str) -> String {
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
     let started = Instant::now();
+    let guest = if arch == "arm64" { "aarch64" } else { "x86_64" };
     let out = ferry()
         .args(["install", &format!("debian-{release}"), "--disk"])
         .arg(scratch.disk())
         .arg("--cache-dir")
         .arg(scratch.dir.path().join("cache"))
-        .args(["--size", "4G", "--yes", "--accel", "tcg", "--ssh-key"])
+        .args(["--size", "4G", "--yes", "--accel", "tcg", "--arch", guest])
+        .arg("--ssh-key")
         .arg(&key)
         .arg("--runs-dir")
         .arg(scratch.runs())
@@ -272,7 +275,7 @@ fn debian_installer_fails_fast(release: &str) -> String {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(6), "{stderr}");
     assert!(
-        stderr.contains(&format!("debian-installer-{release}-netboot-amd64_"))
+        stderr.contains(&format!("debian-installer-{release}-netboot-{arch}_"))
             && stderr.contains(" verified ("),
         "the netboot package was not fetched and verified:\n{stderr}"
     );
@@ -290,6 +293,16 @@ fn debian_installer_fails_fast(release: &str) -> String {
         regex::Regex::new(r"Prompt: '\?' for help|\[!+\] [A-Z][a-z]|\[Press enter to continue\]")
             .unwrap();
     let run = scratch.run_dir();
+    // The installer's console is the machine's serial port: the 16550 (ttyS0) of `pc`, the
+    // PL011 (ttyAMA0) of `virt`.
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+    let console = if arch == "arm64" { "ttyAMA0" } else { "ttyS0" };
+    let cmdline = plan["boot"]["cmdline"].as_str().unwrap_or_default();
+    assert!(
+        plan["arch"] == guest && cmdline.contains(&format!("console={console},115200n8")),
+        "{plan:#}"
+    );
     let cast = std::fs::read_to_string(run.join("transcript.cast")).unwrap();
     let mut lines = cast.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
@@ -309,7 +322,7 @@ fn debian_installer_fails_fast(release: &str) -> String {
     let appeared = appeared.expect("the screen is in the transcript");
     let ended = ended.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
     eprintln!(
-        "debian-{release}: failed in {took:?}, {:.1}s after the error screen appeared",
+        "debian-{release} ({arch}): failed in {took:?}, {:.1}s after the error screen appeared",
         ended - appeared
     );
     let preseed_served = std::fs::read_to_string(run.join("ferry.log")).unwrap();
