@@ -224,6 +224,18 @@ fn load_profile(name: &Path) -> Result<Profile, Error> {
     if let Some(recipe) = name.to_str().and_then(crate::recipe::find) {
         return Ok(Profile::from_recipe(recipe)?);
     }
+    // Another architecture's build of a recipe's image (`debian-12-netboot-package-arm64`):
+    // its recipe, which takes the build for the guest's architecture.
+    let catalog = crate::fetch::catalog::Catalog::load(None).ok();
+    let recipe = catalog
+        .iter()
+        .flat_map(|c| &c.entries)
+        .find(|e| Some(e.name.as_str()) == name.to_str())
+        .and_then(|e| e.recipe.as_deref())
+        .and_then(crate::recipe::find);
+    if let Some(recipe) = recipe {
+        return Ok(Profile::from_recipe(recipe)?);
+    }
     Err(Error::Usage(not_a_profile(&name.display().to_string())))
 }
 

@@ -111,10 +111,17 @@ fn an_x86_only_catalog_image_is_refused_for_an_aarch64_guest() {
 /// the arm64 package of the same release, verified through the same chain.
 #[test]
 fn the_debian_recipe_plans_the_arm64_package_for_an_aarch64_guest() {
+    // By the recipe's name, or by the arm64 image's (which has the same recipe).
+    for name in ["debian-12", "debian-12-netboot-package-arm64"] {
+        plans_the_arm64_package(name);
+    }
+}
+
+fn plans_the_arm64_package(name: &str) {
     let scratch = Scratch::new();
     let key = test_key(scratch.dir.path());
     let out = ferry()
-        .args(["plan", "debian-12", "--json", "--disk"])
+        .args(["plan", name, "--json", "--disk"])
         .arg(scratch.disk())
         .arg("--cache-dir")
         .arg(scratch.dir.path().join("cache"))
