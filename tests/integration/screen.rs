@@ -1,8 +1,11 @@
-//! Installs booted through the ISO's own loader, driven on the VGA screen
-//! (tests/fixtures/tiny-screen.toml: isolinux with no serial line, waiting at `boot:`).
+//! Installs booted through the ISO's own loader: under BIOS driven on the VGA screen
+//! (tests/fixtures/tiny-screen.toml: isolinux with no serial line, waiting at `boot:`), under
+//! UEFI through the ISO's EFI GRUB, which OVMF's console mirrors onto the serial port
+//! (tests/fixtures/tiny-grub-uefi-loader.toml).
 
 use std::process::Stdio;
 
+use crate::recipes::{fat_listing, gpt_partitions};
 use crate::support::*;
 
 fn status_of_run(scratch: &Scratch) -> String {
@@ -84,6 +87,70 @@ fn installs_through_the_isos_own_loader_typing_at_its_screen_prompt() {
         status.contains("screen:\n") && status.contains("  | boot: install"),
         "{status}"
     );
+    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+}
+
+/// OVMF boots the ISO's El Torito EFI image (GRUB for x86_64-efi); GRUB's menu arrives on the
+/// serial console through OVMF's terminal; ferry types `c` and GRUB commands on the keyboard
+/// (QMP), GRUB echoes them (so no key was lost), and the kernel they boot runs the install to
+/// the boot check.
+#[test]
+fn installs_through_the_isos_own_uefi_loader_typing_at_grub() {
+    let scratch = Scratch::new();
+    let output = scratch
+        .install(&fixture("tiny-grub-uefi-loader.toml"), &[])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "install failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+    assert!(
+        stderr.contains("with \"the ISO's own boot loader\"")
+            && stderr.contains("GRUB menu: typing \"c\""),
+        "{stderr}"
+    );
+
+    let run = scratch.run_dir();
+    let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
+    assert!(
+        !args.contains("-kernel") && args.contains("OVMF_CODE") && args.contains("bootindex=0"),
+        "{args}"
+    );
+    // GRUB drew its menu and echoed every typed key on the serial console (between cursor
+    // moves: without them the typed line reads whole).
+    // (OVMF's terminal writes bytes that are not UTF-8: box drawing in its own code page.)
+    let serial =
+        String::from_utf8_lossy(&std::fs::read(run.join("serial.log")).unwrap()).into_owned();
+    let plain = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]")
+        .unwrap()
+        .replace_all(&serial, "");
+    for echoed in [
+        "Tiny Installer 1.0",
+        "grub> linux /boot/vmlinuz tiny.mode=install console=ttyS0,115200n8 url=http://10.0.2.100/answers.sh",
+        "grub> initrd /boot/installer.gz",
+        "tiny-installer: installation complete",
+    ] {
+        assert!(plain.contains(echoed), "{echoed:?} missing from:\n{plain}");
+    }
+    // The keys are input events of the transcript, as typed.
+    let cast = std::fs::read_to_string(run.join("transcript.cast")).unwrap();
+    let typed: Vec<String> = cast
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e[1] == "i")
+        .map(|e| e[2].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(typed[0], "c", "{typed:?}");
+    assert!(typed[1].ends_with("<enter>boot<enter>"), "{typed:?}");
+
+    // The installed disk: GPT with the ESP holding the removable loader.
+    let parts = gpt_partitions(&scratch.disk());
+    let listing = fat_listing(&scratch.disk(), parts[0].0, "/EFI/BOOT");
+    assert!(listing.contains("/EFI/BOOT/BOOTX64.EFI"), "{listing}");
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
 }
 
