@@ -7,6 +7,7 @@
 #   tiny-isolinux.iso  NixOS-style isolinux layout, BIOS-bootable, isohybrid
 #   tiny-grub.iso      GRUB-only layout (BIOS + EFI, grub-mkrescue)
 #   tiny-screen.iso    isolinux on the VGA screen only, waiting at `boot:` for a typed entry
+#   tiny-menu.iso      isolinux's text menu on the VGA screen only: <down>, <tab>, typed options
 #   tiny-nixos.iso     NixOS minimal ISO look-alike: its menu layouts and store paths, a live
 #                      system that auto-logs in on ttyS0 with fake NixOS tools that record
 #                      their command lines and install the tiny OS
@@ -445,6 +446,19 @@ build_screen_iso() { # OUT
 		"$tree"
 }
 
+build_menu_iso() { # OUT
+	local tree=$WORK/menu-tree
+	mkdir -p "$tree/isolinux" "$tree/boot"
+	cp "$OUT/vmlinuz" "$tree/boot/vmlinuz"
+	cp "$OUT/installer.gz" "$tree/boot/installer.gz"
+	cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/{ldlinux,menu,libutil,libcom32}.c32 "$tree/isolinux/"
+	cp "$GUEST/menu-isolinux.cfg" "$tree/isolinux/isolinux.cfg"
+	run_logged xorriso -as mkisofs -o "$1" -V "$VOLID" -R -J \
+		-b isolinux/isolinux.bin -c isolinux/boot.cat \
+		-no-emul-boot -boot-load-size 4 -boot-info-table \
+		"$tree"
+}
+
 build_grub_iso() { # OUT
 	local tree=$WORK/grub-tree
 	mkdir -p "$tree/boot/grub"
@@ -517,7 +531,7 @@ main() {
 	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$key" ] &&
 		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ] && [ -f "$OUT/tiny-nixos.iso" ] &&
 		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ] && [ -f "$OUT/tiny-screen.iso" ] &&
-		[ -f "$OUT/tiny-alpine.iso" ] &&
+		[ -f "$OUT/tiny-menu.iso" ] && [ -f "$OUT/tiny-alpine.iso" ] &&
 		[ -f "$OUT/tiny-arch.iso" ] && [ -f "$OUT/tiny-arm64.iso" ]; then
 		echo "make-fixtures: $OUT is up to date (kernel $KVER)"
 		return
@@ -539,6 +553,7 @@ main() {
 	build_alpine_iso "$OUT/tiny-alpine.iso"
 	build_arch_iso "$OUT/tiny-arch.iso"
 	build_screen_iso "$OUT/tiny-screen.iso"
+	build_menu_iso "$OUT/tiny-menu.iso"
 	use_arm64
 	cp "$KERNEL" "$OUT/vmlinuz-arm64"
 	build_installer "$OUT/installer-arm64.gz"

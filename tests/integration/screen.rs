@@ -1,7 +1,8 @@
 //! Installs booted through the ISO's own loader: under BIOS driven on the VGA screen
 //! (tests/fixtures/tiny-screen.toml: isolinux with no serial line, waiting at `boot:`), under
 //! UEFI through the ISO's EFI GRUB, which OVMF's console mirrors onto the serial port
-//! (tests/fixtures/tiny-grub-uefi-loader.toml).
+//! (tests/fixtures/tiny-grub-uefi-loader.toml); and through a text menu on the VGA screen that
+//! needs an arrow key (tests/fixtures/tiny-menu.toml: isolinux's menu.c32).
 
 use std::process::Stdio;
 
@@ -86,6 +87,61 @@ fn installs_through_the_isos_own_loader_typing_at_its_screen_prompt() {
     assert!(
         status.contains("screen:\n") && status.contains("  | boot: install"),
         "{status}"
+    );
+    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+}
+
+/// isolinux's text menu waits with the rescue shell selected: ferry reads the menu on the
+/// screen, presses <down> and <tab>, sees the installer's command line to edit (so the arrow
+/// key moved the selection), types the serial console and the answers' URL, and the install
+/// runs over the serial console to the boot check.
+#[test]
+fn installs_through_a_text_menu_moving_with_an_arrow_key() {
+    let scratch = Scratch::new();
+    let output = scratch
+        .install(&fixture("tiny-menu.toml"), &[])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(
+        output.status.success(),
+        "install failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+    assert!(
+        stderr.contains("boot menu: typing \"<down><tab>\""),
+        "{stderr}"
+    );
+    let run = scratch.run_dir();
+    let screen = std::fs::read_to_string(run.join("screen.log")).unwrap();
+    assert!(
+        screen.contains("Tiny GNU/Linux boot menu")
+            && screen.contains(
+                "> .linux /boot/vmlinuz tiny.mode=install quiet initrd=/boot/installer.gz console"
+            ),
+        "{screen}"
+    );
+    let serial = std::fs::read_to_string(run.join("serial.log")).unwrap();
+    assert!(
+        serial.contains("tiny-installer: installation complete")
+            && !serial.contains("rescue shell"),
+        "{serial}"
+    );
+    let cast = std::fs::read_to_string(run.join("screen.cast")).unwrap();
+    let typed: Vec<String> = cast
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e[1] == "i")
+        .map(|e| e[2].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        typed,
+        [
+            "<down><tab>",
+            " console=ttyS0,115200n8 url=http://10.0.2.100/answers.sh<enter>"
+        ],
+        "{cast}"
     );
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
 }
