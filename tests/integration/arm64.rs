@@ -145,8 +145,11 @@ fn plans_the_arm64_package(name: &str) {
 /// the signed chain) on QEMU's virt board under TCG, driven over the PL011 console: it takes
 /// ferry's preseed, configures the network, checks the mirror, and stops at the first screen
 /// the archive copy here cannot get past (most installer components are missing); ferry ends
-/// the install on it. About 4 minutes here.
+/// the install on it. About 4 minutes on this machine alone; opt-in because emulating arm64
+/// under TCG is so slow that on a busy host (two test suites at once) the installer did not
+/// get past DHCP within the recipe's 10-minute step.
 #[test]
+#[ignore = "the real arm64 installer under TCG: ~4 minutes on an idle 2-core machine, needs deb.debian.org"]
 fn the_real_debian_12_arm64_installer_is_driven_to_its_first_question() {
     let stderr = debian_installer_fails_fast("12", "arm64");
     assert!(
