@@ -3,6 +3,7 @@
 //! not to run guests here. The boot check boots through [`start_vm`] too.
 
 use std::fs::File;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -192,7 +193,7 @@ fn boot_with_fallback(
 ) -> Result<(Started, AccelKind), Error> {
     let mut start = |accel| -> Result<Started, Error> {
         let machine = machine(accel);
-        let (vm, console) = start_vm(
+        let (mut vm, console) = start_vm(
             plan,
             &machine,
             &record.dir,
@@ -200,8 +201,8 @@ fn boot_with_fallback(
             record,
             live,
         )?;
-        let screen = match &machine.screen_socket {
-            Some(socket) => Some(start_screen(plan, socket, record)?),
+        let screen = match vm.screen.take() {
+            Some(stream) => Some(start_screen(plan, stream, record)?),
             None => None,
         };
         Ok((vm, console, screen))
@@ -302,9 +303,9 @@ fn recorded(sink: Box<dyn Sink>, record: &Record) -> Box<dyn Sink> {
 
 /// Reads the VGA screen through QEMU's second monitor at `socket` into a console recorded as
 /// `screen.log` and `screen.cast`.
-fn start_screen(plan: &Plan, socket: &Path, record: &Record) -> Result<Screen, Error> {
+fn start_screen(plan: &Plan, stream: UnixStream, record: &Record) -> Result<Screen, Error> {
     let dir = &record.dir;
-    let monitor = VgaMonitor::connect(socket, dir.path()).map_err(ProcessError::from)?;
+    let monitor = VgaMonitor::connect(stream, dir.path()).map_err(ProcessError::from)?;
     let (stream, feed) = vga::start(monitor, SCREEN_INTERVAL)?;
     let title = format!("ferry: {} (VGA screen)", plan.profile.display());
     let sinks = transcript::create_screen(dir.path(), &title)?;

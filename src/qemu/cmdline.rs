@@ -223,9 +223,14 @@ pub fn command_line_for(arch: Arch, machine: &Machine) -> Vec<String> {
         ),
     ]);
     args.push(["-serial", "chardev:serial0"]);
+    // wait=on here too: QEMU accepts the connection while it starts, as for the serial port.
+    // With wait=off its main loop and its monitor thread both watch the listening socket for
+    // a moment at start-up; a connection in that moment can be accepted by the monitor thread
+    // while the main loop blocks in accept(2) for ever, so no command is ever answered (seen
+    // here about once in 400 starts on a busy host: `qmp_capabilities` never answered).
     args.push([
         "-qmp".to_string(),
-        format!("unix:{},server=on,wait=off", escape(&machine.qmp_socket)),
+        format!("unix:{},server=on,wait=on", escape(&machine.qmp_socket)),
     ]);
     if let Some(socket) = &machine.screen_socket {
         args.push(screen_monitor_args(socket));
@@ -240,11 +245,12 @@ pub fn command_line_for(arch: Arch, machine: &Machine) -> Vec<String> {
 }
 
 /// A second QMP monitor, for the VGA screen reader (`super::vga`): its reads every quarter
-/// second then never wait behind the run's own commands, nor they behind its reads.
-pub fn screen_monitor_args(socket: &Path) -> [String; 2] {
+/// second then never wait behind the run's own commands, nor they behind its reads. Accepted
+/// at start-up like the first (`wait=on`), after it.
+fn screen_monitor_args(socket: &Path) -> [String; 2] {
     [
         "-qmp".to_string(),
-        format!("unix:{},server=on,wait=off", escape(socket)),
+        format!("unix:{},server=on,wait=on", escape(socket)),
     ]
 }
 
@@ -413,7 +419,7 @@ mod tests {
              -kernel /run/k -initrd /run/i --preconfig \
              -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56 \
              -chardev socket,id=serial0,path=/run/serial.sock,server=on,wait=on -serial chardev:serial0 \
-             -qmp unix:/run/qmp.sock,server=on,wait=off -vga std -display none"
+             -qmp unix:/run/qmp.sock,server=on,wait=on -vga std -display none"
         );
     }
 
@@ -464,7 +470,7 @@ mod tests {
             "{line}"
         );
         assert!(
-            line.contains("-qmp unix:/run/screen.sock,server=on,wait=off -vga std"),
+            line.contains("-qmp unix:/run/screen.sock,server=on,wait=on -vga std"),
             "{line}"
         );
         let arm = command_line_for(Arch::Aarch64, &m).join(" ");
@@ -551,7 +557,7 @@ mod tests {
              -kernel /run/k -initrd /run/i --preconfig \
              -netdev user,id=net0 -device virtio-net-pci,netdev=net0,romfile=,mac=52:54:00:12:34:56 \
              -chardev socket,id=serial0,path=/run/serial.sock,server=on,wait=on -serial chardev:serial0 \
-             -qmp unix:/run/qmp.sock,server=on,wait=off -device virtio-gpu-pci -display none"
+             -qmp unix:/run/qmp.sock,server=on,wait=on -device virtio-gpu-pci -display none"
         );
         m.disk.bus = DiskBus::Sata;
         assert!(command_line_for(Arch::Aarch64, &m).join(" ").contains(

@@ -16,7 +16,7 @@ use crate::arch::Arch;
 
 pub use cmdline::{
     AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, command_line, command_line_for,
-    screen_monitor_args, shell_quote,
+    shell_quote,
 };
 pub use process::{ProcessError, Qemu, Spawned};
 

@@ -71,12 +71,14 @@ pub struct Qemu {
     child: Child,
     pub serial: UnixStream,
     pub qmp: Qmp,
+    /// The screen monitor's connection, when the machine has one, for its reader to take.
+    pub screen: Option<UnixStream>,
 }
 
 impl Qemu {
     /// Starts QEMU with `args` (`machine`'s [`super::command_line`]), its stderr going to
     /// `stderr_path`, and connects to the machine's serial and QMP sockets. The guest starts
-    /// running once the serial console is connected (the serial chardev uses `wait=on`) and,
+    /// running once they are connected (QEMU accepts each while it starts: `wait=on`) and,
     /// for a kernel boot, once its command line is set over QMP.
     ///
     /// QEMU's stderr goes through a pipe into `stderr` (a writer of `stderr_path` that may
@@ -102,7 +104,8 @@ impl Qemu {
         stderr_path: &Path,
         mut stderr: Box<dyn Write + Send>,
     ) -> Result<Spawned, ProcessError> {
-        for socket in [&machine.serial_socket, &machine.qmp_socket] {
+        let sockets = [&machine.serial_socket, &machine.qmp_socket];
+        for socket in sockets.into_iter().chain(&machine.screen_socket) {
             let _ = std::fs::remove_file(socket);
         }
         let mut command = Command::new(&binary.program);
@@ -232,12 +235,17 @@ impl Qemu {
 pub struct Spawned(Partial);
 
 impl Spawned {
-    /// Connects to `machine`'s serial and QMP sockets and lets QEMU build the machine (for a
-    /// kernel boot, with its command line set over QMP): the guest starts.
+    /// Connects to `machine`'s serial, QMP and screen sockets, in the order QEMU accepts them
+    /// while it starts (the command line's), and lets QEMU build the machine (for a kernel
+    /// boot, with its command line set over QMP): the guest starts.
     pub fn connect(mut self, machine: &Machine) -> Result<Qemu, ProcessError> {
         let qemu = &mut self.0;
         let serial = qemu.connect(&machine.serial_socket)?;
         let qmp_stream = qemu.connect(&machine.qmp_socket)?;
+        let screen = match &machine.screen_socket {
+            Some(socket) => Some(qemu.connect(socket)?),
+            None => None,
+        };
         let mut qmp = Qmp::handshake(qmp_stream).map_err(|e| qemu.exit_error(e))?;
         if let Some(boot) = &machine.kernel {
             set_kernel_command_line(&mut qmp, &boot.append).map_err(|e| qemu.exit_error(e))?;
@@ -251,6 +259,7 @@ impl Spawned {
             child: qemu.child.take().expect("child present until handed over"),
             serial,
             qmp,
+            screen,
         })
     }
 }

@@ -1,5 +1,5 @@
 //! Reading the guest's VGA screen through a QMP monitor of its own (see
-//! [`super::cmdline::screen_monitor_args`]), for [`crate::console::vga`].
+//! `super::cmdline`'s `screen_monitor_args`), for [`crate::console::vga`].
 //!
 //! The text buffer is read with `pmemsave` into a file in the run directory: measured under
 //! QEMU 7.2 (TCG), 3.7 ms a read against 4.5 ms for HMP `xp /2000hx 0xb8000`, whose 18 KB of
@@ -25,10 +25,11 @@ pub struct VgaMonitor {
 }
 
 impl VgaMonitor {
-    /// Connects to the screen monitor's socket; its files go into `dir`.
-    pub fn connect(socket: &Path, dir: &Path) -> Result<VgaMonitor, QmpError> {
+    /// Talks to the screen monitor over `stream` (connected while QEMU started, see
+    /// [`super::Spawned::connect`]); its files go into `dir`.
+    pub fn connect(stream: UnixStream, dir: &Path) -> Result<VgaMonitor, QmpError> {
         Ok(VgaMonitor {
-            qmp: Qmp::handshake(UnixStream::connect(socket)?)?,
+            qmp: Qmp::handshake(stream)?,
             text_file: dir.join(TEXT_FILE),
             check_file: dir.join(CHECK_FILE),
         })

@@ -455,8 +455,16 @@ fn doctor_on_this_machine() {
         assert_eq!(nic["mac"], mac.trim());
     }
 
-    // With the probe: KVM's usability is decided by booting a guest.
-    let output = ferry().args(["doctor", "--json"]).output().unwrap();
+    // With the probe: KVM's usability is decided by booting a guest. Its files go under a
+    // TMPDIR of this test's own, so the check below sees this probe's QEMU only, not one of
+    // another test's `ferry doctor` running meanwhile.
+    let tmp = tempfile::tempdir().unwrap();
+    let doctor = || {
+        let mut cmd = ferry();
+        cmd.env("TMPDIR", tmp.path()).arg("doctor");
+        cmd
+    };
+    let output = doctor().arg("--json").output().unwrap();
     let d = json_of(&output);
     let kvm = &d["kvm"];
     eprintln!("kvm: {kvm}");
@@ -465,14 +473,14 @@ fn doctor_on_this_machine() {
         assert!(probe["reason"].as_str().is_some_and(|r| !r.is_empty()));
         assert_eq!(kvm["usable"], probe["usable"]);
         if probe["usable"] == false {
-            let text = String::from_utf8(ferry().arg("doctor").output().unwrap().stdout).unwrap();
+            let text = String::from_utf8(doctor().output().unwrap().stdout).unwrap();
             assert!(text.contains("kvm        NOT usable: "), "{text}");
         }
     } else {
         assert_eq!(kvm["probe"], Value::Null);
     }
     assert!(
-        processes_mentioning(Path::new("ferry-probe-")).is_empty(),
+        processes_mentioning(tmp.path()).is_empty(),
         "probe QEMU left running"
     );
 }

@@ -78,13 +78,16 @@ fn boot(dir: &Path) -> (Qemu, Console, ScreenFeed) {
         qmp_socket: dir.join("qmp.sock"),
         screen_socket: Some(dir.join("screen.sock")),
     };
-    let screen_socket = dir.join("screen.sock");
     let args = command_line(&machine);
     let binary = QemuBinary::find(None).expect("qemu-system-x86_64 on PATH");
     let stderr = dir.join("qemu.stderr");
     let file = Box::new(std::fs::File::create(&stderr).unwrap());
-    let vm = Qemu::start(&binary, &args, &machine, &stderr, file).unwrap();
-    let monitor = VgaMonitor::connect(&screen_socket, dir).unwrap();
+    let mut vm = Qemu::start(&binary, &args, &machine, &stderr, file).unwrap();
+    let screen = vm
+        .screen
+        .take()
+        .expect("the screen monitor, connected at start-up");
+    let monitor = VgaMonitor::connect(screen, dir).unwrap();
     let (stream, feed) = vga::start(monitor, Duration::from_millis(100)).unwrap();
     let console = Console::start(stream, transcript::create(dir, "vga test").unwrap()).unwrap();
     (vm, console, feed)
