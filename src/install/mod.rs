@@ -142,7 +142,7 @@ pub fn is_secret_var(name: &str) -> bool {
 impl Request {
     /// The profile, with the secret values given outside it.
     pub fn load_profile(&self) -> Result<Profile, Error> {
-        let mut profile = self.profile.load()?;
+        let mut profile = self.profile.load(self.options.catalog.as_deref())?;
         for (name, value) in &self.secrets {
             if is_secret_var(name) {
                 profile
@@ -208,51 +208,53 @@ impl ProfileSource {
         }
     }
 
-    pub fn load(&self) -> Result<Profile, Error> {
+    /// The profile; `catalog` (`--catalog`) finds a recipe by its image's name.
+    pub fn load(&self, catalog: Option<&Path>) -> Result<Profile, Error> {
         match self {
-            ProfileSource::Named(name) => load_profile(name),
+            ProfileSource::Named(name) => load_profile(name, catalog),
             ProfileSource::Manual { image, entry } => Ok(manual_profile(image, entry)),
         }
     }
 }
 
-/// A profile file, or a built-in recipe's name (a file that exists wins).
-fn load_profile(name: &Path) -> Result<Profile, Error> {
+/// A profile file, or a built-in recipe's name or its catalog image's (a file that exists
+/// wins); `catalog` is `--catalog`'s directory.
+fn load_profile(name: &Path, catalog: Option<&Path>) -> Result<Profile, Error> {
     if name.exists() {
         return Ok(Profile::load(name)?);
     }
-    if let Some(recipe) = name.to_str().and_then(crate::recipe::find) {
-        return Ok(Profile::from_recipe(recipe)?);
+    let catalog = crate::fetch::catalog::Catalog::load(catalog)?;
+    let name = name.display().to_string();
+    let recipe = crate::recipe::find(&name, &catalog)
+        .ok_or_else(|| Error::Usage(not_a_profile(&name, &catalog)))?;
+    let mut profile = Profile::from_recipe(recipe)?;
+    // Named by a catalog image: the recipe installs that image.
+    if let Some(image) = profile
+        .spec
+        .image
+        .name
+        .as_mut()
+        .filter(|_| recipe.name != name)
+    {
+        *image = serde_spanned::Spanned::new(image.span(), name);
     }
-    // Another architecture's build of a recipe's image (`debian-12-netboot-package-arm64`):
-    // its recipe, which takes the build for the guest's architecture.
-    let catalog = crate::fetch::catalog::Catalog::load(None).ok();
-    let recipe = catalog
-        .iter()
-        .flat_map(|c| &c.entries)
-        .find(|e| Some(e.name.as_str()) == name.to_str())
-        .and_then(|e| e.recipe.as_deref())
-        .and_then(crate::recipe::find);
-    if let Some(recipe) = recipe {
-        return Ok(Profile::from_recipe(recipe)?);
-    }
-    Err(Error::Usage(not_a_profile(&name.display().to_string())))
+    Ok(profile)
 }
 
 /// The one-line refusal of a name that is no profile file, recipe or catalog image with a
 /// recipe: what exists instead.
-fn not_a_profile(name: &str) -> String {
+fn not_a_profile(name: &str, catalog: &crate::fetch::catalog::Catalog) -> String {
     let recipes: Vec<&str> = crate::recipe::RECIPES.iter().map(|r| r.name).collect();
-    let catalog = crate::fetch::catalog::Catalog::load(None).ok();
-    let entries = catalog.iter().flat_map(|c| &c.entries);
-    if entries.clone().any(|e| e.name == name) {
+    if catalog.entries.iter().any(|e| e.name == name) {
         return format!(
             "{name} is a catalog image without a built-in recipe: write a profile with [image] \
              name = \"{name}\" (docs/recipes.md), or use a recipe ({})",
             recipes.join(", ")
         );
     }
-    let images: Vec<&str> = entries
+    let images: Vec<&str> = catalog
+        .entries
+        .iter()
         .filter(|e| e.recipe.is_some())
         .map(|e| e.name.as_str())
         .collect();

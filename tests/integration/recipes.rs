@@ -227,6 +227,86 @@ fn plan_takes_a_recipe_name_and_image_overrides() {
     );
 }
 
+/// The operator's own catalog (`--catalog DIR`), here with a Debian 12 netboot image from a
+/// local mirror: `ferry plan IMAGE` finds the image's recipe there and plans that image; the
+/// built-in catalog does not know the name. `recipe show` takes any architecture's image.
+#[test]
+fn an_image_of_the_operators_catalog_plans_with_its_recipe() {
+    let scratch = Scratch::new();
+    let catalog = scratch.dir.path().join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    for entry in std::fs::read_dir(repo().join("images")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, catalog.join(path.file_name().unwrap())).unwrap();
+    }
+    let shipped =
+        std::fs::read_to_string(repo().join("images/debian-12-netboot-package.toml")).unwrap();
+    let mirrored = shipped
+        .replace(
+            "name = \"debian-12-netboot-package\"",
+            "name = \"debian-12-mirrored\"",
+        )
+        .replace(
+            "archive = \"https://deb.debian.org/debian\"",
+            "archive = \"http://mirror.internal/debian\"",
+        );
+    assert_ne!(mirrored, shipped);
+    std::fs::write(catalog.join("debian-12-mirrored.toml"), mirrored).unwrap();
+    let key = test_key(scratch.dir.path());
+    let plan = |catalog: Option<&Path>| {
+        let mut cmd = ferry();
+        cmd.args([
+            "plan",
+            "debian-12-mirrored",
+            "--json",
+            "--size",
+            "4G",
+            "--disk",
+        ])
+        .arg(scratch.disk())
+        .arg("--cache-dir")
+        .arg(scratch.dir.path().join("cache"))
+        .arg("--ssh-key")
+        .arg(&key);
+        if let Some(catalog) = catalog {
+            cmd.arg("--catalog").arg(catalog);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), text(&out))
+    };
+
+    let (code, (stdout, stderr)) = plan(Some(&catalog));
+    assert_eq!(code, Some(0), "{stderr}");
+    let planned: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        planned["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Debian 12 (bookworm)"),
+        "{planned:#}"
+    );
+    assert_eq!(
+        planned["fetch"]["request"]["checksum"]["debian"]["archive"],
+        "http://mirror.internal/debian",
+        "not the mirrored image: {:#}",
+        planned["fetch"]
+    );
+
+    let (code, (_, stderr)) = plan(None);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("debian-12-mirrored is neither a profile file, a built-in recipe nor a catalog image with one"),
+        "{stderr}"
+    );
+
+    let show = |name: &str| {
+        let out = ferry().args(["recipe", "show", name]).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out).1);
+        text(&out).0
+    };
+    assert_eq!(show("debian-12-netboot-package-arm64"), show("debian-12"));
+}
+
 /// `ferry install debian-12` as an operator types it: the real Debian installer (Debian's
 /// netboot package, fetched from deb.debian.org and verified through the signed InRelease and
 /// the Packages index), the preseed served by ferry, the real archive through QEMU's user
