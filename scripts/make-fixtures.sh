@@ -403,13 +403,14 @@ build_alpine_live() { # OUT
 # Laid out as aports' mkimg.base.sh lays out the virt ISO (profile_virt): boot/vmlinuz-virt,
 # boot/initramfs-virt, boot/modloop-virt, boot/syslinux/syslinux.cfg, boot/grub/grub.cfg,
 # apks/.boot_repository, .alpine-release; its volume id. The modloop (a squashfs of the
-# kernel's modules) is a stand-in file: the look-alike's modules are in its initramfs.
+# kernel's modules) is a stand-in file the live system reads at boot, 4 MiB (a real one is
+# larger): the look-alike's modules are in its initramfs.
 build_alpine_iso() { # OUT
 	local tree=$WORK/alpine-tree
 	mkdir -p "$tree/boot/syslinux" "$tree/boot/grub" "$tree/apks/x86_64"
 	cp "$OUT/vmlinuz" "$tree/boot/vmlinuz-virt"
 	build_alpine_live "$tree/boot/initramfs-virt"
-	echo "stand-in for the virt kernel's modloop (squashfs)" >"$tree/boot/modloop-virt"
+	head -c 4194304 <(yes "stand-in for the virt kernel's modloop (squashfs)") >"$tree/boot/modloop-virt"
 	cp "$GUEST/alpine-syslinux.cfg" "$tree/boot/syslinux/syslinux.cfg"
 	cp "$GUEST/alpine-grub.cfg" "$tree/boot/grub/grub.cfg"
 	: >"$tree/apks/.boot_repository"

@@ -52,6 +52,8 @@ pub struct Booted {
     /// The streamed image's server, stopped (its socket removed) when dropped: after `vm`,
     /// the field before it, so QEMU is gone first.
     pub stream: Option<NbdServer>,
+    /// The streamed image, whose first changed chunk ends the install at once.
+    pub streamed: Option<Arc<StreamedImage>>,
 }
 
 /// The installer's kernel and initrd, copied out of the ISO into the run directory by a thread
@@ -135,6 +137,7 @@ pub fn boot(
         accel,
         scratch,
         stream,
+        streamed: streamed.cloned(),
     })
 }
 

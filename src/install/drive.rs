@@ -1,7 +1,7 @@
 //! The drive stage: the profile's steps — wait for what the installer (or a boot loader on the
 //! VGA screen) shows, then type the answer: `keys` on the keyboard, `send` on the serial
 //! console. A failed step may pause the run for the operator ([`super::Live::after_failure`])
-//! and go on with the next step.
+//! and go on with the next step; a changed chunk of a streamed image ends the run at once.
 
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use super::{Decision, Live};
 use crate::Error;
 use crate::console::keys::Keys;
 use crate::console::{Console, Expectation};
+use crate::fetch::stream::StreamError;
 use crate::profile::ConsoleSource;
 use crate::run::{Record, Stage};
 
@@ -39,6 +40,7 @@ const STOP_MARGIN: Duration = Duration::from_secs(10);
 
 fn steps(plan: &Plan, booted: &mut Booted, record: &Record, live: &dyn Live) -> Result<(), Error> {
     let total = plan.steps.len();
+    let streamed = booted.streamed.clone();
     for (i, step) in plan.steps.iter().enumerate() {
         super::check_stop(record)?;
         record.step(Stage::Drive, &step.name, (i + 1, total), step.timeout);
@@ -61,9 +63,16 @@ fn steps(plan: &Plan, booted: &mut Booted, record: &Record, live: &dyn Live) -> 
             let expectation = Expectation::new(&step.name, step.expect.clone(), step.timeout)
                 .failing_on(step.fail.clone());
             let stop = &record.stop;
-            let matched = match console.expect_unless(&expectation, &|| stop.is_raised()) {
+            let changed = || streamed.as_ref().and_then(|image| image.failure());
+            let given_up = || stop.is_raised() || changed().is_some();
+            let matched = match console.expect_unless(&expectation, &given_up) {
                 Ok(matched) => matched,
                 Err(e) => {
+                    // The guest read a chunk that is not the verified image's (it got an I/O
+                    // error instead): whatever the installer does next, the install fails.
+                    if let Some(changed) = changed().filter(|_| !stop.is_raised()) {
+                        return Err(StreamError::ChunkChanged(changed).into());
+                    }
                     let error = super::stage_error(Stage::Drive, e, &mut booted.vm, record);
                     if let Error::Step { source, .. } = &error {
                         super::screenshot(&mut booted.vm, Stage::Drive, record);

@@ -607,6 +607,109 @@ fn a_byte_changed_during_a_streamed_install_fails_it_naming_the_chunk() {
     assert!(!run.join("kernel").exists() && !run.join("image.nbd").exists());
 }
 
+/// The mirror changes one byte in the middle of a file the installer's live system reads from
+/// its boot medium (the Alpine look-alike reads its 4 MiB modloop at boot) after the first
+/// pass verified the image. The guest's read gets an I/O error instead of the changed chunk,
+/// and the install fails at once (exit code 10, the chunk named) while the recipe waits for
+/// the live system's login prompt; no QEMU is left. The image comes from the operator's
+/// catalog (`--catalog`), its alpine-virt entry pointing at the loopback mirror.
+#[test]
+fn a_byte_changed_in_a_file_the_guest_reads_fails_the_install_at_once() {
+    let iso = std::fs::read(fixture("build/tiny-alpine.iso")).unwrap();
+    let sum = digest(&iso);
+    // The modloop stand-in is one line repeated: its first occurrence is the file's start.
+    let line = b"stand-in for the virt kernel's modloop (squashfs)\n";
+    let modloop = iso
+        .windows(line.len() * 80)
+        .position(|w| w.chunks(line.len()).all(|l| l == line))
+        .expect("the Alpine fixture ISO holds the modloop stand-in");
+    let at = modloop + 2 * MIB + 12345;
+    let mut changed = iso.clone();
+    changed[at] ^= 0xff;
+    let (iso, changed) = (Arc::new(iso), Arc::new(changed));
+    let server = Server::start({
+        let (iso, changed) = (iso.clone(), changed.clone());
+        move |seen, _| match seen.range {
+            None => Reply::Shared(iso.clone()),
+            Some(_) => Reply::Shared(changed.clone()),
+        }
+    });
+
+    let scratch = Scratch::new();
+    let catalog = scratch.dir.path().join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    for entry in std::fs::read_dir(crate::support::repo().join("images")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = if path.ends_with("alpine-virt.toml") {
+            let url = server.url("/alpine-virt-3.22.2-x86_64.iso");
+            let start = text.find("urls = [").unwrap();
+            let end = start + text[start..].find("\n]\n").unwrap() + 3;
+            let mirrored = format!(
+                "{}urls = [\"{url}\"]\nsha256 = \"{sum}\"\n{}",
+                &text[..start],
+                &text[end..]
+            );
+            mirrored.replace(
+                "sha256sums = \"alpine-virt-3.22.2-x86_64.iso.sha256\"\n",
+                "",
+            )
+        } else {
+            text
+        };
+        std::fs::write(catalog.join(path.file_name().unwrap()), text).unwrap();
+    }
+    let key = crate::recipes::test_key(scratch.dir.path());
+    let cache = scratch.dir.path().join("cache");
+    let output = scratch
+        .install(
+            std::path::Path::new("alpine"),
+            &[
+                "--catalog",
+                catalog.to_str().unwrap(),
+                "--stream",
+                "--cache-dir",
+                cache.to_str().unwrap(),
+                "--accel",
+                "tcg",
+                "--firmware",
+                "bios",
+                "--ssh-key",
+                key.to_str().unwrap(),
+            ],
+        )
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(10), "{stdout}\n{stderr}");
+    let chunk = at as u64 / stream::CHUNK_SIZE;
+    let start = chunk * stream::CHUNK_SIZE;
+    let named = format!(
+        "chunk {chunk} (bytes {start}-{}) is not the verified image's",
+        start + stream::CHUNK_SIZE - 1
+    );
+    let error: Vec<&str> = stderr.lines().filter(|l| l.contains(&named)).collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    // The guest booted and read the modloop; its read of the changed chunk (the export is
+    // read by QEMU only) was answered with an error, no data, and it never printed what it
+    // read. ferry did not wait for the installer to notice: still at the first step, nothing
+    // typed.
+    let run = scratch.run_dir();
+    let log = std::fs::read_to_string(run.join("ferry.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("nbd: read of ") && l.contains(&named)),
+        "no guest read of the changed chunk refused:\n{log}"
+    );
+    let serial = std::fs::read_to_string(run.join("serial.log")).unwrap();
+    assert!(!serial.contains("modloop-virt read, sha256"), "{serial}");
+    assert!(
+        stderr.contains("[1/4] live system: waiting for") && !stderr.contains("sending"),
+        "the install went on after the changed chunk:\n{stderr}"
+    );
+    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+}
+
 /// `--stream` is for a downloaded image: with a local ISO it is refused, naming the option.
 #[test]
 fn stream_is_refused_for_a_local_image() {
