@@ -121,6 +121,15 @@ mod tests {
              `FERRY_BLESS=1 cargo test --lib cli::schemas`",
             stale.join(", ")
         );
+        // A description is read by whoever consumes the JSON: no rustdoc links in it.
+        for doc in all() {
+            let text = doc.text();
+            assert!(
+                !text.contains("[`"),
+                "{}: a field's doc comment has a rustdoc link, which its description shows",
+                doc.name
+            );
+        }
         // No schema in docs/json/ that nothing generates any more.
         let names: Vec<String> = all()
             .iter()

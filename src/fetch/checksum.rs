@@ -70,8 +70,8 @@ pub enum ChecksumSource {
     /// Look next to the image for `SHA256SUMS`, then `NAME.sha256`; refuse if neither exists.
     Discover,
     /// The Debian archive's chain of trust: the archive keyring signs `InRelease`, which holds
-    /// the digest of `Packages`, which holds the digest of the package. Resolved by
-    /// [`super::Fetcher::debian_package`] (which also finds its current file in the pool).
+    /// the digest of `Packages`, which holds the digest of the package; the package's current
+    /// file in the pool is found in `Packages` too.
     Debian(DebianPackage),
     /// Not verified: the operator passed `--insecure-no-checksum`.
     Unverified,
@@ -93,7 +93,7 @@ impl ChecksumSource {
 }
 
 /// A package in a Debian archive, located and verified through the archive's signed
-/// `InRelease` (see [`ChecksumSource::Debian`]).
+/// `InRelease`, then `Packages`, then the package's own digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DebianPackage {

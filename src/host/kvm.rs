@@ -21,7 +21,7 @@ pub struct KvmFacts {
     pub openable: bool,
     /// Why it does not open.
     pub open_error: Option<String>,
-    /// What the probe found on this boot of this /dev/kvm, if it ran ([`Verdict`]).
+    /// What the probe found on this boot of this /dev/kvm, if it ran.
     pub verdict: Option<Verdict>,
 }
 
