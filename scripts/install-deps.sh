@@ -23,6 +23,22 @@ packages=(
   systemd                                     # recipe tests: systemd-networkd applies the arch recipe's .network file
 )
 
+# need_root WHAT: only root installs what is missing; anyone else is told how.
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: $1 missing; run as root: sudo $0" >&2
+    return 1
+  fi
+}
+
+# pip_venv DIR SPEC...: a virtual environment in DIR with SPEC... installed from PyPI.
+pip_venv() {
+  local dir=$1
+  shift
+  echo "install-deps: installing $* into $dir"
+  python3 -m venv "$dir" && "$dir/bin/pip" install -q "$@"
+}
+
 # pykickstart is not packaged in Debian 12: its ksvalidator comes from PyPI into a venv,
 # linked onto PATH. The tests need its RHEL9 and RHEL10 syntax versions (3.78 has both).
 KICKSTART_VENV=/opt/ferry-validators
@@ -30,13 +46,8 @@ install_ksvalidator() {
   if command -v ksvalidator >/dev/null && grep -qx RHEL10 <<<"$(ksvalidator -l)"; then
     return
   fi
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-deps: ksvalidator (pykickstart) missing; run as root: sudo $0" >&2
-    exit 1
-  fi
-  echo "install-deps: installing pykickstart into $KICKSTART_VENV"
-  python3 -m venv "$KICKSTART_VENV"
-  "$KICKSTART_VENV/bin/pip" install -q --upgrade pykickstart
+  need_root "ksvalidator (pykickstart)" || exit 1
+  pip_venv "$KICKSTART_VENV" --upgrade pykickstart
   ln -sf "$KICKSTART_VENV/bin/ksvalidator" /usr/local/bin/ksvalidator
   grep -qx RHEL10 <<<"$(ksvalidator -l)" || {
     echo "install-deps: the installed pykickstart has no RHEL10 syntax" >&2
@@ -50,13 +61,8 @@ install_ansible() {
   if [ -x "$ANSIBLE_VENV/bin/ansible-playbook" ]; then
     return
   fi
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-deps: ansible-core missing; run as root: sudo $0" >&2
-    exit 1
-  fi
-  echo "install-deps: installing ansible-core into $ANSIBLE_VENV"
-  python3 -m venv "$ANSIBLE_VENV"
-  "$ANSIBLE_VENV/bin/pip" install -q ansible-core
+  need_root ansible-core || exit 1
+  pip_venv "$ANSIBLE_VENV" ansible-core
 }
 
 # Alpine's ifupdown-ng (Debian packages it; installing it would replace this machine's
@@ -67,10 +73,7 @@ install_ifupdown_ng() {
   if [ -x "$IFUPDOWN_NG/sbin/ifup" ]; then
     return
   fi
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-deps: ifupdown-ng missing; run as root: sudo $0" >&2
-    exit 1
-  fi
+  need_root ifupdown-ng || exit 1
   echo "install-deps: unpacking ifupdown-ng into $IFUPDOWN_NG"
   local tmp
   tmp=$(mktemp -d)
@@ -88,13 +91,8 @@ install_archinstall() {
   if "$ARCHINSTALL_VENV/bin/python" -c 'import importlib.metadata as m; assert m.version("archinstall") == "2.8.0"' 2>/dev/null; then
     return
   fi
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-deps: archinstall missing; run as root: sudo $0" >&2
-    return 1
-  fi
-  echo "install-deps: installing archinstall 2.8.0 into $ARCHINSTALL_VENV"
-  python3 -m venv "$ARCHINSTALL_VENV" &&
-    "$ARCHINSTALL_VENV/bin/pip" install -q archinstall==2.8.0
+  need_root archinstall || return 1
+  pip_venv "$ARCHINSTALL_VENV" archinstall==2.8.0
 }
 
 # scripts/make-fixtures.sh fetches the arm64 fixture's packages (kernel, busybox, GRUB, sfdisk)
@@ -103,10 +101,7 @@ add_arm64_architecture() {
   if grep -qx arm64 <<<"$(dpkg --print-foreign-architectures)" && apt-cache show busybox-static:arm64 >/dev/null 2>&1; then
     return
   fi
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "install-deps: the arm64 architecture is not known to apt; run as root: sudo $0" >&2
-    exit 1
-  fi
+  need_root "the arm64 architecture (apt's package lists)" || exit 1
   echo "install-deps: adding the arm64 architecture (dpkg --add-architecture arm64)"
   dpkg --add-architecture arm64
   apt-get update -q
@@ -121,30 +116,28 @@ find_missing() {
   done
 }
 
-add_arm64_architecture
-find_missing
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "install-deps: all ${#packages[@]} packages present"
-  install_ksvalidator
-  install_ansible
-  install_ifupdown_ng
-  install_archinstall || echo "install-deps: archinstall not installed: the arch recipe's validator test will fail" >&2
-  exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing ${missing[*]}; run as root: sudo $0" >&2
-  exit 1
-fi
-echo "install-deps: installing ${missing[*]}"
-apt-get update -q
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-# apt may remove a listed package that conflicts with the new ones (a newer qemu-utils from
-# backports breaks bookworm's qemu-system-x86): install it again, now in the matching version.
-find_missing
-if [ ${#missing[@]} -ne 0 ]; then
-  echo "install-deps: installing again what apt removed: ${missing[*]}"
+# The listed Debian packages, installed where missing.
+install_packages() {
+  find_missing
+  if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages present"
+    return
+  fi
+  need_root "${missing[*]}" || exit 1
+  echo "install-deps: installing ${missing[*]}"
+  apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+  # apt may remove a listed package that conflicts with the new ones (a newer qemu-utils from
+  # backports breaks bookworm's qemu-system-x86): install it again, now in the matching version.
+  find_missing
+  if [ ${#missing[@]} -ne 0 ]; then
+    echo "install-deps: installing again what apt removed: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+add_arm64_architecture
+install_packages
 install_ksvalidator
 install_ansible
 install_ifupdown_ng
