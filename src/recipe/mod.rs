@@ -376,6 +376,135 @@ mod tests {
         assert!(text.contains("sysrc ifconfig_DEFAULT=SYNCDHCP\n"), "{text}");
     }
 
+    /// What FreeBSD's scripted installer (`bsdinstall script FILE`) does with a rendered
+    /// installerconfig: its own `script` runs under sh (FreeBSD's is an ash, as Debian's dash),
+    /// the commands it calls (bsdinstall's other scripts, tar, chroot, zpool) recorded instead
+    /// of run. Returns the calls with their environment, and the script given to chroot.
+    fn bsdinstall_script(script: &str, installerconfig: &str) -> (String, String) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        for d in ["bin", "stubs", "share", "chroot/etc", "chroot/tmp"] {
+            std::fs::create_dir_all(path(d)).unwrap();
+        }
+        // Its includes (bsdconfig's dialog and debug functions) from a directory of stubs.
+        let included = script.replace(
+            "BSDCFG_SHARE=\"/usr/share/bsdconfig\"",
+            &format!("BSDCFG_SHARE=\"{}\"", path("share").display()),
+        );
+        assert_ne!(included, script, "script includes /usr/share/bsdconfig");
+        std::fs::write(path("bin/script"), included).unwrap();
+        std::fs::write(
+            path("share/common.subr"),
+            "SUCCESS=0\nf_dprintf() { :; }\nf_include() { :; }\nf_getvar() { :; }\n\
+             f_quietly() { \"$@\" >/dev/null 2>&1; }\nf_debug_init() { :; }\n\
+             f_dialog_title() { :; }\nf_dialog_textbox() { :; }\n",
+        )
+        .unwrap();
+        let record = "echo \"$(basename \"$0\") $* | nonInteractive=$nonInteractive \
+                      ZFSBOOT_DISKS=$ZFSBOOT_DISKS ZFSBOOT_VDEV_TYPE=$ZFSBOOT_VDEV_TYPE \
+                      DISTRIBUTIONS=$DISTRIBUTIONS\" >>\"$CALLS\"\n";
+        let stubs = [
+            (
+                "bin/fetchmissingdists",
+                "echo /usr/freebsd-dist >&2\n".to_string(),
+            ),
+            ("stubs/bsdinstall", record.to_string()),
+            ("stubs/tar", record.to_string()),
+            ("stubs/zpool", record.to_string()),
+            ("stubs/chroot", format!("{record}cp \"$1$2\" \"$SETUP\"\n")),
+        ];
+        for (name, body) in stubs {
+            std::fs::write(path(name), format!("#!/bin/sh\n{body}")).unwrap();
+            std::fs::set_permissions(path(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::write(path("installerconfig"), installerconfig).unwrap();
+        let log = path("bsdinstall.log");
+        let out = std::process::Command::new("sh")
+            .arg(path("bin/script"))
+            .arg(path("installerconfig"))
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", path("stubs").display()))
+            .env("TMPDIR", dir.path())
+            .env("BSDINSTALL_TMPETC", path("tmpetc"))
+            .env("PATH_FSTAB", path("fstab"))
+            .env("BSDINSTALL_CHROOT", path("chroot"))
+            .env("BSDINSTALL_LOG", &log)
+            .env("debugFile", &log)
+            .env("CALLS", path("calls"))
+            .env("SETUP", path("setup"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "bsdinstall's script failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let chroot = path("chroot").display().to_string();
+        let calls = std::fs::read_to_string(path("calls"))
+            .unwrap()
+            .replace(&chroot, "CHROOT");
+        (calls, std::fs::read_to_string(path("setup")).unwrap())
+    }
+
+    /// The rendered installerconfig through FreeBSD's own `bsdinstall script`
+    /// (usr.sbin/bsdinstall/scripts/script): UFS on the disk, or ZFS; the part after the #!
+    /// line, whole, runs in the installed system.
+    #[test]
+    #[ignore = "needs FreeBSD's usr.sbin/bsdinstall/scripts/script: FERRY_BSDINSTALL_SCRIPT=PATH cargo test -- --ignored bsdinstall"]
+    fn freebsd_installerconfig_runs_through_bsdinstall_script() {
+        let path = std::env::var("FERRY_BSDINSTALL_SCRIPT")
+            .expect("FERRY_BSDINSTALL_SCRIPT names bsdinstall's script");
+        let script = std::fs::read_to_string(path).unwrap();
+        let mut c = context("bios", true);
+        c["vars"]["disk"] = "vtbd0".into();
+        for zfs in [false, true] {
+            c["vars"]["zfs"] = zfs.into();
+            c["network"]["freebsd_rc_conf"] = "ifconfig_vtnet0=\"DHCP\"\n".into();
+            let conf = render("freebsd", "installerconfig.j2", &c);
+            let (calls, setup) = bsdinstall_script(&script, &conf);
+            let env = if zfs {
+                "nonInteractive=YES ZFSBOOT_DISKS=vtbd0 ZFSBOOT_VDEV_TYPE=stripe"
+            } else {
+                "nonInteractive=YES ZFSBOOT_DISKS= ZFSBOOT_VDEV_TYPE="
+            };
+            let sets = "DISTRIBUTIONS=kernel.txz base.txz";
+            let partition = if zfs {
+                "bsdinstall zfsboot"
+            } else {
+                "bsdinstall scriptedpart vtbd0"
+            };
+            let mut expected: Vec<String> = [
+                partition,
+                "bsdinstall mount",
+                "bsdinstall checksum",
+                "tar -xf /usr/freebsd-dist/kernel.txz -C CHROOT --exclude boot/efi",
+                "tar -xf /usr/freebsd-dist/base.txz -C CHROOT --exclude boot/efi",
+                "bsdinstall bootconfig",
+                "bsdinstall config",
+                "chroot CHROOT /tmp/installscript",
+                "bsdinstall entropy",
+                "bsdinstall umount",
+            ]
+            .iter()
+            .map(|call| format!("{call} | {env} {sets}"))
+            .collect();
+            if zfs {
+                expected.push(format!("zpool export zroot | {env} {sets}"));
+            }
+            assert_eq!(calls.lines().collect::<Vec<_>>(), expected, "{conf}");
+            let start = conf.find("\n#!/bin/sh\n").unwrap() + 1;
+            assert_eq!(setup, conf[start..], "zfs: {zfs}");
+            let syntax = std::process::Command::new("sh")
+                .args(["-n", "-c", &setup])
+                .status()
+                .unwrap();
+            assert!(syntax.success(), "{setup}");
+        }
+    }
+
     /// The OpenBSD questions ferry's VM gets (serial console, one virtio NIC, sets on the
     /// install ISO), as OpenBSD 7.7's installer words them, with the installer's default and
     /// the answer install.conf must give. A question asked twice is listed twice.
