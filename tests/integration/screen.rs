@@ -40,7 +40,7 @@ fn installs_through_the_isos_own_loader_typing_at_its_screen_prompt() {
         stderr.contains("with \"the ISO's own boot loader\"")
             && stderr.contains("boot prompt: waiting on the screen for /boot: ?$/")
             && stderr.contains(
-                "boot prompt: typing \"install console=ttyS0,115200n8 url=http://10.0.2.100/answers.sh"
+                "boot prompt: typing \"install no_timer_check console=ttyS0,115200n8 url=http://10.0.2.100/answers.sh"
             ),
         "{stderr}"
     );
@@ -63,7 +63,10 @@ fn installs_through_the_isos_own_loader_typing_at_its_screen_prompt() {
     // not in serial.log; the kernel then spoke on the serial console it was given.
     let screen = std::fs::read_to_string(run.join("screen.log")).unwrap();
     assert!(screen.contains("ISOLINUX 6.04"), "{screen}");
-    assert!(screen.contains("boot: install console=ttyS0"), "{screen}");
+    assert!(
+        screen.contains("boot: install no_timer_check console=ttyS0"),
+        "{screen}"
+    );
     let serial = std::fs::read_to_string(run.join("serial.log")).unwrap();
     assert!(!serial.contains("ISOLINUX"), "{serial}");
     assert!(serial.contains("tiny-installer: installation complete"));
@@ -117,7 +120,7 @@ fn installs_through_a_text_menu_moving_with_an_arrow_key() {
     assert!(
         screen.contains("Tiny GNU/Linux boot menu")
             && screen.contains(
-                "> .linux /boot/vmlinuz tiny.mode=install quiet initrd=/boot/installer.gz console"
+                "> .linux /boot/vmlinuz tiny.mode=install quiet initrd=/boot/installer.gz no_time"
             ),
         "{screen}"
     );
@@ -139,7 +142,7 @@ fn installs_through_a_text_menu_moving_with_an_arrow_key() {
         typed,
         [
             "<down><tab>",
-            " console=ttyS0,115200n8 url=http://10.0.2.100/answers.sh<enter>"
+            " no_timer_check console=ttyS0,115200n8 url=http://10.0.2.100/answers.sh<enter>"
         ],
         "{cast}"
     );
@@ -185,7 +188,7 @@ fn installs_through_the_isos_own_uefi_loader_typing_at_grub() {
         .replace_all(&serial, "");
     for echoed in [
         "Tiny Installer 1.0",
-        "grub> linux /boot/vmlinuz tiny.mode=install console=ttyS0,115200n8 url=http://10.0.2.100/answers.sh",
+        "grub> linux /boot/vmlinuz no_timer_check console=ttyS0,115200n8 url=http://10.0.2.100/answers.sh",
         "grub> initrd /boot/installer.gz",
         "tiny-installer: installation complete",
     ] {
