@@ -240,7 +240,15 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
         }
         Command::Recipe { command } => match command {
             RecipeCommand::List => crate::recipe::print_list(),
-            RecipeCommand::Show { name, file } => crate::recipe::show(&name, file.as_deref())?,
+            RecipeCommand::Show { name, file } => {
+                let catalog = fetch::catalog::Catalog::load(None)?;
+                let recipe = install::find_recipe(&catalog, &name).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "no built-in recipe {name} (see `ferry recipe list`)"
+                    ))
+                })?;
+                crate::recipe::show(recipe, file.as_deref())?
+            }
         },
         Command::Fetch {
             image,

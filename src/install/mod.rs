@@ -225,8 +225,8 @@ fn load_profile(name: &Path, catalog: Option<&Path>) -> Result<Profile, Error> {
     }
     let catalog = crate::fetch::catalog::Catalog::load(catalog)?;
     let name = name.display().to_string();
-    let recipe = crate::recipe::find(&name, &catalog)
-        .ok_or_else(|| Error::Usage(not_a_profile(&name, &catalog)))?;
+    let recipe =
+        find_recipe(&catalog, &name).ok_or_else(|| Error::Usage(not_a_profile(&name, &catalog)))?;
     let mut profile = Profile::from_recipe(recipe)?;
     // Named by a catalog image: the recipe installs that image.
     if let Some(image) = profile
@@ -239,6 +239,20 @@ fn load_profile(name: &Path, catalog: Option<&Path>) -> Result<Profile, Error> {
         *image = serde_spanned::Spanned::new(image.span(), name);
     }
     Ok(profile)
+}
+
+/// The built-in recipe called `name`, or the one that installs the catalog image called
+/// `name`, for any architecture (`ubuntu-24.04-server` plans with ubuntu-24.04,
+/// `debian-12-netboot-package-arm64` with debian-12). A test checks that the catalog's
+/// `recipe` fields name recipes that install those images.
+pub fn find_recipe(
+    catalog: &crate::fetch::catalog::Catalog,
+    name: &str,
+) -> Option<&'static crate::recipe::Recipe> {
+    crate::recipe::find(name).or_else(|| {
+        let entry = catalog.entries.iter().find(|e| e.name == name)?;
+        crate::recipe::find(entry.recipe.as_deref()?)
+    })
 }
 
 /// The one-line refusal of a name that is no profile file, recipe or catalog image with a
@@ -538,6 +552,19 @@ fn confirm(plan: &Plan, yes: bool) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A recipe by its name, or by any architecture's build of the image it installs.
+    #[test]
+    fn recipes_are_found_by_their_names_and_their_images_names() {
+        let catalog = crate::fetch::catalog::Catalog::load(None).unwrap();
+        let found = |name| find_recipe(&catalog, name).map(|r| r.name);
+        assert_eq!(found("debian-12"), Some("debian-12"));
+        assert_eq!(found("ubuntu-24.04-server"), Some("ubuntu-24.04"));
+        assert_eq!(found("debian-13-netboot-package-arm64"), Some("debian-13"));
+        // An image without a recipe, and nothing at all.
+        assert_eq!(found("debian-12-netboot"), None);
+        assert_eq!(found("windows"), None);
+    }
 
     #[test]
     fn secrets_from_values_files_and_the_environment() {

@@ -4,8 +4,6 @@
 
 pub mod network;
 
-use crate::fetch::catalog::Catalog;
-
 /// One embedded recipe: its profile and the templates the profile names.
 #[derive(Debug)]
 pub struct Recipe {
@@ -53,18 +51,8 @@ pub static RECIPES: &[Recipe] = &[
     recipe!("alpine", ["answers.j2", "finish.sh.j2"]),
 ];
 
-/// The built-in recipe called `name`, or the one that installs the catalog image called
-/// `name`, for any architecture (`ferry plan ubuntu-24.04-server` plans with recipe
-/// ubuntu-24.04, `debian-12-netboot-package-arm64` with debian-12). A test checks that the
-/// catalog's `recipe` fields name recipes that install those images.
-pub fn find(name: &str, catalog: &Catalog) -> Option<&'static Recipe> {
-    by_name(name).or_else(|| {
-        let entry = catalog.entries.iter().find(|e| e.name == name)?;
-        by_name(entry.recipe.as_deref()?)
-    })
-}
-
-fn by_name(name: &str) -> Option<&'static Recipe> {
+/// The built-in recipe called `name` (`Catalog::recipe` also takes its images' names).
+pub fn find(name: &str) -> Option<&'static Recipe> {
     RECIPES.iter().find(|r| r.name == name)
 }
 
@@ -75,22 +63,17 @@ pub fn print_list() {
     }
 }
 
-/// `ferry recipe show NAME [--file FILE]`: prints a recipe's profile, or one of its templates.
-pub fn show(name: &str, file: Option<&str>) -> Result<(), crate::Error> {
-    let usage = crate::Error::Usage;
-    let catalog = Catalog::load(None)?;
-    let recipe = find(name, &catalog).ok_or_else(|| {
-        usage(format!(
-            "no built-in recipe {name} (see `ferry recipe list`)"
-        ))
-    })?;
+/// `ferry recipe show NAME [--file FILE]`: prints the recipe's profile, or one of its
+/// templates.
+pub fn show(recipe: &Recipe, file: Option<&str>) -> Result<(), crate::Error> {
     match file {
         None => print!("{}", recipe.profile),
         Some(file) => {
             let text = recipe.file(file).ok_or_else(|| {
                 let names: Vec<&str> = recipe.files.iter().map(|(n, _)| *n).collect();
-                usage(format!(
-                    "recipe {name} has no file {file} (its files: {})",
+                crate::Error::Usage(format!(
+                    "recipe {} has no file {file} (its files: {})",
+                    recipe.name,
                     names.join(", ")
                 ))
             })?;
@@ -170,7 +153,7 @@ mod tests {
     }
 
     fn render(recipe: &str, file: &str, context: &serde_json::Value) -> String {
-        let recipe = by_name(recipe).unwrap();
+        let recipe = find(recipe).unwrap();
         crate::profile::Renderer::new(context)
             .render(file, recipe.file(file).unwrap())
             .unwrap_or_else(|e| panic!("{e}"))
@@ -259,7 +242,7 @@ mod tests {
     /// debian-13 is debian-12's recipe with its own image and suite, the preseed shared.
     #[test]
     fn debian_13_differs_from_debian_12_in_image_and_suite_only() {
-        let profile = |name| Profile::from_recipe(by_name(name).unwrap()).unwrap().spec;
+        let profile = |name| Profile::from_recipe(find(name).unwrap()).unwrap().spec;
         let (twelve, thirteen) = (profile("debian-12"), profile("debian-13"));
         assert_eq!(
             thirteen.image.name.unwrap().get_ref(),
@@ -313,10 +296,7 @@ mod tests {
         let e = r
             .render(
                 "configuration.nix.j2",
-                by_name("nixos")
-                    .unwrap()
-                    .file("configuration.nix.j2")
-                    .unwrap(),
+                find("nixos").unwrap().file("configuration.nix.j2").unwrap(),
             )
             .unwrap_err();
         assert!(e.message.contains("`vars.ssh_key`"), "{}", e.message);
@@ -325,10 +305,7 @@ mod tests {
         let text = r
             .render(
                 "configuration.nix.j2",
-                by_name("nixos")
-                    .unwrap()
-                    .file("configuration.nix.j2")
-                    .unwrap(),
+                find("nixos").unwrap().file("configuration.nix.j2").unwrap(),
             )
             .unwrap();
         assert!(text.contains("initialPassword = \"secret\";"));
@@ -360,10 +337,7 @@ mod tests {
         let e = crate::profile::Renderer::new(&c)
             .render(
                 "installerconfig.j2",
-                by_name("freebsd")
-                    .unwrap()
-                    .file("installerconfig.j2")
-                    .unwrap(),
+                find("freebsd").unwrap().file("installerconfig.j2").unwrap(),
             )
             .unwrap_err();
         assert!(e.message.contains("`vars.nic`"), "{}", e.message);
@@ -784,9 +758,8 @@ mod tests {
 
     #[test]
     fn unknown_recipe() {
-        let catalog = Catalog::load(None).unwrap();
-        assert!(find("debian-12", &catalog).is_some());
-        assert!(find("windows", &catalog).is_none());
+        assert!(find("debian-12").is_some());
+        assert!(find("windows").is_none());
     }
 
     /// A catalog image that names a recipe plans with it, and that recipe installs that image.
@@ -798,7 +771,7 @@ mod tests {
             let Some(recipe) = &entry.recipe else {
                 continue;
             };
-            let found = by_name(recipe)
+            let found = find(recipe)
                 .unwrap_or_else(|| panic!("{}: recipe {recipe} does not exist", entry.name));
             let profile = Profile::from_recipe(found).unwrap();
             let image = profile.spec.image.name.as_ref().unwrap().get_ref();
@@ -808,10 +781,6 @@ mod tests {
                 entry.name,
                 "recipe {recipe} installs another image than {}",
                 entry.name
-            );
-            assert_eq!(
-                find(&entry.name, &catalog).map(|r| r.name),
-                Some(found.name)
             );
             named += 1;
         }
@@ -875,7 +844,7 @@ mod tests {
 
     #[test]
     fn ubuntu_boots_the_casper_kernel_with_a_nocloud_seed() {
-        let profile = Profile::from_recipe(by_name("ubuntu-24.04").unwrap()).unwrap();
+        let profile = Profile::from_recipe(find("ubuntu-24.04").unwrap()).unwrap();
         let append = profile.spec.boot.append.unwrap();
         let text = crate::profile::Renderer::new(&context("bios", false))
             .render("append", append.get_ref())
@@ -901,7 +870,7 @@ mod tests {
             ("rocky-10", "RHEL10"),
             ("alma-10", "RHEL10"),
         ] {
-            let profile = Profile::from_recipe(by_name(recipe).unwrap()).unwrap();
+            let profile = Profile::from_recipe(find(recipe).unwrap()).unwrap();
             let mirror = profile.spec.vars["mirror"].as_str().unwrap().to_string();
             for (firmware, network) in [("bios", false), ("uefi", true)] {
                 let mut c = context(firmware, network);
@@ -933,7 +902,7 @@ mod tests {
     #[test]
     fn rhel_family_boots_the_install_entry_with_the_served_kickstart() {
         for recipe in ["rocky-9", "rocky-10", "alma-9", "alma-10"] {
-            let profile = Profile::from_recipe(by_name(recipe).unwrap()).unwrap();
+            let profile = Profile::from_recipe(find(recipe).unwrap()).unwrap();
             assert_eq!(
                 profile.spec.boot.entry.get_ref(),
                 "grub:/^Install .* [0-9][0-9.]*$/"
