@@ -146,6 +146,12 @@ impl Stripper {
                     }
                 }
                 match input[i] {
+                    ESC if let Some(n) = sgr_len(&input[i..]) => {
+                        // Colours and attributes leave nothing behind, and are most of the
+                        // sequences on a console: skipped whole, without the parser.
+                        i += n;
+                        continue;
+                    }
                     ESC => {
                         self.parser = vte::Parser::new();
                         self.step(ESC, Open::Esc, out);
@@ -251,6 +257,19 @@ impl Stripper {
             out.extend_from_slice(run);
         }
     }
+}
+
+/// The length of the SGR sequence (`ESC [ digits-and-semicolons m`) `input` starts with, if
+/// it is one and ends within `input`. Short ones only: a longer run of parameters goes through
+/// the parser and its limits.
+fn sgr_len(input: &[u8]) -> Option<usize> {
+    const LONGEST: usize = 24;
+    let body = input.strip_prefix(b"\x1b[")?;
+    let end = body
+        .iter()
+        .take(LONGEST - 2)
+        .position(|&b| !(b.is_ascii_digit() || b == b';'))?;
+    (body[end] == b'm').then_some(end + 3)
 }
 
 /// How a byte shows in the DEC special graphics set, approximated in ASCII.
@@ -371,5 +390,19 @@ mod tests {
         );
         check_chunked(b"\x1b[1;1H\x1b[2J\x1b[24;80Hend\x1bE\x1b#8\0\0\r");
         check_chunked("é\x1b[31m✓\x1b[0m\r".as_bytes());
+    }
+
+    /// Colour sequences skip the parser when whole in one read; fed a byte at a time they go
+    /// through it (check_chunked): both ways must leave the same text.
+    #[test]
+    fn colour_sequences_whole_or_split_leave_the_same_text() {
+        let input: &[u8] = b"\x1b[m\x1b[0;32m OK \x1b[0m|\x1b[1;37;44mx\x1b[;m\x1b[;;1m\
+            |\x1b[1;2;3;4;5;6;7;8;9;10;11m long\x1b[1;2;3;4;5;6;7;8;9;10;11;12;13;14;15;16m longer\
+            |\x1b[1:2m sub\x1b[?1m private\x1b[1\x07m bel\x1b[1\x1b[0m esc\x1b[12z end\r\n";
+        assert_eq!(
+            s(input),
+            " OK |x| long longer| sub private\x07m bel esc end\n"
+        );
+        check_chunked(input);
     }
 }
