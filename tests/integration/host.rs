@@ -472,10 +472,16 @@ fn doctor_on_this_machine() {
         let probe = &kvm["probe"];
         assert!(probe["reason"].as_str().is_some_and(|r| !r.is_empty()));
         assert_eq!(kvm["usable"], probe["usable"]);
-        if probe["usable"] == false {
-            let text = String::from_utf8(doctor().output().unwrap().stdout).unwrap();
-            assert!(text.contains("kvm        NOT usable: "), "{text}");
-        }
+        // The text runs a probe of its own, which may decide otherwise (this machine's KVM
+        // now and then answers within the probe's time): it shows that verdict and why.
+        let text = String::from_utf8(doctor().output().unwrap().stdout).unwrap();
+        let line = text.lines().find(|l| l.starts_with("kvm ")).unwrap_or("");
+        assert!(
+            line.starts_with("kvm        usable: the probe guest answered")
+                || (line.starts_with("kvm        NOT usable: ")
+                    && line.ends_with("; installs run under TCG")),
+            "{text}"
+        );
     } else {
         assert_eq!(kvm["probe"], Value::Null);
     }
