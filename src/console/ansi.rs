@@ -146,16 +146,18 @@ impl Stripper {
                     }
                 }
                 match input[i] {
-                    ESC if let Some(n) = sgr_len(&input[i..]) => {
+                    ESC => match sgr_len(&input[i..]) {
                         // Colours and attributes leave nothing behind, and are most of the
                         // sequences on a console: skipped whole, without the parser.
-                        i += n;
-                        continue;
-                    }
-                    ESC => {
-                        self.parser = vte::Parser::new();
-                        self.step(ESC, Open::Esc, out);
-                    }
+                        Some(n) => {
+                            i += n;
+                            continue;
+                        }
+                        None => {
+                            self.parser = vte::Parser::new();
+                            self.step(ESC, Open::Esc, out);
+                        }
+                    },
                     // The common `\r\n`, handled at once.
                     CR if !self.cr && input.get(i + 1) == Some(&b'\n') => {
                         out.push(b'\n');
