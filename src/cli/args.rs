@@ -197,6 +197,9 @@ pub enum Command {
         /// The firmware [default: as this machine boots].
         #[arg(long, value_enum)]
         firmware: Option<Firmware>,
+        /// The VM's vCPUs [default: one per host CPU, at most 4].
+        #[arg(long, value_name = "N", value_parser = cpus_range())]
+        cpus: Option<u32>,
         /// Do not ask for the typed confirmation before the VM may write to the disk.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -421,6 +424,9 @@ pub struct TargetArgs {
     /// Override the profile's firmware.
     #[arg(long, value_enum)]
     pub firmware: Option<Firmware>,
+    /// Override the profile's [vm] cpus: the VM's vCPUs (0: one per host CPU, at most 4).
+    #[arg(long, value_name = "N", value_parser = cpus_range())]
+    pub cpus: Option<u32>,
     /// Set a template variable (repeatable): --var hostname=web1
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
@@ -499,6 +505,7 @@ impl TargetArgs {
                 qemu: self.qemu.clone(),
                 accel: self.accel,
                 firmware: self.firmware,
+                cpus: self.cpus,
                 vars,
                 host_root: None,
                 efi_boot_entry: false,
@@ -525,4 +532,9 @@ impl TargetArgs {
             secrets,
         })
     }
+}
+
+/// `--cpus`: as `[vm] cpus`, 0 (one per host CPU) up to QEMU's most.
+fn cpus_range() -> clap::builder::RangedI64ValueParser<u32> {
+    clap::value_parser!(u32).range(..=i64::from(crate::profile::MAX_CPUS))
 }

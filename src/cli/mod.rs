@@ -126,6 +126,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
             accel,
             arch,
             firmware,
+            cpus,
             yes,
             runs,
         } => {
@@ -137,6 +138,7 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
                 accel,
                 arch,
                 firmware,
+                cpus,
                 vars: Vec::new(),
                 secrets: Vec::new(),
                 secret_files: Vec::new(),

@@ -320,7 +320,7 @@ pub enum ShapeError {
     )]
     Memory { requested: u64, total: u64 },
     #[error(
-        "[vm] cpus = {requested} is more than the {} of this host; lower it (0 means one per host CPU)",
+        "{requested} vCPUs are more than the {} of this host; lower [vm] cpus or --cpus (0 means one per host CPU)",
         cpus_text(*host)
     )]
     Cpus { requested: u32, host: u32 },
@@ -456,7 +456,7 @@ mod tests {
                 .check_vm_shape(Memory::Auto, 4096)
                 .unwrap_err()
                 .to_string(),
-            "[vm] cpus = 4096 is more than the 24 CPUs of this host; lower it (0 means one per host CPU)"
+            "4096 vCPUs are more than the 24 CPUs of this host; lower [vm] cpus or --cpus (0 means one per host CPU)"
         );
         assert!(facts.check_vm_shape(Memory::Mib(16 * 1024), 24).is_ok());
         let one = Facts {
@@ -465,7 +465,7 @@ mod tests {
         };
         assert_eq!(
             one.check_vm_shape(Memory::Auto, 2).unwrap_err().to_string(),
-            "[vm] cpus = 2 is more than the 1 CPU of this host; lower it (0 means one per host CPU)"
+            "2 vCPUs are more than the 1 CPU of this host; lower [vm] cpus or --cpus (0 means one per host CPU)"
         );
         assert!(facts.check_vm_shape(Memory::Auto, 0).is_ok());
     }

@@ -17,8 +17,8 @@ use serde_spanned::Spanned;
 pub use input::{InputError, MAX_INPUT_BYTES, read_text};
 pub use template::{Renderer, TemplateError};
 pub use values::{
-    Accel, BootMode, ConsoleSource, DiskBus, DiskCache, Firmware, Memory, Pattern, Seconds,
-    checked_regex,
+    Accel, BootMode, ConsoleSource, DiskBus, DiskCache, Firmware, MAX_CPUS, Memory, Pattern,
+    Seconds, checked_regex,
 };
 
 /// A parsed, validated profile, with the file it came from.

@@ -452,7 +452,16 @@ fn arch_recipe_fails_fast_when_archiso_cannot_find_its_medium() {
         .arg(fixture("build/tiny-arch.iso"))
         .arg("--disk")
         .arg(scratch.disk())
-        .args(["--size", "2G", "--yes", "--accel", "tcg", "--ssh-key"])
+        .args([
+            "--size",
+            "2G",
+            "--yes",
+            "--accel",
+            "tcg",
+            "--cpus",
+            "1",
+            "--ssh-key",
+        ])
         .arg(&key)
         .arg("--runs-dir")
         .arg(scratch.runs())

@@ -296,6 +296,44 @@ fn plan_matches_virtio_vm() {
 }
 
 #[test]
+fn cpus_option_overrides_the_profile_and_is_checked_against_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = vars_profile(dir.path(), "auto");
+    let plan_with = |cpus: &str| {
+        ferry()
+            .arg("plan")
+            .arg(&profile)
+            .args([
+                "--disk",
+                "/dev/nvme1n1",
+                "--json",
+                "--cpus",
+                cpus,
+                "--host-root",
+            ])
+            .arg(host("nvme-server"))
+            .output()
+            .unwrap()
+    };
+    // The nvme-server host has 8 CPUs; the profile leaves cpus at auto (4 of them).
+    let plan = json_of(&plan_with("1"));
+    assert_eq!(plan["cpus"], 1);
+    assert_eq!(plan["cpus_reason"], "set by --cpus");
+    let plan = json_of(&plan_with("0"));
+    assert_eq!(plan["cpus"], 4);
+    assert_eq!(plan["cpus_reason"], "auto: 8 CPUs on the host, at most 4");
+    let out = plan_with("9");
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.contains("9 vCPUs are more than the 8 CPUs of this host; lower [vm] cpus or --cpus"),
+        "{stderr}"
+    );
+    let out = plan_with("256");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    assert!(text(&out).1.contains("--cpus"), "{}", text(&out).1);
+}
+
+#[test]
 fn plan_matches_routed_host() {
     let plan = json_of(&plan_at("routed-32", "/dev/sda", "auto"));
     assert_eq!(plan["disk"]["bus"], "sata");

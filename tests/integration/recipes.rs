@@ -343,7 +343,8 @@ pub(crate) fn debian_installer_fails_fast(release: &str, arch: &str) -> String {
         .arg(scratch.disk())
         .arg("--cache-dir")
         .arg(scratch.dir.path().join("cache"))
-        .args(["--size", "4G", "--yes", "--accel", "tcg", "--arch", guest])
+        .args(["--size", "4G", "--yes", "--accel", "tcg", "--cpus", "1"])
+        .args(["--arch", guest])
         .arg("--ssh-key")
         .arg(&key)
         .arg("--runs-dir")
@@ -473,6 +474,8 @@ pub(crate) fn install_fixture(
             "--yes",
             "--accel",
             "tcg",
+            "--cpus",
+            "1",
             "--firmware",
             firmware,
         ])

@@ -83,6 +83,9 @@ pub struct Options {
     pub qemu: Option<PathBuf>,
     pub accel: Option<Accel>,
     pub firmware: Option<Firmware>,
+    /// `--cpus N`: instead of the profile's `[vm] cpus` (0 is `auto` there too).
+    #[serde(default)]
+    pub cpus: Option<u32>,
     pub vars: Vec<(String, String)>,
     /// Read the host's facts from this recorded tree instead of / (`ferry plan --host-root`,
     /// for tests: see tests/fixtures/hosts/).

@@ -152,7 +152,14 @@ pub(super) fn shape(
     };
     // A download into a cache on tmpfs takes RAM: the install plans after its fetch stage,
     // with fresh facts, so `auto` memory is sized from what is left once it is there.
-    let sizing = size_vm(spec.vm.memory, spec.vm.cpus, facts)?;
+    let cpus = match opts.cpus {
+        Some(n) => Cpus {
+            n,
+            set_by: "--cpus",
+        },
+        None => spec.vm.cpus.into(),
+    };
+    let sizing = size_vm(spec.vm.memory, cpus, facts)?;
     let (bus, bus_reason) = choose_bus(spec.vm.disk_bus, &target);
     let (serial, model) = match (&target.info, bus) {
         (Some(info), GuestBus::Nvme | GuestBus::Sata | GuestBus::Scsi) => {
@@ -297,7 +304,24 @@ const AUTO_MAX_MIB: u64 = 4096;
 /// VM memory and CPUs. `auto` memory is the available RAM (files in tmpfs, such as cached
 /// downloads on a rescue system, are not available) minus a margin for the rescue system,
 /// capped.
-fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<Sizing, Error> {
+/// The vCPUs asked for (0: one per host CPU) and where that came from.
+#[derive(Debug, Clone, Copy)]
+struct Cpus {
+    n: u32,
+    set_by: &'static str,
+}
+
+impl From<u32> for Cpus {
+    fn from(n: u32) -> Self {
+        Cpus {
+            n,
+            set_by: "the profile",
+        }
+    }
+}
+
+fn size_vm(memory: Memory, cpus: impl Into<Cpus>, facts: &Facts) -> Result<Sizing, Error> {
+    let Cpus { n: cpus, set_by } = cpus.into();
     facts
         .check_vm_shape(memory, cpus)
         .map_err(|e| PlanError::Machine(e.to_string()))?;
@@ -332,7 +356,7 @@ fn size_vm(memory: Memory, cpus: u32, facts: &Facts) -> Result<Sizing, Error> {
             format!("auto: {} on the host, at most 4", cpus_text(facts.cpus)),
         )
     } else {
-        (cpus, "set by the profile".to_string())
+        (cpus, format!("set by {set_by}"))
     };
     Ok(Sizing {
         memory_mib,
@@ -461,7 +485,7 @@ mod tests {
         let e = size_vm(Memory::Auto, 9, &facts(16000, false))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("cpus = 9 is more than the 8 CPUs"), "{e}");
+        assert!(e.contains("9 vCPUs are more than the 8 CPUs"), "{e}");
         let s = size_vm(Memory::Auto, 0, &facts(1400, false)).unwrap();
         assert_eq!(
             s.memory_reason,
