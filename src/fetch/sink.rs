@@ -167,8 +167,8 @@ impl Partial {
         error
     }
 
-    /// Syncs the bytes to disk, compares the digest, and renames the partial to `dest` only if
-    /// it matched; a mismatch deletes the partial. Returns the length and the digest.
+    /// Compares the digest and renames the partial to `dest` only if it matched; a mismatch
+    /// deletes the partial. Returns the length and the digest.
     pub(super) fn finish(
         self,
         dest: &Path,
@@ -176,7 +176,13 @@ impl Partial {
         url: &Url,
     ) -> Result<(u64, Sha256Digest), FetchError> {
         let io = |path: &Path, e| FetchError::io(path, e);
-        self.file.sync_all().map_err(|e| io(&self.path, e))?;
+        // A verified copy is hashed again before every use (`Fetcher::fetch`), so one a crash
+        // left incomplete is caught there and fetched again: it needs no wait for the disk. A
+        // copy nothing will check is made durable before it gets its name.
+        let durable = expected.is_none();
+        if durable {
+            self.file.sync_all().map_err(|e| io(&self.path, e))?;
+        }
         let actual = Sha256Digest(self.hasher.finalize().into());
         if let Some(expected) = expected
             && expected != actual
@@ -189,7 +195,7 @@ impl Partial {
             });
         }
         std::fs::rename(&self.path, dest).map_err(|e| io(dest, e))?;
-        if let Some(dir) = dest.parent() {
+        if durable && let Some(dir) = dest.parent() {
             File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| io(dir, e))?;
@@ -208,7 +214,6 @@ impl Sink for Partial {
         self.file
             .write_all(bytes)
             .map_err(|e| FetchError::io(&self.path, e))?;
-        start_writeback(&self.file, self.len, bytes.len());
         self.len += bytes.len() as u64;
         Ok(())
     }
@@ -220,24 +225,5 @@ impl Sink for Partial {
         self.hasher = Sha256::new();
         self.len = 0;
         Ok(())
-    }
-}
-
-/// Asks the kernel to start writing `len` bytes at `offset` of `file` to disk now, without
-/// waiting for them: the sync before the rename then waits only for the last ones, so the disk
-/// works while the network does. A hint: if it fails, that sync writes everything.
-fn start_writeback(file: &File, offset: u64, len: usize) {
-    use std::os::fd::AsRawFd;
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is open.
-    unsafe {
-        nix::libc::sync_file_range(
-            file.as_raw_fd(),
-            offset,
-            len,
-            nix::libc::SYNC_FILE_RANGE_WRITE,
-        );
     }
 }
