@@ -452,16 +452,9 @@ fn arch_recipe_fails_fast_when_archiso_cannot_find_its_medium() {
         .arg(fixture("build/tiny-arch.iso"))
         .arg("--disk")
         .arg(scratch.disk())
-        .args([
-            "--size",
-            "2G",
-            "--yes",
-            "--accel",
-            "tcg",
-            "--cpus",
-            "1",
-            "--ssh-key",
-        ])
+        .args(["--size", "2G", "--yes"])
+        .args(TCG_ONE_VCPU)
+        .arg("--ssh-key")
         .arg(&key)
         .arg("--runs-dir")
         .arg(scratch.runs())

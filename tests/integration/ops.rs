@@ -493,11 +493,12 @@ fn manual_boot_puts_the_console_on_the_terminal_until_power_off() {
     let dir = scratch.dir.path();
     let line = format!(
         "cd {d}; stty -g > before; {ferry} boot {iso} --entry rescue --disk {disk} --size 1G --yes \
-         --accel tcg --cpus 1 --runs-dir {runs}; echo $? > rc; stty -g > after; sleep 120",
+         {guest} --runs-dir {runs}; echo $? > rc; stty -g > after; sleep 120",
         d = sh_quote(dir),
         ferry = sh_quote(Path::new(env!("CARGO_BIN_EXE_ferry"))),
         iso = sh_quote(&fixture("build/tiny-isolinux.iso")),
         disk = sh_quote(&scratch.disk()),
+        guest = TCG_ONE_VCPU.join(" "),
         runs = sh_quote(&scratch.runs()),
     );
     tmux.start("boot", &line);

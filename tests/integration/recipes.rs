@@ -343,7 +343,8 @@ pub(crate) fn debian_installer_fails_fast(release: &str, arch: &str) -> String {
         .arg(scratch.disk())
         .arg("--cache-dir")
         .arg(scratch.dir.path().join("cache"))
-        .args(["--size", "4G", "--yes", "--accel", "tcg", "--cpus", "1"])
+        .args(["--size", "4G", "--yes"])
+        .args(TCG_ONE_VCPU)
         .args(["--arch", guest])
         .arg("--ssh-key")
         .arg(&key)
@@ -468,17 +469,8 @@ pub(crate) fn install_fixture(
         .arg(fixture(&format!("build/{iso}")))
         .arg("--disk")
         .arg(scratch.disk())
-        .args([
-            "--size",
-            "2G",
-            "--yes",
-            "--accel",
-            "tcg",
-            "--cpus",
-            "1",
-            "--firmware",
-            firmware,
-        ])
+        .args(["--size", "2G", "--yes", "--firmware", firmware])
+        .args(TCG_ONE_VCPU)
         .args(["--var", "hostname=ferrytest", "--ssh-key"])
         .arg(&key)
         .arg("--runs-dir")

@@ -8,6 +8,10 @@ pub fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
 }
 
+/// How test guests run: under TCG with one vCPU (a 2-vCPU guest kernel under TCG on a loaded
+/// host once hung on an RCU grace period; README, "The tests").
+pub const TCG_ONE_VCPU: [&str; 4] = ["--accel", "tcg", "--cpus", "1"];
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -301,9 +301,6 @@ pub(super) fn host_memory_needed(memory: Memory) -> u64 {
 }
 const AUTO_MAX_MIB: u64 = 4096;
 
-/// VM memory and CPUs. `auto` memory is the available RAM (files in tmpfs, such as cached
-/// downloads on a rescue system, are not available) minus a margin for the rescue system,
-/// capped.
 /// The vCPUs asked for (0: one per host CPU) and where that came from.
 #[derive(Debug, Clone, Copy)]
 struct Cpus {
@@ -320,6 +317,9 @@ impl From<u32> for Cpus {
     }
 }
 
+/// VM memory and CPUs. `auto` memory is the available RAM (files in tmpfs, such as cached
+/// downloads on a rescue system, are not available) minus a margin for the rescue system,
+/// capped.
 fn size_vm(memory: Memory, cpus: impl Into<Cpus>, facts: &Facts) -> Result<Sizing, Error> {
     let Cpus { n: cpus, set_by } = cpus.into();
     facts
