@@ -60,12 +60,19 @@ disk={{{{ disk.path }}}} guest={{{{ disk.guest_path }}}} bus={{{{ disk.bus }}}} 
 }
 
 fn plan_at(name: &str, disk: &str, firmware: &str) -> Output {
+    plan_at_with(name, disk, firmware, &[])
+}
+
+/// [`plan_at`] with more arguments for `ferry plan`.
+fn plan_at_with(name: &str, disk: &str, firmware: &str, extra: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let profile = vars_profile(dir.path(), firmware);
     ferry()
         .arg("plan")
         .arg(&profile)
-        .args(["--disk", disk, "--json", "--host-root"])
+        .args(["--disk", disk, "--json"])
+        .args(extra)
+        .arg("--host-root")
         .arg(host(name))
         .output()
         .unwrap()
@@ -297,24 +304,8 @@ fn plan_matches_virtio_vm() {
 
 #[test]
 fn cpus_option_overrides_the_profile_and_is_checked_against_the_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let profile = vars_profile(dir.path(), "auto");
-    let plan_with = |cpus: &str| {
-        ferry()
-            .arg("plan")
-            .arg(&profile)
-            .args([
-                "--disk",
-                "/dev/nvme1n1",
-                "--json",
-                "--cpus",
-                cpus,
-                "--host-root",
-            ])
-            .arg(host("nvme-server"))
-            .output()
-            .unwrap()
-    };
+    let plan_with =
+        |cpus: &str| plan_at_with("nvme-server", "/dev/nvme1n1", "auto", &["--cpus", cpus]);
     // The nvme-server host has 8 CPUs; the profile leaves cpus at auto (4 of them).
     let plan = json_of(&plan_with("1"));
     assert_eq!(plan["cpus"], 1);

@@ -152,14 +152,11 @@ pub(super) fn shape(
     };
     // A download into a cache on tmpfs takes RAM: the install plans after its fetch stage,
     // with fresh facts, so `auto` memory is sized from what is left once it is there.
-    let cpus = match opts.cpus {
-        Some(n) => Cpus {
-            n,
-            set_by: "--cpus",
-        },
-        None => spec.vm.cpus.into(),
+    let (cpus, cpus_set_by) = match opts.cpus {
+        Some(n) => (n, "--cpus"),
+        None => (spec.vm.cpus, "the profile"),
     };
-    let sizing = size_vm(spec.vm.memory, cpus, facts)?;
+    let sizing = size_vm(spec.vm.memory, cpus, cpus_set_by, facts)?;
     let (bus, bus_reason) = choose_bus(spec.vm.disk_bus, &target);
     let (serial, model) = match (&target.info, bus) {
         (Some(info), GuestBus::Nvme | GuestBus::Sata | GuestBus::Scsi) => {
@@ -301,27 +298,10 @@ pub(super) fn host_memory_needed(memory: Memory) -> u64 {
 }
 const AUTO_MAX_MIB: u64 = 4096;
 
-/// The vCPUs asked for (0: one per host CPU) and where that came from.
-#[derive(Debug, Clone, Copy)]
-struct Cpus {
-    n: u32,
-    set_by: &'static str,
-}
-
-impl From<u32> for Cpus {
-    fn from(n: u32) -> Self {
-        Cpus {
-            n,
-            set_by: "the profile",
-        }
-    }
-}
-
 /// VM memory and CPUs. `auto` memory is the available RAM (files in tmpfs, such as cached
 /// downloads on a rescue system, are not available) minus a margin for the rescue system,
-/// capped.
-fn size_vm(memory: Memory, cpus: impl Into<Cpus>, facts: &Facts) -> Result<Sizing, Error> {
-    let Cpus { n: cpus, set_by } = cpus.into();
+/// capped. `cpus_set_by` names where a fixed vCPU count came from, for its reason.
+fn size_vm(memory: Memory, cpus: u32, cpus_set_by: &str, facts: &Facts) -> Result<Sizing, Error> {
     facts
         .check_vm_shape(memory, cpus)
         .map_err(|e| PlanError::Machine(e.to_string()))?;
@@ -356,7 +336,7 @@ fn size_vm(memory: Memory, cpus: impl Into<Cpus>, facts: &Facts) -> Result<Sizin
             format!("auto: {} on the host, at most 4", cpus_text(facts.cpus)),
         )
     } else {
-        (cpus, format!("set by {set_by}"))
+        (cpus, format!("set by {cpus_set_by}"))
     };
     Ok(Sizing {
         memory_mib,
@@ -468,7 +448,7 @@ mod tests {
     }
 
     fn sized(memory: Memory, cpus: u32, available: u64) -> (u64, u32) {
-        let s = size_vm(memory, cpus, &facts(available, false)).unwrap();
+        let s = size_vm(memory, cpus, "the profile", &facts(available, false)).unwrap();
         (s.memory_mib, s.cpus)
     }
 
@@ -478,20 +458,25 @@ mod tests {
         assert_eq!(sized(Memory::Auto, 2, 1400), (1016, 2));
         // Set memory is checked against the host's total, not what is available now.
         assert_eq!(sized(Memory::Mib(700), 1, 600), (700, 1));
-        let e = size_vm(Memory::Mib(64 * 1024), 1, &facts(16000, false))
-            .unwrap_err()
-            .to_string();
+        let e = size_vm(
+            Memory::Mib(64 * 1024),
+            1,
+            "the profile",
+            &facts(16000, false),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("more than this host can give"), "{e}");
-        let e = size_vm(Memory::Auto, 9, &facts(16000, false))
+        let e = size_vm(Memory::Auto, 9, "the profile", &facts(16000, false))
             .unwrap_err()
             .to_string();
         assert!(e.contains("9 vCPUs are more than the 8 CPUs"), "{e}");
-        let s = size_vm(Memory::Auto, 0, &facts(1400, false)).unwrap();
+        let s = size_vm(Memory::Auto, 0, "the profile", &facts(1400, false)).unwrap();
         assert_eq!(
             s.memory_reason,
             "auto: 1400 MiB available − 384 MiB kept for the host = 1016 MiB"
         );
-        let e = size_vm(Memory::Auto, 0, &facts(600, false))
+        let e = size_vm(Memory::Auto, 0, "the profile", &facts(600, false))
             .unwrap_err()
             .to_string();
         assert!(
@@ -505,6 +490,7 @@ mod tests {
         let s = size_vm(
             Memory::Auto,
             0,
+            "the profile",
             &Facts {
                 cpus: 1,
                 ..facts(4000, false)
