@@ -65,7 +65,8 @@ pub enum ChecksumSource {
     Sha256(Sha256Digest),
     /// A checksum file: an absolute URL, or a reference relative to each mirror's URL (so
     /// `"SHA256SUMS"` is the file next to the image on every mirror). Formats: GNU
-    /// (`HEX  name`), BSD (`SHA256 (name) = HEX`), or a lone digest.
+    /// (`HEX  name`), BSD (`SHA256 (name) = HEX`), productmd's `.treeinfo` (`path = sha256:HEX`
+    /// in its `[checksums]`), or a lone digest.
     SumsFile(String),
     /// Look next to the image for `SHA256SUMS`, then `NAME.sha256`; refuse if neither exists.
     Discover,
@@ -148,13 +149,18 @@ pub fn find_in_sums(text: &str, sums_url: &Url, image_url: &Url) -> Option<Sha25
     }
 }
 
-/// One line of a checksum file: GNU `HEX  name` / `HEX *name`, BSD `SHA256 (name) = HEX`, or
-/// a lone `HEX` (an empty name).
+/// One line of a checksum file: GNU `HEX  name` / `HEX *name`, BSD `SHA256 (name) = HEX`,
+/// productmd's `path = sha256:HEX` (an install tree's `.treeinfo`; its other lines are no
+/// checksums), or a lone `HEX` (an empty name).
 fn parse_sums_line(line: &str) -> Option<(String, Sha256Digest)> {
     let line = line.trim_end();
     if let Some(rest) = line.strip_prefix("SHA256 (") {
         let (name, hex) = rest.rsplit_once(") = ")?;
         return Some((clean_name(name), Sha256Digest::parse(hex.trim())?));
+    }
+    if let Some((name, value)) = line.split_once(" = ") {
+        let hex = value.trim().strip_prefix("sha256:")?;
+        return Some((clean_name(name.trim()), Sha256Digest::parse(hex)?));
     }
     let (hex, name) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
     let digest = Sha256Digest::parse(hex)?;
@@ -258,6 +264,21 @@ mod tests {
             find_in_sums("garbage\n\n", &url("http://h/pub/SHA256SUMS"), &image),
             None
         );
+    }
+
+    #[test]
+    fn treeinfo_checksums_by_path_in_the_tree() {
+        // An install tree's .treeinfo as productmd writes it (Rocky, Alma, Fedora).
+        let text = format!(
+            "[checksums]\nimages/install.img = sha256:{B}\nimages/pxeboot/vmlinuz = sha256:{A}\n\n\
+             [general]\narch = x86_64\n\n[images-x86_64]\nkernel = images/pxeboot/vmlinuz\n"
+        );
+        let tree = url("https://dl.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os/");
+        let sums = tree.join(".treeinfo").unwrap();
+        let kernel = tree.join("images/pxeboot/vmlinuz").unwrap();
+        assert_eq!(find_in_sums(&text, &sums, &kernel), d(A));
+        let missing = tree.join("images/pxeboot/initrd.img").unwrap();
+        assert_eq!(find_in_sums(&text, &sums, &missing), None);
     }
 
     #[test]
