@@ -13,6 +13,8 @@
 #                      their command lines and install the tiny OS
 #   tiny-ubuntu.iso    Ubuntu 24.04 live-server look-alike: its GRUB menu and casper paths
 #   tiny-el.iso        Rocky Linux 9 boot ISO look-alike: lorax's GRUB and isolinux menus
+#   el-tree/           the same installer as a Rocky BaseOS tree: images/pxeboot, the stage2
+#                      stand-in images/install.img, and .treeinfo with their checksums
 #   tiny-alpine.iso    Alpine virt ISO look-alike: aports' syslinux and GRUB menus and boot
 #                      files, a live system with a root login on ttyS0 and a stand-in
 #                      setup-alpine that reads the answer file and installs the tiny OS
@@ -365,17 +367,38 @@ build_arch_iso() { # OUT
 	[ "$(blkid -o value -s UUID "$1")" = "$uuid" ] || die "tiny-arch.iso's UUID is not $uuid"
 }
 
+# Laid out as lorax's share/templates.d/99-generic/x86.tmpl lays out the boot ISO: the stage2
+# (images/install.img; a 4 MiB stand-in here, a real one is most of the ISO), the kernel and
+# initrd in images/pxeboot with isolinux's hard links to them, the EFI and isolinux menus.
 build_el_iso() { # OUT
 	local tree=$WORK/el-tree
 	mkdir -p "$tree/EFI/BOOT" "$tree/isolinux" "$tree/images/pxeboot"
 	cp "$OUT/vmlinuz" "$tree/images/pxeboot/vmlinuz"
 	cp "$OUT/installer.gz" "$tree/images/pxeboot/initrd.img"
+	head -c 4194304 <(yes "stand-in for Anaconda's stage2 (squashfs)") >"$tree/images/install.img"
 	# isolinux's copies (lorax installs the kernel twice); hard links keep one copy of the data.
 	ln "$tree/images/pxeboot/vmlinuz" "$tree/isolinux/vmlinuz"
 	ln "$tree/images/pxeboot/initrd.img" "$tree/isolinux/initrd.img"
 	cp "$GUEST/el-grub.cfg" "$tree/EFI/BOOT/grub.cfg"
 	cp "$GUEST/el-isolinux.cfg" "$tree/isolinux/isolinux.cfg"
 	plain_iso "$tree" Rocky-9-6-x86_64-dvd "$1"
+}
+
+# The same files as a BaseOS/x86_64/os/ installer tree, with the .treeinfo pungi writes there
+# (productmd 1.2: lorax's treeinfo entries, and [checksums] of the images).
+build_el_tree() { # OUTDIR
+	local tree=$1 f
+	rm -rf "$tree"
+	mkdir -p "$tree/images/pxeboot"
+	cp "$WORK/el-tree/images/pxeboot/"{vmlinuz,initrd.img} "$tree/images/pxeboot/"
+	cp "$WORK/el-tree/images/install.img" "$tree/images/"
+	{
+		echo "[checksums]"
+		for f in images/install.img images/pxeboot/initrd.img images/pxeboot/vmlinuz; do
+			echo "$f = sha256:$(sha256sum "$tree/$f" | cut -d' ' -f1)"
+		done
+		cat "$GUEST/el-treeinfo"
+	} >"$tree/.treeinfo"
 }
 
 # The Alpine look-alike's live initramfs: its own init (alpine-live-init) and setup-alpine
@@ -531,7 +554,8 @@ main() {
 	key=$(stamp)
 	if [ -f "$OUT/stamp" ] && [ "$(cat "$OUT/stamp")" = "$key" ] &&
 		[ -f "$OUT/tiny-isolinux.iso" ] && [ -f "$OUT/tiny-grub.iso" ] && [ -f "$OUT/tiny-nixos.iso" ] &&
-		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ] && [ -f "$OUT/tiny-screen.iso" ] &&
+		[ -f "$OUT/tiny-ubuntu.iso" ] && [ -f "$OUT/tiny-el.iso" ] && [ -f "$OUT/el-tree/.treeinfo" ] &&
+		[ -f "$OUT/tiny-screen.iso" ] &&
 		[ -f "$OUT/tiny-menu.iso" ] && [ -f "$OUT/tiny-alpine.iso" ] &&
 		[ -f "$OUT/tiny-arch.iso" ] && [ -f "$OUT/tiny-arm64.iso" ]; then
 		echo "make-fixtures: $OUT is up to date (kernel $KVER)"
@@ -551,6 +575,7 @@ main() {
 	build_nixos_iso "$OUT/tiny-nixos.iso"
 	build_ubuntu_iso "$OUT/tiny-ubuntu.iso"
 	build_el_iso "$OUT/tiny-el.iso"
+	build_el_tree "$OUT/el-tree"
 	build_alpine_iso "$OUT/tiny-alpine.iso"
 	build_arch_iso "$OUT/tiny-arch.iso"
 	build_screen_iso "$OUT/tiny-screen.iso"

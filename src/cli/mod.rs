@@ -267,17 +267,27 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
                     })
                 })
                 .transpose()?;
-            let mut request = fetch::resolve(
+            let mut requests = fetch::resolve(
                 &image,
                 digest,
                 insecure_no_checksum,
                 sources.catalog.as_deref(),
                 &fetch::cache::cache_dir(sources.cache_dir.as_deref()),
             )?;
-            if let Some(output) = output {
-                request.dest = output;
+            if let [request] = requests.as_mut_slice() {
+                if let Some(output) = output {
+                    request.dest = output;
+                }
+            } else if output.is_some() || digest.is_some() {
+                return Err(Error::Usage(format!(
+                    "{image} is {} files (an installer tree's kernel and initrd, each checked \
+                     against the tree's checksums): drop --output and --sha256",
+                    requests.len()
+                )));
             }
-            fetch::fetch_command(&request, quiet, style)?;
+            for request in &requests {
+                fetch::fetch_command(request, quiet, style)?;
+            }
         }
         Command::Images { sources, json } => {
             let catalog = fetch::catalog::Catalog::load(sources.catalog.as_deref())?;
@@ -288,7 +298,10 @@ fn dispatch(command: Command, style: Style) -> Result<i32, Error> {
                     print!(
                         "{}",
                         catalog.render_table(
-                            |e| e.request(&cache).is_ok_and(|r| r.dest.is_file()),
+                            |e| {
+                                e.requests(&cache)
+                                    .is_ok_and(|files| files.iter().all(|r| r.dest.is_file()))
+                            },
                             crate::table::stdout_width(),
                         )
                     );

@@ -20,8 +20,16 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../images/alma-9-boot.toml"),
     ),
     (
+        "alma-9-netboot.toml",
+        include_str!("../../images/alma-9-netboot.toml"),
+    ),
+    (
         "alma-10-boot.toml",
         include_str!("../../images/alma-10-boot.toml"),
+    ),
+    (
+        "alma-10-netboot.toml",
+        include_str!("../../images/alma-10-netboot.toml"),
     ),
     (
         "alpine-virt.toml",
@@ -65,8 +73,16 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../../images/rocky-9-boot.toml"),
     ),
     (
+        "rocky-9-netboot.toml",
+        include_str!("../../images/rocky-9-netboot.toml"),
+    ),
+    (
         "rocky-10-boot.toml",
         include_str!("../../images/rocky-10-boot.toml"),
+    ),
+    (
+        "rocky-10-netboot.toml",
+        include_str!("../../images/rocky-10-netboot.toml"),
     ),
     (
         "qemu-debian-12.toml",
@@ -109,8 +125,25 @@ pub struct Entry {
     pub pins: Vec<Pin>,
     #[serde(default)]
     pub boot: BootHints,
+    /// A `netboot` entry whose `urls` are installer trees: the files in them to boot.
+    pub tree: Option<Tree>,
     /// The built-in install recipe (profile) for this image, if there is one.
     pub recipe: Option<String>,
+}
+
+/// The kernel and initrd of an installer tree (productmd's layout, as Fedora, RHEL and their
+/// rebuilds publish `BaseOS/ARCH/os/`), and how its installer finds the rest of itself there.
+/// Each file is checked against the entry's `sha256sums` (the tree's `.treeinfo`).
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tree {
+    /// Paths relative to the tree, e.g. `images/pxeboot/vmlinuz`.
+    pub kernel: String,
+    pub initrd: String,
+    /// The kernel argument that points the installer at the tree (`inst.stage2`): ferry adds
+    /// `ARG=URL` with the tree's URL as the VM reaches it. The installer fetches its own root
+    /// image from there, into the VM's memory.
+    pub installer_arg: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
@@ -170,20 +203,60 @@ impl Entry {
         }
     }
 
-    /// The fetch request for this image, into `cache_dir`.
+    /// The fetch request for this image, into `cache_dir`: for a tree, its kernel.
     pub fn request(&self, cache_dir: &Path) -> Result<Request, FetchError> {
-        let urls = self
+        match &self.tree {
+            Some(tree) => self.tree_file(&tree.kernel, cache_dir),
+            None => file_request(&self.urls, self.checksum(), cache_dir),
+        }
+    }
+
+    /// Every file of this image: the one [`Entry::request`], or a tree's kernel and initrd.
+    pub fn requests(&self, cache_dir: &Path) -> Result<Vec<Request>, FetchError> {
+        match &self.tree {
+            Some(tree) => Ok(vec![
+                self.tree_file(&tree.kernel, cache_dir)?,
+                self.tree_file(&tree.initrd, cache_dir)?,
+            ]),
+            None => Ok(vec![self.request(cache_dir)?]),
+        }
+    }
+
+    /// `path` in each mirror's tree; a checksum file named relative to the tree is named
+    /// relative to the file instead (`../../.treeinfo` for `images/pxeboot/vmlinuz`), as
+    /// [`ChecksumSource::SumsFile`] resolves it against each file's URL.
+    fn tree_file(&self, path: &str, cache_dir: &Path) -> Result<Request, FetchError> {
+        let urls: Vec<String> = self
             .urls
             .iter()
-            .map(|u| parse_url(u))
-            .collect::<Result<Vec<_>, _>>()?;
-        let dest = cache::path_for(cache_dir, &urls[0]);
-        Ok(Request {
-            urls,
-            checksum: self.checksum(),
-            dest,
-        })
+            .map(|tree| format!("{}/{path}", tree.trim_end_matches('/')))
+            .collect();
+        let checksum = match self.checksum() {
+            ChecksumSource::SumsFile(sums) if !sums.contains("://") => {
+                ChecksumSource::SumsFile("../".repeat(path.matches('/').count()) + &sums)
+            }
+            other => other,
+        };
+        file_request(&urls, checksum, cache_dir)
     }
+}
+
+/// One file from `urls` (mirrors, in order), cached under the first one's name.
+fn file_request(
+    urls: &[String],
+    checksum: ChecksumSource,
+    cache_dir: &Path,
+) -> Result<Request, FetchError> {
+    let urls = urls
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dest = cache::path_for(cache_dir, &urls[0]);
+    Ok(Request {
+        urls,
+        checksum,
+        dest,
+    })
 }
 
 /// The entries, sorted by name.
@@ -343,6 +416,13 @@ fn parse_entry(path: &Path, text: &str) -> Result<Entry, FetchError> {
             "`pin` pins the packages of a `qemu` entry with `debian`; remove it here".into(),
         ));
     }
+    if entry.tree.is_some() && (entry.kind != Kind::Netboot || entry.debian.is_some()) {
+        return Err(invalid(
+            text.find("[tree]").unwrap_or(0),
+            "`tree` is for a `netboot` entry whose `urls` are installer trees, not a package"
+                .into(),
+        ));
+    }
     if entry.urls.is_empty() {
         return Err(invalid(
             text.find("urls").unwrap_or(0),
@@ -429,6 +509,46 @@ mod tests {
                 .lines()
                 .any(|l| l.starts_with("archlinux ") && l.contains(" yes ")),
             "{table}"
+        );
+    }
+
+    /// An installer tree's entry is two files, each checked against the tree's own checksum
+    /// file on the same mirror; `[tree]` belongs to netboot entries only.
+    #[test]
+    fn a_tree_is_its_kernel_and_initrd() {
+        let catalog = Catalog::load(None).unwrap();
+        let tree = catalog.get("alma-9-netboot").unwrap();
+        let files = tree.requests(Path::new("/c")).unwrap();
+        let urls: Vec<&str> = files.iter().map(|r| r.urls[0].as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://repo.almalinux.org/almalinux/9/BaseOS/x86_64/os/images/pxeboot/vmlinuz",
+                "https://repo.almalinux.org/almalinux/9/BaseOS/x86_64/os/images/pxeboot/initrd.img"
+            ]
+        );
+        for file in &files {
+            assert_eq!(
+                file.checksum,
+                ChecksumSource::SumsFile("../../.treeinfo".into())
+            );
+            assert_eq!(
+                file.urls[0].join("../../.treeinfo").unwrap().as_str(),
+                "https://repo.almalinux.org/almalinux/9/BaseOS/x86_64/os/.treeinfo"
+            );
+        }
+        assert_eq!(files[0].dest, tree.request(Path::new("/c")).unwrap().dest);
+        assert!(files[1].dest.ends_with("os/images/pxeboot/initrd.img"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let iso_with_tree = "name = \"t\"\ndescription = \"d\"\nos = \"o\"\nversion = \"1\"\n\
+            arch = \"x86_64\"\nkind = \"iso\"\nurls = [\"http://h/os/\"]\nsha256sums = \".treeinfo\"\n\
+            [tree]\nkernel = \"k\"\ninitrd = \"i\"\ninstaller_arg = \"inst.stage2\"\n";
+        std::fs::write(dir.path().join("t.toml"), iso_with_tree).unwrap();
+        let e = Catalog::load(Some(dir.path())).unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml:9:1: `tree` is for a `netboot` entry"),
+            "{e}"
         );
     }
 

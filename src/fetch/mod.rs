@@ -49,38 +49,49 @@ pub use sink::hash_file;
 
 use crate::style::Style;
 
-/// The request for `image` (a catalog name or an http(s) URL) into `cache_dir`.
+/// The requests for `image` (a catalog name or an http(s) URL) into `cache_dir`: one file, or
+/// an installer tree's kernel and initrd.
 ///
-/// The checksum comes from `sha256` if given, else from the catalog entry, else (for a URL)
-/// from a `SHA256SUMS` or `NAME.sha256` next to it; `insecure` accepts a URL with none.
+/// The checksum comes from `sha256` if given (for a single file), else from the catalog entry,
+/// else as [`url_request`] finds it.
 pub fn resolve(
     image: &str,
     sha256: Option<Sha256Digest>,
     insecure: bool,
     catalog_dir: Option<&std::path::Path>,
     cache_dir: &std::path::Path,
-) -> Result<Request, FetchError> {
-    let mut request = if image.contains("://") {
-        let url = parse_url(image)?;
-        let checksum = if insecure {
-            ChecksumSource::Unverified
-        } else {
-            ChecksumSource::Discover
-        };
-        Request {
-            dest: cache::path_for(cache_dir, &url),
-            urls: vec![url],
-            checksum,
-        }
-    } else {
-        catalog::Catalog::load(catalog_dir)?
-            .get(image)?
-            .request(cache_dir)?
-    };
-    if let Some(digest) = sha256 {
+) -> Result<Vec<Request>, FetchError> {
+    if image.contains("://") {
+        return Ok(vec![url_request(image, sha256, insecure, cache_dir)?]);
+    }
+    let mut requests = catalog::Catalog::load(catalog_dir)?
+        .get(image)?
+        .requests(cache_dir)?;
+    if let (Some(digest), [request]) = (sha256, requests.as_mut_slice()) {
         request.checksum = ChecksumSource::Sha256(digest);
     }
-    Ok(request)
+    Ok(requests)
+}
+
+/// The request for the file at `url` into `cache_dir`, checked against `sha256` if given, else
+/// against a `SHA256SUMS` or `NAME.sha256` next to it; `insecure` accepts a URL with none.
+pub fn url_request(
+    url: &str,
+    sha256: Option<Sha256Digest>,
+    insecure: bool,
+    cache_dir: &std::path::Path,
+) -> Result<Request, FetchError> {
+    let url = parse_url(url)?;
+    let checksum = match (sha256, insecure) {
+        (Some(digest), _) => ChecksumSource::Sha256(digest),
+        (None, true) => ChecksumSource::Unverified,
+        (None, false) => ChecksumSource::Discover,
+    };
+    Ok(Request {
+        dest: cache::path_for(cache_dir, &url),
+        urls: vec![url],
+        checksum,
+    })
 }
 
 /// `ferry fetch`: fetches `request`, says on stderr how it was verified, and prints the

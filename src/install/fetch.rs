@@ -5,10 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::plan::{Delivery, Downloads, FetchPlan, FetchedImage, QemuPlan};
+use super::plan::{Delivery, Downloads, FetchedImage, Netboot, QemuPlan};
 use crate::Error;
 use crate::fetch::debian::{Archive, Keyring};
-use crate::fetch::{FetchOptions, Fetched, Fetcher, Progress};
+use crate::fetch::{FetchOptions, Fetched, Fetcher, Progress, Request};
 use crate::run::{Record, Stage};
 
 /// What the fetch stage did: its duration (`None` when nothing was fetched), and the image as
@@ -37,7 +37,7 @@ pub fn fetch(downloads: &Downloads, record: &Record) -> Result<Done, Error> {
             why,
         } => {
             record.progress(Stage::Fetch, &format!("{why}: ferry's portable QEMU it is"));
-            let tarball = download(&fetcher, fetch, record)?;
+            let tarball = fetch_file(&fetcher, &fetch.request, fetch.cached, record)?;
             record.progress(
                 Stage::Fetch,
                 &format!("unpacking the QEMU bundle into {}", cache_dir.display()),
@@ -103,19 +103,28 @@ pub fn fetch(downloads: &Downloads, record: &Record) -> Result<Done, Error> {
             streamed: Some(image),
         });
     } else if let Some(fetch) = &downloads.image {
-        let image = download(&fetcher, fetch, record)?.path;
-        if let Some(unpack) = &fetch.netboot
-            && !unpack.is_unpacked_from(&image)
-        {
-            record.progress(
-                Stage::Fetch,
-                &format!(
-                    "unpacking the kernel and initrd into {}",
-                    unpack.dir.display()
-                ),
-            );
-            crate::fetch::debian::extract_netboot(&image, &unpack.major, &unpack.arch, &unpack.dir)
+        let image = fetch_file(&fetcher, &fetch.request, fetch.cached, record)?.path;
+        match &fetch.netboot {
+            Some(Netboot::Package(unpack)) if !unpack.is_unpacked_from(&image) => {
+                record.progress(
+                    Stage::Fetch,
+                    &format!(
+                        "unpacking the kernel and initrd into {}",
+                        unpack.dir.display()
+                    ),
+                );
+                crate::fetch::debian::extract_netboot(
+                    &image,
+                    &unpack.major,
+                    &unpack.arch,
+                    &unpack.dir,
+                )
                 .map_err(crate::fetch::FetchError::from)?;
+            }
+            Some(Netboot::Tree(tree)) => {
+                fetch_file(&fetcher, &tree.initrd, tree.initrd.dest.is_file(), record)?;
+            }
+            _ => {}
         }
         fetched_image = Some(FetchedImage {
             plan: fetch.clone(),
@@ -130,14 +139,19 @@ pub fn fetch(downloads: &Downloads, record: &Record) -> Result<Done, Error> {
 
 /// Downloads one file of the fetch stage into the cache (or verifies the cached copy),
 /// reporting progress.
-fn download(fetcher: &Fetcher, fetch: &FetchPlan, record: &Record) -> Result<Fetched, Error> {
-    let doing = match fetch.cached {
+fn fetch_file(
+    fetcher: &Fetcher,
+    request: &Request,
+    cached: bool,
+    record: &Record,
+) -> Result<Fetched, Error> {
+    let doing = match cached {
         true => "verifying the cached copy of",
         false => "downloading",
     };
-    let (url, checksum) = (fetch.request.url(), fetch.request.checksum.describe());
+    let (url, checksum) = (request.url(), request.checksum.describe());
     record.progress(Stage::Fetch, &format!("{doing} {url} ({checksum})"));
-    let fetched = fetcher.fetch(&fetch.request, &mut Recorded::new(record))?;
+    let fetched = fetcher.fetch(request, &mut Recorded::new(record))?;
     let (path, bytes, sha256) = (fetched.path.display(), fetched.bytes, fetched.sha256);
     record.progress(
         Stage::Fetch,

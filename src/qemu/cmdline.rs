@@ -103,6 +103,10 @@ pub struct Machine {
     pub screen_socket: Option<PathBuf>,
 }
 
+/// The address of this machine as a guest on QEMU's user networking (`-netdev user`) sees it:
+/// the guest's connections there reach this machine's loopback.
+pub const USER_NET_HOST: &str = "10.0.2.2";
+
 /// `guestfwd=tcp:ADDR:PORT-cmd:PROGRAM ARGS`: QEMU runs the program once per guest
 /// connection, the connection on its stdin and stdout (the `chardev:` form carries one
 /// connection only), so the host needs no listening port for it.

@@ -776,10 +776,14 @@ mod tests {
             let profile = Profile::from_recipe(found).unwrap();
             let image = profile.spec.image.name.as_ref().unwrap().get_ref();
             // The recipe names one image; the other architectures' builds are found from it.
-            assert_eq!(
-                catalog.get_for(image, entry.arch).unwrap().name,
-                entry.name,
-                "recipe {recipe} installs another image than {}",
+            // An image of the same release that the recipe does not name is its alternative
+            // (the EL boot ISOs beside the trees' kernels).
+            let installs = catalog.get_for(image, entry.arch).unwrap();
+            assert!(
+                installs.name == entry.name
+                    || (&installs.os, &installs.version, installs.arch)
+                        == (&entry.os, &entry.version, entry.arch),
+                "recipe {recipe} installs another release than {}",
                 entry.name
             );
             named += 1;
@@ -912,10 +916,26 @@ mod tests {
                 .render("append", append.get_ref())
                 .unwrap();
             assert_eq!(text, "inst.ks=http://10.0.2.2:1234/T/ks.cfg inst.text");
+            // The smaller download: the tree's kernel and initrd; the boot ISO names the
+            // recipe too (`ferry install rocky-9-boot`).
+            let catalog = crate::fetch::catalog::Catalog::load(None).unwrap();
+            let image = profile.spec.image.name.unwrap();
+            assert_eq!(image.get_ref(), &format!("{recipe}-netboot"));
+            let tree = catalog.get(image.get_ref()).unwrap().tree.as_ref().unwrap();
             assert_eq!(
-                profile.spec.image.name.unwrap().get_ref(),
-                &format!("{recipe}-boot")
+                (
+                    tree.kernel.as_str(),
+                    tree.initrd.as_str(),
+                    tree.installer_arg.as_str()
+                ),
+                (
+                    "images/pxeboot/vmlinuz",
+                    "images/pxeboot/initrd.img",
+                    "inst.stage2"
+                )
             );
+            let iso = catalog.get(&format!("{recipe}-boot")).unwrap();
+            assert_eq!(iso.recipe.as_deref(), Some(recipe));
         }
     }
 }

@@ -8,6 +8,7 @@ mod arm64;
 mod bundle;
 mod cli;
 mod debian;
+mod el;
 mod fetch;
 mod host;
 mod inputs;

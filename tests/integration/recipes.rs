@@ -721,33 +721,6 @@ fn ubuntu_recipe_installs_from_the_look_alike() {
     }
 }
 
-/// rocky-9 against lorax's layout (UEFI): the "Install" entry, not the default media check;
-/// the look-alike's Anaconda needs inst.stage2, fetches inst.ks and leaves the kickstart in
-/// /root/anaconda-ks.cfg, as Anaconda does.
-#[test]
-fn rhel_recipe_installs_from_the_lorax_look_alike() {
-    let (scratch, cmdline) = install_fixture("rocky-9", "tiny-el.iso", "uefi", Some(ROUTED_32));
-    assert!(
-        cmdline
-            .contains("no_timer_check inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/")
-            && !cmdline.contains("rd.live.check"),
-        "{cmdline}"
-    );
-    let parts = gpt_partitions(&scratch.disk());
-    let (start, sectors) = parts[1];
-    let ks = read_from_partition(&scratch.disk(), start, sectors, "/root/anaconda-ks.cfg");
-    for line in [
-        "ignoredisk --only-use=vda\n",
-        "network --bootproto=dhcp --device=link --activate --hostname=ferrytest\n",
-        "FerryTestKeyFerryTestKeyFerryTestKey0 test@ferry\nFERRY_EOF\n",
-        "[ethernet]\nmac-address=52:54:00:AB:CD:EF\n",
-        "route1=0.0.0.0/0,172.31.1.1\nroute1_options=onlink=true\n",
-        "\npoweroff\n",
-    ] {
-        assert!(ks.contains(line), "{line:?} not in\n{ks}");
-    }
-}
-
 /// `scripts/debian-supplement-mirror.py` running as the guest's HTTP proxy; killed (by its
 /// pid) when dropped, and by the kernel if the test process dies first.
 struct SupplementedMirror {

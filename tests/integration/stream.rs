@@ -13,7 +13,7 @@ use ferry::fetch::{ChecksumSource, FetchError, Fetcher, Request, parse_url, prog
 use ferry::image::{Iso, boot_entries};
 
 use crate::fetch::{Reply, Server, body, digest, options};
-use crate::support::{Scratch, fixture, text};
+use crate::support::{Scratch, fixture, text, walk};
 
 const MIB: usize = 1 << 20;
 
@@ -534,20 +534,6 @@ fn an_image_that_would_starve_the_vm_in_a_memory_cache_is_streamed() {
         "{stdout}"
     );
     assert!(walk(&cache.dir).is_empty(), "ferry plan stored something");
-}
-
-/// Files under `dir`, recursively.
-fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 /// The mirror changes one byte of the installer's kernel after the first pass verified the

@@ -266,3 +266,17 @@ pub fn unpacked_bundle(scratch: &Scratch, run: &Path, name: &str) -> PathBuf {
     );
     unpacked
 }
+
+/// Every file under `dir` (none when it does not exist).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

@@ -274,8 +274,28 @@ pub struct FetchPlan {
     pub cached: bool,
     /// Downloaded into the cache, or streamed to QEMU: decided in the plan.
     pub delivery: Delivery,
-    /// For a Debian netboot package: where its kernel and initrd are unpacked.
-    pub netboot: Option<NetbootUnpack>,
+    /// Netboot files booted directly instead of an ISO's menu entry.
+    pub netboot: Option<Netboot>,
+}
+
+/// Where a netboot image's kernel and initrd come from.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Netboot {
+    /// A Debian netboot package (the fetch's request), unpacked.
+    Package(NetbootUnpack),
+    /// An installer tree: the fetch's request is its kernel, this is its initrd.
+    Tree(Box<TreeBoot>),
+}
+
+/// The initrd of an installer tree, and the kernel argument that sends the installer there
+/// for the rest of itself.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TreeBoot {
+    pub initrd: Request,
+    /// `ARG=URL`: the first mirror's tree as the VM reaches it (a tree on this machine's
+    /// loopback is at QEMU's host address).
+    pub installer_arg: String,
 }
 
 /// How a fetched image reaches QEMU. Decided by the plan (`--stream`, or the image does not fit
@@ -301,6 +321,9 @@ pub enum DownloadWhy {
     SizeUnknown { error: String },
     /// Not an ISO QEMU reads (a netboot package to unpack, QEMU's bundle).
     NotAnIso,
+    /// An installer tree's kernel and initrd: smaller than its ISO, whose root image the
+    /// installer fetches from the tree itself.
+    Tree,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -335,6 +358,9 @@ impl Delivery {
                     format!("download: its size is unknown ({error})")
                 }
                 DownloadWhy::NotAnIso => "download: unpacked, not read by QEMU".into(),
+                DownloadWhy::Tree => "download: the installer tree's kernel and initrd only; the \
+                     installer fetches the rest of itself from the tree into the VM's memory"
+                    .into(),
             },
             Delivery::Stream { cache_limit, why } => {
                 let why = match why {

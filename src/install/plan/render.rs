@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::GuestFirmware;
-use super::{LOADER_TITLE, Plan};
+use super::{LOADER_TITLE, Netboot, Plan};
 use crate::profile::{BootMode, ConsoleSource};
 
 /// An enum's name as the profile and plan.json spell it.
@@ -58,9 +58,14 @@ pub fn render(plan: &Plan) -> String {
                 .expect("boot is planned unless an image is fetched");
             line("image", fetch.request.dest.display().to_string());
             let boot = match &fetch.netboot {
-                Some(unpack) => format!(
+                Some(Netboot::Package(unpack)) => format!(
                     "the package's kernel and initrd, unpacked into {} once downloaded",
                     unpack.dir.display()
+                ),
+                Some(Netboot::Tree(tree)) => format!(
+                    "the tree's kernel and initrd (initrd {}) with {}, once downloaded",
+                    tree.initrd.dest.display(),
+                    tree.installer_arg
                 ),
                 None => match plan.boot_mode {
                     BootMode::Kernel => "from the image's boot menu, once downloaded".into(),

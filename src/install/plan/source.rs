@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{
-    BootPlan, Delivery, DownloadWhy, FetchPlan, IsoSource, NetbootUnpack, Options, PlanError,
-    QemuPlan, StreamWhy, vm,
+    BootPlan, Delivery, DownloadWhy, FetchPlan, IsoSource, Netboot, NetbootUnpack, Options,
+    PlanError, QemuPlan, StreamWhy, TreeBoot, vm,
 };
 use crate::Error;
 use crate::arch::Arch;
@@ -119,7 +119,7 @@ pub(super) fn image_download(
         return Ok(None); // --image or --kernel replaces the profile's image
     }
     let request = match (&image.url, &image.name) {
-        (Some(url), _) => fetch::resolve(url.get_ref(), sha256, false, None, &cache_dir)
+        (Some(url), _) => fetch::url_request(url.get_ref(), sha256, false, &cache_dir)
             .map_err(|e| PlanError::field(profile, url, e))?,
         (None, Some(name)) => {
             let catalog = fetch::catalog::Catalog::load(opts.catalog.as_deref())?;
@@ -155,40 +155,15 @@ pub(super) fn image_download(
                 .into());
             }
             if entry.kind != fetch::catalog::Kind::Iso {
-                let Some(package) = &entry.debian else {
-                    return Err(PlanError::field(
-                        profile,
-                        name,
-                        format!(
-                            "{} holds netboot files ferry cannot unpack; download them and use `kernel` and `initrd`",
-                            entry.name
-                        ),
-                    )
-                    .into());
-                };
-                let dir = PathBuf::from(format!("{}.files", request.dest.display()));
-                let netboot = NetbootUnpack {
-                    major: entry.version.clone(),
-                    arch: package.arch.clone(),
-                    dir,
-                };
                 if opts.stream {
                     return Err(PlanError::field(
                         profile,
                         name,
-                        "a netboot package is unpacked, so it cannot be streamed: drop --stream",
+                        "netboot files are booted directly, so they cannot be streamed: drop --stream",
                     )
                     .into());
                 }
-                let cached = request.dest.is_file();
-                return Ok(Some(FetchPlan {
-                    request,
-                    cached,
-                    delivery: Delivery::Download {
-                        why: DownloadWhy::NotAnIso,
-                    },
-                    netboot: Some(netboot),
-                }));
+                return netboot_download(profile, name, entry, &cache_dir).map(Some);
             }
             if let Some(digest) = sha256 {
                 request.checksum = fetch::ChecksumSource::Sha256(digest);
@@ -210,6 +185,69 @@ pub(super) fn image_download(
         cached,
         netboot: None,
     }))
+}
+
+/// A catalog netboot image: a Debian netboot package to unpack, or an installer tree's kernel
+/// and initrd.
+fn netboot_download(
+    profile: &Profile,
+    name: &serde_spanned::Spanned<String>,
+    entry: &fetch::catalog::Entry,
+    cache_dir: &Path,
+) -> Result<FetchPlan, Error> {
+    let mut files = entry.requests(cache_dir)?.into_iter();
+    let request = files.next().expect("an entry has a file");
+    let (netboot, why) = match (&entry.tree, &entry.debian, files.next()) {
+        (Some(tree), _, Some(initrd)) => {
+            let tree_url = fetch::parse_url(&entry.urls[0])?;
+            let boot = TreeBoot {
+                initrd,
+                installer_arg: format!("{}={}", tree.installer_arg, as_the_vm_sees(tree_url)),
+            };
+            (Netboot::Tree(Box::new(boot)), DownloadWhy::Tree)
+        }
+        (None, Some(package), _) => {
+            let unpack = NetbootUnpack {
+                major: entry.version.clone(),
+                arch: package.arch.clone(),
+                dir: PathBuf::from(format!("{}.files", request.dest.display())),
+            };
+            (Netboot::Package(unpack), DownloadWhy::NotAnIso)
+        }
+        _ => {
+            return Err(PlanError::field(
+                profile,
+                name,
+                format!(
+                    "{} holds netboot files ferry cannot unpack; download them and use `kernel` and `initrd`",
+                    entry.name
+                ),
+            )
+            .into());
+        }
+    };
+    Ok(FetchPlan {
+        cached: request.dest.is_file(),
+        request,
+        delivery: Delivery::Download { why },
+        netboot: Some(netboot),
+    })
+}
+
+/// `url` as the VM reaches it: QEMU's user networking shows this machine's loopback at its
+/// host address, other hosts as they are.
+fn as_the_vm_sees(mut url: url::Url) -> url::Url {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if loopback {
+        url.set_host(Some(crate::qemu::USER_NET_HOST))
+            .expect("an IPv4 address is a valid host");
+    }
+    url
 }
 
 /// Download or stream: `--stream`; else a cached image is used; else the image is streamed
@@ -353,24 +391,34 @@ pub(super) fn boot_source(
         return Ok(Some(netboot(kernel, initrd, image.cmdline.clone())));
     }
     if let Some(download) = download
-        && let Some(unpack) = &download.netboot
+        && let Some(files) = &download.netboot
         && opts.image.is_none()
     {
         if loader {
             return Err(PlanError::Options(
-                "the image is a netboot package, which has no boot loader of its own to boot: use mode = \"kernel\" in [boot]",
+                "the image is netboot files, which have no boot loader of their own to boot: use mode = \"kernel\" in [boot]",
             )
             .into());
         }
-        // Netboot files from a package: known once fetched and unpacked.
-        if !(download.cached && unpack.is_unpacked_from(&download.request.dest)) {
-            return Ok(None);
-        }
-        return Ok(Some(netboot(
-            unpack.kernel(),
-            Some(unpack.initrd()),
-            image.cmdline.clone(),
-        )));
+        // Known once fetched (and a package unpacked).
+        return Ok(match files {
+            Netboot::Package(unpack) => {
+                (download.cached && unpack.is_unpacked_from(&download.request.dest)).then(|| {
+                    netboot(
+                        unpack.kernel(),
+                        Some(unpack.initrd()),
+                        image.cmdline.clone(),
+                    )
+                })
+            }
+            Netboot::Tree(tree) => (download.cached && tree.initrd.dest.is_file()).then(|| {
+                netboot(
+                    download.request.dest.clone(),
+                    Some(tree.initrd.dest.clone()),
+                    format!("{} {}", tree.installer_arg, image.cmdline),
+                )
+            }),
+        });
     }
     if let Some(download) = download
         && download.delivery.streams()
@@ -588,6 +636,21 @@ mod tests {
         assert_eq!(
             vm::host_memory_needed(Memory::Mib(2048)),
             (2048 + 384) * MIB
+        );
+    }
+
+    #[test]
+    fn the_vm_reaches_this_machines_loopback_at_qemus_host_address() {
+        let seen = |url: &str| as_the_vm_sees(fetch::parse_url(url).unwrap()).to_string();
+        assert_eq!(
+            seen("http://127.0.0.1:8080/os/"),
+            "http://10.0.2.2:8080/os/"
+        );
+        assert_eq!(seen("http://localhost/os/"), "http://10.0.2.2/os/");
+        assert_eq!(seen("http://[::1]:81/os/"), "http://10.0.2.2:81/os/");
+        assert_eq!(
+            seen("https://dl.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os/"),
+            "https://dl.rockylinux.org/pub/rocky/9/BaseOS/x86_64/os/"
         );
     }
 

@@ -1,0 +1,230 @@
+//! The RHEL-family recipes (rocky-*, alma-*) against lorax's layouts: the boot ISO look-alike
+//! and the same installer as a BaseOS tree served over HTTP, whose kernel and initrd are all
+//! ferry downloads.
+
+use std::path::Path;
+
+use crate::fetch::{Reply, Server};
+use crate::recipes::{ROUTED_32, gpt_partitions, install_fixture, test_key};
+use crate::support::*;
+
+/// rocky-9 against lorax's layout (UEFI): the "Install" entry, not the default media check;
+/// the look-alike's Anaconda needs inst.stage2, fetches inst.ks and leaves the kickstart in
+/// /root/anaconda-ks.cfg, as Anaconda does.
+#[test]
+fn rhel_recipe_installs_from_the_lorax_look_alike() {
+    let (scratch, cmdline) = install_fixture("rocky-9", "tiny-el.iso", "uefi", Some(ROUTED_32));
+    assert!(
+        cmdline
+            .contains("no_timer_check inst.stage2=hd:LABEL=Rocky-9-6-x86_64-dvd quiet inst.ks=http://10.0.2.100/")
+            && !cmdline.contains("rd.live.check"),
+        "{cmdline}"
+    );
+    let parts = gpt_partitions(&scratch.disk());
+    let (start, sectors) = parts[1];
+    let ks = read_from_partition(&scratch.disk(), start, sectors, "/root/anaconda-ks.cfg");
+    for line in [
+        "ignoredisk --only-use=vda\n",
+        "network --bootproto=dhcp --device=link --activate --hostname=ferrytest\n",
+        "FerryTestKeyFerryTestKeyFerryTestKey0 test@ferry\nFERRY_EOF\n",
+        "[ethernet]\nmac-address=52:54:00:AB:CD:EF\n",
+        "route1=0.0.0.0/0,172.31.1.1\nroute1_options=onlink=true\n",
+        "\npoweroff\n",
+    ] {
+        assert!(ks.contains(line), "{line:?} not in\n{ks}");
+    }
+}
+
+/// The files of `dir` over HTTP on the loopback, under `prefix`; 404 for anything else.
+fn serve_tree(dir: &Path, prefix: &'static str) -> Server {
+    let dir = dir.to_path_buf();
+    Server::start(move |seen, _| {
+        let Some(relative) = seen.path.strip_prefix(prefix) else {
+            return Reply::Status(404);
+        };
+        match std::fs::read(dir.join(relative)) {
+            Ok(bytes) if !relative.contains("..") => Reply::File(bytes),
+            _ => Reply::Status(404),
+        }
+    })
+}
+
+/// A catalog holding only rocky-9-netboot, pointing at `tree`.
+fn tree_catalog(scratch: &Scratch, tree: &str) -> std::path::PathBuf {
+    let dir = scratch.dir.path().join("catalog");
+    std::fs::create_dir_all(&dir).unwrap();
+    let entry = std::fs::read_to_string(repo().join("images/rocky-9-netboot.toml")).unwrap();
+    let start = entry.find("urls = [").unwrap();
+    let end = start + entry[start..].find("]\n").unwrap() + 2;
+    let entry = format!("{}urls = [\"{tree}\"]\n{}", &entry[..start], &entry[end..]);
+    std::fs::write(dir.join("rocky-9-netboot.toml"), entry).unwrap();
+    dir
+}
+
+/// rocky-9 by default: ferry downloads the BaseOS tree's kernel and initrd only (each checked
+/// against the tree's .treeinfo), boots them with inst.stage2= the tree as the VM reaches it
+/// (this machine's loopback through QEMU's host address), and the look-alike's dracut fetches
+/// its stage2 from there, as Anaconda's does, before the kickstart install.
+#[test]
+fn rhel_recipe_installs_from_the_trees_kernel_and_initrd() {
+    const PREFIX: &str = "/pub/rocky/9/BaseOS/x86_64/os/";
+    let server = serve_tree(&fixture("build/el-tree"), PREFIX);
+    let scratch = Scratch::new();
+    let catalog = tree_catalog(&scratch, &server.url(PREFIX));
+    let key = test_key(scratch.dir.path());
+    let network = scratch.dir.path().join("network.toml");
+    std::fs::write(&network, ROUTED_32).unwrap();
+    let cache = scratch.dir.path().join("cache");
+    let out = ferry()
+        .args(["install", "rocky-9", "--catalog"])
+        .arg(&catalog)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--yes", "--firmware", "uefi"])
+        .args(TCG_ONE_VCPU)
+        .args(["--var", "hostname=ferrytest", "--ssh-key"])
+        .arg(&key)
+        .arg("--network")
+        .arg(&network)
+        .arg("--runs-dir")
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+    for file in ["images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"] {
+        let line = format!(
+            "downloading {}{file} (sha256 from ../../.treeinfo)",
+            server.url(PREFIX)
+        );
+        assert!(stderr.contains(&line), "{line:?} not in\n{stderr}");
+    }
+
+    let run = scratch.run_dir();
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+    assert_eq!(plan["fetch"]["delivery"]["why"]["reason"], "tree", "{plan}");
+    let port = server.url("").rsplit(':').next().unwrap().to_string();
+    let stage2 = format!("http://10.0.2.2:{port}{PREFIX}");
+    let cmdline = plan["boot"]["cmdline"].as_str().unwrap();
+    assert!(
+        cmdline.starts_with(&format!(
+            "no_timer_check inst.stage2={stage2} inst.ks=http://10.0.2.100/"
+        )) && cmdline.ends_with(" inst.text console=ttyS0,115200n8"),
+        "{cmdline}"
+    );
+    let serial = std::fs::read_to_string(run.join("serial.log")).unwrap();
+    let fetched = format!("dracut: stage2 {stage2}images/install.img in memory (4194304 bytes)");
+    assert!(serial.contains(&fetched), "{fetched:?} not in\n{serial}");
+
+    // ferry stored the kernel and initrd; the stage2 went to the VM alone, once.
+    let stored: Vec<String> = walk(&cache)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        stored.contains(&"vmlinuz".to_string())
+            && stored.contains(&"initrd.img".to_string())
+            && !stored.iter().any(|n| n.contains("install")),
+        "{stored:?}"
+    );
+    let stage2_requests = server
+        .seen()
+        .iter()
+        .filter(|s| s.path.ends_with("/images/install.img"))
+        .count();
+    assert_eq!(stage2_requests, 1);
+
+    let parts = gpt_partitions(&scratch.disk());
+    let (start, sectors) = parts[1];
+    let ks = read_from_partition(&scratch.disk(), start, sectors, "/root/anaconda-ks.cfg");
+    assert!(ks.contains("ignoredisk --only-use=vda\n"), "{ks}");
+    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+}
+
+/// A tree whose initrd no longer matches its .treeinfo: the fetch fails naming the file, and
+/// nothing boots.
+#[test]
+fn a_tree_file_that_does_not_match_its_treeinfo_is_refused() {
+    const PREFIX: &str = "/os/";
+    let tree = Scratch::new();
+    let copy = tree.dir.path().join("tree");
+    for file in [
+        ".treeinfo",
+        "images/pxeboot/vmlinuz",
+        "images/pxeboot/initrd.img",
+    ] {
+        let to = copy.join(file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(fixture("build/el-tree").join(file), &to).unwrap();
+    }
+    std::fs::write(copy.join("images/pxeboot/initrd.img"), b"a changed initrd").unwrap();
+    let server = serve_tree(&copy, PREFIX);
+    let scratch = Scratch::new();
+    let catalog = tree_catalog(&scratch, &server.url(PREFIX));
+    let key = test_key(scratch.dir.path());
+    let out = ferry()
+        .args(["install", "rocky-9", "--catalog"])
+        .arg(&catalog)
+        .arg("--cache-dir")
+        .arg(scratch.dir.path().join("cache"))
+        .arg("--disk")
+        .arg(scratch.disk())
+        .args(["--size", "2G", "--yes", "--ssh-key"])
+        .arg(&key)
+        .arg("--runs-dir")
+        .arg(scratch.runs())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&server.url(&format!("{PREFIX}images/pxeboot/initrd.img"))),
+        "{stderr}"
+    );
+    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+}
+
+/// `ferry fetch` of a tree's entry fetches both files and prints both paths; `--output`, which
+/// names one file, is refused.
+#[test]
+fn fetching_a_tree_fetches_its_kernel_and_initrd() {
+    const PREFIX: &str = "/os/";
+    let server = serve_tree(&fixture("build/el-tree"), PREFIX);
+    let scratch = Scratch::new();
+    let catalog = tree_catalog(&scratch, &server.url(PREFIX));
+    let cache = scratch.dir.path().join("cache");
+    let fetch = |extra: &[&str]| {
+        ferry()
+            .args(["fetch", "rocky-9-netboot", "--quiet", "--catalog"])
+            .arg(&catalog)
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = fetch(&[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let paths: Vec<&str> = stdout.lines().collect();
+    assert_eq!(paths.len(), 2, "{stdout}");
+    assert!(
+        paths[0].ends_with("/os/images/pxeboot/vmlinuz")
+            && paths[1].ends_with("/os/images/pxeboot/initrd.img"),
+        "{stdout}"
+    );
+    let initrd = std::fs::read(fixture("build/el-tree/images/pxeboot/initrd.img")).unwrap();
+    assert_eq!(std::fs::read(paths[1]).unwrap(), initrd);
+
+    let out = fetch(&["--output", "/tmp/ferry-never-written"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("rocky-9-netboot is 2 files") && stderr.contains("drop --output"),
+        "{stderr}"
+    );
+}
