@@ -170,7 +170,10 @@ mod tests {
             "d-i mirror/http/hostname string deb.debian.org\n",
             "d-i mirror/suite string bookworm\n",
             "d-i pkgsel/include string openssh-server\n",
+            "d-i pkgsel/run_tasksel boolean false\n",
             "d-i debian-installer/exit/poweroff boolean true\n",
+            // Before finish-install's 08hw-detect adds qemu-guest-agent for the VM.
+            "d-i preseed/late_command string \\\n  rm -f /usr/lib/finish-install.d/08hw-detect; \\\n",
             "  wget -q -O /target/root/.ssh/authorized_keys http://10.0.2.2:1234/T/authorized_keys; \\\n",
         ] {
             assert!(bios.contains(line), "missing {line:?} in:\n{bios}");
