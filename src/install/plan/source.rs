@@ -126,7 +126,6 @@ pub(super) fn image_download(
             let entry = catalog
                 .get_for(name.get_ref(), opts.arch())
                 .map_err(|e| PlanError::field(profile, name, e))?;
-            let mut request = entry.request(&cache_dir)?;
             if entry.kind == fetch::catalog::Kind::Qemu {
                 return Err(PlanError::field(
                     profile,
@@ -165,6 +164,7 @@ pub(super) fn image_download(
                 }
                 return netboot_download(profile, name, entry, &cache_dir).map(Some);
             }
+            let mut request = entry.request(&cache_dir)?;
             if let Some(digest) = sha256 {
                 request.checksum = fetch::ChecksumSource::Sha256(digest);
             }
