@@ -61,6 +61,50 @@ fn tree_catalog(scratch: &Scratch, tree: &str) -> std::path::PathBuf {
     dir
 }
 
+/// A tree of `dir` served under `prefix`, a scratch directory, and a catalog there whose
+/// rocky-9-netboot points at the tree.
+struct ServedTree {
+    server: Server,
+    scratch: Scratch,
+    catalog: std::path::PathBuf,
+}
+
+impl ServedTree {
+    fn new(dir: &Path, prefix: &'static str) -> ServedTree {
+        let server = serve_tree(dir, prefix);
+        let scratch = Scratch::new();
+        let catalog = tree_catalog(&scratch, &server.url(prefix));
+        ServedTree {
+            server,
+            scratch,
+            catalog,
+        }
+    }
+
+    fn cache(&self) -> std::path::PathBuf {
+        self.scratch.dir.path().join("cache")
+    }
+
+    /// `ferry install rocky-9` from the tree onto a new 2G image, with root's test key.
+    fn install(&self, extra: &[&str]) -> std::process::Output {
+        let key = test_key(self.scratch.dir.path());
+        ferry()
+            .args(["install", "rocky-9", "--catalog"])
+            .arg(&self.catalog)
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .arg("--disk")
+            .arg(self.scratch.disk())
+            .args(["--size", "2G", "--yes", "--ssh-key"])
+            .arg(&key)
+            .arg("--runs-dir")
+            .arg(self.scratch.runs())
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+}
+
 /// rocky-9 by default: ferry downloads the BaseOS tree's kernel and initrd only (each checked
 /// against the tree's .treeinfo), boots them with inst.stage2= the tree as the VM reaches it
 /// (this machine's loopback through QEMU's host address), and the look-alike's dracut fetches
@@ -68,30 +112,20 @@ fn tree_catalog(scratch: &Scratch, tree: &str) -> std::path::PathBuf {
 #[test]
 fn rhel_recipe_installs_from_the_trees_kernel_and_initrd() {
     const PREFIX: &str = "/pub/rocky/9/BaseOS/x86_64/os/";
-    let server = serve_tree(&fixture("build/el-tree"), PREFIX);
-    let scratch = Scratch::new();
-    let catalog = tree_catalog(&scratch, &server.url(PREFIX));
-    let key = test_key(scratch.dir.path());
+    let tree = ServedTree::new(&fixture("build/el-tree"), PREFIX);
+    let (server, scratch) = (&tree.server, &tree.scratch);
     let network = scratch.dir.path().join("network.toml");
     std::fs::write(&network, ROUTED_32).unwrap();
-    let cache = scratch.dir.path().join("cache");
-    let out = ferry()
-        .args(["install", "rocky-9", "--catalog"])
-        .arg(&catalog)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .arg("--disk")
-        .arg(scratch.disk())
-        .args(["--size", "2G", "--yes", "--firmware", "uefi"])
-        .args(TCG_ONE_VCPU)
-        .args(["--var", "hostname=ferrytest", "--ssh-key"])
-        .arg(&key)
-        .arg("--network")
-        .arg(&network)
-        .arg("--runs-dir")
-        .arg(scratch.runs())
-        .output()
-        .unwrap();
+    let mut extra = vec![
+        "--firmware",
+        "uefi",
+        "--var",
+        "hostname=ferrytest",
+        "--network",
+    ];
+    extra.push(network.to_str().unwrap());
+    extra.extend(TCG_ONE_VCPU);
+    let out = tree.install(&extra);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("boot check passed"), "{stdout}");
@@ -121,7 +155,7 @@ fn rhel_recipe_installs_from_the_trees_kernel_and_initrd() {
     assert!(serial.contains(&fetched), "{fetched:?} not in\n{serial}");
 
     // ferry stored the kernel and initrd; the stage2 went to the VM alone, once.
-    let stored: Vec<String> = walk(&cache)
+    let stored: Vec<String> = walk(&tree.cache())
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
@@ -162,23 +196,9 @@ fn a_tree_file_that_does_not_match_its_treeinfo_is_refused() {
         std::fs::copy(fixture("build/el-tree").join(file), &to).unwrap();
     }
     std::fs::write(copy.join("images/pxeboot/initrd.img"), b"a changed initrd").unwrap();
-    let server = serve_tree(&copy, PREFIX);
-    let scratch = Scratch::new();
-    let catalog = tree_catalog(&scratch, &server.url(PREFIX));
-    let key = test_key(scratch.dir.path());
-    let out = ferry()
-        .args(["install", "rocky-9", "--catalog"])
-        .arg(&catalog)
-        .arg("--cache-dir")
-        .arg(scratch.dir.path().join("cache"))
-        .arg("--disk")
-        .arg(scratch.disk())
-        .args(["--size", "2G", "--yes", "--ssh-key"])
-        .arg(&key)
-        .arg("--runs-dir")
-        .arg(scratch.runs())
-        .output()
-        .unwrap();
+    let served = ServedTree::new(&copy, PREFIX);
+    let (server, scratch) = (&served.server, &served.scratch);
+    let out = served.install(&[]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
     assert!(
@@ -193,16 +213,13 @@ fn a_tree_file_that_does_not_match_its_treeinfo_is_refused() {
 #[test]
 fn fetching_a_tree_fetches_its_kernel_and_initrd() {
     const PREFIX: &str = "/os/";
-    let server = serve_tree(&fixture("build/el-tree"), PREFIX);
-    let scratch = Scratch::new();
-    let catalog = tree_catalog(&scratch, &server.url(PREFIX));
-    let cache = scratch.dir.path().join("cache");
+    let tree = ServedTree::new(&fixture("build/el-tree"), PREFIX);
     let fetch = |extra: &[&str]| {
         ferry()
             .args(["fetch", "rocky-9-netboot", "--quiet", "--catalog"])
-            .arg(&catalog)
+            .arg(&tree.catalog)
             .arg("--cache-dir")
-            .arg(&cache)
+            .arg(tree.cache())
             .args(extra)
             .output()
             .unwrap()
