@@ -309,6 +309,17 @@ impl Catalog {
             .ok_or_else(|| FetchError::UnknownImage { name: name.into() })
     }
 
+    /// The ISO of the same release, machine and recipe as `entry` (a netboot entry), for what
+    /// only an ISO can do, such as being streamed.
+    pub fn iso_of(&self, entry: &Entry) -> Option<&Entry> {
+        self.entries.iter().find(|e| {
+            e.kind == Kind::Iso
+                && e.recipe.is_some()
+                && (&e.os, &e.version, e.arch, &e.recipe)
+                    == (&entry.os, &entry.version, entry.arch, &entry.recipe)
+        })
+    }
+
     /// The entry `name` for an `arch` guest: `name` itself, or else the same image built for
     /// `arch` (same OS, version, kind and recipe), so that one recipe serves both
     /// architectures. When neither fits, `name` itself (the caller refuses the mismatch).

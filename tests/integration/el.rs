@@ -208,6 +208,30 @@ fn a_tree_file_that_does_not_match_its_treeinfo_is_refused() {
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
 }
 
+/// A tree's kernel and initrd cannot be streamed: `--stream` is refused, naming the release's
+/// ISO, which can be.
+#[test]
+fn streaming_a_tree_points_at_the_iso() {
+    let scratch = Scratch::new();
+    let key = test_key(scratch.dir.path());
+    let out = ferry()
+        .args(["plan", "rocky-9", "--stream", "--size", "8G", "--disk"])
+        .arg(scratch.disk())
+        .arg("--ssh-key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "netboot files are booted directly, so they cannot be streamed: \
+             drop --stream, or install rocky-9-boot (the ISO, which can be)"
+        ),
+        "{stderr}"
+    );
+}
+
 /// `ferry fetch` of a tree's entry fetches both files and prints both paths; `--output`, which
 /// names one file, is refused.
 #[test]

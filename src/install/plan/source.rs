@@ -155,10 +155,19 @@ pub(super) fn image_download(
             }
             if entry.kind != fetch::catalog::Kind::Iso {
                 if opts.stream {
+                    let fix = match catalog.iso_of(entry) {
+                        Some(iso) => format!(
+                            "drop --stream, or install {} (the ISO, which can be)",
+                            iso.name
+                        ),
+                        None => "drop --stream".into(),
+                    };
                     return Err(PlanError::field(
                         profile,
                         name,
-                        "netboot files are booted directly, so they cannot be streamed: drop --stream",
+                        format!(
+                            "netboot files are booted directly, so they cannot be streamed: {fix}"
+                        ),
                     )
                     .into());
                 }
