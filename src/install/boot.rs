@@ -20,7 +20,9 @@ use crate::image::{Iso, IsoError};
 use crate::profile::BootMode;
 use crate::qemu::cmdline::{GuestFwd, Media};
 use crate::qemu::vga::VgaMonitor;
-use crate::qemu::{self, AccelKind, Disk, FirmwareFiles, KernelBoot, Machine, ProcessError, Qemu};
+use crate::qemu::{
+    self, AccelKind, Disk, DiskWrites, FirmwareFiles, KernelBoot, Machine, ProcessError, Qemu,
+};
 use crate::run::secrets::Redacting;
 use crate::run::{Record, RunDir, Stage};
 
@@ -340,6 +342,7 @@ pub fn target_disk(plan: &Plan) -> Disk {
         cache: plan.disk.cache,
         serial: plan.disk.serial.clone(),
         model: plan.disk.model.clone(),
+        writes: DiskWrites::Kept,
     }
 }
 

@@ -8,7 +8,7 @@ use super::boot::{copy_vars_store, firmware_files, start_vm, target_disk};
 use super::plan::{Plan, VerifyPlan};
 use crate::Error;
 use crate::console::Expectation;
-use crate::qemu::{AccelKind, Machine};
+use crate::qemu::{AccelKind, Disk, DiskWrites, Machine};
 use crate::run::{Record, Stage};
 
 /// Returns how long the login prompt took from power-on.
@@ -39,7 +39,12 @@ pub fn verify(
         memory_mib: plan.memory_mib,
         cpus: plan.cpus,
         firmware,
-        disk: target_disk(plan),
+        // The check's own first boot (journal replay, host keys, a clock set) stays out of
+        // the disk: the server's first boot is its own, on the disk the installer left.
+        disk: Disk {
+            writes: DiskWrites::Discarded,
+            ..target_disk(plan)
+        },
         cdrom: None,
         kernel: None,
         mac: plan.mac.clone(),

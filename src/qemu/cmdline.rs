@@ -44,6 +44,17 @@ pub struct Disk {
     pub serial: Option<String>,
     /// Model shown to the guest (IDE `model=`, SCSI `product=`).
     pub model: Option<String>,
+    pub writes: DiskWrites,
+}
+
+/// Whether the guest's writes reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskWrites {
+    Kept,
+    /// Into a temporary overlay QEMU deletes when it ends (`snapshot=on`): the disk is read,
+    /// never written.
+    Discarded,
 }
 
 /// Where the installer image is read from.
@@ -265,10 +276,14 @@ fn disk_args(args: &mut Args, arch: Arch, disk: &Disk) {
         CacheMode::Writeback => "cache=writeback",
         CacheMode::Unsafe => "cache=unsafe",
     };
+    let snapshot = match disk.writes {
+        DiskWrites::Kept => "",
+        DiskWrites::Discarded => ",snapshot=on",
+    };
     args.push([
         "-drive".to_string(),
         format!(
-            "if=none,id=target,format=raw,file={},{cache},discard=unmap",
+            "if=none,id=target,format=raw,file={},{cache},discard=unmap{snapshot}",
             escape(&disk.path)
         ),
     ]);
@@ -390,6 +405,7 @@ mod tests {
                 cache: CacheMode::Writeback,
                 serial: None,
                 model: None,
+                writes: DiskWrites::Kept,
             },
             cdrom: Some(Media::File {
                 path: "/isos/tiny.iso".into(),
@@ -460,6 +476,17 @@ mod tests {
             !line.contains("-kernel") && !line.contains("installer") && !line.contains("preconfig")
         );
         assert!(line.contains("virtio-blk-pci,drive=target,bootindex=1"));
+    }
+
+    #[test]
+    fn discarded_writes_go_to_a_snapshot() {
+        let mut m = machine();
+        m.disk.writes = DiskWrites::Discarded;
+        assert!(joined(&m).contains(
+            "-drive if=none,id=target,format=raw,file=/tmp/disk.img,cache=writeback,\
+             discard=unmap,snapshot=on "
+        ));
+        assert!(!joined(&machine()).contains("snapshot"));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use serde::Serialize;
 use crate::arch::Arch;
 
 pub use cmdline::{
-    AccelKind, CacheMode, Disk, FirmwareFiles, KernelBoot, Machine, USER_NET_HOST, command_line,
-    command_line_for, shell_quote,
+    AccelKind, CacheMode, Disk, DiskWrites, FirmwareFiles, KernelBoot, Machine, USER_NET_HOST,
+    command_line, command_line_for, shell_quote,
 };
 pub use process::{ProcessError, Qemu, Spawned};
 

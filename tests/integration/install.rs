@@ -97,6 +97,54 @@ fn installs_from_netboot_kernel_and_initrd() {
     install_and_check("tiny-netboot.toml");
 }
 
+/// A system's boot writes to its disk (the fixture OS logs each boot in /var/log/boots on an
+/// NVMe disk, as a real first boot writes its host keys and journal): the boot check's writes
+/// are discarded, and the disk stays as the installer left it.
+#[test]
+fn the_boot_check_leaves_the_disk_as_the_installer_left_it() {
+    let scratch = Scratch::new();
+    let steps = r#"
+[[steps]]
+name = "confirm the disk"
+expect = "[yes/no]: "
+send = "yes\n"
+[[steps]]
+name = "installation"
+expect = "tiny-installer: installation complete"
+timeout = "15m"
+[finish]
+poweroff_timeout = "15m"
+verify = { expect = "/login: ?($|\\[)/", timeout = "15m" }
+"#;
+    let profile = answered_profile(&scratch, "nvme.toml", steps);
+    let on_nvme = std::fs::read_to_string(&profile).unwrap().replacen(
+        "[vm]\n",
+        "[vm]\ndisk_bus = \"nvme\"\n",
+        1,
+    );
+    std::fs::write(&profile, on_nvme).unwrap();
+    let out = scratch.install(&profile, &[]).output().unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("boot check passed"), "{stdout}");
+
+    let verify = std::fs::read_to_string(scratch.run_dir().join("verify/serial.log")).unwrap();
+    assert!(
+        verify.contains("tiny-os: logged this boot in /var/log/boots on /dev/nvme0n1p1"),
+        "the installed system did not write to its disk:\n{verify}"
+    );
+    let parts = mbr_partitions(&scratch.disk());
+    let (_, _, start, sectors) = parts[0];
+    let read = |path: &str| read_from_partition(&scratch.disk(), start, sectors, path);
+    assert_eq!(read("/etc/hostname").trim(), "tiny");
+    assert_eq!(
+        read("/var/log/boots"),
+        "",
+        "the boot check wrote to the disk"
+    );
+    assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+}
+
 /// The tiny fixture's profile `name` (TCG, its answer file) with `steps` after it.
 fn answered_profile(scratch: &Scratch, name: &str, steps: &str) -> std::path::PathBuf {
     let rest = format!(

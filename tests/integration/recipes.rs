@@ -789,8 +789,8 @@ pub(crate) fn fat_listing(disk: &Path, start_sector: u32, dir: &str) -> String {
 /// Reads a file from the ext2/3/4 file system that starts at `start_sector` of a disk image,
 /// in place (debugfs opens `IMAGE?offset=BYTES`). Empty when the file does not exist.
 pub(crate) fn read_ext4(disk: &Path, start_sector: u32, path: &str) -> String {
-    // -c: the boot check powered the installed system off mid-boot, so the bitmaps on disk
-    // may be older than its journal; reading files needs neither.
+    // -c: without the bitmaps, which reading files does not need (a disk powered off
+    // mid-boot has them behind its journal).
     let out = std::process::Command::new("debugfs")
         .arg("-c")
         .arg("-R")

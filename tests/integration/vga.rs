@@ -11,7 +11,7 @@ use ferry::console::{Console, ExpectError, Expectation, Pattern, transcript};
 use ferry::profile::DiskBus;
 use ferry::qemu::vga::VgaMonitor;
 use ferry::qemu::{
-    AccelKind, CacheMode, Disk, FirmwareFiles, Machine, Qemu, QemuBinary, command_line,
+    AccelKind, CacheMode, Disk, DiskWrites, FirmwareFiles, Machine, Qemu, QemuBinary, command_line,
 };
 
 /// The boot sector's code (GNU as, `.code16`, linked at 0x7c00), then its data:
@@ -69,6 +69,7 @@ fn boot(dir: &Path) -> (Qemu, Console, ScreenFeed) {
             cache: CacheMode::Writeback,
             serial: None,
             model: None,
+            writes: DiskWrites::Kept,
         },
         cdrom: None,
         kernel: None,
