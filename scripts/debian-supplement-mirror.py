@@ -33,7 +33,10 @@ prepare_trixie): here most trixie udebs are served, and the installer's index an
 Contents-udeb are those of point release 13.7 — checked against dists/stable/InRelease of
 13.7 (Codename trixie, signed), since they do not match dists/trixie/InRelease (13.8) — while
 the netboot installer (13.8) runs kernel 6.12.117 and the index's module udebs are 6.12.107's
-(and all of those 404). So:
+(and all of those 404). Since 13.8 reached dists/stable too, no Release served here lists
+that index any more: the script then refuses it, unless --unsigned-udeb-index is given, which
+uses it as served and records its sha256 as unmatched in manifest.json ("checked_against")
+(the installer still checks every udeb it fetches against that index). So:
 
   - every trixie udeb that deb.debian.org serves: listed as it is (the index's other kernel
     ABIs too; anna skips module udebs of another kernel);
@@ -259,10 +262,13 @@ class Archive:
             if attempt == 0:  # a stale cached copy: ask the archive again
                 data = http_get(url)
         if must_match:
-            sys.exit(f"dists/{suite}/{path}: checksum matches no signed Release of {suite}")
+            sys.exit(f"dists/{suite}/{path}: checksum matches no signed Release of {suite}"
+                     + (" (--unsigned-udeb-index uses it anyway, labelled)"
+                        if suite == "trixie" and path in (f"{UDEB_INDEX}.xz", CONTENTS_UDEB)
+                        else ""))
         log(f"WARNING: dists/{suite}/{path} does not match {suite}'s signed Release; "
             f"its entries are used as listed (the installer checks each file against them)")
-        self.matched[path] = "unmatched"
+        self.matched[path] = f"unmatched: no signed Release lists sha256 {sha256(data)}"
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(data)
         return data
@@ -495,10 +501,10 @@ def sign(www, suite=SUITE):
                         dists / "Release"], check=True, capture_output=True)
 
 
-def prepare(directory, suite=SUITE):
+def prepare(directory, suite=SUITE, unsigned_index=False):
     """Builds DIR/www (the served files) and DIR/manifest.json; returns the manifest."""
     if suite == "trixie":
-        return prepare_trixie(directory)
+        return prepare_trixie(directory, unsigned_index)
     archive = Archive(directory / "cache")
     release = archive.release(SUITE)
     udebs = archive.packages(SUITE, UDEB_INDEX)
@@ -998,15 +1004,18 @@ def initrd_trial(archive, netboot, fetched, abi, www):
     return report
 
 
-def prepare_trixie(directory):
+def prepare_trixie(directory, unsigned_index=False):
     """prepare() for trixie: the index's served udebs as they are, the initrd's as listed,
     the module udebs rebuilt for the initrd's kernel, TRIXIE_REPACKED repacked, the rest left
-    out; then the self-check."""
+    out; then the self-check. With UNSIGNED_INDEX, a udeb index and Contents-udeb that no
+    signed Release lists are used anyway (see --unsigned-udeb-index)."""
     suite = "trixie"
     archive = Archive(directory / "cache")
     release = archive.release(suite)
-    udebs = archive.packages(suite, UDEB_INDEX, alternates=TRIXIE_ALTERNATES)
-    contents = parse_contents(archive.index_file(suite, CONTENTS_UDEB,
+    signed = not unsigned_index
+    udebs = archive.packages(suite, UDEB_INDEX, must_match=signed,
+                             alternates=TRIXIE_ALTERNATES)
+    contents = parse_contents(archive.index_file(suite, CONTENTS_UDEB, must_match=signed,
                                                  alternates=TRIXIE_ALTERNATES))
     debs = {field(s, "Package"): s for s in archive.packages(suite, DEB_INDEX)}
     # The installer also fetches the other components' udeb indexes (passed through) and
@@ -1187,11 +1196,15 @@ def main():
     parser.add_argument("--prepare-only", action="store_true")
     parser.add_argument("--suite", choices=["bookworm", "trixie"], default=SUITE,
                         help=f"the installer's suite (default {SUITE})")
+    parser.add_argument("--unsigned-udeb-index", action="store_true",
+                        help="trixie: use the served udeb index and Contents-udeb even when "
+                             "no signed Release lists them (this archive copy serves an "
+                             "earlier point release's); manifest.json says which was used")
     args = parser.parse_args()
     args.dir = args.dir or default_dirs[args.suite]
 
     args.dir.mkdir(parents=True, exist_ok=True)
-    manifest = prepare(args.dir, args.suite)
+    manifest = prepare(args.dir, args.suite, args.unsigned_udeb_index)
     if args.prepare_only:
         return
     with open(args.dir / "proxy.log", "w") as log_file:

@@ -12,7 +12,7 @@ packages=(
   busybox-static linux-image-cloud-amd64      # the fixture OS
   e2fsprogs dosfstools fdisk cpio xz-utils    # fixture file systems; reading disk images in tests
   iproute2                                    # `ss`, to check what ferry listens on
-  python3                                     # scripts/bench
+  python3                                     # scripts/bench; the mirror script's offline tests (with dpkg-deb, cpio, readelf)
   tmux                                        # terminals for the operations tests
   cloud-init python3-jsonschema python3-yaml  # recipe tests: `cloud-init schema`, Subiquity's schema
   netplan.io                                  # recipe tests: `netplan generate` checks the netplan rendering

@@ -191,5 +191,48 @@ class SelfCheck(unittest.TestCase):
         self.assertIn("ext4-modules-C-di", str(e.exception))
 
 
+class IndexFile(unittest.TestCase):
+    """Archive.index_file against a signed Release (given here, as if verified)."""
+
+    PATH = f"{mirror.UDEB_INDEX}.xz"
+
+    def setUp(self):
+        self.dir = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, self.dir)
+        self.archive = mirror.Archive(self.dir)
+        listed = b"the index the Release lists"
+        self.archive.releases["trixie"] = (
+            "Codename: trixie\nVersion: 13.8\nDate: Sat, 21 Nov 2026 09:15:44 UTC\nSHA256:\n"
+            f" {hashlib.sha256(listed).hexdigest()} {len(listed)} {self.PATH}\n")
+        self.archive.releases["stable"] = self.archive.releases["trixie"]
+        self.listed = listed
+
+    def served(self, data):
+        original = mirror.http_get
+        mirror.http_get = lambda url: data
+        self.addCleanup(setattr, mirror, "http_get", original)
+
+    def test_a_listed_index_is_used_and_says_which_release_listed_it(self):
+        self.served(self.listed)
+        self.assertEqual(self.archive.index_file("trixie", self.PATH), self.listed)
+        self.assertEqual(self.archive.matched[self.PATH],
+                         "dists/trixie/InRelease (Codename trixie, Version 13.8, "
+                         "Sat, 21 Nov 2026 09:15:44 UTC)")
+
+    def test_an_unlisted_index_is_refused_unless_allowed_and_then_labelled(self):
+        other = b"an earlier point release's index"
+        self.served(other)
+        with self.assertRaises(SystemExit) as refused:
+            self.archive.index_file("trixie", self.PATH, alternates=["stable"])
+        self.assertEqual(str(refused.exception),
+                         f"dists/trixie/{self.PATH}: checksum matches no signed Release of "
+                         "trixie (--unsigned-udeb-index uses it anyway, labelled)")
+        self.assertEqual(self.archive.index_file("trixie", self.PATH, must_match=False),
+                         other)
+        self.assertEqual(self.archive.matched[self.PATH],
+                         "unmatched: no signed Release lists sha256 "
+                         + hashlib.sha256(other).hexdigest())
+
+
 if __name__ == "__main__":
     unittest.main()
