@@ -181,9 +181,16 @@ pub fn report(dir: &RunDir, lines: usize) -> Result<Report, Error> {
     })
 }
 
-/// The last lines of the console, rendered (escape sequences applied), from `serial.log`.
+/// The last lines of the newest VM's console (the boot check's once it has started, else the
+/// installer's), rendered (escape sequences applied).
 pub fn console_lines(dir: &RunDir, n: usize) -> Vec<String> {
-    last_lines(&dir.serial_log(), n)
+    let verify = dir.verify().serial_log();
+    let log = if verify.exists() {
+        verify
+    } else {
+        dir.serial_log()
+    };
+    last_lines(&log, n)
 }
 
 /// The last `n` lines of a console record (`serial.log`, `screen.log`), rendered.

@@ -58,6 +58,21 @@ fn install_and_check(profile: &str) {
         verify.contains("tiny login:"),
         "verify boot never reached the login prompt:\n{verify}"
     );
+    // `ferry status` shows the console of the last VM, the boot check's.
+    let out = ferry()
+        .arg("status")
+        .arg(run.file_name().unwrap())
+        .arg("--runs-dir")
+        .arg(scratch.runs())
+        .arg("--json")
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let console = status["console"].as_array().unwrap();
+    assert!(
+        console.last().and_then(|l| l.as_str()) == Some("tiny login:"),
+        "{status}"
+    );
     let args = std::fs::read_to_string(run.join("qemu.args")).unwrap();
     // The kernel command line is set over QMP (the guest spoke on ttyS0, so it arrived).
     assert!(
