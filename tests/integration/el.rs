@@ -49,14 +49,20 @@ fn serve_tree(dir: &Path, prefix: &'static str) -> Server {
     })
 }
 
-/// A catalog holding only rocky-9-netboot, pointing at `tree`.
-fn tree_catalog(scratch: &Scratch, tree: &str) -> std::path::PathBuf {
+/// A catalog holding only rocky-9-netboot, whose mirrors are `trees`.
+fn tree_catalog(scratch: &Scratch, trees: &[String]) -> std::path::PathBuf {
     let dir = scratch.dir.path().join("catalog");
     std::fs::create_dir_all(&dir).unwrap();
     let entry = std::fs::read_to_string(repo().join("images/rocky-9-netboot.toml")).unwrap();
     let start = entry.find("urls = [").unwrap();
     let end = start + entry[start..].find("]\n").unwrap() + 2;
-    let entry = format!("{}urls = [\"{tree}\"]\n{}", &entry[..start], &entry[end..]);
+    let urls: Vec<String> = trees.iter().map(|t| format!("\"{t}\"")).collect();
+    let entry = format!(
+        "{}urls = [{}]\n{}",
+        &entry[..start],
+        urls.join(", "),
+        &entry[end..]
+    );
     std::fs::write(dir.join("rocky-9-netboot.toml"), entry).unwrap();
     dir
 }
@@ -71,9 +77,16 @@ struct ServedTree {
 
 impl ServedTree {
     fn new(dir: &Path, prefix: &'static str) -> ServedTree {
+        ServedTree::with_mirrors(dir, prefix, &[prefix])
+    }
+
+    /// The catalog's mirrors are `mirrors` on the same server: those other than `prefix`
+    /// answer 404.
+    fn with_mirrors(dir: &Path, prefix: &'static str, mirrors: &[&str]) -> ServedTree {
         let server = serve_tree(dir, prefix);
         let scratch = Scratch::new();
-        let catalog = tree_catalog(&scratch, &server.url(prefix));
+        let urls: Vec<String> = mirrors.iter().map(|m| server.url(m)).collect();
+        let catalog = tree_catalog(&scratch, &urls);
         ServedTree {
             server,
             scratch,
@@ -177,6 +190,41 @@ fn rhel_recipe_installs_from_the_trees_kernel_and_initrd() {
     let ks = read_from_partition(&scratch.disk(), start, sectors, "/root/anaconda-ks.cfg");
     assert!(ks.contains("ignoredisk --only-use=vda\n"), "{ks}");
     assert!(scratch.qemu_pids().is_empty(), "QEMU left running");
+}
+
+/// A first mirror that is gone: ferry downloads the kernel and initrd from the second, and the
+/// installer, given every mirror's tree in order, fetches its stage2 from the second too.
+#[test]
+fn a_mirror_that_is_gone_is_passed_over_by_ferry_and_by_the_installer() {
+    const PREFIX: &str = "/second/os/";
+    let tree = ServedTree::with_mirrors(&fixture("build/el-tree"), PREFIX, &["/gone/os/", PREFIX]);
+    let mut extra = vec![];
+    extra.extend(TCG_ONE_VCPU);
+    let out = tree.install(&extra);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+
+    let port = tree.server.url("").rsplit(':').next().unwrap().to_string();
+    let [gone, second] = ["/gone/os/", PREFIX].map(|p| format!("http://10.0.2.2:{port}{p}"));
+    let run = tree.scratch.run_dir();
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("plan.json")).unwrap()).unwrap();
+    let cmdline = plan["boot"]["cmdline"].as_str().unwrap();
+    assert!(
+        cmdline.contains(&format!("inst.stage2={gone} inst.stage2={second} ")),
+        "{cmdline}"
+    );
+    let serial = std::fs::read_to_string(run.join("serial.log")).unwrap();
+    let fetched = format!("dracut: stage2 {second}images/install.img in memory");
+    assert!(serial.contains(&fetched), "{fetched:?} not in\n{serial}");
+    let from_second = |file: &str| {
+        tree.server
+            .seen()
+            .iter()
+            .any(|s| s.path == format!("{PREFIX}{file}"))
+    };
+    assert!(from_second("images/pxeboot/initrd.img") && from_second("images/install.img"));
+    assert!(tree.scratch.qemu_pids().is_empty(), "QEMU left running");
 }
 
 /// A tree whose initrd no longer matches its .treeinfo: the fetch fails naming the file, and

@@ -22,8 +22,8 @@ pub enum Netboot {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TreeBoot {
     pub initrd: Request,
-    /// `ARG=URL`: the first mirror's tree as the VM reaches it (a tree on this machine's
-    /// loopback is at QEMU's host address).
+    /// `ARG=URL` for each mirror's tree in the catalog's order, as the VM reaches it (a tree
+    /// on this machine's loopback is at QEMU's host address).
     pub installer_arg: String,
 }
 

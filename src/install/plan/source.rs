@@ -208,10 +208,15 @@ fn netboot_download(
     let request = files.next().expect("an entry has a file");
     let (netboot, why) = match (&entry.tree, &entry.debian, files.next()) {
         (Some(tree), _, Some(initrd)) => {
-            let tree_url = fetch::parse_url(&entry.urls[0])?;
+            // Every mirror, in order: Anaconda's dracut tries each inst.stage2 until one works.
+            let mut args = Vec::with_capacity(entry.urls.len());
+            for url in &entry.urls {
+                let url = as_the_vm_sees(fetch::parse_url(url)?);
+                args.push(format!("{}={url}", tree.installer_arg));
+            }
             let boot = TreeBoot {
                 initrd,
-                installer_arg: format!("{}={}", tree.installer_arg, as_the_vm_sees(tree_url)),
+                installer_arg: args.join(" "),
             };
             (Netboot::Tree(Box::new(boot)), DownloadWhy::Tree)
         }
