@@ -112,30 +112,17 @@ fn installs_from_netboot_kernel_and_initrd() {
     install_and_check("tiny-netboot.toml");
 }
 
-/// The tiny installer's question and its end, with room for a loaded host.
-const INSTALL_STEPS: &str = r#"
-[[steps]]
-name = "confirm the disk"
-expect = "[yes/no]: "
-send = "yes\n"
-[[steps]]
-name = "installation"
-expect = "tiny-installer: installation complete"
-timeout = "15m""#;
-
 /// A system's boot writes to its disk (the fixture OS logs each boot in /var/log/boots on an
 /// NVMe disk, as a real first boot writes its host keys and journal): the boot check's writes
 /// are discarded, and the disk stays as the installer left it.
 #[test]
 fn the_boot_check_leaves_the_disk_as_the_installer_left_it() {
     let scratch = Scratch::new();
-    let steps = format!(
-        r#"{INSTALL_STEPS}
-[finish]
+    let steps = tiny_install_steps("15m")
+        + r#"[finish]
 poweroff_timeout = "15m"
-verify = {{ expect = "/login: ?($|\\[)/", timeout = "15m" }}
-"#
-    );
+verify = { expect = "/login: ?($|\\[)/", timeout = "15m" }
+"#;
     let profile = answered_profile(&scratch, "nvme.toml", &steps);
     let on_nvme = std::fs::read_to_string(&profile).unwrap().replacen(
         "[vm]\n",
@@ -621,13 +608,11 @@ timeout = "15m"
 fn qemu_killed_during_verify_fails_the_boot_check_with_the_signal() {
     // A real install; the boot check then waits far longer than the test for a prompt the
     // installed system never prints.
-    let steps = format!(
-        r#"{INSTALL_STEPS}
-[finish]
+    let steps = tiny_install_steps("15m")
+        + r#"[finish]
 poweroff_timeout = "15m"
-verify = {{ expect = "this text never appears", timeout = "15m" }}
-"#
-    );
+verify = { expect = "this text never appears", timeout = "15m" }
+"#;
     let (code, all) = kill_qemu_once(&steps, "alone, waiting for", "verify/serial.log");
     assert_eq!(code, Some(7), "{all}");
     assert!(

@@ -122,17 +122,6 @@ verify = {{ enabled = false }}
     scratch.tiny_profile("ops.toml", &rest)
 }
 
-const INSTALL_STEPS: &str = r#"
-[[steps]]
-name = "confirm the disk"
-expect = "[yes/no]: "
-send = "yes\n"
-[[steps]]
-name = "installation"
-expect = "tiny-installer: installation complete"
-timeout = "2m"
-"#;
-
 fn run_dir_of(scratch: &Scratch) -> PathBuf {
     wait_for("the run directory", Duration::from_secs(20), || {
         std::fs::read_dir(scratch.runs())
@@ -188,7 +177,7 @@ fn ferry_in(scratch: &Scratch, args: &[&str]) -> std::process::Output {
 fn install_survives_its_terminal_and_another_terminal_attaches() {
     let scratch = Scratch::new();
     let tmux = Tmux::new(&scratch);
-    let profile = profile(&scratch, INSTALL_STEPS);
+    let profile = profile(&scratch, &tiny_install_steps("2m"));
     tmux.start("install", &install_line(&scratch, &profile, ""));
     let run = run_dir_of(&scratch);
     let id = run.file_name().unwrap().to_string_lossy().into_owned();
@@ -539,7 +528,7 @@ fn manual_boot_puts_the_console_on_the_terminal_until_power_off() {
 fn the_supervisor_takes_its_request_from_the_run_directory() {
     use std::os::unix::fs::PermissionsExt;
     let scratch = Scratch::new();
-    let profile = profile(&scratch, INSTALL_STEPS);
+    let profile = profile(&scratch, &tiny_install_steps("2m"));
     let output = scratch.install(&profile, &["--detach"]).output().unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "{stdout}\n{stderr}");
@@ -891,7 +880,7 @@ fn terminal_shows_a_live_status_line_and_is_clean_afterwards() {
     // The first two steps wait for words the operator types at the installer's question (it
     // echoes them and asks again), so each step lasts until the test moves on.
     let steps = [hold("first hold", "go-ahead"), hold("second hold", "go-on")].concat();
-    let profile = profile(&scratch, &(steps + INSTALL_STEPS));
+    let profile = profile(&scratch, &(steps + &tiny_install_steps("2m")));
     let line = install_line(&scratch, &profile, "");
     tmux.start(
         "install",
@@ -1046,7 +1035,7 @@ fn held_download(scratch: &Scratch) -> (PathBuf, Server, Gate, String, [String; 
             },
         })
     };
-    let profile = profile(scratch, INSTALL_STEPS);
+    let profile = profile(scratch, &tiny_install_steps("2m"));
     let text = std::fs::read_to_string(&profile).unwrap().replace(
         &format!(
             "path = \"{}\"",

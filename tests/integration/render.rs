@@ -13,23 +13,16 @@ const SECRET: &str = "R3nderS3cret";
 fn profile(scratch: &Scratch) -> PathBuf {
     scratch.tiny_profile(
         "render.toml",
-        r#"
+        &(r#"
 [[files]]
 name = "answers.sh"
 content = "DISK={{ disk.guest_path }}\nHOSTNAME={{ secrets.host }}\n"
 [defaults]
 fail = ["tiny-installer: ERROR"]
-[[steps]]
-name = "confirm the disk"
-expect = "[yes/no]: "
-send = "yes\n"
-[[steps]]
-name = "installation"
-expect = "tiny-installer: installation complete"
-timeout = "3m"
-[finish]
-verify = { enabled = false }
-"#,
+"#
+        .to_string()
+            + &tiny_install_steps("3m")
+            + "[finish]\nverify = { enabled = false }\n"),
     )
 }
 

@@ -42,17 +42,10 @@ name = "answers.sh"
 content = "DISK={{{{ disk.guest_path }}}}\nHOSTNAME={{{{ secrets.host }}}}\n# {{{{ secrets.file }}}} {{{{ secrets.env }}}} {{{{ vars.root_password }}}}\n"
 [defaults]
 fail = ["tiny-installer: ERROR"]
-[[steps]]
-name = "confirm the disk"
-expect = "[yes/no]: "
-send = "yes\n"
-[[steps]]
-name = "installation"
-expect = "tiny-installer: installation complete"
-timeout = "3m"
-[finish]
+{steps}[finish]
 verify = {{ enabled = false }}
 "#,
+        steps = tiny_install_steps("3m"),
         iso = fixture("build/tiny-isolinux.iso").display(),
         odd = toml_string(ODD),
     );

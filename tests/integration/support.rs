@@ -27,6 +27,23 @@ pub fn fixture(name: &str) -> PathBuf {
     path
 }
 
+/// The tiny installer's two steps, as profile TOML: its disk question answered, then its end,
+/// awaited for `timeout`.
+pub fn tiny_install_steps(timeout: &str) -> String {
+    format!(
+        r#"
+[[steps]]
+name = "confirm the disk"
+expect = "[yes/no]: "
+send = "yes\n"
+[[steps]]
+name = "installation"
+expect = "tiny-installer: installation complete"
+timeout = "{timeout}"
+"#
+    )
+}
+
 /// A scratch directory holding the disk image and the runs of one test.
 pub struct Scratch {
     pub dir: tempfile::TempDir,
